@@ -1,0 +1,2 @@
+//! uaedge: an OPC UA-centric industrial edge runtime.
+pub mod model;
