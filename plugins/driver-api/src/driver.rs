@@ -115,6 +115,15 @@ pub struct TagSpec<A> {
     pub address: A,
 }
 
+/// What a factory knows of the device it builds a driver for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device's name from config, for log fields.
+    pub name: String,
+    /// How often the runtime calls [`Driver::read`].
+    pub poll_interval: std::time::Duration,
+}
+
 /// One connection to one device. The runtime calls `connect`, then `read` once per poll
 /// interval; `write` may come between reads. All three run on one task, so a driver needs
 /// no locking of its own.
@@ -124,8 +133,10 @@ pub trait Driver: Send {
     /// exponential backoff in between.
     async fn connect(&mut self) -> Result<(), LinkError>;
 
-    /// Reads every tag once, pushing one [`Reading`] per tag into `out` (cleared by the
-    /// caller). A tag the device refused is a Bad reading; `Err` is for the link only.
+    /// Reads every tag once, pushing at least one [`Reading`] per tag into `out` (cleared by
+    /// the caller). A driver that buffers (a device with a history, a simulator catching up
+    /// on elapsed steps) may push several readings of one tag, oldest first, each with its
+    /// own `source_time`. A tag the device refused is a Bad reading; `Err` is for the link.
     async fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError>;
 
     /// Writes one tag (already converted to its raw `data_type`).
@@ -164,10 +175,10 @@ pub trait DriverFactory: Send + Sync {
         Ok(())
     }
 
-    /// Creates the driver. `device` is the device's name, for log fields.
+    /// Creates the driver.
     fn build(
         &self,
-        device: &str,
+        device: &DeviceInfo,
         options: Self::Options,
         tags: Vec<TagSpec<Self::Address>>,
     ) -> Box<dyn Driver>;

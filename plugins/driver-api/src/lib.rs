@@ -14,7 +14,9 @@ mod duration;
 mod quality;
 mod value;
 
-pub use driver::{Driver, DriverFactory, LinkError, LinkErrorKind, Reading, TagSpec, WriteError};
+pub use driver::{
+    DeviceInfo, Driver, DriverFactory, LinkError, LinkErrorKind, Reading, TagSpec, WriteError,
+};
 pub use duration::Duration;
 pub use quality::{BadReason, Quality, UncertainReason};
 pub use value::{DataType, Timestamp, Value, ValueError};
