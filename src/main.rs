@@ -1,1 +1,186 @@
-fn main() {}
+//! The `uaedge` command: the binary's edge, where errors become exit codes and messages.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+use uaedge::config::Config;
+
+/// OPC UA-centric industrial edge runtime: device drivers (Modbus, OPC UA, simulated
+/// PROFINET and EtherNet/IP) into one data model, served over OPC UA and Sparkplug B.
+#[derive(Parser)]
+#[command(name = "uaedge", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the runtime until SIGTERM or Ctrl-C.
+    Run {
+        /// Config file.
+        #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a config file: print every error with file:line:column and exit non-zero,
+    /// or exit 0 when it is good.
+    Check {
+        #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
+        config: PathBuf,
+    },
+    /// Print the tag table of a config: path, type, driver address, units.
+    Tags {
+        #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                let tags: usize = c.device_defs.iter().map(|d| d.tag_count as usize).sum();
+                println!(
+                    "{}: ok ({} devices, {} tags)",
+                    config.display(),
+                    c.devices.len(),
+                    tags
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{}: {} error(s)", config.display(), errors.0.len());
+                ExitCode::from(1)
+            }
+        },
+        Command::Tags { config } => match Config::load(&config) {
+            Ok(c) => {
+                print_tags(&c);
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config } => run(config),
+    }
+}
+
+fn print_tags(config: &Config) {
+    let rows: Vec<[String; 5]> = config
+        .tag_defs
+        .iter()
+        .map(|t| {
+            let driver = config
+                .device_defs
+                .get(t.device.index())
+                .map_or("", |d| d.driver.as_str());
+            [
+                t.path.to_string(),
+                t.data_type.to_string() + if t.writable { " rw" } else { "" },
+                driver.to_string(),
+                t.address.clone(),
+                t.units.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["PATH", "TYPE", "DRIVER", "ADDRESS", "UNITS"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(&config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("uaedge")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            config = %path.display(),
+            devices = config.devices.len(),
+            tags = config.tag_defs.len(),
+            "uaedge starting"
+        );
+        uaedge::runtime::run(config, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "stopped with an error");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received, stopping"),
+                _ = int.recv() => info!("SIGINT received, stopping"),
+            }
+        }
+        _ => {
+            // Without signal handlers, Ctrl-C via tokio's portable handler is all there is.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// One line per event. Under systemd (JOURNAL_STREAM set) journald adds its own time and
+/// colours would be noise, so both go.
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(!journald && std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}

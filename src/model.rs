@@ -1,1 +1,412 @@
+//! The unified data model: every device's tags in one table, whatever the protocol.
+//!
+//! Tags get dense [`TagId`]s at start, so the hot path indexes vectors instead of hashing
+//! paths. Scaling and deadband live here, once, so that no driver re-implements them.
 
+use std::collections::HashMap;
+use std::fmt;
+
+use parking_lot::RwLock;
+use uaedge_driver::{DataType, Quality, Timestamp, Value, ValueError};
+
+/// Dense index of a tag in the [`TagTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TagId(pub u32);
+
+impl TagId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Dense index of a device, in config order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(pub u16);
+
+impl DeviceId {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// `device/tag`, where the tag part may hold `/` for folders (`press3/hydraulics/pressure`).
+/// It names the tag everywhere: the OPC UA NodeId string, the Sparkplug metric name inside
+/// its device, the store, the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagPath {
+    pub device: String,
+    pub tag: String,
+}
+
+impl fmt::Display for TagPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.device, self.tag)
+    }
+}
+
+/// One value of one tag at one time: what crosses channels, in batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub tag: TagId,
+    /// `None` where no value is known (Bad quality before any good read).
+    pub value: Option<Value>,
+    pub quality: Quality,
+    pub time: Timestamp,
+}
+
+/// Linear scaling from the device's raw value to engineering units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scaling {
+    /// `raw` range maps onto `eng` range; with `clamp`, values outside stay at the ends.
+    Range {
+        raw: [f64; 2],
+        eng: [f64; 2],
+        clamp: bool,
+    },
+    /// `eng = raw * gain + offset`.
+    Gain { gain: f64, offset: f64 },
+}
+
+impl Scaling {
+    pub fn to_eng(&self, raw: f64) -> f64 {
+        match *self {
+            Scaling::Range {
+                raw: r,
+                eng: e,
+                clamp,
+            } => {
+                let mut t = (raw - r[0]) / (r[1] - r[0]);
+                if clamp {
+                    t = t.clamp(0.0, 1.0);
+                }
+                e[0] + t * (e[1] - e[0])
+            }
+            Scaling::Gain { gain, offset } => raw * gain + offset,
+        }
+    }
+
+    pub fn to_raw(&self, eng: f64) -> f64 {
+        match *self {
+            Scaling::Range {
+                raw: r,
+                eng: e,
+                clamp,
+            } => {
+                let mut t = (eng - e[0]) / (e[1] - e[0]);
+                if clamp {
+                    t = t.clamp(0.0, 1.0);
+                }
+                r[0] + t * (r[1] - r[0])
+            }
+            Scaling::Gain { gain, offset } => (eng - offset) / gain,
+        }
+    }
+
+    /// The engineering range, where the scaling defines one.
+    pub fn eng_range(&self) -> Option<[f64; 2]> {
+        match *self {
+            Scaling::Range { eng, .. } => Some(eng),
+            Scaling::Gain { .. } => None,
+        }
+    }
+}
+
+/// Report-by-exception threshold: a new value is reported only when it moved more than this
+/// from the last reported one. Quality changes are always reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Deadband {
+    Absolute(f64),
+    /// Percent of the tag's engineering range (config validation makes sure there is one).
+    Percent(f64),
+}
+
+/// Everything static about a tag, fixed at config load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagDef {
+    pub id: TagId,
+    pub device: DeviceId,
+    pub path: TagPath,
+    /// Index of the tag within its device's driver.
+    pub local: u32,
+    /// The type clients see (after scaling).
+    pub data_type: DataType,
+    /// The type the device holds.
+    pub raw_type: DataType,
+    pub units: Option<String>,
+    pub description: Option<String>,
+    pub scaling: Option<Scaling>,
+    /// Engineering range, from `range:` or the scaling's `eng` range.
+    pub range: Option<[f64; 2]>,
+    pub deadband: Option<Deadband>,
+    pub writable: bool,
+    /// The driver's address, rendered for humans (`uaedge tags`, OPC UA descriptions).
+    pub address: String,
+}
+
+impl TagDef {
+    /// Turns a driver's raw value into the model's value: scaling, then the model type.
+    pub fn from_raw(&self, raw: &Value) -> Result<Value, ValueError> {
+        match &self.scaling {
+            Some(s) => {
+                let x = raw.as_f64().ok_or(ValueError::TypeMismatch {
+                    from: raw.data_type(),
+                    to: self.data_type,
+                })?;
+                Value::from_f64(s.to_eng(x), self.data_type)
+            }
+            None => raw.convert(self.data_type),
+        }
+    }
+
+    /// Turns a value written by a client into what the device takes: the model type (so a
+    /// client may write an Int32 to a Double tag), inverse scaling, then the raw type.
+    pub fn to_raw(&self, value: &Value) -> Result<Value, ValueError> {
+        let eng = value.convert(self.data_type)?;
+        match &self.scaling {
+            Some(s) => {
+                let x = eng.as_f64().ok_or(ValueError::TypeMismatch {
+                    from: eng.data_type(),
+                    to: self.raw_type,
+                })?;
+                Value::from_f64(s.to_raw(x), self.raw_type)
+            }
+            None => eng.convert(self.raw_type),
+        }
+    }
+
+    fn deadband_abs(&self) -> Option<f64> {
+        match self.deadband? {
+            Deadband::Absolute(d) => Some(d),
+            Deadband::Percent(p) => self.range.map(|[lo, hi]| (hi - lo).abs() * p / 100.0),
+        }
+    }
+
+    /// Whether `new` differs enough from the last reported `old` to be reported.
+    pub fn exceeds_deadband(&self, old: &Value, new: &Value) -> bool {
+        match (self.deadband_abs(), old.as_f64(), new.as_f64()) {
+            (Some(db), Some(a), Some(b)) => (b - a).abs() > db || a.is_nan() != b.is_nan(),
+            _ => old != new,
+        }
+    }
+}
+
+/// Everything static about a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceDef {
+    pub id: DeviceId,
+    pub name: String,
+    pub driver: String,
+    /// Its tags are `first_tag .. first_tag + tag_count`, in driver order.
+    pub first_tag: u32,
+    pub tag_count: u32,
+}
+
+impl DeviceDef {
+    pub fn tag_ids(&self) -> impl Iterator<Item = TagId> {
+        (self.first_tag..self.first_tag + self.tag_count).map(TagId)
+    }
+}
+
+/// The live state of a tag: the last reported value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TagState {
+    pub value: Option<Value>,
+    pub quality: Quality,
+    pub source_time: Timestamp,
+    /// When the runtime last took a reading of this tag (OPC UA's server timestamp).
+    pub server_time: Timestamp,
+}
+
+/// The live state of a device's link.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceState {
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    pub samples_in: u64,
+}
+
+/// The unified model: static definitions plus the live values every consumer reads.
+pub struct TagTable {
+    devices: Vec<DeviceDef>,
+    tags: Vec<TagDef>,
+    by_path: HashMap<String, TagId>,
+    state: RwLock<Vec<TagState>>,
+    device_state: RwLock<Vec<DeviceState>>,
+}
+
+impl TagTable {
+    /// Builds the table. Tags must be grouped by device in device order with dense ids; the
+    /// config loader builds them that way.
+    pub fn new(devices: Vec<DeviceDef>, tags: Vec<TagDef>) -> TagTable {
+        let by_path = tags
+            .iter()
+            .map(|t| (t.path.to_string(), t.id))
+            .collect::<HashMap<_, _>>();
+        let initial = TagState {
+            quality: Quality::Bad(uaedge_driver::BadReason::NotConnected),
+            ..TagState::default()
+        };
+        TagTable {
+            state: RwLock::new(vec![initial; tags.len()]),
+            device_state: RwLock::new(vec![DeviceState::default(); devices.len()]),
+            devices,
+            tags,
+            by_path,
+        }
+    }
+
+    pub fn devices(&self) -> &[DeviceDef] {
+        &self.devices
+    }
+
+    pub fn tags(&self) -> &[TagDef] {
+        &self.tags
+    }
+
+    pub fn device(&self, id: DeviceId) -> Option<&DeviceDef> {
+        self.devices.get(id.index())
+    }
+
+    pub fn tag(&self, id: TagId) -> Option<&TagDef> {
+        self.tags.get(id.index())
+    }
+
+    /// Looks a tag up by its `device/tag` path.
+    pub fn find(&self, path: &str) -> Option<TagId> {
+        self.by_path.get(path).copied()
+    }
+
+    pub fn device_tags(&self, id: DeviceId) -> &[TagDef] {
+        self.device(id)
+            .and_then(|d| {
+                let start = d.first_tag as usize;
+                self.tags.get(start..start + d.tag_count as usize)
+            })
+            .unwrap_or(&[])
+    }
+
+    pub fn state(&self, id: TagId) -> Option<TagState> {
+        self.state.read().get(id.index()).cloned()
+    }
+
+    /// Copies the states of many tags under one lock (for a Read of thousands of nodes).
+    pub fn states<R>(&self, f: impl FnOnce(&[TagState]) -> R) -> R {
+        f(&self.state.read())
+    }
+
+    pub fn device_state(&self, id: DeviceId) -> Option<DeviceState> {
+        self.device_state.read().get(id.index()).cloned()
+    }
+
+    pub(crate) fn update_device(&self, id: DeviceId, f: impl FnOnce(&mut DeviceState)) {
+        if let Some(s) = self.device_state.write().get_mut(id.index()) {
+            f(s);
+        }
+    }
+
+    /// Applies samples that passed report-by-exception.
+    pub(crate) fn apply(&self, samples: &[Sample], server_time: Timestamp) {
+        let mut state = self.state.write();
+        for s in samples {
+            if let Some(t) = state.get_mut(s.tag.index()) {
+                if s.value.is_some() {
+                    t.value.clone_from(&s.value);
+                }
+                t.quality = s.quality;
+                t.source_time = s.time;
+                t.server_time = server_time;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(
+        scaling: Option<Scaling>,
+        deadband: Option<Deadband>,
+        range: Option<[f64; 2]>,
+    ) -> TagDef {
+        TagDef {
+            id: TagId(0),
+            device: DeviceId(0),
+            path: TagPath {
+                device: "d".into(),
+                tag: "t".into(),
+            },
+            local: 0,
+            data_type: if scaling.is_some() {
+                DataType::Double
+            } else {
+                DataType::Int16
+            },
+            raw_type: DataType::Int16,
+            units: None,
+            description: None,
+            scaling,
+            range,
+            deadband,
+            writable: true,
+            address: String::new(),
+        }
+    }
+
+    #[test]
+    fn range_scaling_maps_and_inverts() {
+        let t = tag(
+            Some(Scaling::Range {
+                raw: [0.0, 27648.0],
+                eng: [0.0, 250.0],
+                clamp: false,
+            }),
+            None,
+            None,
+        );
+        assert_eq!(t.from_raw(&Value::Int16(13824)), Ok(Value::Double(125.0)));
+        assert_eq!(t.to_raw(&Value::Double(250.0)), Ok(Value::Int16(27648)));
+        // A client writing an integer to a scaled tag still reaches the device scaled.
+        assert_eq!(t.to_raw(&Value::Int32(125)), Ok(Value::Int16(13824)));
+    }
+
+    #[test]
+    fn gain_offset_scaling_and_out_of_range_writes() {
+        let t = tag(
+            Some(Scaling::Gain {
+                gain: 0.1,
+                offset: -40.0,
+            }),
+            None,
+            None,
+        );
+        assert_eq!(t.from_raw(&Value::Int16(650)), Ok(Value::Double(25.0)));
+        assert_eq!(t.to_raw(&Value::Double(25.0)), Ok(Value::Int16(650)));
+        assert!(t.to_raw(&Value::Double(1e6)).is_err());
+    }
+
+    #[test]
+    fn clamp_keeps_values_in_the_engineering_range() {
+        let s = Scaling::Range {
+            raw: [4000.0, 20000.0],
+            eng: [0.0, 10.0],
+            clamp: true,
+        };
+        assert_eq!(s.to_eng(0.0), 0.0);
+        assert_eq!(s.to_eng(24000.0), 10.0);
+    }
+
+    #[test]
+    fn deadband_absolute_percent_and_none() {
+        let abs = tag(None, Some(Deadband::Absolute(2.0)), None);
+        assert!(!abs.exceeds_deadband(&Value::Int16(10), &Value::Int16(12)));
+        assert!(abs.exceeds_deadband(&Value::Int16(10), &Value::Int16(13)));
+        let pct = tag(None, Some(Deadband::Percent(1.0)), Some([0.0, 500.0]));
+        assert!(!pct.exceeds_deadband(&Value::Int16(100), &Value::Int16(105)));
+        assert!(pct.exceeds_deadband(&Value::Int16(100), &Value::Int16(106)));
+        let none = tag(None, None, None);
+        assert!(none.exceeds_deadband(&Value::Int16(1), &Value::Int16(2)));
+        assert!(!none.exceeds_deadband(&Value::Int16(1), &Value::Int16(1)));
+    }
+}

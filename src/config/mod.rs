@@ -1,0 +1,444 @@
+//! The YAML schema and its validation.
+//!
+//! Loading runs in two passes over one parsed [`yaml::Document`]: serde reads each device and
+//! each tag on its own (so one mistake does not hide the next), then semantic checks
+//! (duplicate paths, scaling, addresses parsed by each driver's factory) run over what was
+//! read. Every error names the file, line, column and key path, and all of them are returned.
+
+pub mod yaml;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use uaedge_driver::{DataType, Duration};
+
+use crate::drivers::{self, Prepared};
+use crate::model::{Deadband, DeviceDef, DeviceId, Scaling, TagDef, TagId, TagPath, TagTable};
+pub use yaml::{ConfigError, RawNode, Spanned};
+
+/// All the errors of one config file, printed one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+fn render(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Identity of this gateway.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Names the gateway in logs, its OPC UA application and (by default) its Sparkplug
+    /// edge node id.
+    #[serde(default = "default_node_name")]
+    pub name: String,
+}
+
+fn default_node_name() -> String {
+    "uaedge".to_string()
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: default_node_name(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `RUST_LOG`-style filter, e.g. `info` or `info,uaedge_modbus=debug`. `RUST_LOG` in the
+    /// environment wins, for one-off debugging.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Log every reported value change (one line each, target `uaedge::values`). Useful when
+    /// commissioning; noisy in production.
+    #[serde(default)]
+    pub values: bool,
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            values: false,
+        }
+    }
+}
+
+/// Capped exponential backoff between reconnect attempts.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    #[serde(default = "default_backoff_min")]
+    pub min: Duration,
+    #[serde(default = "default_backoff_max")]
+    pub max: Duration,
+}
+
+fn default_backoff_min() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            min: default_backoff_min(),
+            max: default_backoff_max(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    node: NodeConfig,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    devices: Vec<RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: Spanned<String>,
+    driver: Spanned<String>,
+    #[serde(default = "default_enabled")]
+    enabled: bool,
+    #[serde(default = "default_poll_interval")]
+    poll_interval: Duration,
+    #[serde(default)]
+    reconnect: Backoff,
+    #[serde(default)]
+    options: Option<RawNode>,
+    #[serde(default)]
+    tags: Vec<RawNode>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Linear scaling as written in YAML: `{raw: [0, 27648], eng: [0, 250]}` or
+/// `{gain: 0.1, offset: -40}`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+enum ScaleConfig {
+    Range {
+        raw: [f64; 2],
+        eng: [f64; 2],
+        #[serde(default)]
+        clamp: bool,
+    },
+    Gain {
+        gain: f64,
+        #[serde(default)]
+        offset: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum DeadbandConfig {
+    Absolute(f64),
+    Percent(f64),
+}
+
+/// A tag as written in YAML, before its driver parsed the address.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTag {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub data_type: DataType,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub units: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    scale: Option<Spanned<ScaleConfig>>,
+    /// The type clients see when `scale` is set; float64 unless given.
+    #[serde(default)]
+    scaled_type: Option<DataType>,
+    /// Engineering range (for percent deadband and OPC UA's EURange) where `scale` has none.
+    #[serde(default)]
+    range: Option<[f64; 2]>,
+    #[serde(default)]
+    deadband: Option<Spanned<DeadbandConfig>>,
+    #[serde(default)]
+    pub writable: bool,
+    #[serde(default)]
+    pub options: Option<RawNode>,
+}
+
+/// A device ready to run: validated settings, its tags, and its driver waiting to be built.
+pub struct DeviceSetup {
+    pub name: String,
+    pub driver: String,
+    pub enabled: bool,
+    pub poll_interval: Duration,
+    pub reconnect: Backoff,
+    pub prepared: Prepared,
+}
+
+/// A loaded, fully validated configuration.
+pub struct Config {
+    pub file: String,
+    pub node: NodeConfig,
+    pub log: LogConfig,
+    pub devices: Vec<DeviceSetup>,
+    /// The model's static part, built while validating; the runtime turns it into a TagTable.
+    pub device_defs: Vec<DeviceDef>,
+    pub tag_defs: Vec<TagDef>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 0,
+                col: 0,
+                path: String::new(),
+                message: format!("cannot read config file: {e}"),
+            }])
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Validates config text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+        let doc = yaml::Document::parse(file, text).map_err(|e| ConfigErrors(vec![e]))?;
+        let raw: RawConfig = doc
+            .root()
+            .deserialize()
+            .map_err(|e| ConfigErrors(vec![e]))?;
+        let mut errors = Vec::new();
+        let mut config = Config {
+            file: file.to_string(),
+            node: raw.node,
+            log: raw.log,
+            devices: Vec::new(),
+            device_defs: Vec::new(),
+            tag_defs: Vec::new(),
+        };
+        let mut device_names: HashMap<String, RawNode> = HashMap::new();
+        for node in &raw.devices {
+            let device: RawDevice = match node.deserialize() {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            check_name(&device.name, false, &mut errors);
+            if let Some(first) = device_names.get(&device.name.value) {
+                errors.push(device.name.error(format!(
+                    "duplicate device name `{}` (first defined at line {})",
+                    device.name.value,
+                    first.pos().line
+                )));
+            } else {
+                device_names.insert(device.name.value.clone(), node.clone());
+            }
+            config.add_device(node, device, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            // Checks run in passes; the reader wants the file's order.
+            errors.sort_by_key(|e| (e.line, e.col));
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn add_device(&mut self, node: &RawNode, device: RawDevice, errors: &mut Vec<ConfigError>) {
+        let id = DeviceId(u16::try_from(self.device_defs.len()).unwrap_or(u16::MAX));
+        if self.device_defs.len() >= usize::from(u16::MAX) {
+            errors.push(node.error("too many devices (at most 65535)"));
+            return;
+        }
+        let first_tag = u32::try_from(self.tag_defs.len()).unwrap_or(u32::MAX);
+        let mut tags = Vec::with_capacity(device.tags.len());
+        let mut paths: HashMap<String, usize> = HashMap::new();
+        for tag_node in &device.tags {
+            let tag: RawTag = match tag_node.deserialize() {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            check_name(&tag.name, true, errors);
+            if let Some(line) = paths.get(&tag.name.value) {
+                errors.push(tag.name.error(format!(
+                    "duplicate tag path `{}/{}` (first defined at line {line})",
+                    device.name.value, tag.name.value
+                )));
+                continue;
+            }
+            paths.insert(tag.name.value.clone(), tag.name.pos.line);
+            if let Some(def) = tag_def(&device, &tag, errors) {
+                tags.push((tag, def));
+            }
+        }
+        let prepared = drivers::prepare(
+            &device.driver,
+            device.options.as_ref(),
+            node,
+            &tags.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            errors,
+        );
+        let Some(prepared) = prepared else { return };
+        let tag_count = u32::try_from(tags.len()).unwrap_or(u32::MAX);
+        for (local, ((_, mut def), address)) in
+            tags.into_iter().zip(&prepared.addresses).enumerate()
+        {
+            def.id = TagId(first_tag + local as u32);
+            def.device = id;
+            def.local = local as u32;
+            def.address.clone_from(address);
+            self.tag_defs.push(def);
+        }
+        self.device_defs.push(DeviceDef {
+            id,
+            name: device.name.value.clone(),
+            driver: device.driver.value.clone(),
+            first_tag,
+            tag_count,
+        });
+        self.devices.push(DeviceSetup {
+            name: device.name.value,
+            driver: device.driver.value,
+            enabled: device.enabled,
+            poll_interval: device.poll_interval,
+            reconnect: device.reconnect,
+            prepared,
+        });
+    }
+
+    /// The model's tag table for this config.
+    pub fn tag_table(&self) -> TagTable {
+        TagTable::new(self.device_defs.clone(), self.tag_defs.clone())
+    }
+}
+
+/// Device names may not hold `/` (it separates device from tag); tag names may, for folders,
+/// but no empty segments.
+fn check_name(name: &Spanned<String>, folders: bool, errors: &mut Vec<ConfigError>) {
+    let n = &name.value;
+    if n.trim().is_empty() {
+        errors.push(name.error("name must not be empty"));
+    } else if !folders && n.contains('/') {
+        errors.push(name.error(format!("device name `{n}` must not contain `/`")));
+    } else if folders && n.split('/').any(str::is_empty) {
+        errors.push(name.error(format!(
+            "tag name `{n}` has an empty folder (leading, trailing or double `/`)"
+        )));
+    }
+}
+
+fn tag_def(device: &RawDevice, tag: &RawTag, errors: &mut Vec<ConfigError>) -> Option<TagDef> {
+    let before = errors.len();
+    let scaling = tag.scale.as_ref().and_then(|s| {
+        if !tag.data_type.is_numeric() {
+            errors.push(s.error(format!(
+                "scaling needs a numeric type, but the tag is {}",
+                tag.data_type
+            )));
+            return None;
+        }
+        match s.value {
+            ScaleConfig::Range { raw, eng, clamp } => {
+                if raw[0] == raw[1] || eng[0] == eng[1] {
+                    errors.push(s.error("scale ranges must not be empty (lo == hi)"));
+                    return None;
+                }
+                Some(Scaling::Range { raw, eng, clamp })
+            }
+            ScaleConfig::Gain { gain, offset } => {
+                if gain == 0.0 || !gain.is_finite() || !offset.is_finite() {
+                    errors.push(s.error("gain must be a finite non-zero number"));
+                    return None;
+                }
+                Some(Scaling::Gain { gain, offset })
+            }
+        }
+    });
+    let data_type = match (&tag.scale, tag.scaled_type) {
+        (Some(_), Some(t)) if !t.is_numeric() => {
+            errors.push(
+                tag.name
+                    .error(format!("scaled_type must be numeric, not {t}")),
+            );
+            t
+        }
+        (Some(_), t) => t.unwrap_or(DataType::Double),
+        (None, Some(_)) => {
+            errors.push(tag.name.error("scaled_type is only meaningful with scale"));
+            tag.data_type
+        }
+        (None, None) => tag.data_type,
+    };
+    let range = tag.range.or(scaling.and_then(|s| s.eng_range()));
+    let deadband = tag.deadband.as_ref().and_then(|d| match d.value {
+        DeadbandConfig::Absolute(x) | DeadbandConfig::Percent(x) if x.is_nan() || x < 0.0 => {
+            errors.push(d.error("deadband must be zero or positive"));
+            None
+        }
+        DeadbandConfig::Absolute(x) => Some(Deadband::Absolute(x)),
+        DeadbandConfig::Percent(_) if range.is_none() => {
+            errors.push(d.error(
+                "a percent deadband needs an engineering range: add `range: [lo, hi]` or a `scale` with `eng`",
+            ));
+            None
+        }
+        DeadbandConfig::Percent(x) => Some(Deadband::Percent(x)),
+    });
+    if errors.len() > before {
+        return None;
+    }
+    Some(TagDef {
+        id: TagId(0),
+        device: DeviceId(0),
+        path: TagPath {
+            device: device.name.value.clone(),
+            tag: tag.name.value.clone(),
+        },
+        local: 0,
+        data_type,
+        raw_type: tag.data_type,
+        units: tag.units.clone(),
+        description: tag.description.clone(),
+        scaling,
+        range,
+        deadband,
+        writable: tag.writable,
+        address: String::new(),
+    })
+}

@@ -1,0 +1,1337 @@
+//! YAML config loading that keeps source positions, so every config error can
+//! be reported as `file:line:column: key.path: message`.
+//!
+//! [`Document::parse`] builds a small node tree from yaml-rust2's marked event
+//! stream; [`RawNode::deserialize`] drives serde over a subtree. Because a
+//! field can be typed [`RawNode`], a config can be deserialized piecewise and
+//! every piece's error collected, instead of stopping at the first one.
+//!
+//! Choices and limits:
+//! - Anchors and aliases are resolved: an alias shares the anchored subtree,
+//!   so errors inside it point at the anchor's text. Merge keys (`<<`) are not
+//!   supported and are treated as an ordinary key.
+//! - Mapping keys must be scalars; duplicates are compared by their text.
+//! - Tags are ignored except `!!str`, which makes a plain scalar a string.
+//! - `#[serde(untagged)]`, internally tagged enums and `#[serde(flatten)]`
+//!   buffer the input in serde's private `Content`: errors inside them point
+//!   at the enclosing node, a plain `123` there no longer fills a `String`,
+//!   a `RawNode` there fails and a `Spanned` gets no position.
+
+use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A position in the source text, 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// One config error: where, which key, what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(file: &str, pos: Pos, path: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            line: pos.line,
+            col: pos.col,
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug)]
+struct Node {
+    pos: Pos,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// `plain` is false for quoted, block and `!!str` scalars: those are never
+    /// resolved to null/bool/number.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Arc<Node>>),
+    /// Keys are always scalar nodes (checked while parsing).
+    Map(Vec<(Arc<Node>, Arc<Node>)>),
+}
+
+impl Node {
+    fn null(pos: Pos) -> Arc<Node> {
+        let kind = Kind::Scalar {
+            text: String::new(),
+            plain: true,
+        };
+        Arc::new(Node { pos, kind })
+    }
+
+    fn text(&self) -> &str {
+        match &self.kind {
+            Kind::Scalar { text, .. } => text,
+            _ => "",
+        }
+    }
+
+    fn scalar(&self) -> Option<Scalar<'_>> {
+        match &self.kind {
+            Kind::Scalar { text, plain } => Some(resolve(text, *plain)),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.scalar() {
+            None if matches!(self.kind, Kind::Seq(_)) => "a sequence".into(),
+            None => "a mapping".into(),
+            Some(Scalar::Null) => "null".into(),
+            Some(Scalar::Bool(b)) => format!("boolean `{b}`"),
+            Some(Scalar::Int(i)) => format!("integer {i}"),
+            Some(Scalar::Float(_)) => format!("float {}", self.text()),
+            Some(Scalar::Str(s)) => format!("string {s:?}"),
+        }
+    }
+}
+
+/// YAML 1.2 core-schema resolution of one scalar.
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(&'a str),
+}
+
+fn resolve(text: &str, plain: bool) -> Scalar<'_> {
+    if !plain {
+        return Scalar::Str(text);
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+        "true" | "True" | "TRUE" => return Scalar::Bool(true),
+        "false" | "False" | "FALSE" => return Scalar::Bool(false),
+        ".nan" | ".NaN" | ".NAN" => return Scalar::Float(f64::NAN),
+        _ => {}
+    }
+    let (neg, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let radix = |prefix: &str, radix: u32| {
+        let digits = body.strip_prefix(prefix)?;
+        let v = i128::from_str_radix(digits, radix).ok()?;
+        // from_str_radix accepts its own sign, which YAML does not allow here.
+        (!digits.starts_with(['+', '-'])).then_some(if neg { -v } else { v })
+    };
+    if let Some(v) = radix("0x", 16)
+        .or_else(|| radix("0o", 8))
+        .or_else(|| radix("", 10))
+    {
+        return Scalar::Int(v);
+    }
+    if matches!(body, ".inf" | ".Inf" | ".INF") {
+        return Scalar::Float(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    // Rust's float parser also takes "inf"/"nan"/"infinity"; YAML only takes
+    // digits, dots and exponents here.
+    let numeric = body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || ".eE+-".contains(c));
+    match text.parse::<f64>() {
+        Ok(f) if numeric => Scalar::Float(f),
+        _ => Scalar::Str(text),
+    }
+}
+
+fn key_path(base: &str, key: &str) -> String {
+    let bare =
+        !key.is_empty() && !key.contains(|c: char| c.is_whitespace() || ".[]\"'".contains(c));
+    match (bare, base.is_empty()) {
+        (true, true) => key.to_string(),
+        (true, false) => format!("{base}.{key}"),
+        (false, _) => format!("{base}[{key:?}]"),
+    }
+}
+
+fn index_path(base: &str, i: usize) -> String {
+    format!("{base}[{i}]")
+}
+
+fn pos_of(m: &Marker) -> Pos {
+    // yaml-rust2 markers have 1-based lines but 0-based columns.
+    Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    }
+}
+
+/// Deep enough for any sane config, shallow enough that the recursive parser
+/// and deserializer cannot overflow the stack on hostile input.
+const MAX_DEPTH: usize = 128;
+
+struct Builder<'t> {
+    parser: Parser<std::str::Chars<'t>>,
+    file: &'t str,
+    anchors: std::collections::HashMap<usize, Arc<Node>>,
+}
+
+impl Builder<'_> {
+    fn next(&mut self) -> Result<(Event, Pos), ConfigError> {
+        match self.parser.next_token() {
+            Ok((ev, m)) => Ok((ev, pos_of(&m))),
+            Err(e) => Err(ConfigError::at(self.file, pos_of(e.marker()), "", e.info())),
+        }
+    }
+
+    fn node(
+        &mut self,
+        ev: Event,
+        pos: Pos,
+        path: &str,
+        depth: usize,
+    ) -> Result<Arc<Node>, ConfigError> {
+        let err = |msg: &str| ConfigError::at(self.file, pos, path, msg);
+        if depth > MAX_DEPTH {
+            return Err(err("document is nested too deeply"));
+        }
+        let (anchor, kind) = match ev {
+            Event::Alias(id) => {
+                // The parser already rejects unknown anchors, so a miss here
+                // means the alias sits inside its own anchored node.
+                return self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| err("recursive alias"));
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let is_str = tag.is_some_and(|t| t.suffix == "str");
+                let plain = style == TScalarStyle::Plain && !is_str;
+                (anchor, Kind::Scalar { text, plain })
+            }
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    let (ev, p) = self.next()?;
+                    if ev == Event::SequenceEnd {
+                        break;
+                    }
+                    let child = index_path(path, items.len());
+                    items.push(self.node(ev, p, &child, depth + 1)?);
+                }
+                (anchor, Kind::Seq(items))
+            }
+            Event::MappingStart(anchor, _) => {
+                let mut entries: Vec<(Arc<Node>, Arc<Node>)> = Vec::new();
+                let mut seen = HashSet::new();
+                loop {
+                    let (ev, kpos) = self.next()?;
+                    if ev == Event::MappingEnd {
+                        break;
+                    }
+                    let key = self.node(ev, kpos, path, depth + 1)?;
+                    let Kind::Scalar { text, .. } = &key.kind else {
+                        let msg = "mapping keys must be scalars";
+                        return Err(ConfigError::at(self.file, kpos, path, msg));
+                    };
+                    let child = key_path(path, text);
+                    if !seen.insert(text.clone()) {
+                        let msg = format!("duplicate key `{text}`");
+                        return Err(ConfigError::at(self.file, kpos, &child, msg));
+                    }
+                    let (ev, vpos) = self.next()?;
+                    let value = self.node(ev, vpos, &child, depth + 1)?;
+                    entries.push((key, value));
+                }
+                (anchor, Kind::Map(entries))
+            }
+            other => return Err(err(&format!("unexpected YAML event {other:?}"))),
+        };
+        // A block mapping's start mark is its first `:`; users expect the first key.
+        let pos = match &kind {
+            Kind::Map(entries) => entries.first().map_or(pos, |(k, _)| {
+                std::cmp::min_by_key(pos, k.pos, |p| (p.line, p.col))
+            }),
+            _ => pos,
+        };
+        let node = Arc::new(Node { pos, kind });
+        if anchor != 0 {
+            self.anchors.insert(anchor, Arc::clone(&node));
+        }
+        Ok(node)
+    }
+}
+
+/// A parsed YAML document with positions. Parse once, deserialize parts of it many times.
+#[derive(Debug, Clone)]
+pub struct Document {
+    file: Arc<str>,
+    root: Arc<Node>,
+}
+
+impl Document {
+    /// Parses a single YAML document. An empty text yields a null root;
+    /// a stream with more than one document is an error.
+    pub fn parse(file: &str, text: &str) -> Result<Document, ConfigError> {
+        let mut b = Builder {
+            parser: Parser::new_from_str(text),
+            file,
+            anchors: Default::default(),
+        };
+
+        let mut root = None;
+        loop {
+            let (ev, pos) = b.next()?;
+            match ev {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::StreamEnd => break,
+                Event::DocumentStart if root.is_some() => {
+                    let msg = "multiple YAML documents in one file are not supported";
+                    return Err(ConfigError::at(file, pos, "", msg));
+                }
+                Event::DocumentStart => {
+                    let (ev, pos) = b.next()?;
+                    let empty = ev == Event::DocumentEnd;
+                    root = Some(if empty {
+                        Node::null(pos)
+                    } else {
+                        b.node(ev, pos, "", 0)?
+                    });
+                }
+                other => {
+                    let msg = format!("unexpected YAML event {other:?}");
+                    return Err(ConfigError::at(file, pos, "", msg));
+                }
+            }
+        }
+        Ok(Document {
+            file: file.into(),
+            root: root.unwrap_or_else(|| Node::null(Pos { line: 1, col: 1 })),
+        })
+    }
+
+    pub fn root(&self) -> RawNode {
+        RawNode::new(&self.root, "", &self.file)
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+/// A captured subtree plus the key path that leads to it (e.g. `devices[2].options`).
+///
+/// Usable as a field type in config structs. An absent field needs
+/// `#[serde(default)]` (giving a null node without position) or, better,
+/// `Option<RawNode>`.
+#[derive(Clone, Debug)]
+pub struct RawNode {
+    node: Arc<Node>,
+    path: Arc<str>,
+    file: Arc<str>,
+}
+
+impl Default for RawNode {
+    fn default() -> Self {
+        RawNode::new(&Node::null(Pos::default()), "", &"".into())
+    }
+}
+
+impl RawNode {
+    fn new(node: &Arc<Node>, path: &str, file: &Arc<str>) -> RawNode {
+        let (node, file) = (Arc::clone(node), Arc::clone(file));
+        RawNode {
+            node,
+            path: path.into(),
+            file,
+        }
+    }
+
+    pub fn pos(&self) -> Pos {
+        self.node.pos
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.node.scalar(), Some(Scalar::Null))
+    }
+
+    /// Deserializes this subtree. Stops at the first error, which carries the
+    /// offending node's position and its full path from the document root.
+    pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let de = De {
+            node: &self.node,
+            path: self.path.to_string(),
+            file: &self.file,
+        };
+        de.seed(PhantomData::<T>).map_err(|e| {
+            let (pos, path) = e.loc.unwrap_or_default();
+            ConfigError::at(&self.file, pos, &path, e.msg)
+        })
+    }
+
+    /// An error located at this node, for validation done after deserializing.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.file, self.node.pos, &self.path, message)
+    }
+
+    fn child(&self, node: &Arc<Node>, path: String) -> RawNode {
+        RawNode::new(node, &path, &self.file)
+    }
+
+    pub fn get(&self, key: &str) -> Option<RawNode> {
+        let Kind::Map(entries) = &self.node.kind else {
+            return None;
+        };
+        let (_, v) = entries.iter().find(|(k, _)| k.text() == key)?;
+        Some(self.child(v, key_path(&self.path, key)))
+    }
+
+    pub fn index(&self, i: usize) -> Option<RawNode> {
+        let Kind::Seq(items) = &self.node.kind else {
+            return None;
+        };
+        Some(self.child(items.get(i)?, index_path(&self.path, i)))
+    }
+
+    /// Map keys with their value nodes, in source order.
+    pub fn entries(&self) -> Vec<(String, RawNode)> {
+        let Kind::Map(entries) = &self.node.kind else {
+            return Vec::new();
+        };
+        let child = |(k, v): &(Arc<Node>, Arc<Node>)| {
+            let key = k.text().to_string();
+            let node = self.child(v, key_path(&self.path, &key));
+            (key, node)
+        };
+        entries.iter().map(child).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.node.kind {
+            Kind::Seq(items) => items.len(),
+            Kind::Map(entries) => entries.len(),
+            Kind::Scalar { .. } => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+// serde has no way to hand a foreign value through a Visitor, so our
+// Deserializer recognises these newtype names and passes the node/span
+// through a thread-local slot that the matching visitor empties at once.
+const RAW_NODE_MAGIC: &str = "$__uaedge_yaml_raw_node";
+const SPANNED_MAGIC: &str = "$__uaedge_yaml_spanned";
+
+thread_local! {
+    static CAPTURED: Cell<Option<RawNode>> = const { Cell::new(None) };
+    static SPAN: Cell<Option<(Pos, String, Arc<str>)>> = const { Cell::new(None) };
+}
+
+impl<'de> de::Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl Visitor<'_> for RawVisitor {
+            type Value = RawNode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a YAML node from the config loader")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawNode, E> {
+                CAPTURED.with(Cell::take).ok_or_else(|| {
+                    E::custom("RawNode can only be deserialized by the YAML config loader")
+                })
+            }
+        }
+        d.deserialize_newtype_struct(RAW_NODE_MAGIC, RawVisitor)
+    }
+}
+
+/// A value plus where it came from, for fields whose semantic checks run later.
+///
+/// From deserializers other than this module's, `pos` is `Pos::default()` and
+/// `path`/`file` are empty.
+#[derive(Clone, Debug)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub pos: Pos,
+    pub path: String,
+    pub file: Arc<str>,
+}
+
+impl<T> Spanned<T> {
+    /// An error located at this value.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.file, self.pos, &self.path, message)
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> std::ops::Deref for Spanned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SpanVisitor<T>(PhantomData<T>);
+        impl<'de, T: de::Deserialize<'de>> Visitor<'de> for SpanVisitor<T> {
+            type Value = Spanned<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Spanned<T>, D::Error> {
+                // Take the span before T runs: T may contain Spanned fields itself.
+                let (pos, path, file) = SPAN.with(Cell::take).unwrap_or_default();
+                let value = T::deserialize(d)?;
+                Ok(Spanned {
+                    value,
+                    pos,
+                    path,
+                    file,
+                })
+            }
+        }
+        d.deserialize_newtype_struct(SPANNED_MAGIC, SpanVisitor(PhantomData))
+    }
+}
+
+/// Serde error with an optional location. Errors made by `custom` (e.g. in a
+/// user's Deserialize impl) have none; the innermost node they pass through
+/// stamps its own position and path on them.
+#[derive(Debug)]
+struct DeError {
+    msg: String,
+    loc: Option<(Pos, String)>,
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError {
+            msg: msg.to_string(),
+            loc: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct De<'a> {
+    node: &'a Arc<Node>,
+    path: String,
+    file: &'a Arc<str>,
+}
+
+fn locate<T>(r: Result<T, DeError>, pos: Pos, path: &str) -> Result<T, DeError> {
+    r.map_err(|mut e| {
+        e.loc.get_or_insert_with(|| (pos, path.to_string()));
+        e
+    })
+}
+
+impl<'a> De<'a> {
+    fn err(&self, msg: impl Into<String>) -> DeError {
+        let loc = Some((self.node.pos, self.path.clone()));
+        DeError {
+            msg: msg.into(),
+            loc,
+        }
+    }
+
+    fn expected(&self, what: &str) -> DeError {
+        self.err(format!("expected {what}, found {}", self.node.describe()))
+    }
+
+    fn child(&self, node: &'a Arc<Node>, path: String) -> De<'a> {
+        De {
+            node,
+            path,
+            file: self.file,
+        }
+    }
+
+    fn int(&self, ty: &str) -> Result<i128, DeError> {
+        let text = self.node.text();
+        match self.node.scalar() {
+            Some(Scalar::Int(i)) => Ok(i),
+            // Integer digits too long for i128 resolve as a float.
+            Some(Scalar::Float(_))
+                if text
+                    .trim_start_matches(['-', '+'])
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()) =>
+            {
+                Err(self.err(format!("{text} is out of range for {ty}")))
+            }
+            _ => Err(self.expected("an integer")),
+        }
+    }
+
+    /// Every node is deserialized through here (or `RawNode::deserialize`), so
+    /// any error without a location, whether from a visitor or from a custom
+    /// impl after our methods returned, gets this node's position and path.
+    fn seed<'de, S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, DeError> {
+        let (pos, path) = (self.node.pos, self.path.clone());
+        locate(seed.deserialize(self), pos, &path)
+    }
+
+    fn visit_seq<'de, V: Visitor<'de>>(
+        &self,
+        v: V,
+        items: &'a [Arc<Node>],
+    ) -> Result<V::Value, DeError> {
+        let mut acc = SeqAcc {
+            de: self.clone(),
+            iter: items.iter().enumerate(),
+        };
+        let value = v.visit_seq(&mut acc)?;
+        match acc.iter.len() {
+            0 => Ok(value),
+            n => Err(self.err(format!(
+                "{n} unexpected extra element(s) in sequence of {}",
+                items.len()
+            ))),
+        }
+    }
+}
+
+macro_rules! int_methods {
+    ($($method:ident $ty:ident $visit:ident),*) => {$(
+        fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+            let i = self.int(stringify!($ty))?;
+            let out_of_range = |_| self.err(format!("{i} is out of range for {}", stringify!($ty)));
+            v.$visit($ty::try_from(i).map_err(out_of_range)?)
+        }
+    )*};
+}
+
+macro_rules! forward {
+    ($($method:ident($($arg:ty),*) => $to:ident),*) => {$(
+        fn $method<V: Visitor<'de>>(self, $(_: $arg,)* v: V) -> Result<V::Value, DeError> {
+            self.$to(v)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for De<'_> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match (&self.node.kind, self.node.scalar()) {
+            (Kind::Seq(items), _) => self.visit_seq(v, items),
+            (Kind::Map(entries), _) => v.visit_map(MapAcc::new(&self, entries)),
+            (_, Some(Scalar::Null)) => v.visit_unit(),
+            (_, Some(Scalar::Bool(b))) => v.visit_bool(b),
+            (_, Some(Scalar::Int(i))) => match (i64::try_from(i), u64::try_from(i)) {
+                (Ok(n), _) => v.visit_i64(n),
+                (_, Ok(n)) => v.visit_u64(n),
+                _ => v.visit_i128(i),
+            },
+            (_, Some(Scalar::Float(f))) => v.visit_f64(f),
+            (_, _) => v.visit_str(self.node.text()),
+        }
+    }
+
+    forward!(
+        deserialize_f32() => deserialize_f64, deserialize_string() => deserialize_str,
+        deserialize_char() => deserialize_str, deserialize_unit_struct(&str) => deserialize_unit,
+        deserialize_tuple(usize) => deserialize_seq,
+        deserialize_tuple_struct(&str, usize) => deserialize_seq,
+        deserialize_struct(&str, &[&str]) => deserialize_map
+    );
+
+    int_methods!(
+        deserialize_i8 i8 visit_i8, deserialize_i16 i16 visit_i16,
+        deserialize_i32 i32 visit_i32, deserialize_i64 i64 visit_i64,
+        deserialize_i128 i128 visit_i128, deserialize_u8 u8 visit_u8,
+        deserialize_u16 u16 visit_u16, deserialize_u32 u32 visit_u32,
+        deserialize_u64 u64 visit_u64, deserialize_u128 u128 visit_u128
+    );
+
+    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.node.scalar() {
+            Some(Scalar::Float(f)) => v.visit_f64(f),
+            Some(Scalar::Int(i)) => v.visit_f64(i as f64),
+            _ => Err(self.expected("a number")),
+        }
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.node.scalar() {
+            Some(Scalar::Bool(b)) => v.visit_bool(b),
+            _ => Err(self.expected("a boolean")),
+        }
+    }
+
+    /// Any non-null scalar's source text, so `name: 123` fills a String field.
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.node.scalar() {
+            None | Some(Scalar::Null) => Err(self.expected("a string")),
+            Some(_) => v.visit_str(self.node.text()),
+        }
+    }
+
+    /// Unlike `deserialize_str`, a null key is still the name `null`.
+    fn deserialize_identifier<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            Kind::Scalar { text, .. } => v.visit_str(text),
+            _ => Err(self.expected("a name")),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.node.scalar() {
+            Some(Scalar::Null) => v.visit_none(),
+            _ => v.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match self.node.scalar() {
+            Some(Scalar::Null) => v.visit_unit(),
+            _ => Err(self.expected("null")),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        // Clear the slot afterwards too, so nothing stale outlives this call.
+        if name == RAW_NODE_MAGIC {
+            let raw = RawNode::new(self.node, &self.path, self.file);
+            CAPTURED.with(|c| c.set(Some(raw)));
+            let r = v.visit_unit();
+            CAPTURED.with(Cell::take);
+            r
+        } else if name == SPANNED_MAGIC {
+            let span = (self.node.pos, self.path.clone(), Arc::clone(self.file));
+            SPAN.with(|s| s.set(Some(span)));
+            let r = v.visit_newtype_struct(self);
+            SPAN.with(Cell::take);
+            r
+        } else {
+            v.visit_newtype_struct(self)
+        }
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            Kind::Seq(items) => self.visit_seq(v, items),
+            _ => Err(self.expected("a sequence")),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            Kind::Map(entries) => v.visit_map(MapAcc::new(&self, entries)),
+            _ => Err(self.expected("a mapping")),
+        }
+    }
+
+    /// Unit variants are plain strings; the others are single-key mappings
+    /// `{variant: content}` (serde's externally tagged form).
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &str,
+        _: &[&str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        let single = match &self.node.kind {
+            Kind::Map(entries) => entries.as_slice(),
+            _ => &[],
+        };
+        match (&self.node.kind, single) {
+            (Kind::Scalar { .. }, _) => v.visit_enum(EnumAcc {
+                variant: self.clone(),
+                content: None,
+                at: self,
+            }),
+            (_, [(k, val)]) => {
+                let path = key_path(&self.path, k.text());
+                let content = Some(self.child(val, path.clone()));
+                v.visit_enum(EnumAcc {
+                    variant: self.child(k, path),
+                    content,
+                    at: self,
+                })
+            }
+            _ => Err(self.expected(&format!(
+                "a variant name or a single-key mapping for {name}"
+            ))),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        v.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! { bytes byte_buf }
+}
+
+struct SeqAcc<'a> {
+    de: De<'a>,
+    iter: std::iter::Enumerate<std::slice::Iter<'a, Arc<Node>>>,
+}
+
+impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
+    type Error = DeError;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, DeError> {
+        let Some((i, node)) = self.iter.next() else {
+            return Ok(None);
+        };
+        self.de
+            .child(node, index_path(&self.de.path, i))
+            .seed(seed)
+            .map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.len())
+    }
+}
+
+struct MapAcc<'a> {
+    de: De<'a>,
+    iter: std::slice::Iter<'a, (Arc<Node>, Arc<Node>)>,
+    value: Option<De<'a>>,
+}
+
+impl<'a> MapAcc<'a> {
+    fn new(de: &De<'a>, entries: &'a [(Arc<Node>, Arc<Node>)]) -> Self {
+        MapAcc {
+            de: de.clone(),
+            iter: entries.iter(),
+            value: None,
+        }
+    }
+}
+
+impl<'de> de::MapAccess<'de> for MapAcc<'_> {
+    type Error = DeError;
+
+    fn next_key_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, DeError> {
+        let Some((k, v)) = self.iter.next() else {
+            return Ok(None);
+        };
+        // The key carries the child's path so an unknown-field error names it.
+        let path = key_path(&self.de.path, k.text());
+        self.value = Some(self.de.child(v, path.clone()));
+        self.de.child(k, path).seed(seed).map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, DeError> {
+        match self.value.take() {
+            Some(de) => de.seed(seed),
+            None => Err(self.de.err("map value requested before its key")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.iter.len())
+    }
+}
+
+/// Both the enum and its variant access: `at` is the whole enum node, for
+/// errors about a missing variant value.
+struct EnumAcc<'a> {
+    variant: De<'a>,
+    content: Option<De<'a>>,
+    at: De<'a>,
+}
+
+impl<'a> EnumAcc<'a> {
+    fn content(self, shape: &str) -> Result<De<'a>, DeError> {
+        let msg = format!("this variant needs a value: write it as `variant: {shape}`");
+        self.content.ok_or_else(|| self.at.err(msg))
+    }
+}
+
+impl<'de, 'a> de::EnumAccess<'de> for EnumAcc<'a> {
+    type Error = DeError;
+    type Variant = Self;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), DeError> {
+        Ok((self.variant.clone().seed(seed)?, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for EnumAcc<'_> {
+    type Error = DeError;
+
+    fn unit_variant(self) -> Result<(), DeError> {
+        match self.content {
+            Some(de) if !matches!(de.node.scalar(), Some(Scalar::Null)) => {
+                Err(de.expected("no value"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, DeError> {
+        self.content("value")?.seed(seed)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, DeError> {
+        self.content("[..]")?.deserialize_seq(v)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(self, _: &[&str], v: V) -> Result<V::Value, DeError> {
+        self.content("{..}")?.deserialize_map(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::{BTreeMap, HashMap};
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Driver {
+        Modbus,
+        Sim,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tag {
+        address: u16,
+        name: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Device {
+        name: String,
+        driver: Driver,
+        #[serde(default)]
+        tags: Vec<Tag>,
+        options: Option<RawNode>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Plant {
+        name: String,
+        devices: Vec<Device>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ModbusOptions {
+        unit_id: u8,
+    }
+
+    /// Parses with a duration-like rule, to show `custom` errors get located.
+    #[derive(Debug, PartialEq)]
+    struct Millis(u64);
+
+    impl<'de> Deserialize<'de> for Millis {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            let n = s.strip_suffix("ms").and_then(|n| n.parse().ok());
+            n.map(Millis)
+                .ok_or_else(|| de::Error::custom(format!("bad duration {s:?}")))
+        }
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    enum Scale {
+        None,
+        Gain(f64),
+        Linear { k: f64, d: f64 },
+        Pair(i32, i32),
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(untagged)]
+    enum Any {
+        Nothing(()),
+        Flag(bool),
+        Int(i64),
+        Float(f64),
+        Text(String),
+        List(Vec<Any>),
+        Map(BTreeMap<String, Any>),
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(tag = "kind", rename_all = "lowercase")]
+    enum Source {
+        Const { value: f64 },
+        Ramp { from: i64, to: i64 },
+    }
+
+    fn load<T: de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+        Document::parse("cfg.yaml", text)?.root().deserialize()
+    }
+
+    fn parse_err(text: &str) -> String {
+        Document::parse("cfg.yaml", text).unwrap_err().to_string()
+    }
+
+    /// Rows of `Type: yaml => expected error`, one line per case.
+    macro_rules! assert_errs {
+        ($($ty:ty: $text:expr => $want:expr;)*) => {$(
+            assert_eq!(load::<$ty>($text).unwrap_err().to_string(), $want, "{:?}", $text);
+        )*};
+    }
+
+    const PLANT: &str = "\
+name: plant
+devices:
+  - name: plc1
+    driver: modbus
+    tags:
+      - address: 40001
+      - adress: 40002
+";
+
+    #[test]
+    fn unknown_field_is_located_at_the_key() {
+        let e = load::<Plant>(PLANT).unwrap_err();
+        assert_eq!(
+            (e.line, e.col, e.path.as_str()),
+            (7, 9, "devices[0].tags[1].adress")
+        );
+        let want = "cfg.yaml:7:9: devices[0].tags[1].adress: unknown field `adress`, expected";
+        assert!(e.to_string().starts_with(want), "{e}");
+    }
+
+    #[test]
+    fn nested_structs_deserialize() {
+        let p: Plant = load(&PLANT.replace("adress", "address")).unwrap();
+        let d = &p.devices[0];
+        assert_eq!(
+            (p.name.as_str(), d.name.as_str(), &d.driver),
+            ("plant", "plc1", &Driver::Modbus)
+        );
+        assert_eq!((d.tags[1].address, &d.tags[0].name), (40002, &None));
+        assert!(d.options.is_none());
+    }
+
+    #[test]
+    fn type_range_and_missing_field_errors() {
+        let tag = |v: &str| {
+            format!(
+                "name: p\ndevices:\n  - name: d\n    driver: sim\n    tags: [{{address: {v}}}]\n"
+            )
+        };
+        assert_errs! {
+            Plant: &tag("70000") => "cfg.yaml:5:22: devices[0].tags[0].address: 70000 is out of range for u16";
+            Plant: &tag("\"12\"") => "cfg.yaml:5:22: devices[0].tags[0].address: expected an integer, found string \"12\"";
+            Plant: &tag("[1]") => "cfg.yaml:5:22: devices[0].tags[0].address: expected an integer, found a sequence";
+            Plant: "name: [x]\ndevices: []" => "cfg.yaml:1:7: name: expected a string, found a sequence";
+            Plant: "name: p\ndevices:\n  - name: d\n    tags: []\n" => "cfg.yaml:3:5: devices[0]: missing field `driver`";
+            Plant: "name: p\n" => "cfg.yaml:1:1: missing field `devices`";
+            bool: "'true'" => "cfg.yaml:1:1: expected a boolean, found string \"true\"";
+            i8: "-129" => "cfg.yaml:1:1: -129 is out of range for i8";
+            u64: "-99999999999999999999999999999999999999999" => "cfg.yaml:1:1: -99999999999999999999999999999999999999999 is out of range for u64";
+            u32: "1.5" => "cfg.yaml:1:1: expected an integer, found float 1.5";
+            (u8, u8): "[1, 2, 3]" => "cfg.yaml:1:1: 1 unexpected extra element(s) in sequence of 3";
+            BTreeMap<u16, String>: "1: a\nx: b" => "cfg.yaml:2:1: x: expected an integer, found string \"x\"";
+            Vec<Millis>: "- 5ms\n- 5 s\n" => "cfg.yaml:2:3: [1]: bad duration \"5 s\"";
+        }
+    }
+
+    #[test]
+    fn custom_deserialize_gets_scalar_text() {
+        #[derive(Debug, Deserialize)]
+        struct Poll {
+            every: Vec<Millis>,
+            #[serde(default)]
+            timeout: Option<Millis>,
+        }
+        let p: Poll = load("every: [5ms, 10ms]").unwrap();
+        assert_eq!((p.every, p.timeout), (vec![Millis(5), Millis(10)], None));
+        assert_errs! { Poll: "every: []\ntimeout: 1h" => "cfg.yaml:2:10: timeout: bad duration \"1h\""; }
+    }
+
+    #[test]
+    fn scalars_resolve_by_core_schema() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct S {
+            a: i64,
+            b: i32,
+            c: f64,
+            d: bool,
+            e: String,
+            f: String,
+            g: Option<u8>,
+            h: Option<u8>,
+            i: Option<String>,
+            j: f32,
+        }
+        let s: S =
+            load("a: 0x1F\nb: -0o17\nc: -.inf\nd: TRUE\ne: 123\nf: true\ng: ~\ni: 0x10\nj: 3")
+                .unwrap();
+        let (e, f, i) = ("123".into(), "true".into(), Some("0x10".into()));
+        let want = S {
+            a: 31,
+            b: -15,
+            c: f64::NEG_INFINITY,
+            d: true,
+            e,
+            f,
+            g: None,
+            h: None,
+            i,
+            j: 3.0,
+        };
+        assert_eq!(s, want);
+        assert!(load::<f64>(".NaN").unwrap().is_nan());
+        assert_eq!(load::<f64>("+1.5e3").unwrap(), 1500.0);
+        assert_eq!(load::<String>("!!str 12").unwrap(), "12");
+        let m: HashMap<String, u8> = load("1: 2\nx: 3").unwrap();
+        assert_eq!(m["1"], 2);
+        let m: BTreeMap<u16, String> = load("502: a\n0x10: b").unwrap();
+        assert_eq!(m, BTreeMap::from([(502, "a".into()), (16, "b".into())]));
+    }
+
+    #[test]
+    fn enums() {
+        let s: Vec<Scale> =
+            load("[None, {Gain: 2}, {Linear: {k: 1.5, d: 0}}, {Pair: [1, 2]}]").unwrap();
+        let want = [
+            Scale::None,
+            Scale::Gain(2.0),
+            Scale::Linear { k: 1.5, d: 0.0 },
+            Scale::Pair(1, 2),
+        ];
+        assert_eq!(s, want);
+        assert_errs! {
+            Vec<Scale>: "- Gain: 1\n- Gian: 2\n" => "cfg.yaml:2:3: [1].Gian: unknown variant `Gian`, expected one of `None`, `Gain`, `Linear`, `Pair`";
+            Scale: "Gain" => "cfg.yaml:1:1: this variant needs a value: write it as `variant: value`";
+            Scale: "None: 3" => "cfg.yaml:1:7: None: expected no value, found integer 3";
+            Driver: "modbsu" => "cfg.yaml:1:1: unknown variant `modbsu`, expected `modbus` or `sim`";
+        }
+        let a: Any = load("[~, true, -3, 2.5, x, '7', {k: [1]}]").unwrap();
+        let map = BTreeMap::from([("k".to_string(), Any::List(vec![Any::Int(1)]))]);
+        let (t, s) = (Any::Text("x".into()), Any::Text("7".into()));
+        let want = [
+            Any::Nothing(()),
+            Any::Flag(true),
+            Any::Int(-3),
+            Any::Float(2.5),
+            t,
+            s,
+            Any::Map(map),
+        ];
+        assert_eq!(a, Any::List(want.into()));
+        let src: Vec<Source> =
+            load("- {kind: const, value: 1}\n- {kind: ramp, from: 0, to: 9}\n").unwrap();
+        assert_eq!(
+            src,
+            [
+                Source::Const { value: 1.0 },
+                Source::Ramp { from: 0, to: 9 }
+            ]
+        );
+    }
+
+    const TWO_DEVICES: &str = "\
+name: p
+devices:
+  - name: a
+    driver: sim
+  - name: b
+    driver: modbus
+    options:
+      unit_id: 300
+";
+
+    #[test]
+    fn raw_node_field_is_deserialized_later_with_full_path() {
+        let p: Plant = load(TWO_DEVICES).unwrap();
+        let opts = p.devices[1].options.as_ref().unwrap();
+        assert_eq!(
+            (opts.path(), opts.pos()),
+            ("devices[1].options", Pos { line: 8, col: 7 })
+        );
+        let e = opts.deserialize::<ModbusOptions>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cfg.yaml:8:16: devices[1].options.unit_id: 300 is out of range for u8"
+        );
+        let unit = opts.get("unit_id").unwrap();
+        assert_eq!(unit.deserialize::<u16>().unwrap(), 300);
+        let e = unit.error("taken").to_string();
+        assert_eq!(e, "cfg.yaml:8:16: devices[1].options.unit_id: taken");
+        let ok = Document::parse("x.yaml", "unit_id: 3").unwrap().root();
+        assert_eq!(ok.deserialize::<ModbusOptions>().unwrap().unit_id, 3);
+    }
+
+    #[test]
+    fn raw_node_elements_collect_all_errors() {
+        #[derive(Deserialize)]
+        struct Loose {
+            devices: Vec<RawNode>,
+        }
+        let text = "\
+devices:
+  - {name: a, driver: sim}
+  - {name: b, driver: opcua}
+  - {name: c, driver: sim, tags: [{address: -1}]}
+  - {name: d, driver: sim}
+  - {driver: sim}
+";
+        let loose: Loose = load(text).unwrap();
+        let errors: Vec<String> = (loose.devices.iter())
+            .filter_map(|d| d.deserialize::<Device>().err())
+            .map(|e| e.to_string())
+            .collect();
+        let want = [
+            "cfg.yaml:3:23: devices[1].driver: unknown variant `opcua`, expected `modbus` or `sim`",
+            "cfg.yaml:4:45: devices[2].tags[0].address: -1 is out of range for u16",
+            "cfg.yaml:6:5: devices[4]: missing field `name`",
+        ];
+        assert_eq!(errors, want);
+    }
+
+    #[test]
+    fn raw_node_navigation() {
+        let root = Document::parse("cfg.yaml", TWO_DEVICES).unwrap().root();
+        let devices = root.get("devices").unwrap();
+        assert_eq!((devices.len(), root.len(), root.path()), (2, 2, ""));
+        assert_eq!(devices.pos(), Pos { line: 3, col: 3 });
+        let b = devices.index(1).unwrap();
+        assert_eq!((b.path(), b.pos()), ("devices[1]", Pos { line: 5, col: 5 }));
+        assert!(devices.index(2).is_none() && root.get("nope").is_none() && b.index(0).is_none());
+        let keys: Vec<String> = b.entries().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["name", "driver", "options"]);
+        assert!(!b.is_null() && RawNode::default().is_null());
+        let doc = Document::parse("cfg.yaml", "\"a.b\": {x: 1}").unwrap();
+        assert_eq!(
+            doc.root().get("a.b").unwrap().get("x").unwrap().path(),
+            "[\"a.b\"].x"
+        );
+    }
+
+    #[test]
+    fn raw_node_from_another_deserializer_is_an_error() {
+        use serde::de::IntoDeserializer;
+        let d: de::value::UnitDeserializer<de::value::Error> = ().into_deserializer();
+        let e = <RawNode as Deserialize>::deserialize(d)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("only be deserialized by the YAML config loader"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn spanned_carries_position_and_path() {
+        #[derive(Deserialize)]
+        struct Tagged {
+            tags: Vec<Spanned<String>>,
+            scan: Option<Spanned<u32>>,
+        }
+        let t: Tagged = load("scan: 7\ntags:\n  - a\n  - 'b c'\n").unwrap();
+        let b = &t.tags[1];
+        assert_eq!(
+            (b.value.as_str(), b.path.as_str(), b.pos),
+            ("b c", "tags[1]", Pos { line: 4, col: 5 })
+        );
+        assert_eq!(
+            b.error("bad address").to_string(),
+            "cfg.yaml:4:5: tags[1]: bad address"
+        );
+        assert_eq!(*t.scan.unwrap(), 7);
+    }
+
+    #[test]
+    fn document_level_errors_and_edge_cases() {
+        assert_eq!(
+            parse_err("a: 1\nb: [1, 2\nc: 3\n"),
+            "cfg.yaml:3:2: illegal placement of ':' indicator"
+        );
+        assert_eq!(
+            parse_err("a: 1\nb:\n  x: 1\n  x: 2\n"),
+            "cfg.yaml:4:3: b.x: duplicate key `x`"
+        );
+        let multi = "cfg.yaml:2:1: multiple YAML documents in one file are not supported";
+        assert_eq!(parse_err("a: 1\n---\nb: 2\n"), multi);
+        assert_eq!(
+            parse_err("a: *nope"),
+            "cfg.yaml:1:4: while parsing node, found unknown anchor"
+        );
+        assert_eq!(
+            parse_err("[a]: 1"),
+            "cfg.yaml:1:1: mapping keys must be scalars"
+        );
+        for empty in ["", "# only a comment\n", "---\n"] {
+            assert!(Document::parse("cfg.yaml", empty).unwrap().root().is_null());
+        }
+        assert!(load::<Option<Plant>>("").unwrap().is_none());
+        let t: HashMap<String, Vec<Tag>> = load("base: &b [{address: 1}]\ncopy: *b\n").unwrap();
+        assert_eq!(t["copy"][0].address, 1);
+    }
+}

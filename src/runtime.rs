@@ -1,0 +1,547 @@
+//! The supervisor: one task per device, one router that turns readings into the model, and
+//! one cancellation token that stops them all in order.
+//!
+//! Device tasks own their driver and its reconnect loop; they hand readings to the router
+//! over a bounded channel, so a slow router slows the polling rather than growing memory.
+//! The router applies scaling and report-by-exception, updates the [`TagTable`] and fans the
+//! reported samples out to subscribers (Sparkplug, OPC UA, anomaly checks).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uaedge_driver::{
+    BadReason, DeviceInfo, Driver, LinkError, Quality, Reading, Timestamp, Value, WriteError,
+};
+
+use crate::config::{Backoff, Config, DeviceSetup};
+use crate::model::{DeviceId, Sample, TagId, TagTable};
+
+/// How long shutdown waits for each stage before it logs the laggard and moves on.
+const STAGE_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a write may wait for its device (queued behind a slow poll, say).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readings in flight from all devices to the router.
+const EVENT_QUEUE: usize = 256;
+/// Writes queued per device.
+const WRITE_QUEUE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("a component did not stop within the shutdown deadline: {0}")]
+    ShutdownTimeout(String),
+}
+
+/// What subscribers receive, in order.
+#[derive(Debug, Clone)]
+pub enum ModelEvent {
+    /// Samples that passed report-by-exception, as one batch from one device read.
+    Samples(Arc<Vec<Sample>>),
+    /// A device's link came up (its tags follow as samples).
+    DeviceUp(DeviceId),
+    /// A device's link went down; its tags are Bad from now on.
+    DeviceDown(DeviceId),
+}
+
+enum EventKind {
+    Readings(Vec<Reading>, Timestamp),
+    Up,
+    Down(LinkError),
+}
+
+struct DeviceEvent {
+    device: DeviceId,
+    kind: EventKind,
+}
+
+struct WriteRequest {
+    local: u32,
+    value: Value,
+    reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// A cheap, cloneable way into the running model: read it, write to devices, subscribe.
+#[derive(Clone)]
+pub struct Handle {
+    table: Arc<TagTable>,
+    writers: Arc<Vec<Option<mpsc::Sender<WriteRequest>>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
+}
+
+impl Handle {
+    pub fn table(&self) -> &Arc<TagTable> {
+        &self.table
+    }
+
+    /// Subscribes to model events. The router waits for a full subscriber (backpressure
+    /// reaches the drivers), so a subscriber must keep reading; `capacity` is in batches.
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<ModelEvent> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.subscribers.lock().push(tx);
+        rx
+    }
+
+    /// Writes a value to a tag's device. The value may be of any type that converts to the
+    /// tag's type; scaling is undone before it reaches the driver.
+    pub async fn write(&self, tag: TagId, value: &Value) -> Result<(), WriteError> {
+        let def = self
+            .table
+            .tag(tag)
+            .ok_or_else(|| WriteError::Rejected(format!("no tag with id {}", tag.0)))?;
+        if !def.writable {
+            return Err(WriteError::NotWritable);
+        }
+        let raw = def
+            .to_raw(value)
+            .map_err(|e| WriteError::TypeMismatch(e.to_string()))?;
+        let sender = self
+            .writers
+            .get(def.device.index())
+            .and_then(Option::as_ref)
+            .ok_or_else(|| WriteError::Link(LinkError::not_connected("device is disabled")))?;
+        let (reply, answer) = oneshot::channel();
+        let request = WriteRequest {
+            local: def.local,
+            value: raw,
+            reply,
+        };
+        let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
+            sender
+                .send(request)
+                .await
+                .map_err(|_| WriteError::Link(LinkError::not_connected("device task stopped")))?;
+            answer
+                .await
+                .map_err(|_| WriteError::Link(LinkError::not_connected("device task stopped")))?
+        })
+        .await;
+        let result = sent.unwrap_or_else(|_| {
+            Err(WriteError::Link(LinkError::timeout(
+                "the device did not take the write in time",
+            )))
+        });
+        match &result {
+            Ok(()) => info!(tag = %def.path, value = %value, "write done"),
+            Err(e) => warn!(tag = %def.path, value = %value, error = %e, "write failed"),
+        }
+        result
+    }
+}
+
+/// A running uaedge.
+pub struct Runtime {
+    handle: Handle,
+    cancel: CancellationToken,
+    devices: Vec<(String, JoinHandle<()>)>,
+    router: JoinHandle<()>,
+}
+
+impl Runtime {
+    /// Starts every enabled device and the router. Must be called inside a tokio runtime.
+    pub fn start(config: Config) -> Runtime {
+        let table = Arc::new(config.tag_table());
+        let cancel = CancellationToken::new();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let subscribers = Arc::new(Mutex::new(Vec::new()));
+        let mut writers = Vec::with_capacity(config.devices.len());
+        let mut devices = Vec::new();
+        for (i, setup) in config.devices.into_iter().enumerate() {
+            let id = DeviceId(u16::try_from(i).unwrap_or(u16::MAX));
+            if !setup.enabled {
+                info!(device = %setup.name, "device disabled in config");
+                mark_out_of_service(&table, id);
+                writers.push(None);
+                continue;
+            }
+            let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
+            writers.push(Some(write_tx));
+            let name = setup.name.clone();
+            let task = DeviceTask {
+                id,
+                events: events_tx.clone(),
+                writes: write_rx,
+                cancel: cancel.child_token(),
+            };
+            devices.push((name, tokio::spawn(task.run(setup))));
+        }
+        drop(events_tx);
+        let router = Router {
+            table: table.clone(),
+            subscribers: subscribers.clone(),
+            log_values: config.log.values,
+            reported: Vec::new(),
+        };
+        let router = tokio::spawn(router.run(events_rx));
+        Runtime {
+            handle: Handle {
+                table,
+                writers: Arc::new(writers),
+                subscribers,
+            },
+            cancel,
+            devices,
+            router,
+        }
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops drivers, then drains the router; each stage within a deadline.
+    pub async fn shutdown(self) -> Result<(), RuntimeError> {
+        self.cancel.cancel();
+        let mut late = Vec::new();
+        for (name, task) in self.devices {
+            if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
+                warn!(device = %name, "device did not stop within the shutdown deadline");
+                late.push(name);
+            }
+        }
+        if tokio::time::timeout(STAGE_DEADLINE, self.router)
+            .await
+            .is_err()
+        {
+            warn!("router did not drain within the shutdown deadline");
+            late.push("router".to_string());
+        }
+        if late.is_empty() {
+            info!("runtime stopped");
+            Ok(())
+        } else {
+            Err(RuntimeError::ShutdownTimeout(late.join(", ")))
+        }
+    }
+}
+
+/// Runs `config` until `shutdown` resolves, then stops everything in order.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
+    let runtime = Runtime::start(config);
+    shutdown.await;
+    runtime.shutdown().await
+}
+
+fn mark_out_of_service(table: &TagTable, id: DeviceId) {
+    let now = Timestamp::now();
+    let samples: Vec<Sample> = table
+        .device(id)
+        .map(|d| d.tag_ids())
+        .into_iter()
+        .flatten()
+        .map(|tag| Sample {
+            tag,
+            value: None,
+            quality: Quality::Bad(BadReason::OutOfService),
+            time: now,
+        })
+        .collect();
+    table.apply(&samples, now);
+}
+
+struct DeviceTask {
+    id: DeviceId,
+    events: mpsc::Sender<DeviceEvent>,
+    writes: mpsc::Receiver<WriteRequest>,
+    cancel: CancellationToken,
+}
+
+impl DeviceTask {
+    async fn run(mut self, setup: DeviceSetup) {
+        let info = DeviceInfo {
+            name: setup.name.clone(),
+            poll_interval: setup.poll_interval.get(),
+        };
+        let mut driver = setup.prepared.build(&info);
+        let device = setup.name;
+        let mut attempt: u32 = 0;
+        loop {
+            let connected = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                r = driver.connect() => r,
+            };
+            match connected {
+                Ok(()) => {
+                    info!(device = %device, "connected");
+                    attempt = 0;
+                    if !self.send(EventKind::Up).await {
+                        break;
+                    }
+                    match self.poll(&mut *driver, &device, info.poll_interval).await {
+                        Some(error) => {
+                            warn!(device = %device, error = %error, "link lost; reconnecting");
+                            driver.disconnect().await;
+                            if !self.send(EventKind::Down(error)).await {
+                                break;
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                Err(error) => {
+                    // Log the first failure and then every tenth, so a device that stays away
+                    // does not fill the journal.
+                    if attempt.is_multiple_of(10) {
+                        warn!(device = %device, error = %error, attempt, "connect failed");
+                    }
+                    if attempt == 0 && !self.send(EventKind::Down(error)).await {
+                        break;
+                    }
+                }
+            }
+            let delay = backoff(setup.reconnect, attempt);
+            attempt = attempt.saturating_add(1);
+            if !self.idle(delay).await {
+                break;
+            }
+        }
+        driver.disconnect().await;
+        debug!(device = %device, "device task stopped");
+    }
+
+    /// Polls until the link fails (returns the error) or shutdown (returns `None`).
+    async fn poll(
+        &mut self,
+        driver: &mut dyn Driver,
+        device: &str,
+        period: Duration,
+    ) -> Option<LinkError> {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                _ = ticker.tick() => {
+                    if let Err(e) = self.read(driver).await {
+                        return Some(e);
+                    }
+                }
+                Some(request) = self.writes.recv() => {
+                    let result = driver.write(request.local, &request.value).await;
+                    let link = match &result {
+                        Err(WriteError::Link(e)) => Some(e.clone()),
+                        _ => None,
+                    };
+                    let ok = result.is_ok();
+                    if request.reply.send(result).is_err() {
+                        debug!(device = %device, "writer gave up before the answer");
+                    }
+                    if let Some(e) = link {
+                        return Some(e);
+                    }
+                    // Read back at once, so the written value reaches clients now rather
+                    // than one poll interval later.
+                    if ok {
+                        if let Err(e) = self.read(driver).await {
+                            return Some(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read(&mut self, driver: &mut dyn Driver) -> Result<(), LinkError> {
+        let mut readings = Vec::new();
+        driver.read(&mut readings).await?;
+        self.send(EventKind::Readings(readings, Timestamp::now()))
+            .await;
+        Ok(())
+    }
+
+    /// Sleeps between reconnects, refusing writes meanwhile. `false` on shutdown.
+    async fn idle(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                _ = &mut sleep => return true,
+                Some(request) = self.writes.recv() => {
+                    let refused = Err(WriteError::Link(LinkError::not_connected("device is not connected")));
+                    // The writer may have timed out already; nothing to tell it then.
+                    let _ = request.reply.send(refused);
+                }
+            }
+        }
+    }
+
+    async fn send(&self, kind: EventKind) -> bool {
+        self.events
+            .send(DeviceEvent {
+                device: self.id,
+                kind,
+            })
+            .await
+            .is_ok()
+    }
+}
+
+/// `min * 2^attempt`, capped at `max`.
+fn backoff(b: Backoff, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+    b.min.get().saturating_mul(factor).min(b.max.get())
+}
+
+struct Router {
+    table: Arc<TagTable>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
+    log_values: bool,
+    /// Last reported value and quality per tag: the router's own copy, so report-by-exception
+    /// needs no lock on the table.
+    reported: Vec<Option<(Option<Value>, Quality)>>,
+}
+
+impl Router {
+    async fn run(mut self, mut events: mpsc::Receiver<DeviceEvent>) {
+        self.reported = vec![None; self.table.tags().len()];
+        while let Some(event) = events.recv().await {
+            match event.kind {
+                EventKind::Readings(readings, read_time) => {
+                    let samples = self.process(event.device, &readings, read_time);
+                    if !samples.is_empty() {
+                        self.publish(ModelEvent::Samples(Arc::new(samples))).await;
+                    }
+                }
+                EventKind::Up => {
+                    self.table.update_device(event.device, |s| {
+                        if s.last_error.is_some() {
+                            s.reconnects += 1;
+                        }
+                        s.connected = true;
+                    });
+                    self.publish(ModelEvent::DeviceUp(event.device)).await;
+                }
+                EventKind::Down(error) => {
+                    self.table.update_device(event.device, |s| {
+                        s.connected = false;
+                        s.last_error = Some(error.to_string());
+                    });
+                    let quality = error.quality();
+                    let now = Timestamp::now();
+                    let readings: Vec<Reading> =
+                        (0..self.table.device(event.device).map_or(0, |d| d.tag_count))
+                            .map(|local| Reading {
+                                tag: local,
+                                value: None,
+                                quality,
+                                source_time: Some(now),
+                            })
+                            .collect();
+                    let samples = self.process(event.device, &readings, now);
+                    self.publish(ModelEvent::DeviceDown(event.device)).await;
+                    if !samples.is_empty() {
+                        self.publish(ModelEvent::Samples(Arc::new(samples))).await;
+                    }
+                }
+            }
+        }
+        debug!("router stopped");
+    }
+
+    fn process(
+        &mut self,
+        device: DeviceId,
+        readings: &[Reading],
+        read_time: Timestamp,
+    ) -> Vec<Sample> {
+        let Some(def) = self.table.device(device) else {
+            return Vec::new();
+        };
+        let (first, count) = (def.first_tag, def.tag_count);
+        let mut samples = Vec::with_capacity(readings.len());
+        for r in readings {
+            if r.tag >= count {
+                warn!(device = %def.name, tag = r.tag, "driver reported a tag it does not have");
+                continue;
+            }
+            let id = TagId(first + r.tag);
+            let Some(tag) = self.table.tag(id) else {
+                continue;
+            };
+            let (value, quality) = match &r.value {
+                Some(raw) => match tag.from_raw(raw) {
+                    Ok(v) => (Some(v), r.quality),
+                    Err(e) => {
+                        debug!(tag = %tag.path, error = %e, "value does not fit the tag");
+                        (None, Quality::Bad(BadReason::ConfigError))
+                    }
+                },
+                None => (None, r.quality),
+            };
+            let Some(slot) = self.reported.get_mut(id.index()) else {
+                continue;
+            };
+            let report = match slot {
+                None => true,
+                Some((old_value, old_quality)) => {
+                    *old_quality != quality
+                        || match (old_value.as_ref(), value.as_ref()) {
+                            (Some(a), Some(b)) => tag.exceeds_deadband(a, b),
+                            (None, Some(_)) => true,
+                            _ => false,
+                        }
+                }
+            };
+            if !report {
+                continue;
+            }
+            let kept = value
+                .clone()
+                .or_else(|| slot.as_ref().and_then(|s| s.0.clone()));
+            *slot = Some((kept, quality));
+            if self.log_values {
+                match &value {
+                    Some(v) => {
+                        info!(target: "uaedge::values", device = %def.name, tag = %tag.path.tag, value = %v, units = tag.units.as_deref().unwrap_or(""), quality = %quality, "value")
+                    }
+                    None => {
+                        info!(target: "uaedge::values", device = %def.name, tag = %tag.path.tag, quality = %quality, "no value")
+                    }
+                }
+            }
+            samples.push(Sample {
+                tag: id,
+                value,
+                quality,
+                time: r.source_time.unwrap_or(read_time),
+            });
+        }
+        self.table
+            .update_device(device, |s| s.samples_in += readings.len() as u64);
+        self.table.apply(&samples, read_time);
+        samples
+    }
+
+    async fn publish(&self, event: ModelEvent) {
+        let subscribers: Vec<_> = self.subscribers.lock().clone();
+        let mut gone = false;
+        for s in &subscribers {
+            gone |= s.send(event.clone()).await.is_err();
+        }
+        if gone {
+            self.subscribers.lock().retain(|s| !s.is_closed());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff {
+            min: uaedge_driver::Duration::from_millis(100),
+            max: uaedge_driver::Duration::from_secs(2),
+        };
+        assert_eq!(backoff(b, 0), Duration::from_millis(100));
+        assert_eq!(backoff(b, 3), Duration::from_millis(800));
+        assert_eq!(backoff(b, 5), Duration::from_secs(2));
+        assert_eq!(backoff(b, 1000), Duration::from_secs(2));
+    }
+}

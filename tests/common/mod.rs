@@ -1,0 +1,81 @@
+//! Shared test plumbing: waiting on conditions with a deadline (never a bare sleep), the
+//! Python peers, child processes that die with the test.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The virtualenv Python that `tests/setup.sh` provisions with the interop peers.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("UAEDGE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "{} not found: run `bash tests/setup.sh` (or the README's test command) first",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped, so a failing test leaves no stray peer behind.
+pub struct Peer {
+    pub child: Child,
+}
+
+impl Peer {
+    /// Starts a Python script from tests/interop and waits for its first stdout line, which
+    /// the scripts use to report readiness (e.g. the port they bound).
+    pub fn python(script: &str, args: &[&str]) -> (Peer, String) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/interop")
+            .join(script);
+        let mut child = Command::new(python())
+            .arg(path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python peer");
+        let stdout = child.stdout.take().expect("peer stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read peer's ready line");
+        assert!(!line.is_empty(), "peer {script} exited before it was ready");
+        (Peer { child }, line.trim().to_string())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

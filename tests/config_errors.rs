@@ -1,0 +1,148 @@
+//! `uaedge check` on bad configs: every error is reported at once, each with file:line:column
+//! and key path, and the exit code is non-zero.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn check(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_uaedge"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run uaedge check");
+    let text = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "F");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+const BAD: &str = r#"node:
+  name: gw1
+devices:
+  - name: plc1
+    driver: modbus
+    poll_interval: 200ms
+    options:
+      transport: tcp
+      host: 127.0.0.1
+      port: 5020
+    tags:
+      - name: temp
+        type: float32
+        address: hr:0
+      - name: temp
+        type: int16
+        address: hr:2
+      - name: speed
+        type: int16
+        address: xx:2
+      - name: count
+        type: int16
+        adress: hr:3
+      - name: count2
+        type: 12
+        address: hr:4
+      - name: level
+        type: uint16
+        address: hr:5
+        deadband: { percent: 2 }
+  - name: plc2
+    driver: modbuss
+    poll_interval: 5
+"#;
+
+#[test]
+fn every_error_is_reported_with_file_line_column_and_key_path() {
+    let (code, err) = check(BAD);
+    assert_eq!(code, 1, "{err}");
+    let expected = [
+        "F:15:15: devices[0].tags[1].name: duplicate tag path `plc1/temp` (first defined at line 12)",
+        "F:20:18: devices[0].tags[2].address: unknown table `xx`",
+        "F:23:9: devices[0].tags[3].adress: unknown field `adress`, expected one of",
+        "F:25:15: devices[0].tags[4].type: unknown data type `12`, expected one of: bool,",
+        "F:30:19: devices[0].tags[5].deadband: a percent deadband needs an engineering range",
+        "F:33:20: devices[1].poll_interval: invalid duration `5`",
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    for want in expected {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing `{want}` in:\n{err}"
+        );
+    }
+    assert!(err.contains("F: 6 error(s)"), "{err}");
+}
+
+#[test]
+fn unknown_driver_lists_the_known_ones() {
+    let (code, err) = check("devices:\n  - name: d\n    driver: modbuss\n    tags: []\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "F:3:13: devices[0].driver: unknown driver `modbuss`; known drivers: modbus, profinet-sim, enip-sim"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type_and_unknown_top_level_key() {
+    let (code, err) = check("nodes: {}\ndevices:\n  - name: [1]\n    driver: modbus\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("F:1:1: nodes: unknown field `nodes`"), "{err}");
+    let (_, err) = check("devices:\n  - name: [1]\n    driver: modbus\n");
+    assert!(
+        err.contains("F:2:11: devices[0].name: expected a string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_a_position() {
+    let (code, err) = check("devices:\n  - name: a\n   driver: x\n");
+    assert_eq!(code, 1);
+    assert!(err.starts_with("F:3:"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_uaedge"))
+        .args(["check", "-c", "/nonexistent/uaedge.yaml"])
+        .output()
+        .expect("run uaedge check");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/uaedge.yaml") && err.contains("cannot read config file"),
+        "{err}"
+    );
+}
+
+/// The shipped default and every example must pass `check`: a config we ship that does not
+/// load is the worst first impression.
+#[test]
+fn shipped_configs_pass_check() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("config.example.yaml")];
+    for entry in std::fs::read_dir(root.join("examples")).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    assert!(files.len() >= 2, "expected example configs in examples/");
+    for file in files {
+        let out = Command::new(env!("CARGO_BIN_EXE_uaedge"))
+            .args(["check", "-c"])
+            .arg(&file)
+            .output()
+            .expect("run uaedge check");
+        assert!(
+            out.status.success(),
+            "{} does not pass check:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
