@@ -36,6 +36,20 @@ pub(crate) fn prepare(
 ) -> Option<Prepared> {
     match driver.value.as_str() {
         "modbus" => prepare_with(uaedge_modbus::ModbusFactory, options, device, tags, errors),
+        "profinet-sim" => prepare_with(
+            uaedge_profinet_sim::ProfinetSimFactory,
+            options,
+            device,
+            tags,
+            errors,
+        ),
+        "enip-sim" => prepare_with(
+            uaedge_enip_sim::EnipSimFactory,
+            options,
+            device,
+            tags,
+            errors,
+        ),
         other => {
             errors.push(driver.error(format!(
                 "unknown driver `{other}`; known drivers: {}",

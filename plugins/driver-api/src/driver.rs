@@ -133,10 +133,12 @@ pub trait Driver: Send {
     /// exponential backoff in between.
     async fn connect(&mut self) -> Result<(), LinkError>;
 
-    /// Reads every tag once, pushing at least one [`Reading`] per tag into `out` (cleared by
-    /// the caller). A driver that buffers (a device with a history, a simulator catching up
-    /// on elapsed steps) may push several readings of one tag, oldest first, each with its
-    /// own `source_time`. A tag the device refused is a Bad reading; `Err` is for the link.
+    /// Reads the device, pushing [`Reading`]s into `out` (cleared by the caller; ignored
+    /// when `Err` is returned). A polled device pushes one reading per tag. A driver that
+    /// buffers (a device with a history, a simulator catching up on elapsed steps) may push
+    /// several readings of one tag, oldest first, each with its own `source_time`, or none
+    /// when nothing new is due. A tag the device refused is a Bad reading; `Err` is for the
+    /// link.
     async fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError>;
 
     /// Writes one tag (already converted to its raw `data_type`).

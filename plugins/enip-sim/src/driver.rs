@@ -1,0 +1,231 @@
+//! The simulated adapter/controller as a [`Driver`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::{debug, info};
+use uaedge_driver::{
+    async_trait, BadReason, DataType, DeviceInfo, Driver, LinkError, Reading, TagSpec, Value,
+    WriteError,
+};
+use uaedge_sim::image::{decode, encode, Codec};
+use uaedge_sim::{Clock, SimDevice, TagSample};
+
+use crate::{sim_tags, EnipAddress, EnipSimOptions, LOGIX_STRING_CAPACITY};
+
+/// CIP general status codes the simulator answers with.
+pub const STATUS_SUCCESS: u8 = 0x00;
+pub const STATUS_RESOURCE_UNAVAILABLE: u8 = 0x02;
+pub const STATUS_INVALID_ATTRIBUTE_VALUE: u8 = 0x09;
+pub const STATUS_DEVICE_STATE_CONFLICT: u8 = 0x10;
+pub const STATUS_TOO_MUCH_DATA: u8 = 0x15;
+
+fn status_of(reason: BadReason) -> u8 {
+    match reason {
+        BadReason::DeviceFailure => STATUS_DEVICE_STATE_CONFLICT,
+        _ => STATUS_RESOURCE_UNAVAILABLE,
+    }
+}
+
+#[derive(Debug)]
+struct Placement {
+    name: String,
+    image: usize,
+    offset: usize,
+    codec: Codec,
+    native: DataType,
+    model: DataType,
+    writable: bool,
+}
+
+pub struct EnipSimDriver {
+    sim: SimDevice,
+    clock: Arc<dyn Clock>,
+    placements: Vec<Placement>,
+    image_keys: Vec<String>,
+    images: Vec<Vec<u8>>,
+    /// The last CIP general status of each tag, so a change is logged once.
+    status: Vec<u8>,
+}
+
+impl std::fmt::Debug for EnipSimDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnipSimDriver")
+            .field("device", &self.sim.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnipSimDriver {
+    /// Builds the device; `clock` is the wall clock in service and a manual one in tests.
+    pub fn new(
+        device: &DeviceInfo,
+        options: EnipSimOptions,
+        tags: Vec<TagSpec<EnipAddress>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<EnipSimDriver, String> {
+        let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+        for t in &tags {
+            let (offset, _) = t.address.target.position();
+            // An undeclared parent of a bit tag is taken as a DINT (a LINT past bit 31), the
+            // usual home of status bits.
+            let parent = match t.address.target {
+                crate::Target::Symbol { bit: Some(b), .. } if b < 32 => 4,
+                crate::Target::Symbol { bit: Some(_), .. } => 8,
+                _ => 0,
+            };
+            let size = sizes.entry(t.address.target.image_key()).or_insert(0);
+            *size = (*size).max(offset + t.address.codec.size()).max(parent);
+        }
+        let image_keys: Vec<String> = sizes.keys().cloned().collect();
+        let images: Vec<Vec<u8>> = sizes.values().map(|n| vec![0u8; *n]).collect();
+        let placements = tags
+            .iter()
+            .map(|t| {
+                let key = t.address.target.image_key();
+                Placement {
+                    name: t.name.clone(),
+                    image: image_keys.iter().position(|k| *k == key).unwrap_or(0),
+                    offset: t.address.target.position().0,
+                    codec: t.address.codec,
+                    native: t.address.native,
+                    model: t.data_type,
+                    writable: t.writable,
+                }
+            })
+            .collect();
+        let period = options
+            .sample_period
+            .map(|d| d.get())
+            .unwrap_or(device.poll_interval);
+        let sim = SimDevice::new(
+            device.name.clone(),
+            options.seed,
+            period,
+            clock.now(),
+            sim_tags(&tags),
+            &options.faults,
+        )?;
+        info!(
+            device = %device.name,
+            host = options.host.as_deref().unwrap_or("-"),
+            slot = options.slot,
+            tags = tags.len(),
+            "simulated EtherNet/IP device built"
+        );
+        Ok(EnipSimDriver {
+            sim,
+            clock,
+            status: vec![STATUS_SUCCESS; tags.len()],
+            placements,
+            image_keys,
+            images,
+        })
+    }
+
+    /// The bytes of a CIP attribute (`@4/100/3`) or a Logix tag, as the device holds them.
+    pub fn image(&self, key: &str) -> Option<&[u8]> {
+        let key = key.to_ascii_lowercase();
+        let i = self.image_keys.iter().position(|k| *k == key)?;
+        self.images.get(i).map(Vec::as_slice)
+    }
+
+    /// The CIP general status the last read of a tag got.
+    pub fn general_status(&self, tag: u32) -> Option<u8> {
+        self.status.get(usize::try_from(tag).ok()?).copied()
+    }
+}
+
+#[async_trait]
+impl Driver for EnipSimDriver {
+    async fn connect(&mut self) -> Result<(), LinkError> {
+        self.sim.connect(self.clock.now())
+    }
+
+    async fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
+        let EnipSimDriver {
+            sim,
+            clock,
+            placements,
+            images,
+            status,
+            ..
+        } = self;
+        let device = sim.name().to_string();
+        sim.advance(clock.now(), |step| {
+            // Every step is laid, emitted or not, so shared bytes are the same whatever the
+            // read boundaries were.
+            for (p, sample) in placements.iter().zip(step.samples) {
+                if let TagSample::Driven(v) = sample {
+                    if let Some(buf) = images.get_mut(p.image).and_then(|b| b.get_mut(p.offset..)) {
+                        encode(p.codec, v, buf);
+                    }
+                }
+            }
+            if !step.emit {
+                return;
+            }
+            for (i, (p, sample)) in placements.iter().zip(step.samples).enumerate() {
+                let tag = u32::try_from(i).unwrap_or(u32::MAX);
+                let (reading, code) = match sample {
+                    TagSample::Bad(reason) => (Reading::bad(tag, *reason), status_of(*reason)),
+                    _ => {
+                        let raw = images.get(p.image).and_then(|b| b.get(p.offset..)).and_then(|b| decode(p.codec, b));
+                        match raw.and_then(|v| v.convert(p.model).ok()) {
+                            Some(v) => (Reading::good(tag, v), STATUS_SUCCESS),
+                            None => (Reading::bad(tag, BadReason::ConfigError), STATUS_INVALID_ATTRIBUTE_VALUE),
+                        }
+                    }
+                };
+                if let Some(last) = status.get_mut(i) {
+                    if *last != code {
+                        *last = code;
+                        debug!(device = %device, tag = %p.name, cip_status = format_args!("{code:#04x}"), "CIP general status changed");
+                    }
+                }
+                out.push(reading.at(step.time));
+            }
+        })
+    }
+
+    async fn write(&mut self, tag: u32, value: &Value) -> Result<(), WriteError> {
+        let p = self
+            .placements
+            .get(usize::try_from(tag).unwrap_or(usize::MAX))
+            .ok_or_else(|| WriteError::Rejected(format!("no tag with index {tag}")))?;
+        if !p.writable {
+            return Err(WriteError::NotWritable);
+        }
+        if value.data_type() != p.model {
+            return Err(WriteError::TypeMismatch(format!(
+                "{} is {}, got {}",
+                p.name,
+                p.model,
+                value.data_type()
+            )));
+        }
+        let native = value.convert(p.native).map_err(|e| {
+            WriteError::Rejected(format!(
+                "CIP general status {STATUS_INVALID_ATTRIBUTE_VALUE:#04x} (invalid attribute value): {e}"
+            ))
+        })?;
+        if let Value::String(s) = &native {
+            if s.len() > LOGIX_STRING_CAPACITY {
+                return Err(WriteError::Rejected(format!(
+                    "CIP general status {STATUS_TOO_MUCH_DATA:#04x} (too much data): {} bytes, a STRING holds {LOGIX_STRING_CAPACITY}",
+                    s.len()
+                )));
+            }
+        }
+        self.sim.write(self.clock.now(), tag, native).map_err(|e| match e {
+            WriteError::Rejected(why) => WriteError::Rejected(format!(
+                "CIP general status {STATUS_RESOURCE_UNAVAILABLE:#04x} (resource unavailable): {why}"
+            )),
+            other => other,
+        })
+    }
+
+    async fn disconnect(&mut self) {
+        self.sim.disconnect();
+    }
+}
