@@ -5,3 +5,4 @@ pub mod config;
 pub mod drivers;
 pub mod model;
 pub mod runtime;
+pub mod store;
