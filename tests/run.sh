@@ -7,3 +7,9 @@ export UAEDGE_TEST_PYTHON="$PWD/.build/venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The .deb: build, lintian, install, upgrade, purge. Needs dpkg and root (or sudo).
+if command -v dpkg >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
+  bash tests/package.sh
+else
+  echo "package: skipped (needs dpkg and root or sudo)"
+fi
