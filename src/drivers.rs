@@ -7,7 +7,7 @@ use crate::config::yaml::Document;
 use crate::config::{ConfigError, RawNode, RawTag, Spanned};
 
 /// Every driver name a config may use.
-pub const DRIVERS: &[&str] = &["modbus", "profinet-sim", "enip-sim"];
+pub const DRIVERS: &[&str] = &["modbus", "profinet-sim", "enip-sim", "opcua-client"];
 
 type Builder = Box<dyn FnOnce(&DeviceInfo) -> Box<dyn Driver> + Send>;
 
@@ -45,6 +45,13 @@ pub(crate) fn prepare(
         ),
         "enip-sim" => prepare_with(
             uaedge_enip_sim::EnipSimFactory,
+            options,
+            device,
+            tags,
+            errors,
+        ),
+        "opcua-client" => prepare_with(
+            uaedge_opcua_client::OpcUaClientFactory,
             options,
             device,
             tags,

@@ -4,5 +4,8 @@
 pub mod config;
 pub mod drivers;
 pub mod model;
+pub mod opcua_server;
 pub mod runtime;
+pub mod sparkplug;
 pub mod store;
+pub mod systemd;

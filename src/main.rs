@@ -36,6 +36,20 @@ enum Command {
         #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
         config: PathBuf,
     },
+    /// Browse a device and print a `tags:` block to paste into its device entry, e.g.
+    /// `uaedge discover opcua opc.tcp://10.0.0.7:4840 --root "ns=2;s=Line1"`.
+    Discover {
+        #[arg(value_parser = ["opcua"])]
+        protocol: String,
+        /// The server's endpoint URL (no security, anonymous).
+        endpoint: String,
+        /// Where to start: a NodeId or a `/Objects/2:Plant/…` browse path (default: Objects).
+        #[arg(long)]
+        root: Option<String>,
+        /// How many levels below the root to browse.
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +83,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => run(config),
+        Command::Discover {
+            endpoint,
+            root,
+            depth,
+            ..
+        } => discover_opcua(&endpoint, root.as_deref(), depth),
     }
 }
 
@@ -135,7 +155,7 @@ fn run(path: PathBuf) -> ExitCode {
             tags = config.tag_defs.len(),
             "uaedge starting"
         );
-        uaedge::runtime::run(config, shutdown_signal()).await
+        serve(config).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +164,38 @@ fn run(path: PathBuf) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs until SIGTERM/SIGINT, keeping systemd informed: READY once every device task and
+/// server is started, WATCHDOG while the router answers, STOPPING on the way out.
+async fn serve(config: Config) -> Result<(), uaedge::runtime::RuntimeError> {
+    let summary = format!(
+        "{} devices, {} tags",
+        config.devices.len(),
+        config.tag_defs.len()
+    );
+    let runtime = uaedge::runtime::Runtime::start(config);
+    let handle = runtime.handle();
+    uaedge::systemd::ready(&format!("running: {summary}"));
+    let watchdog = uaedge::systemd::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                if handle.probe(every).await {
+                    uaedge::systemd::watchdog();
+                } else {
+                    error!("router did not answer the watchdog probe; withholding WATCHDOG=1");
+                }
+            }
+        })
+    });
+    shutdown_signal().await;
+    uaedge::systemd::stopping();
+    if let Some(task) = watchdog {
+        task.abort();
+    }
+    runtime.shutdown().await
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
@@ -182,5 +234,31 @@ fn init_logging(level: &str) {
         builder.without_time().init();
     } else {
         builder.init();
+    }
+}
+
+fn discover_opcua(endpoint: &str, root: Option<&str>, depth: u32) -> ExitCode {
+    // Errors only: stdout is the YAML and the session's routine warnings would be noise.
+    init_logging("error");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = uaedge_opcua_client::Options::for_endpoint(endpoint);
+    match runtime.block_on(uaedge_opcua_client::discover(&options, root, depth)) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("discover {endpoint}: {e}");
+            ExitCode::from(1)
+        }
     }
 }

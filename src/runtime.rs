@@ -71,11 +71,30 @@ pub struct Handle {
     table: Arc<TagTable>,
     writers: Arc<Vec<Option<mpsc::Sender<WriteRequest>>>>,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
+    sparkplug: Option<Arc<crate::sparkplug::SparkplugStatus>>,
+    probes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 impl Handle {
     pub fn table(&self) -> &Arc<TagTable> {
         &self.table
+    }
+
+    /// The Sparkplug edge node's live status (MQTT connected, primary host, backlog), when
+    /// the config has a `sparkplug:` section.
+    pub fn sparkplug_status(&self) -> Option<Arc<crate::sparkplug::SparkplugStatus>> {
+        self.sparkplug.clone()
+    }
+
+    /// Whether the router answers within `limit`: the liveness the systemd watchdog reports.
+    /// It travels the router's own loop, so a wedged pipeline stops the pings.
+    pub async fn probe(&self, limit: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        tokio::time::timeout(limit, async {
+            self.probes.send(tx).await.is_ok() && rx.await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Subscribes to model events. The router waits for a full subscriber (backpressure
@@ -139,6 +158,8 @@ pub struct Runtime {
     cancel: CancellationToken,
     devices: Vec<(String, JoinHandle<()>)>,
     router: JoinHandle<()>,
+    sparkplug: Option<crate::sparkplug::EdgeNode>,
+    opcua: Option<crate::opcua_server::OpcUaServer>,
 }
 
 impl Runtime {
@@ -148,6 +169,15 @@ impl Runtime {
         let cancel = CancellationToken::new();
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let subscribers = Arc::new(Mutex::new(Vec::new()));
+        // The edge node subscribes before any device starts, so it sees every first event.
+        let sparkplug_events = config.sparkplug.as_ref().map(|_| {
+            let (tx, rx) = mpsc::channel(crate::sparkplug::MODEL_QUEUE);
+            subscribers.lock().push(tx);
+            rx
+        });
+        let sparkplug_status = sparkplug_events
+            .as_ref()
+            .map(|_| Arc::new(crate::sparkplug::SparkplugStatus::default()));
         let mut writers = Vec::with_capacity(config.devices.len());
         let mut devices = Vec::new();
         for (i, setup) in config.devices.into_iter().enumerate() {
@@ -176,21 +206,40 @@ impl Runtime {
             log_values: config.log.values,
             reported: Vec::new(),
         };
-        let router = tokio::spawn(router.run(events_rx));
+        let (probe_tx, probe_rx) = mpsc::channel(1);
+        let router = tokio::spawn(router.run(events_rx, probe_rx));
+        let handle = Handle {
+            table,
+            writers: Arc::new(writers),
+            subscribers,
+            probes: probe_tx,
+            sparkplug: sparkplug_status.clone(),
+        };
+        let sparkplug = match (config.sparkplug, sparkplug_events, sparkplug_status) {
+            (Some(settings), Some(events), Some(status)) => Some(
+                crate::sparkplug::EdgeNode::start(settings, handle.clone(), events, status),
+            ),
+            _ => None,
+        };
+        let opcua =
+            crate::opcua_server::start_from_config(config.opcua, &config.state_dir, &handle);
         Runtime {
-            handle: Handle {
-                table,
-                writers: Arc::new(writers),
-                subscribers,
-            },
+            handle,
             cancel,
             devices,
             router,
+            sparkplug,
+            opcua,
         }
     }
 
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The OPC UA server, when the config enables one and it started.
+    pub fn opcua(&self) -> Option<&crate::opcua_server::OpcUaServer> {
+        self.opcua.as_ref()
     }
 
     /// Stops drivers, then drains the router; each stage within a deadline.
@@ -209,6 +258,21 @@ impl Runtime {
         {
             warn!("router did not drain within the shutdown deadline");
             late.push("router".to_string());
+        }
+        // After the router drained: the node journals the last samples, commits the store,
+        // publishes NDEATH and disconnects.
+        if let Some(node) = self.sparkplug {
+            if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
+                warn!("Sparkplug edge node did not stop within the shutdown deadline");
+                late.push("sparkplug".to_string());
+            }
+        }
+        // Last: SCADA clients keep seeing values and qualities until everything else stopped.
+        if let Some(server) = self.opcua {
+            if !server.shutdown().await {
+                warn!("OPC UA server did not stop within the shutdown deadline");
+                late.push("opcua".to_string());
+            }
         }
         if late.is_empty() {
             info!("runtime stopped");
@@ -397,9 +461,26 @@ struct Router {
 }
 
 impl Router {
-    async fn run(mut self, mut events: mpsc::Receiver<DeviceEvent>) {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<DeviceEvent>,
+        mut probes: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
         self.reported = vec![None; self.table.tags().len()];
-        while let Some(event) = events.recv().await {
+        loop {
+            // Only the device events decide when the router ends: handles keep the probe
+            // channel open for as long as they live.
+            let event = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                Some(probe) = probes.recv() => {
+                    // The prober may have given up already; nothing to tell it then.
+                    let _ = probe.send(());
+                    continue;
+                }
+            };
             match event.kind {
                 EventKind::Readings(readings, read_time) => {
                     let samples = self.process(event.device, &readings, read_time);

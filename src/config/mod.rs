@@ -8,7 +8,7 @@
 pub mod yaml;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use uaedge_driver::{DataType, Duration};
@@ -114,6 +114,15 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     devices: Vec<RawNode>,
+    /// Where uaedge keeps its state (the Sparkplug journal, certificates).
+    #[serde(default)]
+    state_dir: Option<String>,
+    /// The Sparkplug B edge node; absent = no MQTT.
+    #[serde(default)]
+    sparkplug: Option<RawNode>,
+    /// The OPC UA server; absent = no server.
+    #[serde(default)]
+    opcua: Option<RawNode>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +219,11 @@ pub struct Config {
     pub node: NodeConfig,
     pub log: LogConfig,
     pub devices: Vec<DeviceSetup>,
+    /// `state_dir:`, or `$STATE_DIRECTORY`, or `/var/lib/uaedge`.
+    pub state_dir: std::path::PathBuf,
+    pub sparkplug: Option<crate::sparkplug::SparkplugSettings>,
+    /// `opcua:`; `None` when absent or `enabled: false`.
+    pub opcua: Option<crate::opcua_server::OpcUaSettings>,
     /// The model's static part, built while validating; the runtime turns it into a TagTable.
     pub device_defs: Vec<DeviceDef>,
     pub tag_defs: Vec<TagDef>,
@@ -244,10 +258,17 @@ impl Config {
             node: raw.node,
             log: raw.log,
             devices: Vec::new(),
+            state_dir: raw
+                .state_dir
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(default_state_dir),
+            sparkplug: None,
+            opcua: None,
             device_defs: Vec::new(),
             tag_defs: Vec::new(),
         };
         let mut device_names: HashMap<String, RawNode> = HashMap::new();
+        let mut name_spans = Vec::new();
         for node in &raw.devices {
             let device: RawDevice = match node.deserialize() {
                 Ok(d) => d,
@@ -266,7 +287,32 @@ impl Config {
             } else {
                 device_names.insert(device.name.value.clone(), node.clone());
             }
+            name_spans.push(device.name.clone());
             config.add_device(node, device, &mut errors);
+        }
+        if let Some(node) = raw.sparkplug.filter(|n| !n.is_null()) {
+            match node.deserialize::<crate::sparkplug::RawSparkplug>() {
+                Ok(sp) => {
+                    config.sparkplug = crate::sparkplug::SparkplugSettings::from_raw(
+                        sp,
+                        file,
+                        &config.node.name,
+                        &config.state_dir,
+                        &name_spans,
+                        &mut errors,
+                    )
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(node) = &raw.opcua {
+            let base = Path::new(file).parent().unwrap_or(Path::new(""));
+            config.opcua = crate::opcua_server::OpcUaSettings::load(
+                node,
+                base,
+                &config.node.name,
+                &mut errors,
+            );
         }
         if errors.is_empty() {
             Ok(config)
@@ -346,6 +392,30 @@ impl Config {
     pub fn tag_table(&self) -> TagTable {
         TagTable::new(self.device_defs.clone(), self.tag_defs.clone())
     }
+}
+
+/// Where state lives when the config names no `state_dir`: systemd's `$STATE_DIRECTORY`
+/// (the first entry if several), else `/var/lib/uaedge` for root (the packaged service),
+/// else the user's own state folder, so `cargo run` from a checkout works without root.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        return dir;
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/uaedge");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|base| base.join("uaedge"))
+        .unwrap_or_else(|| PathBuf::from("uaedge-state"))
 }
 
 /// Device names may not hold `/` (it separates device from tag); tag names may, for folders,

@@ -1,0 +1,177 @@
+//! Who may log in, and who may write.
+//!
+//! Users log in with a password only over encrypted endpoints, so a password never
+//! crosses the network in clear; the None endpoint takes anonymous sessions only. A user
+//! without `write: true` sees every variable's UserAccessLevel without CurrentWrite, and
+//! the node manager refuses their writes with BadUserAccessDenied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opcua::crypto::SecurityPolicy;
+use opcua::server::address_space::AccessLevel;
+use opcua::server::authenticator::{
+    user_pass_security_policy_id, AuthManager, Password as ClientPassword, UserToken,
+};
+use opcua::server::ServerEndpoint;
+use opcua::types::{Error, NodeId, StatusCode, UAString, UserTokenPolicy, UserTokenType};
+use tracing::{info, warn};
+
+use super::config::{Access, OpcUaSettings, Password};
+
+/// Prefix of the session tokens of configured users, so that no user name can pass for the
+/// anonymous token.
+const USER_PREFIX: &str = "user:";
+
+pub struct Authenticator {
+    anonymous: Access,
+    users: HashMap<String, (Arc<Password>, bool)>,
+}
+
+impl Authenticator {
+    pub fn new(settings: &OpcUaSettings) -> Authenticator {
+        Authenticator {
+            anonymous: settings.anonymous,
+            users: settings
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), (Arc::new(u.password.clone()), u.write)))
+                .collect(),
+        }
+    }
+
+    /// Whether the session's user may write to writable tags.
+    pub fn may_write(&self, token: &UserToken) -> bool {
+        if token.is_anonymous() {
+            return self.anonymous == Access::Write;
+        }
+        token
+            .0
+            .strip_prefix(USER_PREFIX)
+            .and_then(|name| self.users.get(name))
+            .is_some_and(|(_, write)| *write)
+    }
+}
+
+fn refused(message: &str) -> Error {
+    Error::new(StatusCode::BadIdentityTokenRejected, message.to_string())
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess
+/// was right.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn verify(stored: &Password, given: &str) -> bool {
+    match stored {
+        Password::Plain(p) => same_bytes(p.as_bytes(), given.as_bytes()),
+        Password::Argon2(hash) => {
+            use argon2::PasswordVerifier;
+            argon2::PasswordHash::new(hash).is_ok_and(|h| {
+                argon2::Argon2::default()
+                    .verify_password(given.as_bytes(), &h)
+                    .is_ok()
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl AuthManager for Authenticator {
+    async fn authenticate_anonymous_token(&self, endpoint: &ServerEndpoint) -> Result<(), Error> {
+        if self.anonymous == Access::Off {
+            info!(endpoint = %endpoint.security_policy, "anonymous login refused: anonymous access is off");
+            return Err(refused("anonymous access is off"));
+        }
+        Ok(())
+    }
+
+    async fn authenticate_username_identity_token(
+        &self,
+        endpoint: &ServerEndpoint,
+        username: &str,
+        password: &ClientPassword,
+    ) -> Result<UserToken, Error> {
+        if endpoint.security_policy() == SecurityPolicy::None {
+            warn!(user = %username, "password login refused on the unencrypted endpoint");
+            return Err(refused(
+                "passwords are accepted on encrypted endpoints only",
+            ));
+        }
+        let Some((stored, _)) = self.users.get(username) else {
+            warn!(user = %username, "login refused: unknown user");
+            return Err(refused("unknown user or wrong password"));
+        };
+        let stored = stored.clone();
+        let given = password.get().to_string();
+        // argon2 is deliberately slow: keep it off the threads serving other sessions.
+        let ok = tokio::task::spawn_blocking(move || verify(&stored, &given))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            warn!(user = %username, "login refused: wrong password");
+            return Err(refused("unknown user or wrong password"));
+        }
+        info!(user = %username, "user logged in");
+        Ok(UserToken(format!("{USER_PREFIX}{username}")))
+    }
+
+    fn effective_user_access_level(
+        &self,
+        token: &UserToken,
+        user_access_level: AccessLevel,
+        _node_id: &NodeId,
+    ) -> AccessLevel {
+        if self.may_write(token) {
+            user_access_level
+        } else {
+            user_access_level - AccessLevel::CURRENT_WRITE
+        }
+    }
+
+    fn user_token_policies(&self, endpoint: &ServerEndpoint) -> Vec<UserTokenPolicy> {
+        let mut policies = Vec::with_capacity(2);
+        if self.anonymous != Access::Off {
+            policies.push(UserTokenPolicy {
+                // The server matches anonymous tokens against this id.
+                policy_id: UAString::from("anonymous"),
+                token_type: UserTokenType::Anonymous,
+                issued_token_type: UAString::null(),
+                issuer_endpoint_url: UAString::null(),
+                security_policy_uri: UAString::null(),
+            });
+        }
+        if !self.users.is_empty() && endpoint.security_policy() != SecurityPolicy::None {
+            policies.push(UserTokenPolicy {
+                policy_id: user_pass_security_policy_id(endpoint),
+                token_type: UserTokenType::UserName,
+                issued_token_type: UAString::null(),
+                issuer_endpoint_url: UAString::null(),
+                security_policy_uri: UAString::null(),
+            });
+        }
+        policies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_argon2_passwords_verify() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"uaedge-test-salt").expect("salt");
+        let hash = argon2::Argon2::default()
+            .hash_password(b"s3cret", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(verify(&Password::Argon2(hash.clone()), "s3cret"));
+        assert!(!verify(&Password::Argon2(hash), "s3cret "));
+        assert!(verify(&Password::Plain("pw".into()), "pw"));
+        assert!(!verify(&Password::Plain("pw".into()), "pW"));
+        assert!(!verify(&Password::Plain("pw".into()), "pw2"));
+    }
+}

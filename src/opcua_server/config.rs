@@ -1,0 +1,325 @@
+//! The `opcua:` section of the YAML and its validation.
+//!
+//! Serde reads [`RawOpcUa`] (unknown keys refused, values that need checking kept
+//! [`Spanned`]); [`OpcUaSettings::load`] turns it into settings the server runs on. Password
+//! files are read and password hashes parsed at load, so a missing file or a mangled hash
+//! is a config error with its line rather than a login that can never succeed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use uaedge_driver::Duration;
+
+use crate::config::{ConfigError, RawNode, Spanned};
+
+/// `opcua:` as written in YAML.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpcUa {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    hostname: Option<Spanned<String>>,
+    #[serde(default)]
+    namespace_uri: Option<Spanned<String>>,
+    #[serde(default)]
+    endpoints: Option<Spanned<Vec<Endpoint>>>,
+    #[serde(default)]
+    anonymous: Access,
+    #[serde(default)]
+    trust_client_certs: bool,
+    #[serde(default)]
+    users: Vec<RawNode>,
+    #[serde(default = "default_max_sessions")]
+    max_sessions: u32,
+    #[serde(default)]
+    min_sampling_interval: Option<Spanned<Duration>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    #[serde(default)]
+    password: Option<Spanned<String>>,
+    #[serde(default)]
+    password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    write: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_sessions() -> u32 {
+    20
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:4840";
+
+/// One kind of endpoint the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Endpoint {
+    /// No signing, no encryption: anonymous only (passwords are never accepted here).
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "basic256sha256_sign")]
+    Basic256Sha256Sign,
+    #[serde(rename = "basic256sha256_sign_encrypt")]
+    Basic256Sha256SignEncrypt,
+}
+
+impl Endpoint {
+    pub fn is_secure(self) -> bool {
+        self != Endpoint::None
+    }
+}
+
+/// What a user (or the anonymous one) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Off,
+    Read,
+    Write,
+}
+
+/// A password as configured: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    Plain(String),
+    /// An argon2 PHC string, `$argon2id$v=19$m=…,t=…,p=…$salt$hash`.
+    Argon2(String),
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Password::Plain(_) => f.write_str("Plain(***)"),
+            Password::Argon2(_) => f.write_str("Argon2(***)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: Password,
+    pub write: bool,
+}
+
+/// A validated `opcua:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpcUaSettings {
+    pub listen: SocketAddr,
+    /// The host clients are told to use in endpoint URLs.
+    pub hostname: String,
+    pub application_name: String,
+    pub application_uri: String,
+    pub namespace_uri: String,
+    pub endpoints: Vec<Endpoint>,
+    pub anonymous: Access,
+    pub trust_client_certs: bool,
+    pub users: Vec<User>,
+    pub max_sessions: usize,
+    pub min_sampling_interval: std::time::Duration,
+}
+
+impl OpcUaSettings {
+    /// Validates `opcua:`; `None` when it is switched off or has errors (pushed to
+    /// `errors`). `base` is the config file's folder, for relative `password_file:` paths.
+    pub fn load(
+        node: &RawNode,
+        base: &Path,
+        node_name: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<OpcUaSettings> {
+        if node.is_null() {
+            errors.push(node.error(
+                "`opcua:` is empty: nobody could log in; set `anonymous: read` or add `users:`",
+            ));
+            return None;
+        }
+        let raw: RawOpcUa = match node.deserialize() {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                return None;
+            }
+        };
+        if !raw.enabled {
+            return None;
+        }
+        let before = errors.len();
+        let listen = match &raw.listen {
+            Some(l) => l.value.trim().parse::<SocketAddr>().map_err(|_| {
+                errors.push(l.error(format!(
+                    "invalid listen address `{}`: expected IP:port, e.g. `0.0.0.0:4840` or `127.0.0.1:4840`",
+                    l.value
+                )))
+            }),
+            None => DEFAULT_LISTEN.parse().map_err(|_| ()),
+        };
+        let endpoints = match &raw.endpoints {
+            Some(e) if e.value.is_empty() => {
+                errors.push(e.error("at least one endpoint is needed"));
+                Vec::new()
+            }
+            Some(e) => e.value.clone(),
+            None => vec![
+                Endpoint::Basic256Sha256Sign,
+                Endpoint::Basic256Sha256SignEncrypt,
+            ],
+        };
+        let mut users: Vec<User> = Vec::new();
+        for user_node in &raw.users {
+            let Some(user) = load_user(user_node, base, errors) else {
+                continue;
+            };
+            if users.iter().any(|u| u.name == user.name) {
+                errors.push(user_node.error(format!("duplicate user `{}`", user.name)));
+                continue;
+            }
+            users.push(user);
+        }
+        if raw.anonymous == Access::Off && raw.users.is_empty() {
+            errors.push(
+                node.error(
+                    "nobody could log in: set `anonymous: read` (or `write`) or add `users:`",
+                ),
+            );
+        }
+        let secure = endpoints.iter().any(|e| e.is_secure());
+        if !raw.users.is_empty() && !secure {
+            let msg = "users log in only on encrypted endpoints (passwords are never sent in clear): add `basic256sha256_sign_encrypt`";
+            errors.push(match &raw.endpoints {
+                Some(e) => e.error(msg),
+                None => node.error(msg),
+            });
+        }
+        let min_sampling_interval = match &raw.min_sampling_interval {
+            Some(d) if d.value.get() < std::time::Duration::from_millis(10) => {
+                errors.push(d.error("min_sampling_interval must be at least 10ms"));
+                std::time::Duration::from_millis(100)
+            }
+            Some(d) => d.value.get(),
+            None => std::time::Duration::from_millis(100),
+        };
+        if raw.max_sessions == 0 {
+            errors.push(node.error("max_sessions must be at least 1"));
+        }
+        let check_text =
+            |s: &Option<Spanned<String>>, what: &str, errors: &mut Vec<ConfigError>| {
+                if let Some(s) = s {
+                    if s.value.trim().is_empty() || s.value.contains(char::is_whitespace) {
+                        errors.push(s.error(format!("{what} must be non-empty without spaces")));
+                    }
+                }
+            };
+        check_text(&raw.hostname, "hostname", errors);
+        check_text(&raw.namespace_uri, "namespace_uri", errors);
+        let listen = listen.ok()?;
+        if errors.len() > before {
+            return None;
+        }
+        let hostname = raw
+            .hostname
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| default_hostname(listen));
+        Some(OpcUaSettings {
+            listen,
+            hostname,
+            application_name: format!("uaedge {node_name}"),
+            application_uri: format!("urn:uaedge:{node_name}:server"),
+            namespace_uri: raw
+                .namespace_uri
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| format!("urn:uaedge:{node_name}")),
+            endpoints,
+            anonymous: raw.anonymous,
+            trust_client_certs: raw.trust_client_certs,
+            users,
+            max_sessions: raw.max_sessions as usize,
+            min_sampling_interval,
+        })
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// A specific listen address is what clients reach; behind 0.0.0.0 the machine's name is
+/// the best guess (clients such as UaExpert offer to swap it for the address they used).
+fn default_hostname(listen: SocketAddr) -> String {
+    if !listen.ip().is_unspecified() {
+        return listen.ip().to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn load_user(node: &RawNode, base: &Path, errors: &mut Vec<ConfigError>) -> Option<User> {
+    let raw: RawUser = match node.deserialize() {
+        Ok(u) => u,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let name = raw.name.value.trim();
+    if name.is_empty() {
+        errors.push(raw.name.error("user name must not be empty"));
+        return None;
+    }
+    let (text, at) = match (&raw.password, &raw.password_file) {
+        (Some(p), None) => (p.value.clone(), p),
+        (None, Some(f)) => {
+            let path = base.join(&f.value);
+            match std::fs::read_to_string(&path) {
+                // A trailing newline is the editor's, not the password's.
+                Ok(t) => (t.trim_end_matches(['\n', '\r']).to_string(), f),
+                Err(e) => {
+                    errors.push(f.error(format!("cannot read {}: {e}", path.display())));
+                    return None;
+                }
+            }
+        }
+        (Some(p), Some(_)) => {
+            errors.push(p.error("give either `password` or `password_file`, not both"));
+            return None;
+        }
+        (None, None) => {
+            errors.push(node.error(format!(
+                "user `{name}` needs `password` (plain or an `$argon2id$` hash) or `password_file`"
+            )));
+            return None;
+        }
+    };
+    let password = if text.starts_with("$argon2") {
+        if let Err(e) = argon2::PasswordHash::new(&text) {
+            errors.push(at.error(format!("not a valid argon2 hash: {e}")));
+            return None;
+        }
+        Password::Argon2(text)
+    } else if text.is_empty() {
+        errors.push(at.error("password must not be empty"));
+        return None;
+    } else {
+        Password::Plain(text)
+    };
+    Some(User {
+        name: name.to_string(),
+        password,
+        write: raw.write,
+    })
+}

@@ -1,0 +1,348 @@
+//! uaedge's own OPC UA server: the unified model as an address space that SCADA clients
+//! browse, read, subscribe to and write.
+//!
+//! Built on async-opcua (pure-Rust crypto). The pieces:
+//! - `config.rs`: the `opcua:` YAML section and its validation.
+//! - `address_space.rs`: Objects/uaedge/Devices/<device>/<folders…>/<tag>, Status and
+//!   Runtime objects; NodeIds `ns=<uaedge>;s=<device>/<tag>`.
+//! - `node_manager.rs`: serves values from the [`TagTable`](crate::model::TagTable) on each
+//!   Read (no second copy of the values) and carries writes to [`Handle::write`].
+//! - `notify.rs`: pushes model events to monitored items, rather than sampling every tag.
+//! - `auth.rs`: anonymous on/off, users with plain or argon2-hashed passwords, who may
+//!   write.
+//! - `convert.rs`, `units.rs`: types, StatusCodes, timestamps, EngineeringUnits.
+//!
+//! Security: endpoints None and Basic256Sha256 Sign / SignAndEncrypt as configured. The
+//! application certificate is made on first start under `<state_dir>/pki/own`; client
+//! certificates are trusted by moving them from `pki/rejected` to `pki/trusted` (or
+//! automatically with `trust_client_certs: true`).
+
+mod address_space;
+mod auth;
+pub mod config;
+mod convert;
+mod node_manager;
+mod notify;
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opcua::crypto::SecurityPolicy;
+use opcua::server::node_manager::memory::InMemoryNodeManagerBuilder;
+use opcua::server::{ServerBuilder, ServerEndpoint, ANONYMOUS_USER_TOKEN_ID};
+use opcua::types::MessageSecurityMode;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub use address_space::tag_node_id;
+pub use config::{Access, Endpoint, OpcUaSettings, Password, User};
+
+use auth::Authenticator;
+use node_manager::{ModelManagerBuilder, ModelNodeManager};
+
+use crate::runtime::Handle;
+
+/// How long shutdown waits for sessions to close.
+const STOP_DEADLINE: Duration = Duration::from_secs(3);
+/// Pause between attempts to bind a listen address that is taken.
+const BIND_RETRY: Duration = Duration::from_secs(5);
+/// Large enough for a Read or CreateMonitoredItems of tens of thousands of nodes.
+const MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
+const MAX_ITEMS_PER_CALL: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpcUaError {
+    #[error("cannot create the PKI folder {path}: {source}")]
+    Pki {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no application certificate in {0} (see the log for why it could not be made); encrypted endpoints cannot work")]
+    Certificate(String),
+    #[error("invalid server setup: {0}")]
+    Build(String),
+    #[error("the uaedge node manager is missing from the server")]
+    NodeManager,
+}
+
+/// A running OPC UA server.
+pub struct OpcUaServer {
+    listen: SocketAddr,
+    ready: Arc<parking_lot::Mutex<Option<(SocketAddr, u16)>>>,
+    token: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+impl OpcUaServer {
+    /// Starts building the address space over `handle`'s model and then serving it, in the
+    /// background: making the application certificate on first start takes seconds, and
+    /// nothing else should wait for it. Must be called inside a tokio runtime. A listen
+    /// address that is taken (say, by the previous instance still shutting down) is
+    /// retried, with an error logged.
+    pub fn start(
+        settings: OpcUaSettings,
+        state_dir: &Path,
+        handle: &Handle,
+    ) -> Result<OpcUaServer, OpcUaError> {
+        let pki = state_dir.join("pki");
+        std::fs::create_dir_all(&pki).map_err(|source| OpcUaError::Pki {
+            path: pki.display().to_string(),
+            source,
+        })?;
+        let token = CancellationToken::new();
+        let ready = Arc::new(parking_lot::Mutex::new(None));
+        // Bound now, so a port-0 listener has its port and a taken port shows at once.
+        let first = bind_now(settings.listen);
+        let listen = settings.listen;
+        info!(
+            listen = %listen,
+            endpoints = ?settings.endpoints,
+            anonymous = ?settings.anonymous,
+            users = settings.users.len(),
+            pki = %pki.display(),
+            "OPC UA server starting"
+        );
+        let task = serve(
+            settings,
+            pki,
+            handle.clone(),
+            first,
+            token.clone(),
+            ready.clone(),
+        );
+        Ok(OpcUaServer {
+            listen,
+            ready,
+            token,
+            server: tokio::spawn(task),
+        })
+    }
+
+    /// The address the server listens on once it serves (with port 0, the port it got).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.ready.lock().map(|(addr, _)| addr)
+    }
+
+    /// The namespace index of uaedge's nodes (`ns=` in NodeIds), once it serves.
+    pub fn namespace_index(&self) -> Option<u16> {
+        self.ready.lock().map(|(_, ns)| ns)
+    }
+
+    /// Closes every session and stops; `false` when it took longer than the deadline.
+    pub async fn shutdown(self) -> bool {
+        self.token.cancel();
+        let stopped = tokio::time::timeout(STOP_DEADLINE, self.server)
+            .await
+            .is_ok();
+        if stopped {
+            info!(listen = %self.listen, "OPC UA server stopped");
+        }
+        stopped
+    }
+}
+
+async fn serve(
+    settings: OpcUaSettings,
+    pki: PathBuf,
+    handle: Handle,
+    first: std::io::Result<tokio::net::TcpListener>,
+    token: CancellationToken,
+    ready: Arc<parking_lot::Mutex<Option<(SocketAddr, u16)>>>,
+) {
+    let listen = settings.listen;
+    let build = {
+        let (handle, token) = (handle.clone(), token.clone());
+        tokio::task::spawn_blocking(move || build(&settings, &pki, &handle, token))
+    };
+    let built = tokio::select! {
+        // The certificate may still be in the making; its thread finishes on its own.
+        _ = token.cancelled() => return,
+        b = build => b,
+    };
+    let (server, subscriptions, index, ns) = match built {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            error!(error = %e, "OPC UA server not started");
+            return;
+        }
+        Err(e) => {
+            error!(error = %e, "OPC UA server setup failed");
+            return;
+        }
+    };
+    // Subscribed only now: a notifier that is not reading yet would stall the router.
+    let notifier = tokio::spawn(notify::run(
+        handle.subscribe(notify::QUEUE),
+        subscriptions,
+        index,
+        token.child_token(),
+    ));
+    let listener = match first {
+        Ok(l) => l,
+        Err(e) => match bind_retrying(listen, e, &token).await {
+            Some(l) => l,
+            None => return,
+        },
+    };
+    if let Ok(addr) = listener.local_addr() {
+        *ready.lock() = Some((addr, ns));
+    }
+    if let Err(e) = server.run_with(listener).await {
+        error!(error = %e, "OPC UA server stopped with an error");
+    }
+    notifier.abort();
+}
+
+type Built = (
+    opcua::server::Server,
+    Arc<opcua::server::SubscriptionCache>,
+    Arc<address_space::Index>,
+    u16,
+);
+
+fn build(
+    settings: &OpcUaSettings,
+    pki: &Path,
+    handle: &Handle,
+    token: CancellationToken,
+) -> Result<Built, OpcUaError> {
+    let auth = Arc::new(Authenticator::new(settings));
+    let builder = server_builder(settings, pki, auth, handle, token);
+    let (server, server_handle) = builder.build().map_err(OpcUaError::Build)?;
+    let cert = pki.join("own").join("cert.der");
+    if settings.endpoints.iter().any(|e| e.is_secure()) && !cert.exists() {
+        return Err(OpcUaError::Certificate(cert.display().to_string()));
+    }
+    let manager = server_handle
+        .node_managers()
+        .get_of_type::<ModelNodeManager>()
+        .ok_or(OpcUaError::NodeManager)?;
+    Ok((
+        server,
+        server_handle.subscriptions().clone(),
+        manager.inner().index().clone(),
+        manager.inner().namespace_index(),
+    ))
+}
+
+/// Starts the server of a loaded config, logging instead of failing: the devices and
+/// Sparkplug keep running when the OPC UA side cannot start.
+pub fn start_from_config(
+    settings: Option<OpcUaSettings>,
+    state_dir: &Path,
+    handle: &Handle,
+) -> Option<OpcUaServer> {
+    let Some(settings) = settings else {
+        info!("OPC UA server off (no `opcua:` section, or `enabled: false`)");
+        return None;
+    };
+    match OpcUaServer::start(settings, state_dir, handle) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!(error = %e, "OPC UA server not started");
+            None
+        }
+    }
+}
+
+fn server_builder(
+    settings: &OpcUaSettings,
+    pki: &Path,
+    auth: Arc<Authenticator>,
+    handle: &Handle,
+    token: CancellationToken,
+) -> ServerBuilder {
+    let anonymous: Vec<String> = if settings.anonymous == Access::Off {
+        Vec::new()
+    } else {
+        vec![ANONYMOUS_USER_TOKEN_ID.to_string()]
+    };
+    let mut builder = ServerBuilder::new()
+        .application_name(settings.application_name.clone())
+        .application_uri(settings.application_uri.clone())
+        .product_uri("urn:uaedge")
+        .create_sample_keypair(true)
+        .pki_dir(PathBuf::from(pki))
+        .trust_client_certs(settings.trust_client_certs)
+        .host(settings.hostname.clone())
+        .port(settings.listen.port())
+        .discovery_urls(vec!["/".to_string()])
+        .with_node_manager(InMemoryNodeManagerBuilder::new(ModelManagerBuilder {
+            namespace_uri: settings.namespace_uri.clone(),
+            handle: handle.clone(),
+            auth: auth.clone(),
+        }))
+        .with_authenticator(auth)
+        .max_sessions(settings.max_sessions)
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .max_chunk_count(MAX_MESSAGE_SIZE / 8192 + 1)
+        .max_array_length(MAX_ITEMS_PER_CALL)
+        .token(token);
+    for endpoint in &settings.endpoints {
+        let (id, policy, mode) = match endpoint {
+            Endpoint::None => ("none", SecurityPolicy::None, MessageSecurityMode::None),
+            Endpoint::Basic256Sha256Sign => (
+                "basic256sha256_sign",
+                SecurityPolicy::Basic256Sha256,
+                MessageSecurityMode::Sign,
+            ),
+            Endpoint::Basic256Sha256SignEncrypt => (
+                "basic256sha256_sign_encrypt",
+                SecurityPolicy::Basic256Sha256,
+                MessageSecurityMode::SignAndEncrypt,
+            ),
+        };
+        builder = builder.add_endpoint(id, ServerEndpoint::new("/", policy, mode, &anonymous));
+    }
+    let limits = builder.limits_mut();
+    limits.subscriptions.min_sampling_interval_ms =
+        settings.min_sampling_interval.as_secs_f64() * 1000.0;
+    limits.subscriptions.max_monitored_items_per_sub = MAX_ITEMS_PER_CALL;
+    let op = &mut limits.operational;
+    op.max_nodes_per_read = MAX_ITEMS_PER_CALL;
+    op.max_nodes_per_write = MAX_ITEMS_PER_CALL;
+    op.max_nodes_per_browse = MAX_ITEMS_PER_CALL;
+    op.max_monitored_items_per_call = MAX_ITEMS_PER_CALL;
+    op.max_nodes_per_translate_browse_paths_to_node_ids = MAX_ITEMS_PER_CALL;
+    op.max_nodes_per_register_nodes = MAX_ITEMS_PER_CALL;
+    op.max_references_per_browse_node = MAX_ITEMS_PER_CALL;
+    builder
+}
+
+fn bind_now(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(l)
+}
+
+async fn bind_retrying(
+    addr: SocketAddr,
+    first: std::io::Error,
+    cancel: &CancellationToken,
+) -> Option<tokio::net::TcpListener> {
+    let mut error = first;
+    let mut attempt: u32 = 0;
+    loop {
+        // The first failure and then one a minute, so a taken port does not flood the log.
+        if attempt.is_multiple_of(12) {
+            error!(listen = %addr, error = %error, attempt, "OPC UA server cannot listen; retrying");
+        }
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(BIND_RETRY) => {}
+        }
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                info!(listen = %addr, "OPC UA server listening");
+                return Some(l);
+            }
+            Err(e) => error = e,
+        }
+    }
+}

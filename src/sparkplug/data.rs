@@ -1,0 +1,236 @@
+//! Data: every reported sample into the journal and, when online, out as DDATA at once;
+//! the backlog out as historical DDATA, oldest first, rate-limited.
+
+use std::sync::atomic::Ordering;
+
+use sparkplug_rs::payload::Metric;
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::codec::{self, MetricSpec};
+use super::inflight::Track;
+use super::node::{blocking, Node, Phase, TAG_ALIAS_BASE, TICK};
+use super::record;
+use crate::model::{DeviceId, Sample};
+
+/// Samples gathered per device under `publish_period` before it is flushed early.
+const MAX_GATHERED: usize = 10_000;
+/// Journal records read per look at the backlog.
+const DRAIN_BATCH: usize = 64;
+/// Looks at the backlog per tick, bounding the time one tick may take.
+const DRAIN_READS_PER_TICK: usize = 8;
+
+impl Node {
+    pub(super) fn on_samples(&mut self, batch: &[Sample]) {
+        // A batch comes from one device read; group anyway, keeping order within a device.
+        let mut groups: Vec<(DeviceId, Vec<&Sample>)> = Vec::new();
+        for s in batch {
+            let Some(def) = self.table.tag(s.tag) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(d, _)| *d == def.device) {
+                Some((_, v)) => v.push(s),
+                None => groups.push((def.device, vec![s])),
+            }
+        }
+        for (device, samples) in groups {
+            if self.settings.publish_period.is_none() {
+                self.on_device_samples(device, &samples);
+                continue;
+            }
+            let d = device.index();
+            let full = match self.gathered.get_mut(d) {
+                Some(g) => {
+                    g.extend(samples.iter().map(|s| (*s).clone()));
+                    g.len() >= MAX_GATHERED
+                }
+                None => false,
+            };
+            if full {
+                self.flush_device(d);
+            }
+        }
+    }
+
+    /// Journals and publishes what `publish_period` gathered for one device.
+    pub(super) fn flush_device(&mut self, d: usize) {
+        let Some(gathered) = self.gathered.get_mut(d).filter(|g| !g.is_empty()) else {
+            return;
+        };
+        let samples = std::mem::take(gathered);
+        let refs: Vec<&Sample> = samples.iter().collect();
+        self.on_device_samples(DeviceId(u16::try_from(d).unwrap_or(u16::MAX)), &refs);
+    }
+
+    pub(super) fn flush_all(&mut self) {
+        for d in 0..self.gathered.len() {
+            self.flush_device(d);
+        }
+    }
+
+    fn on_device_samples(&mut self, device: DeviceId, samples: &[&Sample]) {
+        let d = device.index();
+        let Some(name) = self.table.device(device).map(|x| x.name.clone()) else {
+            return;
+        };
+        let (bytes, newest) = record::encode(&self.table, &name, samples);
+        let seq = self.journal.append(newest.as_micros(), bytes);
+        if self.phase != Phase::Online {
+            return;
+        }
+        // A device that came back is born with its first samples: the router applied them to
+        // the TagTable before handing them on, so the DBIRTH carries them.
+        if !self.born.get(d).copied().unwrap_or(true) && self.up.get(d).copied().unwrap_or(false) {
+            self.dbirth(d);
+        }
+        if !self.born.get(d).copied().unwrap_or(false) {
+            // Held in the journal until the device's next DBIRTH.
+            return;
+        }
+        let metrics: Vec<Metric> = samples
+            .iter()
+            .filter_map(|s| {
+                let def = self.table.tag(s.tag)?;
+                Some(codec::metric(&MetricSpec {
+                    name: None,
+                    alias: Some(TAG_ALIAS_BASE + u64::from(s.tag.0)),
+                    data_type: def.data_type,
+                    value: s.value.as_ref(),
+                    quality: codec::data_quality(s.quality),
+                    units: None,
+                    time: s.time,
+                }))
+            })
+            .collect();
+        let n = u32::try_from(metrics.len()).unwrap_or(u32::MAX);
+        let topic = self.topics.ddata(&name);
+        let qos = self.data_qos();
+        let track = Track::Record { seq, samples: n };
+        if !self.publish(topic, qos, track, |seq| codec::payload(Some(seq), metrics)) {
+            // Stays in the journal; the drain sends it as historical.
+            self.drain_idle = false;
+        }
+    }
+
+    /// Sends backlog records as historical DDATA within the token budget.
+    pub(super) fn drain(&mut self) {
+        let rate = f64::from(self.settings.store.drain_rate);
+        // A bucket of one tick's worth (at least one sample) keeps the rate smooth.
+        let capacity = (rate * TICK.as_secs_f64()).max(1.0);
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        self.tokens = (self.tokens + rate * dt).min(capacity);
+        if self.drain_idle {
+            return;
+        }
+        for _ in 0..DRAIN_READS_PER_TICK {
+            let cursor = self.drain_cursor;
+            let batch = match blocking(|| self.journal.oldest_after(cursor, DRAIN_BATCH)) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the journal backlog");
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                self.drain_idle = true;
+                return;
+            }
+            for (seq, _ts, bytes) in batch {
+                if self.inflight.contains(seq) {
+                    self.drain_cursor = seq;
+                    continue;
+                }
+                match self.replay(seq, &bytes, capacity) {
+                    Replay::Sent | Replay::Skipped => self.drain_cursor = seq,
+                    Replay::Wait => return,
+                }
+            }
+        }
+    }
+
+    fn replay(&mut self, seq: u64, bytes: &[u8], capacity: f64) -> Replay {
+        let (rec, bad) = match record::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(seq, error = %e, "unreadable journal record dropped");
+                self.drop_record(seq);
+                return Replay::Skipped;
+            }
+        };
+        let Some(def) = self.table.devices().iter().find(|d| d.name == rec.device) else {
+            warn!(seq, device = %rec.device, samples = rec.samples.len(), "journal record of a device no longer configured dropped");
+            self.drop_record(seq);
+            return Replay::Skipped;
+        };
+        let d = def.id.index();
+        if !self.born.get(d).copied().unwrap_or(false) {
+            // Held until the device's next DBIRTH resets the cursor.
+            return Replay::Skipped;
+        }
+        let mut missing = Vec::new();
+        let mut metrics = Vec::with_capacity(rec.samples.len());
+        for s in &rec.samples {
+            let path = format!("{}/{}", rec.device, s.tag);
+            let Some(tag) = self.table.find(&path).and_then(|id| self.table.tag(id)) else {
+                missing.push(s.tag.as_str());
+                continue;
+            };
+            let value = match s.value.as_ref().map(|v| v.convert(tag.data_type)) {
+                Some(Ok(v)) => Some(v),
+                Some(Err(_)) => {
+                    missing.push(s.tag.as_str());
+                    continue;
+                }
+                None => None,
+            };
+            metrics.push(codec::metric(&MetricSpec {
+                name: None,
+                alias: Some(TAG_ALIAS_BASE + u64::from(tag.id.0)),
+                data_type: tag.data_type,
+                value: value.as_ref(),
+                quality: (s.quality != 192).then_some(s.quality),
+                units: None,
+                time: uaedge_driver::Timestamp(s.time.0),
+            }));
+        }
+        if !missing.is_empty() || !bad.is_empty() {
+            warn!(seq, device = %rec.device, tags = ?missing, undecodable = bad.len(), "journal samples of tags no longer configured (or of another type) dropped");
+        }
+        if metrics.is_empty() {
+            self.drop_record(seq);
+            return Replay::Skipped;
+        }
+        let n = metrics.len() as f64;
+        if self.tokens < n.min(capacity) {
+            return Replay::Wait;
+        }
+        let samples = u32::try_from(metrics.len()).unwrap_or(u32::MAX);
+        let topic = self.topics.ddata(&rec.device);
+        let qos = self.data_qos();
+        if !self.publish(topic, qos, Track::Record { seq, samples }, |sp_seq| {
+            codec::historical_payload(sp_seq, metrics)
+        }) {
+            return Replay::Wait;
+        }
+        self.tokens -= n;
+        self.status
+            .replayed
+            .fetch_add(u64::from(samples), Ordering::Relaxed);
+        Replay::Sent
+    }
+
+    fn drop_record(&mut self, seq: u64) {
+        self.journal.ack(seq);
+        self.status.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+enum Replay {
+    Sent,
+    /// Dropped, or held for a device that is not born.
+    Skipped,
+    /// Out of tokens or queue space: try again next tick.
+    Wait,
+}

@@ -1,0 +1,104 @@
+//! Pairs rumqttc packet ids with what the node published, so a PUBACK can ack its journal
+//! record. See the module docs of `sparkplug` for why FIFO order is sound.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// What a publish carried, for its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// Births, deaths of devices, node data: nothing to ack in the journal.
+    Untracked,
+    /// A journal record with this many samples.
+    Record { seq: u64, samples: u32 },
+    /// The explicit NDEATH at shutdown, whose PUBACK the node waits for.
+    Death,
+}
+
+#[derive(Debug, Default)]
+pub struct Inflight {
+    /// Handed to rumqttc, not yet reported as `Outgoing::Publish`.
+    queued: VecDeque<Track>,
+    /// Written with a packet id, awaiting PUBACK.
+    by_pkid: HashMap<u16, Track>,
+    /// Journal seqs in either of the above.
+    seqs: HashSet<u64>,
+}
+
+impl Inflight {
+    /// A `try_publish` succeeded.
+    pub fn queued(&mut self, track: Track) {
+        if let Track::Record { seq, .. } = track {
+            self.seqs.insert(seq);
+        }
+        self.queued.push_back(track);
+    }
+
+    /// `Outgoing::Publish(pkid)`: returns the track when the publish is complete already
+    /// (QoS 0 has pkid 0 and no PUBACK).
+    pub fn written(&mut self, pkid: u16) -> Option<Track> {
+        let track = self.queued.pop_front()?;
+        if pkid == 0 {
+            self.forget(track);
+            return Some(track);
+        }
+        // A pkid still mapped means its PUBACK never came, which rumqttc's collision
+        // handling rules out; replacing it keeps the map bounded either way.
+        if let Some(old) = self.by_pkid.insert(pkid, track) {
+            self.forget(old);
+        }
+        None
+    }
+
+    /// `Incoming::PubAck(pkid)`.
+    pub fn acked(&mut self, pkid: u16) -> Option<Track> {
+        let track = self.by_pkid.remove(&pkid)?;
+        self.forget(track);
+        Some(track)
+    }
+
+    fn forget(&mut self, track: Track) {
+        if let Track::Record { seq, .. } = track {
+            self.seqs.remove(&seq);
+        }
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.seqs.contains(&seq)
+    }
+
+    /// Journal records not yet acknowledged.
+    pub fn records(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// The session ended: whatever was in flight stays in the journal and drains later.
+    pub fn clear(&mut self) {
+        self.queued.clear();
+        self.by_pkid.clear();
+        self.seqs.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_in_order_and_handles_qos0() {
+        let mut f = Inflight::default();
+        f.queued(Track::Untracked);
+        f.queued(Track::Record { seq: 7, samples: 2 });
+        f.queued(Track::Record { seq: 8, samples: 1 });
+        assert_eq!(f.written(0), Some(Track::Untracked));
+        assert_eq!(f.written(1), None);
+        assert_eq!(f.written(2), None);
+        assert!(f.contains(7) && f.contains(8));
+        assert_eq!(f.acked(2), Some(Track::Record { seq: 8, samples: 1 }));
+        assert_eq!(f.acked(2), None);
+        assert_eq!(f.acked(1), Some(Track::Record { seq: 7, samples: 2 }));
+        assert_eq!(f.records(), 0);
+        // Unsolicited events are ignored.
+        assert_eq!(f.written(5), None);
+        assert_eq!(f.acked(9), None);
+    }
+}

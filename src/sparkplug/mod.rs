@@ -1,0 +1,176 @@
+//! Sparkplug B 3.0 Edge Node over MQTT, with store and forward in a redb journal.
+//!
+//! The node republishes the unified model: the gateway is one Sparkplug edge node
+//! (`group_id`/`edge_node_id`), each configured device a Sparkplug device, each tag a metric
+//! named by its path inside the device. The protobuf types come from `sparkplug-rs` (Eclipse
+//! Tahu's `sparkplug_b.proto`); the life cycle, aliases, seq/bdSeq and MQTT handling are
+//! ours.
+//!
+//! # Configuration
+//! ```yaml
+//! state_dir: /var/lib/uaedge          # default: $STATE_DIRECTORY, else /var/lib/uaedge
+//! sparkplug:                          # absent: no MQTT
+//!   broker: mqtts://broker.plant:8883 # or mqtt://host[:1883]
+//!   tls:                              # mqtts only; without ca_file: the system CA bundle
+//!     ca_file: /etc/uaedge/ca.pem
+//!     cert_file: /etc/uaedge/client.pem   # client certificate, with key_file
+//!     key_file: /etc/uaedge/client.key
+//!   username: edge                    # optional
+//!   password_file: /etc/uaedge/mqtt.pass  # read at load, never logged
+//!   client_id: uaedge-plant-line3     # default uaedge-<group_id>-<edge_node_id>
+//!   group_id: plant
+//!   edge_node_id: line3               # default node.name
+//!   primary_host_id: scada            # optional: birth only while it is online
+//!   keep_alive: 30s
+//!   data_qos: 1                       # NDATA/DDATA QoS (see below); 0 or 1
+//!   reconnect: { min: 500ms, max: 30s }
+//!   diagnostics_period: 10s           # changed node diagnostics as NDATA
+//!   publish_period: 1s                # optional; absent = report by exception per read
+//!   store:
+//!     path: sparkplug.redb            # relative to state_dir (the default)
+//!     max_bytes: 256MiB               # bytes or B/KB/MB/GB/KiB/MiB/GiB
+//!     max_age: 168h
+//!     commit_window: 100ms            # what a kill -9 may lose; at most 10s
+//!     drain_rate: 5000                # historical samples/s after an outage
+//! ```
+//! Relative file paths (TLS, password) are relative to the config file's folder. Device
+//! names and the ids must be valid topic levels (no `/`, `+`, `#`).
+//!
+//! # Life cycle
+//! 1. bdSeq = last + 1 (mod 256), persisted in the journal's meta table *before* CONNECT, so
+//!    every session's Will carries a bdSeq no earlier session used (a CONNECT the broker
+//!    refused or never answered uses one up too: the Will may have been registered).
+//! 2. CONNECT (clean session) with the Will = NDEATH {bdSeq}, QoS 1, not retained.
+//! 3. SUBSCRIBE NCMD, DCMD (`+`) and, with `primary_host_id`, `spBv1.0/STATE/<id>`, all
+//!    QoS 1; the node waits for the SUBACK before any birth.
+//! 4. With a primary host: wait for its STATE `{"online":true,"timestamp":…}` (STATE with an
+//!    older timestamp than the last seen is ignored). Without one: go on at once.
+//! 5. NBIRTH (seq 0, bdSeq, `Node Control/Rebirth` false, diagnostics), then a DBIRTH for
+//!    every device whose link is up, each with every tag: name, alias, datatype, current
+//!    value from the TagTable (or `is_null`), `Quality` (192/64/0) and `engUnit`.
+//!    NBIRTH/DBIRTH/DDEATH are QoS 0, not retained, as the specification says.
+//! 6. Online: data by exception (aliases only), backlog drain, diagnostics NDATA.
+//!    seq runs 0–255 and wraps, over every message of the node after NBIRTH.
+//! 7. A device link lost → DDEATH; back → DBIRTH after its first samples (so it carries
+//!    current values; at the latest 500 ms after the link came up).
+//! 8. NCMD `Node Control/Rebirth` = true → NBIRTH (same bdSeq, seq 0) and all DBIRTHs.
+//! 9. STATE offline from the primary host → NDEATH, DISCONNECT, reconnect (new bdSeq) and
+//!    wait for the host again: the specification's behaviour, and an outage for the data.
+//! 10. Shutdown (after the runtime stopped the drivers and drained the router): journal the
+//!     last samples, wait up to 1 s for in-flight PUBACKs, commit the journal, publish
+//!     NDEATH (QoS 1, awaited), DISCONNECT.
+//!
+//! # Store and forward: what departs from the specification, and why
+//! Every reported sample is appended to the journal (in memory; committed at most one
+//! `commit_window` later) *and*, when online, published at once. The record is deleted only
+//! when the broker's PUBACK for that publish arrives, so **NDATA/DDATA use QoS 1** by default
+//! (`data_qos: 1`), where Sparkplug suggests QoS 0: with QoS 0 there is no PUBACK, and a
+//! sample written into a TCP connection that then breaks would be lost. `data_qos: 0`
+//! restores the specification's choice; records are then acked when rumqttc writes them.
+//! Delivery is at least once: a PUBACK lost with the connection means the record is sent
+//! again, as historical, after the next birth.
+//!
+//! PUBACK → record: rumqttc assigns packet ids inside its event loop. The node keeps a FIFO
+//! of what it handed to `try_publish`; rumqttc processes requests in order and reports each
+//! publish exactly once as `Outgoing::Publish(pkid)` (a pkid collision delays the event but
+//! also stops later requests), so popping the FIFO on each such event pairs the pkid with
+//! its journal seq; `Incoming::PubAck(pkid)` then acks it. rumqttc's own in-flight queue
+//! lives in memory only and is thrown away with each session (see `session.rs`): the journal
+//! is what survives.
+//!
+//! After a (re)birth the backlog drains oldest first as DDATA with `is_historical = true`
+//! and the original source timestamps, rate-limited (`drain_rate` samples/s, token bucket)
+//! while live data keeps flowing, so the host may see a tag's live value before its older
+//! historical ones; each stream is in order. Records of a device that is not born (link
+//! down) are held until its next DBIRTH. A record naming a device or tag that is no longer
+//! configured loses that part with one warn line. The historical encoding is in one function
+//! ([`codec::historical_payload`]).
+//!
+//! A `kill -9` loses at most the samples of one commit window; the backlog of the last run
+//! drains after the first birth. Journal full or too old → the oldest records go, counted in
+//! the `Node Info/Store Dropped Records` metric and logged by the journal.
+
+pub mod codec;
+mod commands;
+pub mod config;
+mod data;
+mod inflight;
+mod node;
+pub mod record;
+mod session;
+pub mod topics;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use config::{RawSparkplug, SparkplugSettings};
+pub use node::{EdgeNode, MODEL_QUEUE, SHUTDOWN_DEADLINE};
+
+/// Live state of the edge node, shared with the rest of the runtime (OPC UA Runtime
+/// object, diagnostics). Plain atomics: readers never wait on the node.
+#[derive(Debug, Default)]
+pub struct SparkplugStatus {
+    pub(crate) connected: AtomicBool,
+    pub(crate) born: AtomicBool,
+    pub(crate) host_online: AtomicBool,
+    pub(crate) bd_seq: AtomicU64,
+    pub(crate) backlog_records: AtomicU64,
+    pub(crate) backlog_bytes: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+/// A copy of [`SparkplugStatus`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    /// The MQTT connection is up (CONNACK received).
+    pub mqtt_connected: bool,
+    /// NBIRTH is out: data flows.
+    pub born: bool,
+    /// The primary host is online (always true without `primary_host_id`).
+    pub primary_host_online: bool,
+    pub bd_seq: u64,
+    /// Journal records (one device's batch each) not yet acknowledged by the broker.
+    pub backlog_records: u64,
+    pub backlog_bytes: u64,
+    /// Samples acknowledged by the broker (live and historical).
+    pub samples_published: u64,
+    /// Historical samples sent from the backlog.
+    pub samples_replayed: u64,
+    /// Journal records dropped: bounds, unreadable, or naming tags no longer configured.
+    pub records_dropped: u64,
+}
+
+impl SparkplugStatus {
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let r = Ordering::Relaxed;
+        StatusSnapshot {
+            mqtt_connected: self.connected.load(r),
+            born: self.born.load(r),
+            primary_host_online: self.host_online.load(r),
+            bd_seq: self.bd_seq.load(r),
+            backlog_records: self.backlog_records.load(r),
+            backlog_bytes: self.backlog_bytes.load(r),
+            samples_published: self.published.load(r),
+            samples_replayed: self.replayed.load(r),
+            records_dropped: self.dropped.load(r),
+        }
+    }
+}
+
+/// Errors of the edge node that end up in logs.
+#[derive(Debug, thiserror::Error)]
+pub enum SparkplugError {
+    #[error("journal: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared handle to the status.
+pub type StatusHandle = Arc<SparkplugStatus>;

@@ -1,0 +1,257 @@
+"""An OPC UA client built on asyncua, an implementation we did not write, driven by the
+Rust tests one JSON command per stdin line; each answer is one JSON line on stdout.
+
+It prints `ready` first. Commands (`op`):
+  connect     {url, security?: "None" | "Basic256Sha256,Sign" | "Basic256Sha256,SignAndEncrypt",
+               user?, password?, pki?: folder for the client's own key and certificate}
+  namespace   {uri}                    -> {index}
+  browse      {}                       -> {nodes: [{path, nodeid, class, data_type, access,
+                                            user_access, type_definition}]} under Objects/uaedge
+  translate   {path: ["2:uaedge", ...]} (from the Objects folder) -> {nodeid}
+  read        {nodes: [nodeid]}        -> {values: [{value, variant, status, source, server}]}
+  read_attr   {node, attr}             -> {value}
+  subscribe   {nodes, publishing, sampling, deadband?: {type: "absolute"|"percent", value},
+               count_only?: true (benchmarks: count notifications, keep none)}
+              -> {results: [status per item]}; notifications queue up
+  changes     {timeout}                -> {changes: [{nodeid, value, status, source, received}]}
+                                          (waits up to `timeout` s for at least one)
+  count       {}                       -> {count} notifications since the last count
+  write       {node, value, variant}   -> {status}
+  disconnect  {}
+Errors come back as {error, status?}.
+"""
+
+import asyncio
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+from asyncua import Client, ua
+from asyncua.crypto import cert_gen
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+CLIENT_URI = "urn:uaedge:tests:asyncua-client"
+
+
+def ts(t):
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return t.timestamp()
+
+
+def plain(v):
+    if isinstance(v, datetime.datetime):
+        return ts(v)
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, ua.EUInformation):
+        return {"unit_id": v.UnitId, "display_name": v.DisplayName.Text, "namespace": v.NamespaceUri}
+    if isinstance(v, ua.Range):
+        return {"low": v.Low, "high": v.High}
+    if isinstance(v, ua.LocalizedText):
+        return v.Text
+    return str(v)
+
+
+def data_value(dv):
+    return {
+        "value": plain(dv.Value.Value) if dv.Value is not None else None,
+        "variant": dv.Value.VariantType.name if dv.Value is not None else None,
+        "status": dv.StatusCode.name if dv.StatusCode is not None else "Good",
+        "source": ts(dv.SourceTimestamp),
+        "server": ts(dv.ServerTimestamp),
+    }
+
+
+class Handler:
+    def __init__(self):
+        self.queue = asyncio.Queue()
+        # Benchmarks only count: building an entry per change would make Python the limit.
+        self.count_only = False
+        self.count = 0
+
+    def datachange_notification(self, node, val, data):
+        self.count += 1
+        if self.count_only:
+            return
+        dv = data.monitored_item.Value
+        entry = data_value(dv)
+        entry["nodeid"] = node.nodeid.to_string()
+        entry["received"] = time.time()
+        self.queue.put_nowait(entry)
+
+    def status_change_notification(self, status):
+        pass
+
+
+class Session:
+    def __init__(self):
+        self.client = None
+        self.handler = Handler()
+        self.subscription = None
+
+    async def connect(self, cmd):
+        client = Client(cmd["url"], timeout=10)
+        client.application_uri = CLIENT_URI
+        security = cmd.get("security", "None")
+        if security != "None":
+            policy, mode = security.split(",")
+            assert policy == "Basic256Sha256"
+            pki = Path(cmd["pki"])
+            pki.mkdir(parents=True, exist_ok=True)
+            key, cert = pki / "client-key.pem", pki / "client-cert.der"
+            await cert_gen.setup_self_signed_certificate(
+                key, cert, CLIENT_URI, "localhost",
+                [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "uaedge test client"},
+            )
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                certificate=str(cert),
+                private_key=str(key),
+                mode=getattr(ua.MessageSecurityMode, mode),
+            )
+        if cmd.get("user"):
+            client.set_user(cmd["user"])
+            client.set_password(cmd.get("password", ""))
+        await client.connect()
+        self.client = client
+        return {"ok": True}
+
+    async def namespace(self, cmd):
+        return {"index": await self.client.get_namespace_index(cmd["uri"])}
+
+    async def browse(self, cmd):
+        objects = self.client.nodes.objects
+        out = []
+        root = None
+        for child in await objects.get_children():
+            if (await child.read_browse_name()).Name == "uaedge":
+                root = child
+        if root is None:
+            return {"error": "no uaedge object under Objects"}
+        stack = [(root, "uaedge")]
+        while stack:
+            node, path = stack.pop()
+            cls = await node.read_node_class()
+            entry = {"path": path, "nodeid": node.nodeid.to_string(), "class": cls.name}
+            if cls == ua.NodeClass.Variable:
+                dt = await node.read_data_type()
+                entry["data_type"] = dt.to_string()
+                entry["access"] = (await node.read_attribute(ua.AttributeIds.AccessLevel)).Value.Value
+                entry["user_access"] = (await node.read_attribute(ua.AttributeIds.UserAccessLevel)).Value.Value
+            td = await node.read_type_definition()
+            entry["type_definition"] = td.to_string() if td is not None else None
+            out.append(entry)
+            refs = await node.get_references(
+                refs=ua.ObjectIds.HierarchicalReferences,
+                direction=ua.BrowseDirection.Forward,
+                includesubtypes=True,
+            )
+            for r in refs:
+                child = self.client.get_node(r.NodeId)
+                stack.append((child, path + "/" + r.BrowseName.Name))
+        return {"nodes": out}
+
+    async def translate(self, cmd):
+        node = await self.client.nodes.objects.get_child(cmd["path"])
+        return {"nodeid": node.nodeid.to_string()}
+
+    async def read(self, cmd):
+        nodes = [self.client.get_node(n) for n in cmd["nodes"]]
+        params = ua.ReadParameters()
+        for n in nodes:
+            rv = ua.ReadValueId()
+            rv.NodeId = n.nodeid
+            rv.AttributeId = ua.AttributeIds.Value
+            params.NodesToRead.append(rv)
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        started = time.perf_counter()
+        results = await self.client.uaclient.read(params)
+        elapsed = time.perf_counter() - started
+        return {"values": [data_value(dv) for dv in results], "seconds": elapsed}
+
+    async def read_attr(self, cmd):
+        node = self.client.get_node(cmd["node"])
+        dv = await node.read_attribute(getattr(ua.AttributeIds, cmd["attr"]))
+        return {"value": plain(dv.Value.Value)}
+
+    async def subscribe(self, cmd):
+        self.handler.count_only = cmd.get("count_only", False)
+        if self.subscription is None:
+            self.subscription = await self.client.create_subscription(cmd.get("publishing", 100), self.handler)
+        nodes = [self.client.get_node(n) for n in cmd["nodes"]]
+        mfilter = None
+        if "deadband" in cmd:
+            mfilter = ua.DataChangeFilter()
+            mfilter.Trigger = ua.DataChangeTrigger.StatusValue
+            mfilter.DeadbandType = 1 if cmd["deadband"]["type"] == "absolute" else 2
+            mfilter.DeadbandValue = float(cmd["deadband"]["value"])
+        results = await self.subscription._subscribe(
+            nodes, ua.AttributeIds.Value, mfilter, 0, ua.MonitoringMode.Reporting, cmd.get("sampling", 100)
+        )
+        return {"results": [r if isinstance(r, int) else r.name for r in results]}
+
+    async def changes(self, cmd):
+        out = []
+        try:
+            out.append(await asyncio.wait_for(self.handler.queue.get(), cmd.get("timeout", 5)))
+        except asyncio.TimeoutError:
+            return {"changes": []}
+        while not self.handler.queue.empty():
+            out.append(self.handler.queue.get_nowait())
+        return {"changes": out}
+
+    async def count(self, cmd):
+        n, self.handler.count = self.handler.count, 0
+        return {"count": n}
+
+    async def write(self, cmd):
+        node = self.client.get_node(cmd["node"])
+        variant = ua.Variant(cmd["value"], getattr(ua.VariantType, cmd["variant"]))
+        params = ua.WriteParameters()
+        wv = ua.WriteValue()
+        wv.NodeId = node.nodeid
+        wv.AttributeId = ua.AttributeIds.Value
+        wv.Value = ua.DataValue(variant)
+        params.NodesToWrite = [wv]
+        results = await self.client.uaclient.write(params)
+        return {"status": results[0].name}
+
+    async def disconnect(self, cmd):
+        if self.client is not None:
+            await self.client.disconnect()
+            self.client = None
+        return {"ok": True}
+
+
+async def main():
+    session = Session()
+    loop = asyncio.get_running_loop()
+    # Commands with 10,000 NodeIds are long lines.
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        try:
+            answer = await getattr(session, cmd["op"])(cmd)
+        except ua.UaStatusCodeError as e:
+            answer = {"error": str(e), "status": ua.StatusCode(e.code).name}
+        except Exception as e:  # the Rust side shows it in the assertion message
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer), flush=True)
+    await session.disconnect({})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,158 @@
+//! Plumbing for the OPC UA server tests: the asyncua SCADA client driven over JSON lines,
+//! and uaedge started in-process with its own state folder and a free port.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use uaedge::config::Config;
+use uaedge::runtime::Runtime;
+
+use crate::common::{eventually, python};
+
+/// tests/interop/opcua_scada.py: an asyncua client answering one JSON command per line.
+pub struct Scada {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Scada {
+    pub fn start() -> Scada {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/opcua_scada.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the asyncua client");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("ready line");
+        assert_eq!(line.trim(), "ready", "the asyncua client did not start");
+        Scada {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends one command and waits for its answer. Runs the blocking pipe I/O in place, so
+    /// the server's tasks keep running on the other workers meanwhile.
+    pub fn call(&mut self, cmd: Value) -> Value {
+        tokio::task::block_in_place(|| {
+            writeln!(self.stdin, "{cmd}").expect("send command");
+            self.stdin.flush().expect("flush command");
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).expect("read answer");
+            assert!(!line.is_empty(), "the asyncua client exited on {cmd}");
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"))
+        })
+    }
+
+    /// Like `call`, but panics on an error answer.
+    pub fn ok(&mut self, cmd: Value) -> Value {
+        let answer = self.call(cmd.clone());
+        assert!(answer.get("error").is_none(), "{cmd} failed: {answer}");
+        answer
+    }
+
+    pub fn connect_none(&mut self, url: &str) {
+        self.ok(json!({"op": "connect", "url": url}));
+    }
+
+    pub fn read(&mut self, nodes: &[String]) -> Vec<Value> {
+        let answer = self.ok(json!({"op": "read", "nodes": nodes}));
+        answer["values"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn read_one(&mut self, node: &str) -> Value {
+        self.read(&[node.to_string()]).remove(0)
+    }
+
+    pub fn write(&mut self, node: &str, value: Value, variant: &str) -> String {
+        let answer =
+            self.ok(json!({"op": "write", "node": node, "value": value, "variant": variant}));
+        answer["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits up to `timeout` for notifications; all queued ones are returned.
+    pub fn changes(&mut self, timeout: Duration) -> Vec<Value> {
+        let answer = self.ok(json!({"op": "changes", "timeout": timeout.as_secs_f64()}));
+        answer["changes"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Scada {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// uaedge running in-process with an OPC UA server on a free port.
+pub struct Edge {
+    pub runtime: Runtime,
+    pub url: String,
+    pub ns: u16,
+    pub state: tempfile::TempDir,
+}
+
+impl Edge {
+    /// Starts `devices` (YAML list items) with `opcua` (YAML mapping body, indented two
+    /// spaces) on 127.0.0.1, port 0.
+    pub async fn start(opcua: &str, devices: &str) -> Edge {
+        let state = tempfile::tempdir().expect("state dir");
+        Edge::start_in(state, opcua, devices).await
+    }
+
+    pub async fn start_in(state: tempfile::TempDir, opcua: &str, devices: &str) -> Edge {
+        let text = format!(
+            "node: {{ name: test }}\nstate_dir: {}\nopcua:\n  listen: 127.0.0.1:0\n{opcua}\ndevices:\n{devices}",
+            state.path().display()
+        );
+        let config = Config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let runtime = Runtime::start(config);
+        let addr = eventually(
+            Duration::from_secs(60),
+            "the OPC UA server to serve",
+            || async { runtime.opcua().and_then(|s| s.local_addr()) },
+        )
+        .await;
+        let ns = runtime
+            .opcua()
+            .and_then(|s| s.namespace_index())
+            .unwrap_or_default();
+        Edge {
+            runtime,
+            url: format!("opc.tcp://127.0.0.1:{}/", addr.port()),
+            ns,
+            state,
+        }
+    }
+
+    /// `ns=<uaedge>;s=<path>`, as asyncua prints NodeIds.
+    pub fn node(&self, path: &str) -> String {
+        format!("ns={};s={path}", self.ns)
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.state.path().join("pki")
+    }
+
+    pub async fn stop(self) {
+        self.runtime.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// Files in a folder (for the PKI's trusted/rejected folders).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
