@@ -157,6 +157,9 @@ fn run(path: PathBuf) -> ExitCode {
         );
         serve(config).await
     });
+    // A blocking job still running (the OPC UA certificate being generated on a first
+    // start) must not hold the exit past systemd's patience; it has nothing to save.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,8 @@
 //! The first command of the README: `uaedge run -c config.example.yaml` shows changing values
 //! from every simulated device, and SIGTERM stops it cleanly within 2 s.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -8,9 +10,11 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn example_config_runs_logs_every_device_and_stops_on_sigterm() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::example_config(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_uaedge"))
-        .args(["run", "-c", config])
+        .args(["run", "-c"])
+        .arg(&config)
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -1,6 +1,8 @@
 //! sd_notify as systemd sees it: a datagram socket stands in for NOTIFY_SOCKET and must
 //! receive READY=1 after start, WATCHDOG=1 pings while running, STOPPING=1 on SIGTERM.
 
+mod common;
+
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

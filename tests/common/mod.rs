@@ -79,3 +79,26 @@ impl Drop for Peer {
         self.kill();
     }
 }
+
+/// The shipped `config.example.yaml`, written to `dir` with only what a test must change so
+/// that tests can run side by side: its own state folder and a free OPC UA port.
+pub fn example_config(dir: &std::path::Path) -> PathBuf {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+        .expect("read config.example.yaml");
+    assert!(
+        text.contains("listen: 0.0.0.0:4840"),
+        "example's OPC UA listen line changed"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let text = format!(
+        "state_dir: {}\n{}",
+        dir.join("state").display(),
+        text.replace("listen: 0.0.0.0:4840", &format!("listen: 127.0.0.1:{port}"))
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
