@@ -3,6 +3,7 @@
 //! simulated PROFINET devices as the data source: a `counter` signal whose value sequence
 //! reveals any gap or reordering.
 
+mod common;
 mod sparkplug_support;
 
 use std::collections::{HashMap, HashSet};

@@ -1,6 +1,7 @@
 //! `mqtts://` with a private CA, a client certificate and a password from a file, against
 //! mosquitto requiring all three; and the same node with a wrong password never connecting.
 
+mod common;
 mod sparkplug_support;
 
 use std::path::Path;

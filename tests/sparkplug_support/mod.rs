@@ -4,35 +4,16 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value as Json;
 
-/// Polls `check` every 20 ms until it gives `Some`, or panics naming `what`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use crate::common::{free_port, python, wait_for};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+/// Polls `check` every 20 ms until it gives `Some`, or panics naming `what`.
 
 /// A mosquitto of our own, stoppable and restartable on the same port.
 pub struct Broker {
@@ -132,20 +113,6 @@ pub fn proto_path() -> PathBuf {
             .join("protos/sparkplug_b.proto")
     })
     .clone()
-}
-
-pub fn python() -> PathBuf {
-    let path = std::env::var_os("UAEDGE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} not found: run `bash tests/setup.sh` first",
-        path.display()
-    );
-    path
 }
 
 /// The Python Sparkplug peer: every message it saw, decoded, in arrival order.
