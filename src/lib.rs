@@ -1,6 +1,7 @@
 //! uaedge: an OPC UA-centric industrial edge runtime.
 //!
 //! [`runtime::run`] is the entry point both `main` and the integration tests call.
+pub mod anomaly;
 pub mod config;
 pub mod drivers;
 pub mod model;

@@ -13,8 +13,6 @@ use serde_json::Value as Json;
 
 pub use crate::common::{free_port, python, wait_for};
 
-/// Polls `check` every 20 ms until it gives `Some`, or panics naming `what`.
-
 /// A mosquitto of our own, stoppable and restartable on the same port.
 pub struct Broker {
     pub port: u16,
