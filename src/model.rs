@@ -224,6 +224,8 @@ pub struct DeviceState {
     pub last_error: Option<String>,
     pub reconnects: u64,
     pub samples_in: u64,
+    /// Samples that passed report-by-exception.
+    pub samples_out: u64,
 }
 
 /// The unified model: static definitions plus the live values every consumer reads.

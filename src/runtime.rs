@@ -592,8 +592,11 @@ impl Router {
                 time: r.source_time.unwrap_or(read_time),
             });
         }
-        self.table
-            .update_device(device, |s| s.samples_in += readings.len() as u64);
+        let reported = samples.len() as u64;
+        self.table.update_device(device, |s| {
+            s.samples_in += readings.len() as u64;
+            s.samples_out += reported;
+        });
         self.table.apply(&samples, read_time);
         samples
     }

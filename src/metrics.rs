@@ -1,0 +1,264 @@
+//! Health and metrics over HTTP: `/metrics` in the Prometheus text format and `/health`
+//! for load balancers and `curl`. Off unless configured; meant for loopback.
+//!
+//! A hand-rolled HTTP/1.1 responder rather than a web framework: two read-only GET routes do
+//! not justify a dependency tree, and every response closes its connection.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::runtime::Handle;
+
+/// A request line longer than this is not a scraper; it is dropped.
+const MAX_REQUEST: usize = 4096;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// `/health` fails when the router does not answer within this.
+const HEALTH_PROBE: Duration = Duration::from_secs(2);
+
+/// Serves until `cancel`. Each connection gets its own task; a slow or broken client
+/// affects only itself.
+pub async fn serve(listener: TcpListener, handle: Handle, cancel: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        if !addr.ip().is_loopback() {
+            warn!(listen = %addr, "metrics endpoint is reachable from the network");
+        }
+        info!(listen = %addr, "metrics endpoint listening");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = respond(stream, &handle).await {
+                        debug!(peer = %peer, error = %e, "metrics request failed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "metrics accept failed");
+                // Out of file descriptors and the like: back off rather than spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn respond(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    let head = tokio::time::timeout(READ_TIMEOUT, async {
+        let mut chunk = [0u8; 512];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(head, Ok(Ok(()))) {
+        return Ok(());
+    }
+    let request = String::from_utf8_lossy(&buf);
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(handle),
+        ),
+        ("GET", "/health") => {
+            if handle.probe(HEALTH_PROBE).await {
+                ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    "router not answering\n".to_string(),
+                )
+            }
+        }
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /health\n".into(),
+        ),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Label values escaped as the exposition format requires.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One metric family: HELP and TYPE once, then its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The whole exposition, from the live model and the Sparkplug status.
+pub fn render(handle: &Handle) -> String {
+    let table = handle.table();
+    let mut out = String::new();
+    family(
+        &mut out,
+        "uaedge_build_info",
+        "gauge",
+        "Version of the running uaedge.",
+        &[(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0)],
+    );
+    let devices: Vec<_> = table
+        .devices()
+        .iter()
+        .map(|d| {
+            let state = table.device_state(d.id).unwrap_or_default();
+            let labels = format!(
+                "device=\"{}\",driver=\"{}\"",
+                label(&d.name),
+                label(&d.driver)
+            );
+            (labels, state)
+        })
+        .collect();
+    let per_device = |f: &dyn Fn(&crate::model::DeviceState) -> f64| -> Vec<(String, f64)> {
+        devices.iter().map(|(l, s)| (l.clone(), f(s))).collect()
+    };
+    family(
+        &mut out,
+        "uaedge_device_connected",
+        "gauge",
+        "1 while the device's link is up.",
+        &per_device(&|s| f64::from(u8::from(s.connected))),
+    );
+    family(
+        &mut out,
+        "uaedge_device_reconnects_total",
+        "counter",
+        "Times the device's link came back after a loss.",
+        &per_device(&|s| s.reconnects as f64),
+    );
+    family(
+        &mut out,
+        "uaedge_device_samples_in_total",
+        "counter",
+        "Readings taken from the device.",
+        &per_device(&|s| s.samples_in as f64),
+    );
+    family(
+        &mut out,
+        "uaedge_device_samples_reported_total",
+        "counter",
+        "Samples that passed report-by-exception and went to consumers.",
+        &per_device(&|s| s.samples_out as f64),
+    );
+    let bad = table.states(|states| {
+        table
+            .devices()
+            .iter()
+            .map(|d| {
+                let n = d
+                    .tag_ids()
+                    .filter(|t| states.get(t.index()).is_some_and(|s| s.quality.is_bad()))
+                    .count();
+                (format!("device=\"{}\"", label(&d.name)), n as f64)
+            })
+            .collect::<Vec<_>>()
+    });
+    family(
+        &mut out,
+        "uaedge_device_tags_bad",
+        "gauge",
+        "Tags of the device whose quality is Bad now.",
+        &bad,
+    );
+    if let Some(status) = handle.sparkplug_status() {
+        let s = status.snapshot();
+        let one = |v: f64| vec![(String::new(), v)];
+        family(
+            &mut out,
+            "uaedge_mqtt_connected",
+            "gauge",
+            "1 while the MQTT session is up.",
+            &one(f64::from(u8::from(s.mqtt_connected))),
+        );
+        family(
+            &mut out,
+            "uaedge_sparkplug_primary_host_online",
+            "gauge",
+            "1 while the primary host is online (always 1 without one).",
+            &one(f64::from(u8::from(s.primary_host_online))),
+        );
+        family(
+            &mut out,
+            "uaedge_samples_published_total",
+            "counter",
+            "Samples the broker acknowledged, live and historical.",
+            &one(s.samples_published as f64),
+        );
+        family(
+            &mut out,
+            "uaedge_samples_replayed_total",
+            "counter",
+            "Historical samples forwarded from the store after outages.",
+            &one(s.samples_replayed as f64),
+        );
+        family(
+            &mut out,
+            "uaedge_store_backlog_records",
+            "gauge",
+            "Store records not yet acknowledged by the broker.",
+            &one(s.backlog_records as f64),
+        );
+        family(
+            &mut out,
+            "uaedge_store_backlog_bytes",
+            "gauge",
+            "Bytes of store records not yet acknowledged by the broker.",
+            &one(s.backlog_bytes as f64),
+        );
+        family(
+            &mut out,
+            "uaedge_store_dropped_records_total",
+            "counter",
+            "Store records dropped by the size or age bound.",
+            &one(s.records_dropped as f64),
+        );
+    }
+    out
+}
+
+/// Binds the configured address; the caller logs a failure and runs without metrics.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).await
+}
