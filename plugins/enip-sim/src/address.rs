@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use uaedge_driver::DataType;
+use uaedge_sim::parse_number as number;
 
 /// The CIP elementary types a tag may have (`cip_type:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -171,18 +172,6 @@ impl fmt::Display for Target {
 const SYNTAX: &str = "expected a CIP path `@<class>/<instance>/<attribute>[:<byte>[.<bit>]]` \
     (e.g. `@4/100/3:8`) or a Logix tag `[Program:<name>.]<tag>[.<member>][[<index>]][.<bit>]` \
     (e.g. `Program:Main.ConveyorSpeed`, `Line1_Temp[3]`)";
-
-fn number(text: &str, what: &str, max: u64) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    match parsed {
-        Ok(n) if n <= max => Ok(n),
-        Ok(n) => Err(format!("{what} {n} is out of range (0..={max})")),
-        Err(_) => Err(format!("{what} `{text}` is not a number")),
-    }
-}
 
 pub fn parse(address: &str) -> Result<Target, String> {
     let text = address.trim();

@@ -8,10 +8,10 @@ use uaedge_driver::{
     async_trait, BadReason, DataType, DeviceInfo, Driver, LinkError, Reading, TagSpec, Value,
     WriteError,
 };
-use uaedge_sim::image::{decode, encode, Codec};
+use uaedge_sim::image::Images;
 use uaedge_sim::{Clock, SimDevice, TagSample};
 
-use crate::{sim_tags, EnipAddress, EnipSimOptions, LOGIX_STRING_CAPACITY};
+use crate::{EnipAddress, EnipSimOptions, LOGIX_STRING_CAPACITY};
 
 /// CIP general status codes the simulator answers with.
 pub const STATUS_SUCCESS: u8 = 0x00;
@@ -30,9 +30,6 @@ fn status_of(reason: BadReason) -> u8 {
 #[derive(Debug)]
 struct Placement {
     name: String,
-    image: usize,
-    offset: usize,
-    codec: Codec,
     native: DataType,
     model: DataType,
     writable: bool,
@@ -42,8 +39,8 @@ pub struct EnipSimDriver {
     sim: SimDevice,
     clock: Arc<dyn Clock>,
     placements: Vec<Placement>,
-    image_keys: Vec<String>,
-    images: Vec<Vec<u8>>,
+    /// Per CIP attribute or Logix tag, keyed by [`Target::image_key`](crate::Target::image_key).
+    images: Images<String>,
     /// The last CIP general status of each tag, so a change is logged once.
     status: Vec<u8>,
 }
@@ -66,7 +63,6 @@ impl EnipSimDriver {
     ) -> Result<EnipSimDriver, String> {
         let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
         for t in &tags {
-            let (offset, _) = t.address.target.position();
             // An undeclared parent of a bit tag is taken as a DINT (a LINT past bit 31), the
             // usual home of status bits.
             let parent = match t.address.target {
@@ -75,36 +71,33 @@ impl EnipSimDriver {
                 _ => 0,
             };
             let size = sizes.entry(t.address.target.image_key()).or_insert(0);
-            *size = (*size).max(offset + t.address.codec.size()).max(parent);
+            *size = (*size).max(parent);
         }
-        let image_keys: Vec<String> = sizes.keys().cloned().collect();
-        let images: Vec<Vec<u8>> = sizes.values().map(|n| vec![0u8; *n]).collect();
+        let images = Images::new(
+            sizes,
+            tags.iter()
+                .map(|t| {
+                    let (offset, _) = t.address.target.position();
+                    (t.address.target.image_key(), offset, t.address.codec)
+                })
+                .collect(),
+        );
         let placements = tags
             .iter()
-            .map(|t| {
-                let key = t.address.target.image_key();
-                Placement {
-                    name: t.name.clone(),
-                    image: image_keys.iter().position(|k| *k == key).unwrap_or(0),
-                    offset: t.address.target.position().0,
-                    codec: t.address.codec,
-                    native: t.address.native,
-                    model: t.data_type,
-                    writable: t.writable,
-                }
+            .map(|t| Placement {
+                name: t.name.clone(),
+                native: t.address.native,
+                model: t.data_type,
+                writable: t.writable,
             })
             .collect();
-        let period = options
-            .sample_period
-            .map(|d| d.get())
-            .unwrap_or(device.poll_interval);
-        let sim = SimDevice::new(
-            device.name.clone(),
+        let sim = uaedge_sim::start_device(
+            device,
             options.seed,
-            period,
-            clock.now(),
-            sim_tags(&tags),
+            options.sample_period,
             &options.faults,
+            &tags,
+            &*clock,
         )?;
         info!(
             device = %device.name,
@@ -118,16 +111,13 @@ impl EnipSimDriver {
             clock,
             status: vec![STATUS_SUCCESS; tags.len()],
             placements,
-            image_keys,
             images,
         })
     }
 
     /// The bytes of a CIP attribute (`@4/100/3`) or a Logix tag, as the device holds them.
     pub fn image(&self, key: &str) -> Option<&[u8]> {
-        let key = key.to_ascii_lowercase();
-        let i = self.image_keys.iter().position(|k| *k == key)?;
-        self.images.get(i).map(Vec::as_slice)
+        self.images.image(&key.to_ascii_lowercase())
     }
 
     /// The CIP general status the last read of a tag got.
@@ -155,13 +145,7 @@ impl Driver for EnipSimDriver {
         sim.advance(clock.now(), |step| {
             // Every step is laid, emitted or not, so shared bytes are the same whatever the
             // read boundaries were.
-            for (p, sample) in placements.iter().zip(step.samples) {
-                if let TagSample::Driven(v) = sample {
-                    if let Some(buf) = images.get_mut(p.image).and_then(|b| b.get_mut(p.offset..)) {
-                        encode(p.codec, v, buf);
-                    }
-                }
-            }
+            images.lay(step.samples);
             if !step.emit {
                 return;
             }
@@ -170,8 +154,7 @@ impl Driver for EnipSimDriver {
                 let (reading, code) = match sample {
                     TagSample::Bad(reason) => (Reading::bad(tag, *reason), status_of(*reason)),
                     _ => {
-                        let raw = images.get(p.image).and_then(|b| b.get(p.offset..)).and_then(|b| decode(p.codec, b));
-                        match raw.and_then(|v| v.convert(p.model).ok()) {
+                        match images.value(i).and_then(|v| v.convert(p.model).ok()) {
                             Some(v) => (Reading::good(tag, v), STATUS_SUCCESS),
                             None => (Reading::bad(tag, BadReason::ConfigError), STATUS_INVALID_ATTRIBUTE_VALUE),
                         }

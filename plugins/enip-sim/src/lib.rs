@@ -85,7 +85,7 @@ mod driver;
 use serde::Deserialize;
 use uaedge_driver::{DataType, DeviceInfo, Driver, DriverFactory, Duration, TagSpec};
 use uaedge_sim::image::{ByteOrder, Codec};
-use uaedge_sim::{ConfigErrorDriver, FaultSpec, Signal, SimDevice, SimTag, SystemClock};
+use uaedge_sim::{FaultSpec, Signal, SimAddress, SystemClock};
 
 pub use address::{CipType, Target};
 pub use driver::EnipSimDriver;
@@ -132,6 +132,20 @@ pub struct EnipAddress {
     pub codec: Codec,
     pub signal: Signal,
     pub noise: f64,
+}
+
+impl SimAddress for EnipAddress {
+    fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    fn noise(&self) -> f64 {
+        self.noise
+    }
+
+    fn native_type(&self, _model: DataType) -> DataType {
+        self.native
+    }
 }
 
 pub struct EnipSimFactory;
@@ -239,19 +253,7 @@ impl DriverFactory for EnipSimFactory {
                 }
             }
         }
-        let period = options
-            .sample_period
-            .map(Duration::get)
-            .unwrap_or(std::time::Duration::from_secs(1));
-        SimDevice::new(
-            "validate",
-            options.seed,
-            period,
-            uaedge_driver::Timestamp(0),
-            sim_tags(tags),
-            &options.faults,
-        )
-        .map(|_| ())
+        uaedge_sim::check_device(options.sample_period, &options.faults, tags)
     }
 
     fn build(
@@ -260,25 +262,11 @@ impl DriverFactory for EnipSimFactory {
         options: EnipSimOptions,
         tags: Vec<TagSpec<EnipAddress>>,
     ) -> Box<dyn Driver> {
-        match EnipSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock)) {
-            Ok(driver) => Box::new(driver),
-            Err(e) => Box::new(ConfigErrorDriver::new(&device.name, e)),
-        }
+        let driver = EnipSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock));
+        uaedge_sim::box_driver(device, driver)
     }
 
     fn describe(&self, address: &EnipAddress) -> String {
         format!("{} ({})", address.target, address.cip_type.name())
     }
-}
-
-pub(crate) fn sim_tags(tags: &[TagSpec<EnipAddress>]) -> Vec<SimTag> {
-    tags.iter()
-        .map(|t| SimTag {
-            name: t.name.clone(),
-            data_type: t.address.native,
-            writable: t.writable,
-            signal: t.address.signal.clone(),
-            noise: t.address.noise,
-        })
-        .collect()
 }

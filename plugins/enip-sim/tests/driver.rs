@@ -1,125 +1,25 @@
 //! Drives the real driver through the `Driver` trait, with a hand-set clock.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+#[path = "../../sim/testing/harness.rs"]
+mod harness;
 
-use serde::Deserialize;
+use harness::{at_ms, block_on, quality, read, value, T0};
 use uaedge_driver::{
-    BadReason, DataType, DeviceInfo, Driver, DriverFactory, Duration, LinkErrorKind, Quality,
-    Reading, TagSpec, Timestamp, Value, WriteError,
+    BadReason, DataType, Driver, DriverFactory, LinkErrorKind, Quality, Value, WriteError,
 };
 use uaedge_enip_sim::{EnipSimDriver, EnipSimFactory};
 use uaedge_sim::ManualClock;
 
-/// The simulator never waits, so one poll finishes every call.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the simulator never waits"),
-    }
-}
-
-#[derive(Deserialize)]
-struct Config {
-    devices: Vec<DeviceYaml>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct DeviceYaml {
-    name: String,
-    driver: String,
-    poll_interval: Duration,
-    options: serde_yaml::Value,
-    tags: Vec<TagYaml>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct TagYaml {
-    name: String,
-    #[serde(rename = "type")]
-    data_type: DataType,
-    address: String,
-    units: Option<String>,
-    #[serde(default)]
-    writable: bool,
-    #[serde(default)]
-    options: serde_yaml::Value,
-}
-
-const T0: Timestamp = Timestamp(1_800_000_000_000_000);
-
-fn at_ms(ms: i64) -> Timestamp {
-    Timestamp(T0.0 + ms * 1000)
-}
-
-/// Loads a device block the way the runtime does: options, tag options, addresses,
-/// validation, build.
 fn load(yaml: &str, clock: &ManualClock) -> Result<EnipSimDriver, String> {
-    let f = EnipSimFactory;
-    let config: Config = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
-    let dev = config.devices.into_iter().next().ok_or("no device")?;
-    assert_eq!(dev.driver, "enip-sim");
-    let options = serde_yaml::from_value(dev.options).map_err(|e| format!("options: {e}"))?;
-    let mut tags = Vec::new();
-    for t in dev.tags {
-        let topts = if t.options.is_null() {
-            Default::default()
-        } else {
-            serde_yaml::from_value(t.options).map_err(|e| format!("tag {}: {e}", t.name))?
-        };
-        let address = f.parse_address(&t.address, t.data_type, &topts)?;
-        tags.push(TagSpec {
-            name: t.name,
-            data_type: t.data_type,
-            writable: t.writable,
-            address,
-        });
-    }
-    f.validate(&options, &tags)?;
-    let info = DeviceInfo {
-        name: dev.name,
-        poll_interval: dev.poll_interval.get(),
-    };
-    EnipSimDriver::new(&info, options, tags, Arc::new(clock.clone()))
+    harness::load(&EnipSimFactory, "enip-sim", yaml, clock, EnipSimDriver::new)
 }
 
 fn doc_example() -> String {
-    let lib = include_str!("../src/lib.rs");
-    let start = lib.find("//! ```yaml").expect("example start");
-    lib[start..]
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with("//! ```"))
-        .map(|l| {
-            l.strip_prefix("//! ")
-                .or_else(|| l.strip_prefix("//!"))
-                .unwrap_or(l)
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    harness::doc_example(include_str!("../src/lib.rs"))
 }
 
-fn read(d: &mut EnipSimDriver) -> Vec<Reading> {
-    let mut out = Vec::new();
-    block_on(d.read(&mut out)).expect("read");
-    out
-}
-
-fn value(r: &[Reading], tag: u32) -> Option<Value> {
-    r.iter()
-        .rfind(|r| r.tag == tag)
-        .and_then(|r| r.value.clone())
-}
-
-fn quality(r: &[Reading], tag: u32) -> Quality {
-    r.iter()
-        .rfind(|r| r.tag == tag)
-        .map(|r| r.quality)
-        .expect("a reading")
+fn parse_err(address: &str, t: DataType, options: &str) -> String {
+    harness::parse_err(&EnipSimFactory, address, t, options)
 }
 
 #[test]
@@ -283,13 +183,6 @@ fn writes_read_back_and_out_of_range_writes_are_refused_with_a_cip_status() {
     ));
 }
 
-fn parse_err(address: &str, t: DataType, options: &str) -> String {
-    let o = serde_yaml::from_str(options).expect("options");
-    EnipSimFactory
-        .parse_address(address, t, &o)
-        .expect_err(address)
-}
-
 #[test]
 fn address_errors_say_what_is_wrong_and_what_was_expected() {
     let f = DataType::Float;
@@ -398,4 +291,21 @@ fn device_errors_name_the_tag() {
     assert!(e.contains("not a host name"), "{e}");
     let e = with(one, "{ slot: 1, rack: 2 }");
     assert!(e.contains("unknown field `rack`"), "{e}");
+}
+
+/// A one-tag device block; `options` go inside the device's `options: { … }`.
+fn device(poll_interval: &str, options: &str) -> String {
+    format!(
+        "devices:\n  - name: x\n    driver: enip-sim\n    poll_interval: {poll_interval}\n    options: {{ {options} }}\n    tags:\n      - {{ name: t, type: int32, address: \"Count\", options: {{ signal: counter }} }}\n"
+    )
+}
+
+#[test]
+fn what_the_simulator_cannot_run_is_refused_at_config_load() {
+    harness::sim_errors_are_refused_at_config_load(&EnipSimFactory, "enip-sim", device);
+}
+
+#[test]
+fn what_only_the_poll_interval_shows_leaves_the_built_device_bad() {
+    harness::poll_interval_errors_leave_the_built_device_bad(&EnipSimFactory, "enip-sim", device);
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use uaedge_driver::DataType;
 use uaedge_sim::image::{ByteOrder, Codec};
+use uaedge_sim::parse_number as number;
 
 /// Which memory of a subslot a tag lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,18 +38,6 @@ impl PnLocation {
 const SYNTAX: &str = "expected `in:<slot>.<subslot>:<byte>`, `out:<slot>.<subslot>:<byte>`, \
     `in:<slot>.<subslot>:<byte>.<bit>` for a bool, or `rec:<slot>.<subslot>:<index>[:<byte>]` \
     (e.g. `in:1.1:0`, `out:2.1:4`, `in:1.1:2.3`, `rec:1.1:0xAFF0`)";
-
-fn number(text: &str, what: &str, max: u64) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    match parsed {
-        Ok(n) if n <= max => Ok(n),
-        Ok(n) => Err(format!("{what} {n} is out of range (0..={max})")),
-        Err(_) => Err(format!("{what} `{text}` is not a number")),
-    }
-}
 
 /// Parses an address. `length` is the tag's `length:` option (bytes of a string).
 pub fn parse(

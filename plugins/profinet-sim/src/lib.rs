@@ -92,7 +92,7 @@ mod driver;
 
 use serde::Deserialize;
 use uaedge_driver::{DataType, DeviceInfo, Driver, DriverFactory, Duration, TagSpec};
-use uaedge_sim::{ConfigErrorDriver, FaultSpec, Signal, SimDevice, SimTag, SystemClock};
+use uaedge_sim::{FaultSpec, Signal, SimAddress, SystemClock};
 
 pub use address::{check_station, Area, PnLocation};
 pub use driver::ProfinetSimDriver;
@@ -167,6 +167,16 @@ pub struct ProfinetAddress {
     pub noise: f64,
 }
 
+impl SimAddress for ProfinetAddress {
+    fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    fn noise(&self) -> f64 {
+        self.noise
+    }
+}
+
 pub struct ProfinetSimFactory;
 
 impl DriverFactory for ProfinetSimFactory {
@@ -236,19 +246,7 @@ impl DriverFactory for ProfinetSimFactory {
                 )));
             }
         }
-        let period = options
-            .sample_period
-            .map(Duration::get)
-            .unwrap_or(std::time::Duration::from_secs(1));
-        SimDevice::new(
-            "validate",
-            options.seed,
-            period,
-            uaedge_driver::Timestamp(0),
-            sim_tags(tags),
-            &options.faults,
-        )
-        .map(|_| ())
+        uaedge_sim::check_device(options.sample_period, &options.faults, tags)
     }
 
     fn build(
@@ -257,10 +255,9 @@ impl DriverFactory for ProfinetSimFactory {
         options: ProfinetSimOptions,
         tags: Vec<TagSpec<ProfinetAddress>>,
     ) -> Box<dyn Driver> {
-        match ProfinetSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock)) {
-            Ok(driver) => Box::new(driver),
-            Err(e) => Box::new(ConfigErrorDriver::new(&device.name, e)),
-        }
+        let driver =
+            ProfinetSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock));
+        uaedge_sim::box_driver(device, driver)
     }
 
     fn describe(&self, address: &ProfinetAddress) -> String {
@@ -290,16 +287,4 @@ fn check_modules(modules: &[ModuleSpec]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn sim_tags(tags: &[TagSpec<ProfinetAddress>]) -> Vec<SimTag> {
-    tags.iter()
-        .map(|t| SimTag {
-            name: t.name.clone(),
-            data_type: t.data_type,
-            writable: t.writable,
-            signal: t.address.signal.clone(),
-            noise: t.address.noise,
-        })
-        .collect()
 }

@@ -2,7 +2,11 @@
 //! attribute data, Logix tags). Values are laid into bytes and decoded back, so two tags
 //! over the same bytes see the same data, and a bool can be one bit of a word.
 
+use std::collections::BTreeMap;
+
 use uaedge_driver::{DataType, Timestamp, Value};
+
+use crate::TagSample;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ByteOrder {
@@ -181,6 +185,78 @@ fn truncate(s: &str, len: usize) -> &[u8] {
         end -= 1;
     }
     s.as_bytes().get(..end).unwrap_or_default()
+}
+
+/// A device's byte images, one per key (a PROFINET subslot's input, output or record data;
+/// a CIP attribute or a Logix tag), and where each tag's value sits in them.
+#[derive(Debug)]
+pub struct Images<K> {
+    keys: Vec<K>,
+    bytes: Vec<Vec<u8>>,
+    places: Vec<Place>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    image: usize,
+    offset: usize,
+    codec: Codec,
+}
+
+impl<K: Ord + Clone> Images<K> {
+    /// `tags` gives each tag's image, byte offset and codec, in tag order. An image is as
+    /// long as its entry in `sizes` (a declared size, or a least one) or as far as its tags
+    /// reach, whichever is more; every byte starts at zero.
+    pub fn new(mut sizes: BTreeMap<K, usize>, tags: Vec<(K, usize, Codec)>) -> Images<K> {
+        for (key, offset, codec) in &tags {
+            let size = sizes.entry(key.clone()).or_insert(0);
+            *size = (*size).max(offset.saturating_add(codec.size()));
+        }
+        let keys: Vec<K> = sizes.keys().cloned().collect();
+        let bytes = sizes.values().map(|n| vec![0u8; *n]).collect();
+        let places = tags
+            .into_iter()
+            .map(|(key, offset, codec)| Place {
+                image: keys.binary_search(&key).unwrap_or(0),
+                offset,
+                codec,
+            })
+            .collect();
+        Images {
+            keys,
+            bytes,
+            places,
+        }
+    }
+
+    /// The bytes of one image.
+    pub fn image(&self, key: &K) -> Option<&[u8]> {
+        let i = self.keys.binary_search(key).ok()?;
+        self.bytes.get(i).map(Vec::as_slice)
+    }
+
+    /// Lays the driven values of one step (indexed like the tags) into the images. Lay every
+    /// step, emitted or not, so bytes nobody drives any more hold exactly what they would
+    /// have held had every step been read.
+    pub fn lay(&mut self, samples: &[TagSample]) {
+        for (p, sample) in self.places.iter().zip(samples) {
+            if let TagSample::Driven(v) = sample {
+                if let Some(buf) = self
+                    .bytes
+                    .get_mut(p.image)
+                    .and_then(|b| b.get_mut(p.offset..))
+                {
+                    encode(p.codec, v, buf);
+                }
+            }
+        }
+    }
+
+    /// The value the bytes of tag `tag` hold; `None` if they do not decode.
+    pub fn value(&self, tag: usize) -> Option<Value> {
+        let p = self.places.get(tag)?;
+        decode(p.codec, self.bytes.get(p.image)?.get(p.offset..)?)
+    }
 }
 
 #[cfg(test)]

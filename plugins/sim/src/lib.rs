@@ -39,6 +39,7 @@
 //! was already read) until the next write; it overrides the signal.
 
 mod device;
+mod factory;
 mod fault;
 pub mod image;
 mod rng;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 use uaedge_driver::{async_trait, Driver, LinkError, Reading, Timestamp, Value, WriteError};
 
 pub use device::{sample_reading, SimDevice, SimTag, Step, TagSample, MAX_CATCH_UP, MAX_REPLAY};
+pub use factory::{box_driver, check_device, parse_number, sim_tags, start_device, SimAddress};
 pub use fault::{Effect, Fault, FaultKind, FaultSpec};
 pub use rng::name_key;
 pub use signal::{zero_value, Literal, Signal, SignalKind, SignalOptions};
@@ -95,9 +97,10 @@ impl Clock for ManualClock {
     }
 }
 
-/// The driver a factory builds when a device it was handed cannot be simulated after all.
-/// `DriverFactory::build` cannot fail, and `validate` should have caught the mistake, so
-/// this only guards against the two drifting apart: the device stays Bad and says why.
+/// The driver a factory builds when a device it was handed cannot be simulated after all
+/// (see [`box_driver`]). `DriverFactory::build` cannot fail, and `validate` refuses all it
+/// can know at config load ([`check_device`]); what is left depends on the device's poll
+/// interval, which `validate` is not told. The device stays Bad and says why.
 #[derive(Debug)]
 pub struct ConfigErrorDriver {
     message: String,
@@ -152,6 +155,7 @@ macro_rules! sim_tag_options {
             pub amplitude: Option<f64>,
             pub offset: Option<f64>,
             pub period: Option<uaedge_driver::Duration>,
+            /// Degrees.
             pub phase: Option<f64>,
             pub min: Option<f64>,
             pub max: Option<f64>,
@@ -163,6 +167,7 @@ macro_rules! sim_tag_options {
             pub value: Option<$crate::Literal>,
             pub values: Option<Vec<$crate::Literal>>,
             pub increment: Option<f64>,
+            /// Standard deviation of gaussian noise added to every step.
             pub noise: Option<f64>,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }

@@ -3,7 +3,7 @@
 use std::f64::consts::TAU;
 
 use serde::Deserialize;
-use uaedge_driver::{DataType, Duration, Timestamp, Value};
+use uaedge_driver::{DataType, Timestamp, Value};
 
 /// The `signal:` of a tag's options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,28 +61,11 @@ pub enum Literal {
     Text(String),
 }
 
-/// The signal keys of a tag's `options:`. Drivers embed them in their own `TagOptions`
-/// through [`sim_tag_options!`](crate::sim_tag_options), so the YAML stays flat.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SignalOptions {
-    pub signal: Option<SignalKind>,
-    pub amplitude: Option<f64>,
-    pub offset: Option<f64>,
-    pub period: Option<Duration>,
-    /// Degrees.
-    pub phase: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub start: Option<f64>,
-    pub step: Option<f64>,
-    pub low: Option<f64>,
-    pub high: Option<f64>,
-    pub duty: Option<f64>,
-    pub value: Option<Literal>,
-    pub values: Option<Vec<Literal>>,
-    pub increment: Option<f64>,
-    /// Standard deviation of gaussian noise added to every step.
-    pub noise: Option<f64>,
+crate::sim_tag_options! {
+    /// The signal keys of a tag's `options:`. Drivers embed them in their own `TagOptions`
+    /// through [`sim_tag_options!`](crate::sim_tag_options), so the YAML stays flat; this is
+    /// that macro with no keys of a driver's own.
+    pub struct SignalOptions {}
 }
 
 /// What a signal yields for one step before faults: a number (faults and noise apply) or a
