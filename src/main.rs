@@ -57,12 +57,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
-                let tags: usize = c.device_defs.iter().map(|d| d.tag_count as usize).sum();
+                let tags: usize = c.device_defs.iter().map(|d| d.driver_tags as usize).sum();
                 println!(
-                    "{}: ok ({} devices, {} tags)",
+                    "{}: ok ({} devices, {} tags, {} anomaly checks)",
                     config.display(),
                     c.devices.len(),
-                    tags
+                    tags,
+                    c.checks.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -97,10 +98,14 @@ fn print_tags(config: &Config) {
         .tag_defs
         .iter()
         .map(|t| {
-            let driver = config
-                .device_defs
-                .get(t.device.index())
-                .map_or("", |d| d.driver.as_str());
+            // An alarm tag is uaedge's own, not read from the device's driver.
+            let driver = config.device_defs.get(t.device.index()).map_or("", |d| {
+                if d.is_alarm_tag(t.id) {
+                    "anomaly"
+                } else {
+                    d.driver.as_str()
+                }
+            });
             [
                 t.path.to_string(),
                 t.data_type.to_string() + if t.writable { " rw" } else { "" },

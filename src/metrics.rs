@@ -202,6 +202,21 @@ pub fn render(handle: &Handle) -> String {
         "Tags of the device whose quality is Bad now.",
         &bad,
     );
+    let alarms = handle.alarm_counts();
+    family(
+        &mut out,
+        "uaedge_alarms_active",
+        "gauge",
+        "Anomaly alarms Active now.",
+        &[(String::new(), alarms.active as f64)],
+    );
+    family(
+        &mut out,
+        "uaedge_alarm_transitions_total",
+        "counter",
+        "Anomaly alarm transitions, either way, since start.",
+        &[(String::new(), alarms.transitions as f64)],
+    );
     if let Some(status) = handle.sparkplug_status() {
         let s = status.snapshot();
         let one = |v: f64| vec![(String::new(), v)];

@@ -126,7 +126,8 @@ pub struct TagDef {
     pub id: TagId,
     pub device: DeviceId,
     pub path: TagPath,
-    /// Index of the tag within its device's driver.
+    /// Index of the tag within its device: the driver's index for the driver's tags;
+    /// alarm tags (see [`DeviceDef::driver_tags`]) continue the count after them.
     pub local: u32,
     /// The type clients see (after scaling).
     pub data_type: DataType,
@@ -196,14 +197,28 @@ pub struct DeviceDef {
     pub id: DeviceId,
     pub name: String,
     pub driver: String,
-    /// Its tags are `first_tag .. first_tag + tag_count`, in driver order.
+    /// Its tags are `first_tag .. first_tag + tag_count`: the driver's tags in driver
+    /// order, then the alarm tags of its anomaly checks.
     pub first_tag: u32,
     pub tag_count: u32,
+    /// How many of its tags the driver reads (`first_tag .. first_tag + driver_tags`); the
+    /// rest are alarm Booleans the router sets, which no driver reading or link loss touches.
+    pub driver_tags: u32,
 }
 
 impl DeviceDef {
     pub fn tag_ids(&self) -> impl Iterator<Item = TagId> {
         (self.first_tag..self.first_tag + self.tag_count).map(TagId)
+    }
+
+    /// The tags its driver reads, without the alarm tags.
+    pub fn driver_tag_ids(&self) -> impl Iterator<Item = TagId> {
+        (self.first_tag..self.first_tag + self.driver_tags.min(self.tag_count)).map(TagId)
+    }
+
+    /// Whether `tag` is one of its alarm tags (after the driver's tags).
+    pub fn is_alarm_tag(&self, tag: TagId) -> bool {
+        tag.0 >= self.first_tag + self.driver_tags && tag.0 < self.first_tag + self.tag_count
     }
 }
 
@@ -249,8 +264,30 @@ impl TagTable {
             quality: Quality::Bad(uaedge_driver::BadReason::NotConnected),
             ..TagState::default()
         };
+        // An alarm is known from the start: no check has fired yet. Bad NotConnected would
+        // tell SCADA the alarm itself cannot be trusted.
+        let now = Timestamp::now();
+        let normal = TagState {
+            value: Some(Value::Boolean(false)),
+            quality: Quality::Good,
+            source_time: now,
+            server_time: now,
+        };
+        let state = tags
+            .iter()
+            .map(|t| {
+                let alarm = devices
+                    .get(t.device.index())
+                    .is_some_and(|d| d.is_alarm_tag(t.id));
+                if alarm {
+                    normal.clone()
+                } else {
+                    initial.clone()
+                }
+            })
+            .collect();
         TagTable {
-            state: RwLock::new(vec![initial; tags.len()]),
+            state: RwLock::new(state),
             device_state: RwLock::new(vec![DeviceState::default(); devices.len()]),
             devices,
             tags,

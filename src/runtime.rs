@@ -4,7 +4,10 @@
 //! Device tasks own their driver and its reconnect loop; they hand readings to the router
 //! over a bounded channel, so a slow router slows the polling rather than growing memory.
 //! The router applies scaling and report-by-exception, updates the [`TagTable`] and fans the
-//! reported samples out to subscribers (Sparkplug, OPC UA, anomaly checks).
+//! reported samples out to subscribers (Sparkplug, OPC UA). Anomaly checks judge every
+//! reading before report-by-exception; their alarms are tags of the model (see `alarms.rs`).
+
+mod alarms;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use uaedge_driver::{
 
 use crate::config::{Backoff, Config, DeviceSetup};
 use crate::model::{DeviceId, Sample, TagId, TagTable};
+pub use alarms::{AlarmCounts, AlarmStatus};
 
 /// How long shutdown waits for each stage before it logs the laggard and moves on.
 const STAGE_DEADLINE: Duration = Duration::from_secs(3);
@@ -30,6 +34,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const EVENT_QUEUE: usize = 256;
 /// Writes queued per device.
 const WRITE_QUEUE: usize = 16;
+/// How often time-based checks (flatline by duration, `delay`) are judged without samples.
+const ALARM_TICK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -72,6 +78,7 @@ pub struct Handle {
     writers: Arc<Vec<Option<mpsc::Sender<WriteRequest>>>>,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
     sparkplug: Option<Arc<crate::sparkplug::SparkplugStatus>>,
+    alarms: Arc<AlarmStatus>,
     probes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
@@ -84,6 +91,11 @@ impl Handle {
     /// the config has a `sparkplug:` section.
     pub fn sparkplug_status(&self) -> Option<Arc<crate::sparkplug::SparkplugStatus>> {
         self.sparkplug.clone()
+    }
+
+    /// Anomaly alarms: configured, Active now, transitions since start.
+    pub fn alarm_counts(&self) -> AlarmCounts {
+        self.alarms.snapshot()
     }
 
     /// Whether the router answers within `limit`: the liveness the systemd watchdog reports.
@@ -158,6 +170,7 @@ pub struct Runtime {
     cancel: CancellationToken,
     devices: Vec<(String, JoinHandle<()>)>,
     router: JoinHandle<()>,
+    reactions: JoinHandle<()>,
     sparkplug: Option<crate::sparkplug::EdgeNode>,
     opcua: Option<crate::opcua_server::OpcUaServer>,
 }
@@ -200,11 +213,14 @@ impl Runtime {
             devices.push((name, tokio::spawn(task.run(setup))));
         }
         drop(events_tx);
+        let alarm_status = Arc::new(AlarmStatus::default());
+        let (reaction_tx, reaction_rx) = mpsc::channel(alarms::REACTION_QUEUE);
         let router = Router {
             table: table.clone(),
             subscribers: subscribers.clone(),
             log_values: config.log.values,
             reported: Vec::new(),
+            alarms: alarms::Alarms::new(config.checks, alarm_status.clone(), reaction_tx),
         };
         let (probe_tx, probe_rx) = mpsc::channel(1);
         let router = tokio::spawn(router.run(events_rx, probe_rx));
@@ -214,7 +230,9 @@ impl Runtime {
             subscribers,
             probes: probe_tx,
             sparkplug: sparkplug_status.clone(),
+            alarms: alarm_status,
         };
+        let reactions = tokio::spawn(alarms::react(handle.clone(), reaction_rx));
         let sparkplug = match (config.sparkplug, sparkplug_events, sparkplug_status) {
             (Some(settings), Some(events), Some(status)) => Some(
                 crate::sparkplug::EdgeNode::start(settings, handle.clone(), events, status),
@@ -228,6 +246,7 @@ impl Runtime {
             cancel,
             devices,
             router,
+            reactions,
             sparkplug,
             opcua,
         }
@@ -258,6 +277,15 @@ impl Runtime {
         {
             warn!("router did not drain within the shutdown deadline");
             late.push("router".to_string());
+        }
+        // The router was the reactions' only sender; what it queued meets stopped devices
+        // and fails at once, so this is short.
+        if tokio::time::timeout(STAGE_DEADLINE, self.reactions)
+            .await
+            .is_err()
+        {
+            warn!("alarm reactions did not finish within the shutdown deadline");
+            late.push("alarm reactions".to_string());
         }
         // After the router drained: the node journals the last samples, commits the store,
         // publishes NDEATH and disconnects.
@@ -292,9 +320,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
 fn mark_out_of_service(table: &TagTable, id: DeviceId) {
     let now = Timestamp::now();
+    // Alarm tags stay Good and false: no check runs on a disabled device.
     let samples: Vec<Sample> = table
         .device(id)
-        .map(|d| d.tag_ids())
+        .map(|d| d.driver_tag_ids())
         .into_iter()
         .flatten()
         .map(|tag| Sample {
@@ -458,6 +487,7 @@ struct Router {
     /// Last reported value and quality per tag: the router's own copy, so report-by-exception
     /// needs no lock on the table.
     reported: Vec<Option<(Option<Value>, Quality)>>,
+    alarms: alarms::Alarms,
 }
 
 impl Router {
@@ -467,6 +497,8 @@ impl Router {
         mut probes: mpsc::Receiver<oneshot::Sender<()>>,
     ) {
         self.reported = vec![None; self.table.tags().len()];
+        let mut alarm_tick = tokio::time::interval(ALARM_TICK);
+        alarm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Only the device events decide when the router ends: handles keep the probe
             // channel open for as long as they live.
@@ -478,6 +510,10 @@ impl Router {
                 Some(probe) = probes.recv() => {
                     // The prober may have given up already; nothing to tell it then.
                     let _ = probe.send(());
+                    continue;
+                }
+                _ = alarm_tick.tick() => {
+                    self.tick_alarms().await;
                     continue;
                 }
             };
@@ -504,8 +540,10 @@ impl Router {
                     });
                     let quality = error.quality();
                     let now = Timestamp::now();
+                    // The driver's tags only: alarm tags keep their state (the checks hold
+                    // them while samples are Bad).
                     let readings: Vec<Reading> =
-                        (0..self.table.device(event.device).map_or(0, |d| d.tag_count))
+                        (0..self.table.device(event.device).map_or(0, |d| d.driver_tags))
                             .map(|local| Reading {
                                 tag: local,
                                 value: None,
@@ -533,7 +571,7 @@ impl Router {
         let Some(def) = self.table.device(device) else {
             return Vec::new();
         };
-        let (first, count) = (def.first_tag, def.tag_count);
+        let (first, count) = (def.first_tag, def.driver_tags);
         let mut samples = Vec::with_capacity(readings.len());
         for r in readings {
             if r.tag >= count {
@@ -554,6 +592,11 @@ impl Router {
                 },
                 None => (None, r.quality),
             };
+            let time = r.source_time.unwrap_or(read_time);
+            // Before report-by-exception: a flatline must see the unchanged values too.
+            if self.alarms.has_checks(id) {
+                self.alarms.observe(id, value.as_ref(), quality, time);
+            }
             let Some(slot) = self.reported.get_mut(id.index()) else {
                 continue;
             };
@@ -589,7 +632,7 @@ impl Router {
                 tag: id,
                 value,
                 quality,
-                time: r.source_time.unwrap_or(read_time),
+                time,
             });
         }
         let reported = samples.len() as u64;
@@ -597,8 +640,24 @@ impl Router {
             s.samples_in += readings.len() as u64;
             s.samples_out += reported;
         });
+        // Alarm transitions travel in the same batch as the reading that caused them.
+        self.alarms
+            .drain(&self.table, &mut samples, &mut self.reported);
         self.table.apply(&samples, read_time);
         samples
+    }
+
+    /// Time-based alarm transitions, published as a batch of their own.
+    async fn tick_alarms(&mut self) {
+        let now = Timestamp::now();
+        self.alarms.tick(now);
+        let mut samples = Vec::new();
+        self.alarms
+            .drain(&self.table, &mut samples, &mut self.reported);
+        if !samples.is_empty() {
+            self.table.apply(&samples, now);
+            self.publish(ModelEvent::Samples(Arc::new(samples))).await;
+        }
     }
 
     async fn publish(&self, event: ModelEvent) {

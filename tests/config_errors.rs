@@ -98,6 +98,44 @@ fn wrong_type_and_unknown_top_level_key() {
     );
 }
 
+/// Anomaly checks are validated with the rest: a limits check whose `hi` is not above
+/// `lo`, and a reaction that writes to a read-only tag of another device, each at its key.
+#[test]
+fn bad_anomaly_checks_are_located() {
+    let yaml = r#"devices:
+  - name: press
+    driver: profinet-sim
+    options: { station: press-1 }
+    tags:
+      - name: pressure
+        type: float32
+        address: "in:1.1:0"
+        checks:
+          - { kind: limits, lo: 10, hi: 5 }
+          - kind: spike
+            window_samples: 50
+            threshold: 6
+            reaction: { write: { tag: line/speed, value: 0 } }
+  - name: line
+    driver: enip-sim
+    tags:
+      - { name: speed, type: float32, address: "Speed" }
+"#;
+    let (code, err) = check(yaml);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "F:10:41: devices[0].tags[0].checks[0].hi: hi (5) must be greater than lo (10)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("F:14:39: devices[0].tags[0].checks[1].reaction.write.tag: reaction tag `line/speed` is not writable (set `writable: true` on it)"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
 #[test]
 fn yaml_syntax_error_has_a_position() {
     let (code, err) = check("devices:\n  - name: a\n   driver: x\n");

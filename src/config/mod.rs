@@ -5,9 +5,10 @@
 //! (duplicate paths, scaling, addresses parsed by each driver's factory) run over what was
 //! read. Every error names the file, line, column and key path, and all of them are returned.
 
+mod alarms;
 pub mod yaml;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -201,6 +202,9 @@ pub(crate) struct RawTag {
     pub writable: bool,
     #[serde(default)]
     pub options: Option<RawNode>,
+    /// Anomaly checks on this tag; each adds an alarm tag `<tag>/Alarms/<check>`.
+    #[serde(default)]
+    checks: Vec<crate::anomaly::CheckConfig>,
 }
 
 /// A device ready to run: validated settings, its tags, and its driver waiting to be built.
@@ -227,6 +231,8 @@ pub struct Config {
     /// The model's static part, built while validating; the runtime turns it into a TagTable.
     pub device_defs: Vec<DeviceDef>,
     pub tag_defs: Vec<TagDef>,
+    /// Every tag's validated anomaly checks; their alarm tags are in `tag_defs`.
+    pub checks: Vec<crate::anomaly::CheckSpec>,
 }
 
 impl Config {
@@ -266,7 +272,9 @@ impl Config {
             opcua: None,
             device_defs: Vec::new(),
             tag_defs: Vec::new(),
+            checks: Vec::new(),
         };
+        let mut pending = Vec::new();
         let mut device_names: HashMap<String, RawNode> = HashMap::new();
         let mut name_spans = Vec::new();
         for node in &raw.devices {
@@ -288,8 +296,10 @@ impl Config {
                 device_names.insert(device.name.value.clone(), node.clone());
             }
             name_spans.push(device.name.clone());
-            config.add_device(node, device, &mut errors);
+            config.add_device(node, device, &mut pending, &mut errors);
         }
+        // After every device: a reaction may write to a tag of a device further down.
+        config.checks = alarms::validate(&mut config.tag_defs, pending, &mut errors);
         if let Some(node) = raw.sparkplug.filter(|n| !n.is_null()) {
             match node.deserialize::<crate::sparkplug::RawSparkplug>() {
                 Ok(sp) => {
@@ -323,7 +333,13 @@ impl Config {
         }
     }
 
-    fn add_device(&mut self, node: &RawNode, device: RawDevice, errors: &mut Vec<ConfigError>) {
+    fn add_device(
+        &mut self,
+        node: &RawNode,
+        device: RawDevice,
+        pending: &mut Vec<alarms::PendingChecks>,
+        errors: &mut Vec<ConfigError>,
+    ) {
         let id = DeviceId(u16::try_from(self.device_defs.len()).unwrap_or(u16::MAX));
         if self.device_defs.len() >= usize::from(u16::MAX) {
             errors.push(node.error("too many devices (at most 65535)"));
@@ -333,7 +349,7 @@ impl Config {
         let mut tags = Vec::with_capacity(device.tags.len());
         let mut paths: HashMap<String, usize> = HashMap::new();
         for tag_node in &device.tags {
-            let tag: RawTag = match tag_node.deserialize() {
+            let mut tag: RawTag = match tag_node.deserialize() {
                 Ok(t) => t,
                 Err(e) => {
                     errors.push(e);
@@ -350,33 +366,66 @@ impl Config {
             }
             paths.insert(tag.name.value.clone(), tag.name.pos.line);
             if let Some(def) = tag_def(&device, &tag, errors) {
-                tags.push((tag, def));
+                let checks = std::mem::take(&mut tag.checks);
+                tags.push((tag, def, checks));
             }
         }
         let prepared = drivers::prepare(
             &device.driver,
             device.options.as_ref(),
             node,
-            &tags.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            &tags.iter().map(|(t, _, _)| t).collect::<Vec<_>>(),
             errors,
         );
         let Some(prepared) = prepared else { return };
-        let tag_count = u32::try_from(tags.len()).unwrap_or(u32::MAX);
-        for (local, ((_, mut def), address)) in
+        let driver_tags = u32::try_from(tags.len()).unwrap_or(u32::MAX);
+        let mut with_checks = Vec::new();
+        for (local, ((_, mut def, checks), address)) in
             tags.into_iter().zip(&prepared.addresses).enumerate()
         {
             def.id = TagId(first_tag + local as u32);
             def.device = id;
             def.local = local as u32;
             def.address.clone_from(address);
+            if !checks.is_empty() {
+                with_checks.push((self.tag_defs.len(), checks));
+            }
             self.tag_defs.push(def);
         }
+        // Alarm tags after the driver's: the driver numbers its tags 0..driver_tags.
+        let device_paths: HashSet<String> = self
+            .tag_defs
+            .get(first_tag as usize..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|t| t.path.tag.clone())
+            .collect();
+        for (i, checks) in with_checks {
+            let Some(owner) = self.tag_defs.get(i).cloned() else {
+                continue;
+            };
+            let next = u32::try_from(self.tag_defs.len())
+                .unwrap_or(u32::MAX)
+                .saturating_sub(first_tag);
+            for mut alarm in alarms::alarm_defs(&owner, &checks, &device_paths, next, errors) {
+                alarm.id = TagId(first_tag + alarm.local);
+                self.tag_defs.push(alarm);
+            }
+            pending.push(alarms::PendingChecks {
+                owner: owner.id,
+                checks,
+            });
+        }
+        let tag_count = u32::try_from(self.tag_defs.len())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(first_tag);
         self.device_defs.push(DeviceDef {
             id,
             name: device.name.value.clone(),
             driver: device.driver.value.clone(),
             first_tag,
             tag_count,
+            driver_tags,
         });
         self.devices.push(DeviceSetup {
             name: device.name.value,

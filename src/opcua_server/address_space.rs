@@ -71,15 +71,19 @@ pub enum RuntimeField {
     StoreBacklog,
     SamplesIn,
     SamplesOut,
+    AlarmsActive,
+    AlarmTransitions,
 }
 
 impl RuntimeField {
-    const ALL: [RuntimeField; 5] = [
+    const ALL: [RuntimeField; 7] = [
         RuntimeField::MqttConnected,
         RuntimeField::PrimaryHostOnline,
         RuntimeField::StoreBacklog,
         RuntimeField::SamplesIn,
         RuntimeField::SamplesOut,
+        RuntimeField::AlarmsActive,
+        RuntimeField::AlarmTransitions,
     ];
 
     fn name(self) -> &'static str {
@@ -89,6 +93,8 @@ impl RuntimeField {
             RuntimeField::StoreBacklog => "StoreBacklog",
             RuntimeField::SamplesIn => "SamplesIn",
             RuntimeField::SamplesOut => "SamplesOut",
+            RuntimeField::AlarmsActive => "AlarmsActive",
+            RuntimeField::AlarmTransitions => "AlarmTransitions",
         }
     }
 
@@ -110,6 +116,8 @@ impl RuntimeField {
             }
             RuntimeField::SamplesIn => "Readings taken from all devices since start",
             RuntimeField::SamplesOut => "Samples acknowledged by the MQTT broker since start",
+            RuntimeField::AlarmsActive => "Anomaly alarms Active now (tags' Alarms/<check>)",
+            RuntimeField::AlarmTransitions => "Anomaly alarm transitions (either way) since start",
         }
     }
 }
@@ -169,7 +177,9 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
         space,
         ObjectBuilder::new(&runtime, name("Runtime"), "Runtime")
             .has_type_definition(ObjectTypeId::BaseObjectType)
-            .description("State of the runtime: Sparkplug link, store-and-forward, throughput")
+            .description(
+                "State of the runtime: Sparkplug link, store-and-forward, throughput, alarms",
+            )
             .component_of(root),
     );
     for field in RuntimeField::ALL {
@@ -220,7 +230,10 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
         }
 
         // Folders for the `/`-separated parts of tag names, made on first use. A prefix that is
-        // itself a tag hangs its children under that tag's variable instead.
+        // itself a tag hangs its children under that tag's variable instead: an alarm
+        // `pressure/Alarms/high` sits in an `Alarms` folder that is a component of the
+        // `pressure` variable (Organizes may only start at an object), never in a folder
+        // `pressure` beside it.
         let mut parents: HashMap<String, NodeId> = HashMap::new();
         let device_tags = table.device_tags(device.id);
         let tag_paths: HashMap<&str, NodeId> = device_tags
@@ -237,6 +250,7 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
                     prefix.push('/');
                 }
                 prefix.push_str(segment);
+                let under_tag = parent_is_tag;
                 parent_is_tag = tag_paths.contains_key(prefix.as_str());
                 parent = if let Some(tag_node) = tag_paths.get(prefix.as_str()) {
                     tag_node.clone()
@@ -244,12 +258,13 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
                     folder.clone()
                 } else {
                     let folder = id(format!("{}/{prefix}/", device.name));
-                    insert_object(
-                        space,
-                        ObjectBuilder::new(&folder, name(segment), *segment)
-                            .is_folder()
-                            .organized_by(parent.clone()),
-                    );
+                    let builder = ObjectBuilder::new(&folder, name(segment), *segment).is_folder();
+                    let builder = if under_tag {
+                        builder.component_of(parent.clone())
+                    } else {
+                        builder.organized_by(parent.clone())
+                    };
+                    insert_object(space, builder);
                     parents.insert(prefix.clone(), folder.clone());
                     folder
                 };

@@ -237,14 +237,7 @@ impl InMemoryNodeManagerImpl for ModelManager {
                             Some(s) => apply_timestamps(convert::state_value(s), ttr),
                             None => status_only(StatusCode::BadNodeIdUnknown),
                         },
-                        Some(target) => apply_timestamps(
-                            live(
-                                self.handle.table(),
-                                self.handle.sparkplug_status().as_deref(),
-                                target,
-                            ),
-                            ttr,
-                        ),
+                        Some(target) => apply_timestamps(live(&self.handle, target), ttr),
                         None => opcua::server::address_space::read_node_value(
                             node, context, n, max_age, ttr,
                         ),
@@ -279,11 +272,8 @@ impl InMemoryNodeManagerImpl for ModelManager {
             if let Some(target @ (Target::Status(..) | Target::Runtime(_))) =
                 self.index.target(&node)
             {
-                let table = self.handle.table().clone();
-                let sparkplug = self.handle.sparkplug_status();
                 let sampler = LiveSampler {
-                    table,
-                    sparkplug,
+                    handle: self.handle.clone(),
                     target,
                 };
                 let interval = Duration::from_secs_f64(item.sampling_interval().max(0.0) / 1000.0);
@@ -349,23 +339,20 @@ impl InMemoryNodeManagerImpl for ModelManager {
 /// What a sampler closure needs to read one Status or Runtime variable without the node
 /// manager itself (the sampler runs on its own task).
 struct LiveSampler {
-    table: Arc<crate::model::TagTable>,
-    sparkplug: Option<Arc<crate::sparkplug::SparkplugStatus>>,
+    handle: Handle,
     target: Target,
 }
 
 impl LiveSampler {
     fn sample(&self) -> DataValue {
-        live(&self.table, self.sparkplug.as_deref(), self.target)
+        live(&self.handle, self.target)
     }
 }
 
 /// The current value of a Status or Runtime variable.
-pub fn live(
-    table: &crate::model::TagTable,
-    sparkplug: Option<&crate::sparkplug::SparkplugStatus>,
-    target: Target,
-) -> DataValue {
+pub fn live(handle: &Handle, target: Target) -> DataValue {
+    let table = handle.table();
+    let sparkplug = handle.sparkplug_status();
     let now = convert::date_time(Timestamp::now());
     let good = |v: Variant| DataValue {
         value: Some(v),
@@ -404,6 +391,13 @@ pub fn live(
                 .sum::<u64>();
             good(Variant::UInt64(total))
         }
+        // Alarms are the runtime's own: they exist with or without MQTT.
+        Target::Runtime(RuntimeField::AlarmsActive) => {
+            good(Variant::UInt64(handle.alarm_counts().active))
+        }
+        Target::Runtime(RuntimeField::AlarmTransitions) => {
+            good(Variant::UInt64(handle.alarm_counts().transitions))
+        }
         Target::Runtime(field) => {
             // Without a `sparkplug:` section there is no MQTT link to describe.
             let Some(sparkplug) = sparkplug else {
@@ -414,9 +408,10 @@ pub fn live(
                 RuntimeField::MqttConnected => Variant::Boolean(s.mqtt_connected),
                 RuntimeField::PrimaryHostOnline => Variant::Boolean(s.primary_host_online),
                 RuntimeField::StoreBacklog => Variant::UInt64(s.backlog_records),
-                RuntimeField::SamplesOut | RuntimeField::SamplesIn => {
-                    Variant::UInt64(s.samples_published)
-                }
+                RuntimeField::SamplesOut
+                | RuntimeField::SamplesIn
+                | RuntimeField::AlarmsActive
+                | RuntimeField::AlarmTransitions => Variant::UInt64(s.samples_published),
             })
         }
     }

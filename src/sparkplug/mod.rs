@@ -49,6 +49,9 @@
 //!    every device whose link is up, each with every tag: name, alias, datatype, current
 //!    value from the TagTable (or `is_null`), `Quality` (192/64/0) and `engUnit`.
 //!    NBIRTH/DBIRTH/DDEATH are QoS 0, not retained, as the specification says.
+//!    Anomaly alarms are tags too (`<tag>/Alarms/<check>`, Boolean), so they are metrics
+//!    of their device like any other; NBIRTH and the diagnostics NDATA carry the node's
+//!    `Alarms/Active` and `Alarms/Transitions` counts.
 //! 6. Online: data by exception (aliases only), backlog drain, diagnostics NDATA.
 //!    seq runs 0–255 and wraps, over every message of the node after NBIRTH.
 //! 7. A device link lost → DDEATH; back → DBIRTH after its first samples (so it carries

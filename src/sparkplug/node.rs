@@ -43,13 +43,16 @@ const JOURNAL_RETRY: Duration = Duration::from_secs(5);
 pub(super) const REBIRTH: &str = "Node Control/Rebirth";
 pub(super) const REBIRTH_ALIAS: u64 = 1;
 pub(super) const TAG_ALIAS_BASE: u64 = 100;
-const DIAGNOSTICS: [(&str, u64); 5] = [
+const DIAGNOSTICS: [(&str, u64); 7] = [
     ("Node Info/Store Backlog Records", 2),
     ("Node Info/Store Backlog Bytes", 3),
     ("Node Info/Store Dropped Records", 4),
     ("Node Info/Devices Online", 5),
     ("Node Info/Samples Published", 6),
+    ("Alarms/Active", 7),
+    ("Alarms/Transitions", 8),
 ];
+type Diagnostics = [u64; DIAGNOSTICS.len()];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -243,7 +246,7 @@ pub(super) struct Node {
     pub(super) tokens: f64,
     pub(super) last_refill: Instant,
     next_diag: Instant,
-    last_diag: Option<[u64; 5]>,
+    last_diag: Option<Diagnostics>,
     pub(super) writes: Arc<Semaphore>,
     /// Per device: samples gathered for the next `publish_period` flush.
     pub(super) gathered: Vec<Vec<crate::model::Sample>>,
@@ -613,14 +616,17 @@ impl Node {
         }
     }
 
-    fn diagnostics(&self) -> [u64; 5] {
+    fn diagnostics(&self) -> Diagnostics {
         let (records, bytes) = self.journal.backlog();
+        let alarms = self.handle.alarm_counts();
         [
             records,
             bytes,
             self.status.dropped.load(Ordering::Relaxed),
             self.up.iter().filter(|u| **u).count() as u64,
             self.status.published.load(Ordering::Relaxed),
+            alarms.active,
+            alarms.transitions,
         ]
     }
 
@@ -722,7 +728,7 @@ impl Node {
 }
 
 /// Node diagnostics as metrics: all of them for NBIRTH (`full`), else those that changed.
-fn diagnostic_metrics(now: &[u64; 5], last: Option<&[u64; 5]>, full: bool) -> Vec<Metric> {
+fn diagnostic_metrics(now: &Diagnostics, last: Option<&Diagnostics>, full: bool) -> Vec<Metric> {
     DIAGNOSTICS
         .iter()
         .zip(now)

@@ -174,6 +174,7 @@ mod tests {
                 driver: "x".into(),
                 first_tag: 0,
                 tag_count: 2,
+                driver_tags: 2,
             }],
             vec![
                 tag(0, "hydraulics/pressure", DataType::Double),

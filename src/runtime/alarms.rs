@@ -1,0 +1,180 @@
+//! The router's side of anomaly detection: samples into the [`AnomalyEngine`], alarm
+//! transitions out as samples of the alarm tags (so every consumer carries them like any
+//! tag), one log line per transition, and reactions handed to their own task.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use uaedge_driver::{Quality, Timestamp, Value};
+
+use super::Handle;
+use crate::anomaly::{alarm_path, AlarmEvent, AnomalyEngine, CheckSpec, ReactionRequest};
+use crate::model::{Sample, TagId, TagTable};
+
+/// Reactions waiting for their write. Alarms turn Active rarely; a full queue means the
+/// devices do not take writes, and waiting would stall the router, so the reaction is
+/// dropped with a warning instead.
+pub(super) const REACTION_QUEUE: usize = 64;
+
+/// Live alarm counters, shared with the diagnostics (OPC UA Runtime object, Sparkplug
+/// node metrics). Plain atomics: readers never wait on the router.
+#[derive(Debug, Default)]
+pub struct AlarmStatus {
+    checks: AtomicU64,
+    active: AtomicU64,
+    transitions: AtomicU64,
+}
+
+/// A copy of [`AlarmStatus`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmCounts {
+    /// Configured checks (one alarm each).
+    pub checks: u64,
+    /// Alarms Active now.
+    pub active: u64,
+    /// Alarm transitions either way since start.
+    pub transitions: u64,
+}
+
+impl AlarmStatus {
+    pub fn snapshot(&self) -> AlarmCounts {
+        let r = Ordering::Relaxed;
+        AlarmCounts {
+            checks: self.checks.load(r),
+            active: self.active.load(r),
+            transitions: self.transitions.load(r),
+        }
+    }
+}
+
+/// A reaction on its way to the writer task.
+pub(super) struct Reaction {
+    /// `device/tag/Alarms/check`, for the log.
+    alarm: String,
+    request: ReactionRequest,
+}
+
+pub(super) struct Alarms {
+    engine: AnomalyEngine,
+    status: Arc<AlarmStatus>,
+    reactions: mpsc::Sender<Reaction>,
+    /// Scratch for the engine's events; empty between calls.
+    events: Vec<AlarmEvent>,
+}
+
+impl Alarms {
+    pub fn new(
+        checks: Vec<CheckSpec>,
+        status: Arc<AlarmStatus>,
+        reactions: mpsc::Sender<Reaction>,
+    ) -> Alarms {
+        let n = checks.len();
+        if n > 0 {
+            info!(checks = n, "anomaly checks armed");
+        }
+        status.checks.store(n as u64, Ordering::Relaxed);
+        Alarms {
+            engine: AnomalyEngine::new(checks),
+            status,
+            reactions,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn has_checks(&self, tag: TagId) -> bool {
+        self.engine.has_checks(tag)
+    }
+
+    /// Judges one sample of a tag with checks, unchanged values included.
+    pub fn observe(
+        &mut self,
+        tag: TagId,
+        value: Option<&Value>,
+        quality: Quality,
+        time: Timestamp,
+    ) {
+        let x = value.and_then(Value::as_f64);
+        self.engine.process(tag, x, quality, time, &mut self.events);
+    }
+
+    /// Lets time pass for checks that depend on it (flatline by duration, `delay`).
+    pub fn tick(&mut self, now: Timestamp) {
+        self.engine.tick(now, &mut self.events);
+    }
+
+    /// Turns the transitions seen since the last call into samples of the alarm tags,
+    /// appended to `out` and recorded in `reported` (alarms bypass report-by-exception:
+    /// each one is a change). Logs each once and queues its reaction.
+    pub fn drain(
+        &mut self,
+        table: &TagTable,
+        out: &mut Vec<Sample>,
+        reported: &mut [Option<(Option<Value>, Quality)>],
+    ) {
+        if self.events.is_empty() {
+            return;
+        }
+        for event in self.events.drain(..) {
+            let Some(owner) = table.tag(event.tag) else {
+                continue;
+            };
+            let device = &owner.path.device;
+            let path = format!("{device}/{}", alarm_path(&owner.path.tag, &event.check));
+            let Some(alarm) = table.find(&path) else {
+                warn!(alarm = %path, "alarm tag missing from the model; transition dropped");
+                continue;
+            };
+            let active = event.state.is_active();
+            if active {
+                warn!(device = %device, tag = %owner.path.tag, alarm = %event.check, kind = %event.kind, value = event.value, threshold = event.threshold, detail = %event.message, "alarm active");
+            } else {
+                info!(device = %device, tag = %owner.path.tag, alarm = %event.check, kind = %event.kind, value = event.value, threshold = event.threshold, detail = %event.message, "alarm cleared");
+            }
+            let value = Value::Boolean(active);
+            if let Some(slot) = reported.get_mut(alarm.index()) {
+                *slot = Some((Some(value.clone()), Quality::Good));
+            }
+            out.push(Sample {
+                tag: alarm,
+                value: Some(value),
+                quality: Quality::Good,
+                time: event.time,
+            });
+            if let Some(request) = event.reaction {
+                let target = request.path.clone();
+                match self.reactions.try_send(Reaction {
+                    alarm: path,
+                    request,
+                }) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(r)) => {
+                        warn!(alarm = %r.alarm, tag = %target, "alarm reaction queue full; reaction dropped")
+                    }
+                    Err(mpsc::error::TrySendError::Closed(r)) => {
+                        warn!(alarm = %r.alarm, tag = %target, "alarm reaction writer stopped; reaction dropped")
+                    }
+                }
+            }
+        }
+        let stats = self.engine.stats();
+        let r = Ordering::Relaxed;
+        self.status.active.store(stats.active as u64, r);
+        self.status.transitions.store(stats.transitions, r);
+    }
+}
+
+/// Carries out reactions one after the other, until the router (the only sender) is gone.
+pub(super) async fn react(handle: Handle, mut reactions: mpsc::Receiver<Reaction>) {
+    while let Some(Reaction { alarm, request }) = reactions.recv().await {
+        match handle.write(request.tag, &request.value).await {
+            Ok(()) => {
+                info!(alarm = %alarm, tag = %request.path, value = %request.value, "alarm reaction done")
+            }
+            Err(e) => {
+                warn!(alarm = %alarm, tag = %request.path, value = %request.value, error = %e, "alarm reaction failed")
+            }
+        }
+    }
+}
