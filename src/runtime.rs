@@ -173,6 +173,7 @@ pub struct Runtime {
     reactions: JoinHandle<()>,
     sparkplug: Option<crate::sparkplug::EdgeNode>,
     opcua: Option<crate::opcua_server::OpcUaServer>,
+    metrics: Option<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -241,6 +242,16 @@ impl Runtime {
         };
         let opcua =
             crate::opcua_server::start_from_config(config.opcua, &config.state_dir, &handle);
+        let metrics = config.metrics.map(|m| {
+            let (handle, cancel) = (handle.clone(), cancel.child_token());
+            tokio::spawn(async move {
+                match crate::metrics::bind(m.listen).await {
+                    Ok(listener) => crate::metrics::serve(listener, handle, cancel).await,
+                    // Metrics are for watching; the plant's data keeps flowing without them.
+                    Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
+                }
+            })
+        });
         Runtime {
             handle,
             cancel,
@@ -249,6 +260,7 @@ impl Runtime {
             reactions,
             sparkplug,
             opcua,
+            metrics,
         }
     }
 
@@ -293,6 +305,11 @@ impl Runtime {
             if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
                 warn!("Sparkplug edge node did not stop within the shutdown deadline");
                 late.push("sparkplug".to_string());
+            }
+        }
+        if let Some(task) = self.metrics {
+            if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
+                late.push("metrics".to_string());
             }
         }
         // Last: SCADA clients keep seeing values and qualities until everything else stopped.

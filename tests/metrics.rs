@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use common::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 use uaedge::config::Config;
 use uaedge::runtime::Runtime;
 
 const CONFIG: &str = r#"
+metrics: { listen: "127.0.0.1:PORT" }
 devices:
   - name: line1
     driver: enip-sim
@@ -37,15 +37,17 @@ fn value(body: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_over_http() {
-    let rt = Runtime::start(Config::parse("metrics.yaml", CONFIG).expect("config"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let cancel = CancellationToken::new();
-    let server = tokio::spawn(uaedge::metrics::serve(
-        listener,
-        rt.handle(),
-        cancel.clone(),
-    ));
+    let port = common::free_port();
+    let config = CONFIG.replace("PORT", &port.to_string());
+    let rt = Runtime::start(Config::parse("metrics.yaml", &config).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // The endpoint binds in the background; wait until it answers.
+    eventually(
+        Duration::from_secs(10),
+        "metrics endpoint listening",
+        || async { TcpStream::connect(addr).await.ok() },
+    )
+    .await;
 
     let labels = r#"{device="line1",driver="enip-sim"}"#;
     let body = eventually(Duration::from_secs(10), "samples counted", || async {
@@ -92,7 +94,9 @@ async fn metrics_and_health_over_http() {
     let post = get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await;
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
 
-    cancel.cancel();
-    server.await.expect("metrics task");
     rt.shutdown().await.expect("clean shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "endpoint still open after shutdown"
+    );
 }

@@ -124,6 +124,21 @@ struct RawConfig {
     /// The OPC UA server; absent = no server.
     #[serde(default)]
     opcua: Option<RawNode>,
+    /// The Prometheus/health endpoint; absent = off.
+    #[serde(default)]
+    metrics: Option<MetricsConfig>,
+}
+
+/// `metrics: { listen: 127.0.0.1:9464 }`: `/metrics` and `/health` over HTTP.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_metrics_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+fn default_metrics_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 #[derive(Deserialize)]
@@ -228,6 +243,8 @@ pub struct Config {
     pub sparkplug: Option<crate::sparkplug::SparkplugSettings>,
     /// `opcua:`; `None` when absent or `enabled: false`.
     pub opcua: Option<crate::opcua_server::OpcUaSettings>,
+    /// `metrics:`; `None` when absent.
+    pub metrics: Option<MetricsConfig>,
     /// The model's static part, built while validating; the runtime turns it into a TagTable.
     pub device_defs: Vec<DeviceDef>,
     pub tag_defs: Vec<TagDef>,
@@ -270,6 +287,7 @@ impl Config {
                 .unwrap_or_else(default_state_dir),
             sparkplug: None,
             opcua: None,
+            metrics: raw.metrics,
             device_defs: Vec::new(),
             tag_defs: Vec::new(),
             checks: Vec::new(),
