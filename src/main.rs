@@ -1,11 +1,11 @@
 //! The `uaedge` command: the binary's edge, where errors become exit codes and messages.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use uaedge::config::Config;
 
 /// OPC UA-centric industrial edge runtime: device drivers (Modbus, OPC UA, simulated
@@ -160,7 +160,7 @@ fn run(path: PathBuf) -> ExitCode {
             tags = config.tag_defs.len(),
             "uaedge starting"
         );
-        serve(config).await
+        serve(&path, config).await
     });
     // A blocking job still running (the OPC UA certificate being generated on a first
     // start) must not hold the exit past systemd's patience; it has nothing to save.
@@ -175,21 +175,22 @@ fn run(path: PathBuf) -> ExitCode {
 }
 
 /// Runs until SIGTERM/SIGINT, keeping systemd informed: READY once every device task and
-/// server is started, WATCHDOG while the router answers, STOPPING on the way out.
-async fn serve(config: Config) -> Result<(), uaedge::runtime::RuntimeError> {
-    let summary = format!(
-        "{} devices, {} tags",
-        config.devices.len(),
-        config.tag_defs.len()
-    );
-    let runtime = uaedge::runtime::Runtime::start(config);
-    let handle = runtime.handle();
-    uaedge::systemd::ready(&format!("running: {summary}"));
+/// server is started, WATCHDOG while the router answers, STOPPING on the way out. SIGHUP
+/// (`systemctl reload`) re-reads the config: a file with errors is refused, every error
+/// logged, and the running config stays; a changed good file replaces the running one.
+async fn serve(path: &Path, config: Config) -> Result<(), uaedge::runtime::RuntimeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut loaded = std::fs::read_to_string(path).unwrap_or_default();
+    let mut runtime = uaedge::runtime::Runtime::start(config);
+    let (current, watched) = tokio::sync::watch::channel(runtime.handle());
+    uaedge::systemd::ready(&status_line(&runtime));
     let watchdog = uaedge::systemd::watchdog_interval().map(|every| {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             loop {
                 ticker.tick().await;
+                // The handle of whichever runtime runs now: a reload swaps it.
+                let handle = watched.borrow().clone();
                 if handle.probe(every).await {
                     uaedge::systemd::watchdog();
                 } else {
@@ -198,12 +199,80 @@ async fn serve(config: Config) -> Result<(), uaedge::runtime::RuntimeError> {
             }
         })
     });
-    shutdown_signal().await;
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                uaedge::systemd::reloading();
+                match reload(path, &loaded) {
+                    Reload::Unchanged => info!(config = %path.display(), "reload: config unchanged"),
+                    Reload::Refused(errors) => {
+                        for e in &errors.0 {
+                            error!(error = %e, "reload refused; the running config stays");
+                        }
+                    }
+                    Reload::Changed(text, config) => {
+                        info!(config = %path.display(), "reload: applying the new config");
+                        if let Err(e) = runtime.shutdown().await {
+                            warn!(error = %e, "the previous config did not stop cleanly");
+                        }
+                        runtime = uaedge::runtime::Runtime::start(*config);
+                        loaded = text;
+                        current.send_replace(runtime.handle());
+                        info!("config reloaded");
+                    }
+                }
+                uaedge::systemd::ready(&status_line(&runtime));
+            }
+        }
+    }
     uaedge::systemd::stopping();
     if let Some(task) = watchdog {
         task.abort();
     }
     runtime.shutdown().await
+}
+
+enum Reload {
+    Unchanged,
+    Refused(uaedge::config::ConfigErrors),
+    Changed(String, Box<Config>),
+}
+
+fn reload(path: &Path, loaded: &str) -> Reload {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Reload::Refused(uaedge::config::ConfigErrors(vec![
+                uaedge::config::ConfigError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    col: 0,
+                    path: String::new(),
+                    message: format!("cannot read config file: {e}"),
+                },
+            ]))
+        }
+    };
+    if text == loaded {
+        return Reload::Unchanged;
+    }
+    match Config::parse(&path.display().to_string(), &text) {
+        Ok(config) => Reload::Changed(text, Box::new(config)),
+        Err(errors) => Reload::Refused(errors),
+    }
+}
+
+fn status_line(runtime: &uaedge::runtime::Runtime) -> String {
+    let table = runtime.handle().table().clone();
+    format!(
+        "running: {} devices, {} tags",
+        table.devices().len(),
+        table.tags().len()
+    )
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).

@@ -25,6 +25,14 @@ pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
+/// A reload began; `ready` ends it. systemd 253+ wants the monotonic time with it.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
