@@ -74,13 +74,7 @@ impl Scaling {
                 raw: r,
                 eng: e,
                 clamp,
-            } => {
-                let mut t = (raw - r[0]) / (r[1] - r[0]);
-                if clamp {
-                    t = t.clamp(0.0, 1.0);
-                }
-                e[0] + t * (e[1] - e[0])
-            }
+            } => map_range(raw, r, e, clamp),
             Scaling::Gain { gain, offset } => raw * gain + offset,
         }
     }
@@ -91,13 +85,7 @@ impl Scaling {
                 raw: r,
                 eng: e,
                 clamp,
-            } => {
-                let mut t = (eng - e[0]) / (e[1] - e[0]);
-                if clamp {
-                    t = t.clamp(0.0, 1.0);
-                }
-                r[0] + t * (r[1] - r[0])
-            }
+            } => map_range(eng, e, r, clamp),
             Scaling::Gain { gain, offset } => (eng - offset) / gain,
         }
     }
@@ -109,6 +97,16 @@ impl Scaling {
             Scaling::Gain { .. } => None,
         }
     }
+}
+
+/// Maps `x` from the range `from` onto the range `to`, linearly; with `clamp`, results stay
+/// inside `to`.
+fn map_range(x: f64, from: [f64; 2], to: [f64; 2], clamp: bool) -> f64 {
+    let mut t = (x - from[0]) / (from[1] - from[0]);
+    if clamp {
+        t = t.clamp(0.0, 1.0);
+    }
+    to[0] + t * (to[1] - to[0])
 }
 
 /// Report-by-exception threshold: a new value is reported only when it moved more than this
