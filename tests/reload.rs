@@ -1,8 +1,9 @@
 //! `systemctl reload` (SIGHUP): a config with errors is refused with every error logged and
 //! the running config keeps going; a good changed config takes over.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -47,23 +48,7 @@ fn bad_config_is_refused_and_good_config_takes_over() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config(&["press"])).expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uaedge"))
-        .args(["run", "-c"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start uaedge");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_uaedge(&path);
     let lines = Lines(rx);
     lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
 

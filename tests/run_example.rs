@@ -3,32 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
 fn example_config_runs_logs_every_device_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = common::example_config(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uaedge"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start uaedge");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_uaedge(&config);
 
     // Two changing values per device: proof that data flows, not just one initial read.
     let mut seen = std::collections::HashMap::<&str, Vec<String>>::new();

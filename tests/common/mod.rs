@@ -122,3 +122,30 @@ pub fn example_config(dir: &std::path::Path) -> PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// `uaedge run -c config` as a child process, with its log lines (stderr) on a channel so a
+/// test can wait for what it expects to see.
+pub fn spawn_uaedge(config: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uaedge"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start uaedge");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
