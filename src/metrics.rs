@@ -248,6 +248,21 @@ pub fn render(handle: &Handle) -> String {
             "Historical samples forwarded from the store after outages.",
             &one(s.samples_replayed as f64),
         );
+        let _ = writeln!(
+            out,
+            "# HELP uaedge_publish_latency_seconds Time from publishing a sample batch to the broker's PUBACK."
+        );
+        let _ = writeln!(out, "# TYPE uaedge_publish_latency_seconds summary");
+        let _ = writeln!(
+            out,
+            "uaedge_publish_latency_seconds_sum {}",
+            s.publish_latency_sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "uaedge_publish_latency_seconds_count {}",
+            s.publish_latency_count
+        );
         family(
             &mut out,
             "uaedge_store_backlog_records",

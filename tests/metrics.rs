@@ -100,3 +100,37 @@ async fn metrics_and_health_over_http() {
         "endpoint still open after shutdown"
     );
 }
+
+#[path = "sparkplug_support/mod.rs"]
+mod sparkplug_support;
+
+/// With a broker: MQTT state, samples the broker acknowledged and the publish latency
+/// (publish → PUBACK) show up as series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparkplug_series_with_a_real_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = sparkplug_support::Broker::start(dir.path());
+    let port = common::free_port();
+    let config = format!(
+        "state_dir: \"{}\"\nsparkplug:\n  broker: mqtt://127.0.0.1:{}\n  group_id: plant\n{}",
+        dir.path().join("state").display(),
+        broker.port,
+        CONFIG.replace("PORT", &port.to_string())
+    );
+    let rt = Runtime::start(Config::parse("metrics.yaml", &config).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let body = eventually(Duration::from_secs(20), "published samples", || async {
+        let response = match TcpStream::connect(addr).await {
+            Ok(_) => get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await,
+            Err(_) => return None,
+        };
+        let published = value(&response, "uaedge_samples_published_total")?;
+        let measured = value(&response, "uaedge_publish_latency_seconds_count")?;
+        (published >= 10.0 && measured >= 1.0).then_some(response)
+    })
+    .await;
+    assert_eq!(value(&body, "uaedge_mqtt_connected"), Some(1.0), "{body}");
+    let sum = value(&body, "uaedge_publish_latency_seconds_sum").expect("latency sum");
+    assert!(sum > 0.0 && sum < 60.0, "{body}");
+    rt.shutdown().await.expect("clean shutdown");
+}

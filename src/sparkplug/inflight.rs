@@ -1,7 +1,8 @@
 //! Pairs rumqttc packet ids with what the node published, so a PUBACK can ack its journal
 //! record. See the module docs of `sparkplug` for why FIFO order is sound.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// What a publish carried, for its acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,15 +21,16 @@ pub struct Inflight {
     queued: VecDeque<Track>,
     /// Written with a packet id, awaiting PUBACK.
     by_pkid: HashMap<u16, Track>,
-    /// Journal seqs in either of the above.
-    seqs: HashSet<u64>,
+    /// Journal seqs in either of the above, with when they were handed to rumqttc: a
+    /// PUBACK then tells the publish latency.
+    seqs: HashMap<u64, Instant>,
 }
 
 impl Inflight {
     /// A `try_publish` succeeded.
     pub fn queued(&mut self, track: Track) {
         if let Track::Record { seq, .. } = track {
-            self.seqs.insert(seq);
+            self.seqs.insert(seq, Instant::now());
         }
         self.queued.push_back(track);
     }
@@ -38,32 +40,34 @@ impl Inflight {
     pub fn written(&mut self, pkid: u16) -> Option<Track> {
         let track = self.queued.pop_front()?;
         if pkid == 0 {
-            self.forget(track);
+            let _ = self.forget(track);
             return Some(track);
         }
         // A pkid still mapped means its PUBACK never came, which rumqttc's collision
         // handling rules out; replacing it keeps the map bounded either way.
         if let Some(old) = self.by_pkid.insert(pkid, track) {
-            self.forget(old);
+            let _ = self.forget(old);
         }
         None
     }
 
-    /// `Incoming::PubAck(pkid)`.
-    pub fn acked(&mut self, pkid: u16) -> Option<Track> {
+    /// `Incoming::PubAck(pkid)`: the track, and for a journal record the time from publish
+    /// to PUBACK.
+    pub fn acked(&mut self, pkid: u16) -> Option<(Track, Option<Duration>)> {
         let track = self.by_pkid.remove(&pkid)?;
-        self.forget(track);
-        Some(track)
+        let latency = self.forget(track).map(|sent| sent.elapsed());
+        Some((track, latency))
     }
 
-    fn forget(&mut self, track: Track) {
-        if let Track::Record { seq, .. } = track {
-            self.seqs.remove(&seq);
+    fn forget(&mut self, track: Track) -> Option<Instant> {
+        match track {
+            Track::Record { seq, .. } => self.seqs.remove(&seq),
+            _ => None,
         }
     }
 
     pub fn contains(&self, seq: u64) -> bool {
-        self.seqs.contains(&seq)
+        self.seqs.contains_key(&seq)
     }
 
     /// Journal records not yet acknowledged.
@@ -93,12 +97,21 @@ mod tests {
         assert_eq!(f.written(1), None);
         assert_eq!(f.written(2), None);
         assert!(f.contains(7) && f.contains(8));
-        assert_eq!(f.acked(2), Some(Track::Record { seq: 8, samples: 1 }));
-        assert_eq!(f.acked(2), None);
-        assert_eq!(f.acked(1), Some(Track::Record { seq: 7, samples: 2 }));
+        let track = |a: Option<(Track, Option<Duration>)>| a.map(|(t, _)| t);
+        let (acked, latency) = f.acked(2).expect("pkid 2");
+        assert_eq!(acked, Track::Record { seq: 8, samples: 1 });
+        assert!(
+            latency.is_some(),
+            "a journal record's PUBACK measures latency"
+        );
+        assert_eq!(track(f.acked(2)), None);
+        assert_eq!(
+            track(f.acked(1)),
+            Some(Track::Record { seq: 7, samples: 2 })
+        );
         assert_eq!(f.records(), 0);
         // Unsolicited events are ignored.
         assert_eq!(f.written(5), None);
-        assert_eq!(f.acked(9), None);
+        assert_eq!(track(f.acked(9)), None);
     }
 }

@@ -122,6 +122,9 @@ pub struct SparkplugStatus {
     pub(crate) published: AtomicU64,
     pub(crate) replayed: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// Publish → PUBACK of journal records, summed in µs, and how many: a Prometheus summary.
+    pub(crate) latency_sum_us: AtomicU64,
+    pub(crate) latency_count: AtomicU64,
 }
 
 /// A copy of [`SparkplugStatus`] at one moment.
@@ -143,6 +146,9 @@ pub struct StatusSnapshot {
     pub samples_replayed: u64,
     /// Journal records dropped: bounds, unreadable, or naming tags no longer configured.
     pub records_dropped: u64,
+    /// Publish → PUBACK time of journal records: total in µs and how many were measured.
+    pub publish_latency_sum_us: u64,
+    pub publish_latency_count: u64,
 }
 
 impl SparkplugStatus {
@@ -158,6 +164,16 @@ impl SparkplugStatus {
             samples_published: self.published.load(r),
             samples_replayed: self.replayed.load(r),
             records_dropped: self.dropped.load(r),
+            publish_latency_sum_us: self.latency_sum_us.load(r),
+            publish_latency_count: self.latency_count.load(r),
+        }
+    }
+
+    pub(crate) fn record_latency(&self, latency: Option<std::time::Duration>) {
+        if let Some(l) = latency {
+            let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
+            self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+            self.latency_count.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

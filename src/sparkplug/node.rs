@@ -370,7 +370,8 @@ impl Node {
             }
             Event::Incoming(Incoming::Publish(p)) => self.on_message(&p.topic, &p.payload),
             Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(track) = self.inflight.acked(ack.pkid) {
+                if let Some((track, latency)) = self.inflight.acked(ack.pkid) {
+                    self.status.record_latency(latency);
                     self.done(track);
                 }
             }
@@ -706,11 +707,14 @@ impl Node {
             match ev {
                 SessionEvent::Mqtt(Event::Incoming(Incoming::PubAck(ack))) => {
                     match self.inflight.acked(ack.pkid) {
-                        Some(Track::Death) => {
+                        Some((Track::Death, _)) => {
                             info!(bd_seq, "NDEATH published");
                             break;
                         }
-                        Some(track) => self.done(track),
+                        Some((track, latency)) => {
+                            self.status.record_latency(latency);
+                            self.done(track)
+                        }
                         None => {}
                     }
                 }
