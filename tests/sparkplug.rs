@@ -427,6 +427,9 @@ fn check_run(run: &[(u64, i64, bool)], through: u64, what: &str) {
     );
 }
 
+/// Where the restarted run's counter starts.
+const RUN2: u64 = 1_000_000;
+
 #[test]
 fn outage_with_kill_9_loses_nothing_beyond_the_commit_window() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -445,7 +448,19 @@ fn outage_with_kill_9_loses_nothing_beyond_the_commit_window() {
     // …uaedge is killed in the middle of the outage, and started again…
     let killed = now_ms();
     node.kill9();
-    let restarted = now_ms();
+    // Run 2 counts from RUN2 on, so each sample names its run by value, not by a timestamp
+    // that sits close to the kill.
+    let restart = config(dir.path(), broker.port, store).replacen(
+        "options: { signal: counter } }",
+        &format!("options: {{ signal: counter, start: {RUN2} }} }}"),
+        1,
+    );
+    assert_ne!(
+        restart,
+        config(dir.path(), broker.port, store),
+        "counter line changed"
+    );
+    std::fs::write(&cfg, restart).expect("config");
     let mut node = Uaedge::start(&cfg);
     std::thread::sleep(Duration::from_millis(1500));
     // …and the broker comes back.
@@ -456,8 +471,12 @@ fn outage_with_kill_9_loses_nothing_beyond_the_commit_window() {
     // and everything of run 2, arrives.
     let cutoff = killed - 300;
     let split = |all: &[(u64, i64, bool)]| {
-        let run1: Vec<_> = all.iter().copied().filter(|s| s.1 <= killed).collect();
-        let run2: Vec<_> = all.iter().copied().filter(|s| s.1 >= restarted).collect();
+        let run1: Vec<_> = all.iter().copied().filter(|s| s.0 < RUN2).collect();
+        let run2: Vec<_> = all
+            .iter()
+            .filter(|s| s.0 >= RUN2)
+            .map(|&(v, ts, hist)| (v - RUN2, ts, hist))
+            .collect();
         (run1, run2)
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
