@@ -35,6 +35,15 @@ const COMPACT_MAX_ROUNDS: usize = 32;
 /// Seqs start at 1 so that "0" never names a record in logs or on the wire.
 const FIRST_SEQ: u64 = 1;
 
+/// Longest wait between commit retries while the disk refuses writes (full
+/// filesystem, file size limit): often enough to notice freed space soon,
+/// rarely enough that a long failure is a few log lines a minute, not a spin.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Opens the database file; called again after an I/O failure, because redb
+/// refuses every later operation on a handle that saw one.
+pub(super) type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
+
 /// Outcome of [`Journal::ack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
@@ -49,7 +58,9 @@ pub enum Ack {
 
 /// A durable, bounded, ordered journal. See the module docs.
 pub struct Journal {
-    db: Database,
+    /// `None` after an I/O failure until a reopen succeeds.
+    db: Option<Database>,
+    opener: Opener,
     path: PathBuf,
     config: JournalConfig,
     next_seq: u64,
@@ -72,6 +83,14 @@ pub struct Journal {
     /// grown or the live data has since halved.
     last_compact_len: u64,
     last_compact_live: u64,
+    /// Commits failed in a row; spaces the retries out.
+    failed_commits: u32,
+    /// While commits fail: when to try again.
+    retry_at: Option<Instant>,
+    /// Pending records dropped by the byte bound and not yet in a
+    /// [`CommitStats`], so that the caller's drop counter sees them once the
+    /// disk takes writes again.
+    unreported_drops: (u64, u64),
 }
 
 #[derive(Default)]
@@ -117,6 +136,15 @@ fn open_err(path: &Path, source: DatabaseError) -> StoreError {
     }
 }
 
+/// Errors after which redb's handle is unusable (it latches the first I/O
+/// failure) and only a reopen can tell whether the disk takes writes again.
+fn needs_reopen(e: &redb::Error) -> bool {
+    matches!(
+        e,
+        redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+    )
+}
+
 fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -129,16 +157,31 @@ impl Journal {
         let path = path.as_ref().to_path_buf();
         let repairing = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&repairing);
-        let log_path = path.clone();
-        let db = Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_repair_callback(move |_: &mut RepairSession| {
-                if !flag.swap(true, Ordering::Relaxed) {
-                    warn!(path = %log_path.display(), "journal was not closed cleanly, repairing");
-                }
-            })
-            .create(&path)
-            .map_err(|e| open_err(&path, e))?;
+        let file = path.clone();
+        let opener: Opener = Box::new(move || {
+            let flag = Arc::clone(&flag);
+            let log_path = file.clone();
+            Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .set_repair_callback(move |_: &mut RepairSession| {
+                    if !flag.swap(true, Ordering::Relaxed) {
+                        warn!(path = %log_path.display(), "journal was not closed cleanly, repairing");
+                    }
+                })
+                .create(&file)
+        });
+        Self::open_with(path, config, opener, &repairing)
+    }
+
+    /// [`open`](Self::open) with the way to (re)open the file given, so
+    /// tests can put the journal on storage that fails on demand.
+    pub(super) fn open_with(
+        path: PathBuf,
+        config: JournalConfig,
+        opener: Opener,
+        repairing: &AtomicBool,
+    ) -> Result<Self, StoreError> {
+        let db = opener().map_err(|e| open_err(&path, e))?;
         let scan = Self::init_and_scan(&db).map_err(|e| db_err(&path, e))?;
         info!(
             path = %path.display(),
@@ -149,7 +192,8 @@ impl Journal {
             "journal opened"
         );
         Ok(Self {
-            db,
+            db: Some(db),
+            opener,
             path,
             config,
             next_seq: scan.next_seq,
@@ -164,7 +208,48 @@ impl Journal {
             pending_overflow_warned: false,
             last_compact_len: 0,
             last_compact_live: 0,
+            failed_commits: 0,
+            retry_at: None,
+            unreported_drops: (0, 0),
         })
+    }
+
+    fn db(&self) -> Result<&Database, redb::Error> {
+        self.db.as_ref().ok_or(redb::Error::DatabaseClosed)
+    }
+
+    /// Drops a handle that saw an I/O failure and tries a fresh one. The
+    /// counters are recomputed from what is on disk; records still pending
+    /// are rewritten by the next commit whether or not the failed commit
+    /// reached the file (an insert of the same seq replaces, a delete of a
+    /// missing one is a no-op), so nothing is lost or counted twice.
+    fn reopen(&mut self) -> Result<(), redb::Error> {
+        // Closing first: redb refuses a second handle on the same file.
+        self.db = None;
+        let db = (self.opener)().map_err(redb::Error::from)?;
+        let scan = Self::init_and_scan(&db)?;
+        self.committed_records = scan.records;
+        self.committed_bytes = scan.bytes;
+        self.oldest_committed = scan.oldest;
+        self.next_seq = self.next_seq.max(scan.next_seq);
+        self.db = Some(db);
+        info!(path = %self.path.display(), records = scan.records, "journal reopened after a write failure");
+        Ok(())
+    }
+
+    /// Reopens if an earlier failure closed the handle.
+    fn ensure_open(&mut self) -> Result<(), redb::Error> {
+        if self.db.is_none() {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Closes a handle that `e` made unusable, so the next attempt reopens.
+    fn after_error(&mut self, e: &redb::Error) {
+        if needs_reopen(e) {
+            self.db = None;
+        }
     }
 
     /// Creates the tables if missing and recomputes the counters from the
@@ -235,6 +320,9 @@ impl Journal {
     /// after the first uncommitted change, or when the oldest record reaches
     /// `max_age`. `None` when there is nothing to do.
     pub fn next_commit_due(&self) -> Option<Instant> {
+        if self.retry_at.is_some() {
+            return self.retry_at;
+        }
         // checked_add: a window or age of years (or a timestamp far in the
         // future) must mean "not due", not an Instant overflow panic.
         let window = self
@@ -258,7 +346,9 @@ impl Journal {
         let cutoff = now_micros().saturating_sub(duration_micros(self.config.max_age));
         let age_due = self.oldest_committed.is_some_and(|(_, ts)| ts <= cutoff);
         let over_bytes = self.committed_bytes > self.config.max_bytes;
-        if self.pending.live_records() == 0 && self.deletes.is_empty() && !age_due && !over_bytes {
+        let quiet =
+            self.pending.live_records() == 0 && self.deletes.is_empty() && !age_due && !over_bytes;
+        if quiet && self.db.is_some() {
             // Everything in the window was acked in time: no transaction at
             // all, so a healthy broker means an idle disk. The seqs given
             // out meanwhile may be handed out again after a restart, which
@@ -267,14 +357,25 @@ impl Journal {
             self.dirty_since = None;
             return Ok(CommitStats::default());
         }
-        let out = match self.write_batch(cutoff) {
+        let out = match self.ensure_open().and_then(|()| self.write_batch(cutoff)) {
             Ok(out) => out,
             Err(e) => {
-                // Back off one window instead of letting the caller spin.
-                self.dirty_since = Some(Instant::now());
+                self.after_error(&e);
+                self.commit_failed();
                 return Err(db_err(&self.path, e));
             }
         };
+        if self.failed_commits > 0 {
+            info!(
+                path = %self.path.display(),
+                failed_commits = self.failed_commits,
+                dropped_records = self.unreported_drops.0,
+                "journal writes resumed"
+            );
+        }
+        self.failed_commits = 0;
+        self.retry_at = None;
+        let (pending_dropped, pending_dropped_bytes) = std::mem::take(&mut self.unreported_drops);
         self.committed_records = (self.committed_records + out.written)
             .saturating_sub(out.deleted + out.dropped_records);
         self.committed_bytes = (self.committed_bytes + out.written_bytes)
@@ -300,10 +401,33 @@ impl Journal {
         Ok(CommitStats {
             written: out.written,
             deleted: out.deleted,
-            dropped_records: out.dropped_records,
-            dropped_bytes: out.dropped_bytes,
+            dropped_records: out.dropped_records + pending_dropped,
+            dropped_bytes: out.dropped_bytes + pending_dropped_bytes,
             compacted,
         })
+    }
+
+    /// Spaces retries out (one window, doubling up to [`MAX_RETRY`]) so a
+    /// full disk costs neither a spin nor a log line per window.
+    fn commit_failed(&mut self) {
+        if self.failed_commits == 0 {
+            warn!(
+                path = %self.path.display(),
+                max_bytes = self.config.max_bytes,
+                "journal cannot write; keeping new records in memory up to max_bytes and retrying"
+            );
+        }
+        let factor = 1u32
+            .checked_shl(self.failed_commits.min(16))
+            .unwrap_or(u32::MAX);
+        let wait = self
+            .config
+            .commit_window
+            .max(Duration::from_millis(1))
+            .saturating_mul(factor)
+            .min(MAX_RETRY);
+        self.failed_commits = self.failed_commits.saturating_add(1);
+        self.retry_at = Instant::now().checked_add(wait);
     }
 
     /// Commits now, whatever the window (shutdown, tests).
@@ -317,7 +441,7 @@ impl Journal {
     }
 
     fn write_batch(&self, cutoff: i64) -> Result<BatchOutcome, redb::Error> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         // A power cut is the expected way for an edge box to stop; quick
         // repair trades a second fsync per commit for a near-instant reopen
@@ -327,9 +451,15 @@ impl Journal {
         {
             let mut records = txn.open_table(RECORDS)?;
             for (seq, record) in self.pending.iter() {
-                records.insert(seq, (record.ts, record.payload.as_slice()))?;
-                out.written += 1;
-                out.written_bytes += record_bytes(record.payload.len());
+                // Already there when a commit reported as failed reached the
+                // file after all (see `reopen`): counted by the rescan.
+                if records
+                    .insert(seq, (record.ts, record.payload.as_slice()))?
+                    .is_none()
+                {
+                    out.written += 1;
+                    out.written_bytes += record_bytes(record.payload.len());
+                }
             }
             for &seq in &self.deletes {
                 if let Some(old) = records.remove(seq)? {
@@ -383,9 +513,12 @@ impl Journal {
         {
             return false;
         }
+        let Some(db) = self.db.as_mut() else {
+            return false;
+        };
         let mut result = Ok(());
         for _ in 0..COMPACT_MAX_ROUNDS {
-            match self.db.compact() {
+            match db.compact() {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
@@ -432,7 +565,10 @@ impl Journal {
         // table first and the buffer second is already one seq order.
         if self.committed_records > 0 && start < self.pending.base() {
             let err = |e| db_err(&self.path, e);
-            let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+            let txn = self
+                .db()
+                .and_then(|db| Ok(db.begin_read()?))
+                .map_err(|e| db_err(&self.path, e))?;
             let table = txn.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
             for entry in table.range(start..).map_err(err)? {
                 let (k, v) = entry.map_err(err)?;
@@ -494,7 +630,10 @@ impl Journal {
     /// Reads a durable caller counter (e.g. the Sparkplug bdSeq).
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let err = |e| db_err(&self.path, e);
-        let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        let txn = self
+            .db()
+            .and_then(|db| Ok(db.begin_read()?))
+            .map_err(|e| db_err(&self.path, e))?;
         let table = txn.open_table(META).map_err(|e| db_err(&self.path, e))?;
         let value = table.get(key).map_err(err)?;
         Ok(value.map(|v| v.value()))
@@ -503,8 +642,8 @@ impl Journal {
     /// Writes a caller counter durably before returning, independent of the
     /// commit window: a bdSeq must be on disk before the NBIRTH that uses it.
     pub fn set_u64(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
-        let write = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
+        let write = |db: &Database| -> Result<(), redb::Error> {
+            let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             txn.set_quick_repair(true);
             {
@@ -514,7 +653,11 @@ impl Journal {
             txn.commit()?;
             Ok(())
         };
-        write().map_err(|e| db_err(&self.path, e))
+        let result = self.ensure_open().and_then(|()| write(self.db()?));
+        if let Err(e) = &result {
+            self.after_error(e);
+        }
+        result.map_err(|e| db_err(&self.path, e))
     }
 
     fn mark_dirty(&mut self) {
@@ -540,6 +683,8 @@ impl Journal {
         }
         self.dropped_records += dropped;
         self.dropped_bytes += bytes;
+        self.unreported_drops.0 += dropped;
+        self.unreported_drops.1 += bytes;
         if !self.pending_overflow_warned {
             self.pending_overflow_warned = true;
             warn!(

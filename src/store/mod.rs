@@ -20,6 +20,8 @@ mod tables;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
+mod disk_full_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

@@ -1,0 +1,179 @@
+//! The journal on storage that refuses to grow past a limit, as a full
+//! filesystem or an RLIMIT_FSIZE does: commits fail without a spin, the
+//! buffer stays bounded and counts what it drops, and writing resumes by
+//! itself once space returns, with nothing that was kept lost.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redb::backends::FileBackend;
+use redb::{Builder, StorageBackend};
+
+use super::journal::Opener;
+use super::tables::now_micros;
+use super::{Journal, JournalConfig};
+
+#[derive(Debug)]
+struct Quota {
+    inner: FileBackend,
+    limit: Arc<AtomicU64>,
+}
+
+impl Quota {
+    fn check(&self, end: u64) -> io::Result<()> {
+        if end > self.limit.load(Ordering::SeqCst) {
+            // ENOSPC, as a full filesystem reports it.
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for Quota {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check(len)?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check(offset + data.len() as u64)?;
+        self.inner.write(offset, data)
+    }
+}
+
+fn quota_opener(path: &Path, limit: Arc<AtomicU64>) -> Opener {
+    let path = path.to_path_buf();
+    Box::new(move || {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        Builder::new().create_with_backend(Quota {
+            inner: FileBackend::new(file)?,
+            limit: Arc::clone(&limit),
+        })
+    })
+}
+
+const PAYLOAD: usize = 1000;
+
+fn payload(i: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAYLOAD];
+    p[..8].copy_from_slice(&i.to_le_bytes());
+    p
+}
+
+fn id(p: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[..8]);
+    u64::from_le_bytes(b)
+}
+
+#[test]
+fn a_full_disk_is_retried_with_backoff_counted_and_recovered_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.redb");
+    let limit = Arc::new(AtomicU64::new(u64::MAX));
+    let config = JournalConfig {
+        max_bytes: 200 * (PAYLOAD as u64 + 16),
+        max_age: Duration::from_secs(3600),
+        commit_window: Duration::from_millis(100),
+    };
+    let mut j = Journal::open_with(
+        path.clone(),
+        config.clone(),
+        quota_opener(&path, Arc::clone(&limit)),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let mut next = 0u64;
+    for _ in 0..50 {
+        j.append(now_micros(), payload(next));
+        next += 1;
+    }
+    j.commit().unwrap();
+
+    // The disk is full: the file may not grow by a byte.
+    limit.store(std::fs::metadata(&path).unwrap().len(), Ordering::SeqCst);
+    let mut failures = 0;
+    // Drops as the caller sees them, through the commits that succeed.
+    let mut reported = 0;
+    while failures < 6 {
+        for _ in 0..100 {
+            j.append(now_micros(), payload(next));
+            next += 1;
+        }
+        match j.commit() {
+            Ok(stats) => reported += stats.dropped_records,
+            Err(_) => failures += 1,
+        }
+        assert!(next < 10_000, "commits never failed");
+    }
+    // Retries are spaced out, further each time, instead of one per window.
+    let wait = j.next_commit_due().unwrap() - Instant::now();
+    assert!(wait > config.commit_window * 8, "{wait:?}");
+    // Memory stayed within the byte bound; what did not fit is counted.
+    let (_, bytes) = j.backlog();
+    assert!(bytes <= 2 * config.max_bytes, "{bytes}");
+    let (dropped, _) = j.dropped_total();
+    assert!(dropped > 0);
+    // Reads and bdSeq writes fail cleanly rather than panic.
+    let _ = j.oldest(10);
+    let _ = j.set_u64("bd", 1);
+
+    // Space returns: the next commit reopens the file and writes what was kept.
+    limit.store(u64::MAX, Ordering::SeqCst);
+    let stats = j.commit().unwrap();
+    // No retry pending any more: the next due commit is the age bound's, an hour away.
+    let due = j.next_commit_due().unwrap();
+    assert!(
+        due > Instant::now() + Duration::from_secs(60),
+        "retry state cleared"
+    );
+    // What the buffer dropped while commits failed reaches the caller with the commit that
+    // succeeds, so a drop counter fed from commit stats misses nothing.
+    reported += stats.dropped_records;
+    assert_eq!(reported, j.dropped_total().0);
+    j.set_u64("bd", 7).unwrap();
+    let (records, _) = j.backlog();
+    let kept: Vec<u64> = j
+        .oldest(usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| id(&r.2))
+        .collect();
+    assert_eq!(kept.len() as u64, records);
+    // Oldest dropped first: what is left is one unbroken run up to the newest.
+    assert_eq!(kept.last(), Some(&(next - 1)));
+    assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "{kept:?}");
+    let seqs: Vec<u64> = j.oldest(usize::MAX).unwrap().iter().map(|r| r.0).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+    drop(j);
+
+    // And it is on disk, as a reopen by the ordinary path shows.
+    let j = Journal::open(&path, config).unwrap();
+    let again: Vec<u64> = j
+        .oldest(usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| id(&r.2))
+        .collect();
+    assert_eq!(again, kept);
+    assert_eq!(j.get_u64("bd").unwrap(), Some(7));
+    let next_seq = j.next_seq();
+    assert!(seqs.iter().all(|s| *s < next_seq), "seqs never repeat");
+}
