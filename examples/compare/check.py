@@ -207,7 +207,7 @@ def check(messages, group, node):
     return problems, summary
 
 
-def run_peer(name, seconds, modbus_port, broker_port):
+def run_peer(name, seconds, modbus_port, broker_port, folder):
     group, node = f"check-{name}", "edge1"
     recorder = Recorder(broker_port, group)
     args = [
@@ -216,7 +216,9 @@ def run_peer(name, seconds, modbus_port, broker_port):
         "--period-ms", str(PERIOD_MS), "--broker-host", "127.0.0.1", "--broker-port", str(broker_port),
         "--group", group, "--node", node,
     ]
-    peer = subprocess.Popen(PEERS[name] + args)
+    # TMPDIR: Node-RED's throwaway user directory goes into our temporary folder, so it is
+    # removed even though the peer is killed.
+    peer = subprocess.Popen(PEERS[name] + args, env={**os.environ, "TMPDIR": folder})
     time.sleep(seconds)
     # A crash, not a clean stop: the NDEATH that arrives must be the broker's Will.
     peer.send_signal(signal.SIGKILL)
@@ -236,7 +238,7 @@ def main():
         try:
             modbus_port = start_modbus()
             for name in args.peer or ["python", "nodered"]:
-                problems, summary = run_peer(name, args.seconds, modbus_port, broker_port)
+                problems, summary = run_peer(name, args.seconds, modbus_port, broker_port, folder)
                 print(f"{name}: {'FAIL' if problems else 'ok'}: {summary}", flush=True)
                 for p in problems[:10]:
                     print(f"  {p}", flush=True)
