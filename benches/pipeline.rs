@@ -1,0 +1,212 @@
+//! Core pipeline benchmark (not a test): samples per second from simulated drivers through
+//! the router (scaling, report-by-exception, the tag table) to a subscriber, in process via
+//! `Runtime::start`, for three set-ups:
+//! - `router`: the router's own subscribers only;
+//! - `sparkplug, no broker`: plus the Sparkplug edge node with nobody at the broker address,
+//!   so every sample is encoded and journaled in redb (store-and-forward);
+//! - `sparkplug → mosquitto`: plus publishing at QoS 1 to a real mosquitto, samples leaving
+//!   the journal on PUBACK.
+//!
+//! Each set-up is swept over offered loads (10 enip-sim devices, every tag a counter that
+//! changes every 100 ms poll, so report-by-exception passes every reading). A simulator
+//! that falls behind emits every missed step at its next read, so an overloaded pipeline's
+//! backlog grows without end; a step stops once delivery falls under 90 % of the offered
+//! load (it reports the rate it still reached) or the process passes 3 GB, and the sweep
+//! of that set-up ends there. The highest sustained figure is the pipeline's throughput.
+//!
+//! Run: `bash tests/setup.sh && cargo bench --bench pipeline` (about 3 minutes).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/sparkplug_support/mod.rs"]
+mod sparkplug_support;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uaedge::config::Config;
+use uaedge::runtime::{ModelEvent, Runtime};
+
+const DEVICES: usize = 10;
+const PERIOD_MS: u64 = 100;
+const WARMUP: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_secs(6);
+const RSS_LIMIT: u64 = 3 << 30;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    Router,
+    JournalOnly,
+    Mosquitto,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Setup::Router => "router",
+            Setup::JournalOnly => "sparkplug, no broker (encode + journal)",
+            Setup::Mosquitto => "sparkplug → mosquitto (encode + journal + publish)",
+        }
+    }
+}
+
+fn config(tags_per_device: usize, state: &std::path::Path, sparkplug: Option<u16>) -> String {
+    let mut y = format!(
+        "node: {{ name: bench }}\nstate_dir: {}\nlog: {{ level: warn, values: false }}\n",
+        state.display()
+    );
+    if let Some(port) = sparkplug {
+        let _ = write!(
+            y,
+            "sparkplug:\n  broker: mqtt://127.0.0.1:{port}\n  group_id: bench\n  \
+             store: {{ path: sparkplug.redb, max_bytes: 1GiB, commit_window: 100ms }}\n"
+        );
+    }
+    y.push_str("devices:\n");
+    for d in 0..DEVICES {
+        let _ = write!(
+            y,
+            "  - name: d{d}\n    driver: enip-sim\n    poll_interval: {PERIOD_MS}ms\n    options: {{ seed: {d} }}\n    tags:\n"
+        );
+        for t in 0..tags_per_device {
+            let _ = writeln!(
+                y,
+                "      - {{ name: t{t}, type: uint32, address: \"Tag_{t}\", options: {{ signal: counter }} }}"
+            );
+        }
+    }
+    y
+}
+
+fn status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of this process in seconds (USER_HZ = 100).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+struct Outcome {
+    offered: f64,
+    delivered: f64,
+    cpu_pct: f64,
+    rss_mb: f64,
+    stopped: Option<&'static str>,
+}
+
+async fn step(setup: Setup, tags_per_device: usize, broker_port: Option<u16>) -> Outcome {
+    let state = tempfile::tempdir().expect("state dir");
+    let sparkplug = match setup {
+        Setup::Router => None,
+        // Nobody listens on a port just freed: the node buffers everything in its journal.
+        Setup::JournalOnly => Some(common::free_port()),
+        Setup::Mosquitto => broker_port,
+    };
+    let text = config(tags_per_device, state.path(), sparkplug);
+    let config = Config::parse("bench.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = Runtime::start(config);
+    let mut events = runtime.handle().subscribe(1024);
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let ModelEvent::Samples(batch) = event {
+                counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    let offered = (DEVICES * tags_per_device) as f64 * 1000.0 / PERIOD_MS as f64;
+    tokio::time::sleep(WARMUP).await;
+    let (n0, c0, t0) = (count.load(Ordering::Relaxed), cpu_seconds(), Instant::now());
+    let mut stopped = None;
+    while t0.elapsed() < WINDOW {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if status_kb("VmRSS:") * 1024 > RSS_LIMIT {
+            stopped = Some("backlog passed 3 GB");
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let delivered = (count.load(Ordering::Relaxed) - n0) as f64 / secs;
+    let cpu_pct = 100.0 * (cpu_seconds() - c0) / secs;
+    let rss_mb = status_kb("VmRSS:") as f64 / 1024.0;
+    if stopped.is_none() && delivered < 0.9 * offered {
+        stopped = Some("saturated");
+    }
+    if let Err(e) = runtime.shutdown().await {
+        eprintln!("  (shutdown: {e})");
+    }
+    reader.abort();
+    Outcome {
+        offered,
+        delivered,
+        cpu_pct,
+        rss_mb,
+        stopped,
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let broker_dir = tempfile::tempdir().expect("broker dir");
+    let broker = sparkplug_support::Broker::start(broker_dir.path());
+    println!(
+        "pipeline: {DEVICES} enip-sim devices, counters changing every {PERIOD_MS} ms poll; \
+         {WARMUP:?} warm-up, {WINDOW:?} window per step; CPU is this whole process (2 workers)"
+    );
+    println!(
+        "{:<52} {:>12} {:>14} {:>8} {:>9}",
+        "set-up", "offered/s", "delivered/s", "CPU %", "RSS MB"
+    );
+    for setup in [Setup::Router, Setup::JournalOnly, Setup::Mosquitto] {
+        let mut best: f64 = 0.0;
+        for tags in [2_500, 5_000, 10_000, 20_000, 40_000] {
+            let o = step(setup, tags, Some(broker.port)).await;
+            println!(
+                "{:<52} {:>12.0} {:>14.0} {:>8.0} {:>9.0}{}",
+                setup.name(),
+                o.offered,
+                o.delivered,
+                o.cpu_pct,
+                o.rss_mb,
+                o.stopped.map(|s| format!("  {s}")).unwrap_or_default()
+            );
+            if o.stopped.is_some() {
+                best = best.max(o.delivered);
+                break;
+            }
+            best = best.max(o.delivered);
+        }
+        println!(
+            "{:<52} highest delivered: {best:.0} samples/s",
+            setup.name()
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! End-to-end load harness: simulated or Modbus devices → an edge (uaedge, or one of the
+//! comparison peers in examples/compare/) → a local mosquitto → this program's own
+//! Sparkplug subscriber. Reports samples/s sustained, latency from device change to MQTT
+//! delivery (p50/p99), the edge's CPU and RSS, mosquitto's CPU, start-up time and gaps.
+//! It reports; it asserts nothing about speed.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --scenario sim-10k [--duration 30s] [--warmup 5s] [--json]
+//! cargo run --release --example loadgen -- --scenario modbus-10k --compare
+//! cargo run --release --example loadgen -- --scenario soak            # 50,000 samples/s, 30 min
+//! ```
+//! Scenarios: sim-1k, sim-10k, sim-100k (simulated EtherNet/IP counters inside uaedge),
+//! modbus-10k (10 units × 1,000 holding registers served here, polled every 100 ms), soak.
+//! `--tags N --devices D --period 100ms` override a scenario's shape. Needs mosquitto
+//! (`bash tests/setup.sh`); the peers need `bash examples/compare/setup.sh`.
+
+#[path = "loadgen/broker.rs"]
+mod broker;
+#[path = "loadgen/modbus_server.rs"]
+mod modbus_server;
+#[path = "loadgen/procfs.rs"]
+mod procfs;
+#[path = "loadgen/report.rs"]
+mod report;
+#[path = "loadgen/scenario.rs"]
+mod scenario;
+#[path = "loadgen/subscriber.rs"]
+mod subscriber;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use modbus_server::CounterServer;
+use procfs::CpuMeter;
+use report::{mb, Report};
+use scenario::{EdgeConfig, Scenario, Source};
+use subscriber::{Origin, Subscriber};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const GROUP: &str = "loadgen";
+
+#[derive(Parser, Debug)]
+#[command(about = "End-to-end load harness: devices → edge → mosquitto → subscriber")]
+struct Args {
+    /// sim-1k | sim-10k | sim-100k | modbus-10k | soak
+    #[arg(long, default_value = "sim-10k")]
+    scenario: String,
+    /// Total tags (split evenly over the devices).
+    #[arg(long)]
+    tags: Option<usize>,
+    #[arg(long)]
+    devices: Option<usize>,
+    /// Poll period of every device (and the Modbus server's counter period).
+    #[arg(long)]
+    period: Option<uaedge_driver::Duration>,
+    /// The measured window.
+    #[arg(long)]
+    duration: Option<uaedge_driver::Duration>,
+    /// Running time after start-up that is not measured.
+    #[arg(long)]
+    warmup: Option<uaedge_driver::Duration>,
+    /// Edge under test: uaedge | python | nodered (the peers serve modbus-10k only).
+    #[arg(long, default_value = "uaedge")]
+    edge: String,
+    /// Run uaedge, python and nodered one after another on the same server and broker.
+    #[arg(long)]
+    compare: bool,
+    /// Also serve OPC UA (security None) on a free port while measuring.
+    #[arg(long)]
+    opcua: bool,
+    /// Also print one JSON line per run.
+    #[arg(long)]
+    json: bool,
+    /// RSS is printed at this interval during the window (default: every minute).
+    #[arg(long)]
+    rss_every: Option<uaedge_driver::Duration>,
+    /// The uaedge binary; default: next to this example's executable (built if absent).
+    #[arg(long)]
+    uaedge_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    Uaedge,
+    Python,
+    NodeRed,
+}
+
+impl Edge {
+    fn parse(s: &str) -> Result<Edge> {
+        Ok(match s {
+            "uaedge" => Edge::Uaedge,
+            "python" => Edge::Python,
+            "nodered" => Edge::NodeRed,
+            other => bail!("unknown edge `{other}`: expected uaedge, python or nodered"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Edge::Uaedge => "uaedge",
+            Edge::Python => "python",
+            Edge::NodeRed => "nodered",
+        }
+    }
+
+    /// Why a peer cannot run here, with the command that sets it up.
+    fn missing(self) -> Option<String> {
+        let need = match self {
+            Edge::Uaedge => return None,
+            Edge::Python => [
+                ".build/compare/venv/bin/python",
+                "examples/compare/python_edge.py",
+            ],
+            Edge::NodeRed => [
+                "examples/compare/nodered/run.sh",
+                ".build/compare/nodered/node_modules",
+            ],
+        };
+        need.iter()
+            .find(|p| !Path::new(REPO).join(p).exists())
+            .map(|p| {
+                format!(
+                    "{} is missing: run `bash examples/compare/setup.sh` first",
+                    Path::new(REPO).join(p).display()
+                )
+            })
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut s = Scenario::named(&args.scenario).map_err(anyhow::Error::msg)?;
+    if let Some(d) = args.devices {
+        let tags = s.tags();
+        s.devices = d.max(1);
+        s.tags_per_device = tags / s.devices;
+    }
+    if let Some(t) = args.tags {
+        s.tags_per_device = (t / s.devices).max(1);
+    }
+    if let Some(p) = args.period {
+        s.period = p.get();
+    }
+    if let Some(d) = args.duration {
+        s.duration = d.get();
+    }
+    if let Some(w) = args.warmup {
+        s.warmup = w.get();
+    }
+    if s.source == Source::Modbus && (s.devices > 247 || s.tags_per_device > 65_536) {
+        bail!("Modbus has at most 247 units and 65,536 registers per unit");
+    }
+    let edges = if args.compare {
+        vec![Edge::Uaedge, Edge::Python, Edge::NodeRed]
+    } else {
+        vec![Edge::parse(&args.edge)?]
+    };
+    if s.source == Source::Sim && edges.iter().any(|e| *e != Edge::Uaedge) {
+        bail!("the python and nodered peers poll Modbus: use --scenario modbus-10k");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_all(&args, &s, &edges))
+}
+
+async fn run_all(args: &Args, s: &Scenario, edges: &[Edge]) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let uaedge = if edges.contains(&Edge::Uaedge) {
+        Some(uaedge_binary(args.uaedge_bin.as_deref())?)
+    } else {
+        None
+    };
+    let broker_dir = dir.path().join("mosquitto");
+    std::fs::create_dir_all(&broker_dir)?;
+    let broker = broker::Broker::start(&broker_dir)?;
+    let broker_pid = Some(broker.pid());
+    let server = match s.source {
+        Source::Modbus => Some(
+            CounterServer::start(s.devices as u8, s.tags_per_device as u16, s.period)
+                .await
+                .context("start the Modbus server")?,
+        ),
+        Source::Sim => None,
+    };
+    println!(
+        "loadgen: {} — {} devices × {} tags every {} ms = {} tags, {:.0} samples/s offered; \
+         mosquitto on 127.0.0.1:{}{}",
+        s.name,
+        s.devices,
+        s.tags_per_device,
+        s.period.as_millis(),
+        s.tags(),
+        s.offered(),
+        broker.port,
+        server
+            .as_ref()
+            .map(|m| format!(", Modbus server on 127.0.0.1:{}", m.port))
+            .unwrap_or_default()
+    );
+    let mut reports = Vec::new();
+    for &edge in edges {
+        if let Some(why) = edge.missing() {
+            println!("\n[{}] skipped: {why}", edge.name());
+            continue;
+        }
+        let run = Run {
+            s,
+            edge,
+            dir: dir.path().join(edge.name()),
+            broker_port: broker.port,
+            broker_pid,
+            server: server.as_ref(),
+            uaedge: uaedge.as_deref(),
+            opcua: args.opcua,
+            rss_every: args
+                .rss_every
+                .map(|d| d.get())
+                .unwrap_or(Duration::from_secs(60)),
+        };
+        match run.go().await {
+            Ok(r) => {
+                println!("\n{}", r.text());
+                if args.json {
+                    println!("{}", r.json());
+                }
+                reports.push(r);
+            }
+            Err(e) => println!("\n[{}] failed: {e:#}", edge.name()),
+        }
+    }
+    if args.compare {
+        report::print_ratios(&reports);
+    }
+    drop(broker);
+    if reports.is_empty() {
+        bail!("no run completed");
+    }
+    Ok(())
+}
+
+/// The release (or debug) `uaedge` next to this example, built when it is not there.
+fn uaedge_binary(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/examples/loadgen → target/<profile>/uaedge
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locate the target folder")?;
+    let bin = profile_dir.join("uaedge");
+    if !bin.exists() {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--bin", "uaedge"]).current_dir(REPO);
+        if release {
+            cargo.arg("--release");
+        }
+        println!("loadgen: {} not found, building it", bin.display());
+        if !cargo.status()?.success() {
+            bail!("cargo build --bin uaedge failed");
+        }
+    }
+    Ok(bin)
+}
+
+struct Run<'a> {
+    s: &'a Scenario,
+    edge: Edge,
+    dir: PathBuf,
+    broker_port: u16,
+    broker_pid: Option<u32>,
+    server: Option<&'a CounterServer>,
+    uaedge: Option<&'a Path>,
+    opcua: bool,
+    rss_every: Duration,
+}
+
+/// The edge's process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct EdgeProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl EdgeProcess {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.stop();
+        }
+    }
+}
+
+impl Run<'_> {
+    fn node(&self) -> String {
+        format!("{}-{}", self.edge.name(), std::process::id())
+    }
+
+    fn spawn(&self) -> Result<EdgeProcess> {
+        std::fs::create_dir_all(&self.dir)?;
+        let log = self.dir.join("edge.log");
+        let stderr = std::fs::File::create(&log)?;
+        let node = self.node();
+        let mut cmd = match self.edge {
+            Edge::Uaedge => {
+                let config = self.dir.join("config.yaml");
+                let yaml = scenario::uaedge_yaml(
+                    self.s,
+                    &EdgeConfig {
+                        state_dir: &self.dir.join("state"),
+                        broker_port: self.broker_port,
+                        group: GROUP,
+                        node: &node,
+                        modbus_port: self.server.map(|m| m.port),
+                        opcua_port: if self.opcua {
+                            Some(broker::free_port()?)
+                        } else {
+                            None
+                        },
+                    },
+                );
+                std::fs::write(&config, yaml)?;
+                let mut c = Command::new(self.uaedge.context("no uaedge binary")?);
+                c.args(["run", "-c"]).arg(&config).env_remove("RUST_LOG");
+                c
+            }
+            Edge::Python | Edge::NodeRed => {
+                let mut c = if self.edge == Edge::Python {
+                    let mut c =
+                        Command::new(Path::new(REPO).join(".build/compare/venv/bin/python"));
+                    c.arg(Path::new(REPO).join("examples/compare/python_edge.py"));
+                    c
+                } else {
+                    let mut c = Command::new("bash");
+                    c.arg(Path::new(REPO).join("examples/compare/nodered/run.sh"));
+                    c
+                };
+                let units: Vec<String> = (1..=self.s.devices).map(|u| u.to_string()).collect();
+                let port = self.server.map(|m| m.port).context("no Modbus server")?;
+                c.args(["--modbus-host", "127.0.0.1", "--modbus-port"])
+                    .arg(port.to_string())
+                    .arg("--units")
+                    .arg(units.join(","))
+                    .arg("--registers")
+                    .arg(self.s.tags_per_device.to_string())
+                    .args(["--start", "0", "--period-ms"])
+                    .arg(self.s.period.as_millis().to_string())
+                    .args(["--broker-host", "127.0.0.1", "--broker-port"])
+                    .arg(self.broker_port.to_string())
+                    .args(["--group", GROUP, "--node", &node]);
+                c
+            }
+        };
+        let child = cmd
+            .current_dir(REPO)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("start {}", self.edge.name()))?;
+        Ok(EdgeProcess { child, log })
+    }
+
+    async fn go(&self) -> Result<Report> {
+        let s = self.s;
+        let origin = match self.server {
+            Some(m) => Origin::ServerSet(m.times.clone()),
+            None => Origin::MetricTimestamp,
+        };
+        let sub = Subscriber::start(self.broker_port, &self.node(), s.devices, origin)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let started = Instant::now();
+        let mut edge = self.spawn()?;
+        let pid = edge.pid();
+        // Generous: parsing and building 100k tags takes a while in a debug build.
+        let limit = Duration::from_secs(60 + s.tags() as u64 / 500);
+        let (nbirth, births) = loop {
+            let (n, b) = sub.with(|st| (st.nbirth, st.births_done));
+            if let (Some(n), Some(b)) = (n, b) {
+                break (n - started, b - started);
+            }
+            if let Some(status) = edge.exited() {
+                bail!(
+                    "{} exited with {status} before its births; log {}:\n{}",
+                    self.edge.name(),
+                    edge.log.display(),
+                    edge.log_tail()
+                );
+            }
+            if started.elapsed() > limit {
+                let got = sub.with(|st| st.births);
+                bail!(
+                    "only {got} of {} DBIRTHs after {limit:?}; log {}:\n{}",
+                    s.devices,
+                    edge.log.display(),
+                    edge.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let rss_started = procfs::rss_bytes(pid).unwrap_or(0);
+        tokio::time::sleep(s.warmup).await;
+        let rss_warm = procfs::rss_bytes(pid).unwrap_or(0);
+
+        let edge_cpu = CpuMeter::start(pid);
+        let broker_cpu = self.broker_pid.map(CpuMeter::start);
+        let own_cpu = CpuMeter::start(std::process::id());
+        sub.with(|st| st.open_window());
+        let window_start = Instant::now();
+        let mut rss_lines = Vec::new();
+        let mut next_rss = self.rss_every;
+        while window_start.elapsed() < s.duration {
+            let left = s.duration.saturating_sub(window_start.elapsed());
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+            if let Some(status) = edge.exited() {
+                bail!(
+                    "{} exited with {status} during the window; log {}:\n{}",
+                    self.edge.name(),
+                    edge.log.display(),
+                    edge.log_tail()
+                );
+            }
+            if window_start.elapsed() >= next_rss && next_rss < s.duration {
+                let rss = procfs::rss_bytes(pid).unwrap_or(0);
+                let samples = sub.with(|st| st.samples);
+                println!(
+                    "  [{}] {:>5.0} s  RSS {:.1} MB  {} samples",
+                    self.edge.name(),
+                    window_start.elapsed().as_secs_f64(),
+                    mb(rss),
+                    samples
+                );
+                rss_lines.push(rss);
+                next_rss += self.rss_every;
+            }
+        }
+        sub.with(|st| st.close_window());
+        let window = window_start.elapsed();
+        let cpu = edge_cpu.percent().unwrap_or(f64::NAN);
+        let broker_cpu = broker_cpu.and_then(|m| m.percent()).unwrap_or(f64::NAN);
+        let own_cpu = own_cpu.percent().unwrap_or(f64::NAN);
+        let rss_end = procfs::rss_bytes(pid).unwrap_or(0);
+        let rss_peak = procfs::peak_rss_bytes(pid).unwrap_or(0);
+        edge.stop();
+        let report = sub.with(|st| Report {
+            scenario: s.name.clone(),
+            edge: self.edge.name().to_string(),
+            devices: s.devices,
+            tags: s.tags(),
+            period_ms: s.period.as_millis() as u64,
+            offered: s.offered(),
+            window_s: window.as_secs_f64(),
+            warmup_s: s.warmup.as_secs_f64(),
+            samples: st.samples,
+            gaps: st.gaps,
+            repeats: st.repeats,
+            unknown: st.unknown + st.decode_errors,
+            p50_ms: st.latency_ms(0.5),
+            p99_ms: st.latency_ms(0.99),
+            max_ms: st.latency_ms(1.0),
+            cpu_pct: cpu,
+            broker_cpu_pct: broker_cpu,
+            loadgen_cpu_pct: own_cpu,
+            rss_started,
+            rss_warm,
+            rss_end,
+            rss_peak,
+            rss_first_minute: rss_lines.first().copied(),
+            nbirth_s: nbirth.as_secs_f64(),
+            births_s: births.as_secs_f64(),
+            modbus: s.source == Source::Modbus,
+        });
+        sub.stop().await;
+        Ok(report)
+    }
+}

@@ -1,0 +1,166 @@
+//! One run's figures: a plain-text block, a JSON line for the README table, and the
+//! uaedge/peer ratios of a `--compare`.
+
+use serde_json::json;
+
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+pub struct Report {
+    pub scenario: String,
+    pub edge: String,
+    pub devices: usize,
+    pub tags: usize,
+    pub period_ms: u64,
+    pub offered: f64,
+    pub window_s: f64,
+    pub warmup_s: f64,
+    pub samples: u64,
+    pub gaps: u64,
+    pub repeats: u64,
+    pub unknown: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub cpu_pct: f64,
+    pub broker_cpu_pct: f64,
+    pub loadgen_cpu_pct: f64,
+    pub rss_started: u64,
+    pub rss_warm: u64,
+    pub rss_end: u64,
+    pub rss_peak: u64,
+    pub rss_first_minute: Option<u64>,
+    pub nbirth_s: f64,
+    pub births_s: f64,
+    pub modbus: bool,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.1} ms"))
+}
+
+impl Report {
+    pub fn rate(&self) -> f64 {
+        self.samples as f64 / self.window_s
+    }
+
+    pub fn text(&self) -> String {
+        let gap_note = if self.modbus && self.gaps > 0 {
+            " (the server bumps and the edge polls at the same period, so a poll that lands \
+             just after two bumps skips a value: aliasing, not loss)"
+        } else {
+            ""
+        };
+        let growth = self
+            .rss_first_minute
+            .map(|first| {
+                format!(
+                    "\n  RSS growth, first minute → end: {:+.1} MB ({:.1} → {:.1} MB)",
+                    mb(self.rss_end) - mb(first),
+                    mb(first),
+                    mb(self.rss_end)
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "[{edge}] {scenario}: {tags} tags on {devices} devices every {period} ms \
+             ({offered:.0} samples/s offered)\n\
+             \x20 start-up: NBIRTH after {nb:.2} s, all {devices} DBIRTHs after {bs:.2} s\n\
+             \x20 window: {window:.1} s after {warmup:.0} s warm-up\n\
+             \x20 samples/s sustained: {rate:.0} ({samples} samples decoded from DDATA)\n\
+             \x20 gaps (counter values never seen): {gaps}{gap_note}; repeated or out of order: {repeats}; unknown metrics: {unknown}\n\
+             \x20 latency device change → MQTT delivery: p50 {p50}, p99 {p99}, max {max}\n\
+             \x20 {edge} CPU: {cpu:.1} % of one core; RSS after start-up {r0:.1} MB, after warm-up {r1:.1} MB, end {r2:.1} MB, peak (VmHWM) {rp:.1} MB\n\
+             \x20 mosquitto CPU: {bcpu:.1} % of one core; loadgen (subscriber{server}) CPU: {lcpu:.1} %{growth}",
+            edge = self.edge,
+            scenario = self.scenario,
+            tags = self.tags,
+            devices = self.devices,
+            period = self.period_ms,
+            offered = self.offered,
+            nb = self.nbirth_s,
+            bs = self.births_s,
+            window = self.window_s,
+            warmup = self.warmup_s,
+            rate = self.rate(),
+            samples = self.samples,
+            gaps = self.gaps,
+            repeats = self.repeats,
+            unknown = self.unknown,
+            p50 = ms(self.p50_ms),
+            p99 = ms(self.p99_ms),
+            max = ms(self.max_ms),
+            cpu = self.cpu_pct,
+            r0 = mb(self.rss_started),
+            r1 = mb(self.rss_warm),
+            r2 = mb(self.rss_end),
+            rp = mb(self.rss_peak),
+            bcpu = self.broker_cpu_pct,
+            server = if self.modbus { ", Modbus server" } else { "" },
+            lcpu = self.loadgen_cpu_pct,
+        )
+    }
+
+    pub fn json(&self) -> String {
+        let r1 = |x: f64| (x * 10.0).round() / 10.0;
+        json!({
+            "scenario": self.scenario,
+            "edge": self.edge,
+            "devices": self.devices,
+            "tags": self.tags,
+            "period_ms": self.period_ms,
+            "offered_per_s": self.offered.round(),
+            "window_s": r1(self.window_s),
+            "samples": self.samples,
+            "samples_per_s": self.rate().round(),
+            "gaps": self.gaps,
+            "repeats": self.repeats,
+            "unknown": self.unknown,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+            "cpu_pct": r1(self.cpu_pct),
+            "broker_cpu_pct": r1(self.broker_cpu_pct),
+            "loadgen_cpu_pct": r1(self.loadgen_cpu_pct),
+            "rss_started_mb": r1(mb(self.rss_started)),
+            "rss_warm_mb": r1(mb(self.rss_warm)),
+            "rss_end_mb": r1(mb(self.rss_end)),
+            "rss_peak_mb": r1(mb(self.rss_peak)),
+            "rss_first_minute_mb": self.rss_first_minute.map(|b| r1(mb(b))),
+            "nbirth_s": (self.nbirth_s * 1000.0).round() / 1000.0,
+            "births_s": (self.births_s * 1000.0).round() / 1000.0,
+        })
+        .to_string()
+    }
+}
+
+/// uaedge against each peer that ran: how many times more (throughput) or less (CPU, RSS).
+pub fn print_ratios(reports: &[Report]) {
+    let Some(ua) = reports.iter().find(|r| r.edge == "uaedge") else {
+        println!("\ncompare: uaedge did not run, no ratios");
+        return;
+    };
+    println!("\ncompare (uaedge / peer):");
+    println!("  peer      samples/s   CPU      peak RSS   p99 latency");
+    for peer in reports.iter().filter(|r| r.edge != "uaedge") {
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}", a / b)
+            } else {
+                "n/a".into()
+            }
+        };
+        println!(
+            "  {:<8}  {:>9}   {:>6}   {:>8}   {:>9}",
+            peer.edge,
+            ratio(ua.rate(), peer.rate()),
+            ratio(ua.cpu_pct, peer.cpu_pct),
+            ratio(ua.rss_peak as f64, peer.rss_peak as f64),
+            ratio(
+                ua.p99_ms.unwrap_or(f64::NAN),
+                peer.p99_ms.unwrap_or(f64::NAN)
+            ),
+        );
+    }
+}
