@@ -195,10 +195,15 @@ class EdgeNode:
         await stop.wait()
         for t in tasks:
             t.cancel()
-        # A deliberate shutdown announces its death itself, as Sparkplug asks.
-        p = spb.Payload(timestamp=now_ms())
-        p.metrics.add(name="bdSeq", datatype=UINT64, long_value=self.bd_seq)
-        self.mqtt.publish(f"{self.prefix}/NDEATH/{a.node}", p.SerializeToString(), qos=1).wait_for_publish(2)
+        if self.online:
+            # A deliberate shutdown announces its death itself, as Sparkplug asks.
+            p = spb.Payload(timestamp=now_ms())
+            p.metrics.add(name="bdSeq", datatype=UINT64, long_value=self.bd_seq)
+            info = self.mqtt.publish(f"{self.prefix}/NDEATH/{a.node}", p.SerializeToString(), qos=1)
+            try:
+                info.wait_for_publish(2)
+            except (RuntimeError, ValueError) as e:
+                log.error("NDEATH not delivered: %s", e)
         self.mqtt.disconnect()
         self.mqtt.loop_stop()
 

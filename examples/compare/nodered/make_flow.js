@@ -57,10 +57,16 @@ return {
 `;
 
 const BIRTH = (a) => `// NBIRTH whenever the mqtt out node reports a connection; each unit then sends its DBIRTH.
+// Headless, Node-RED would only show a broken connection in the editor: log it once.
 if (msg.status.fill !== "green") {
     flow.set("birth", undefined);
+    if (msg.status.fill === "red" && !context.get("reported")) {
+        context.set("reported", true);
+        node.error("MQTT broker ${a.brokerHost}:${a.brokerPort}: " + msg.status.text);
+    }
     return null;
 }
+context.set("reported", false);
 const sp = global.get("sparkplug");
 const now = Date.now();
 flow.set("seq", 0);

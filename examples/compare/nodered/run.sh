@@ -14,4 +14,5 @@ node "$here/make_flow.js" "$@" >"$userdir/flows.json"
 cp "$here/settings.js" "$userdir/settings.js"
 echo "nodered edge: Node-RED $(node -p "require('$nr/node_modules/node-red/package.json').version") with $(grep -c '"type": "modbus-read"' "$userdir/flows.json") modbus-read nodes, user dir $userdir" >&2
 export NODE_PATH="$nr/node_modules"
-exec node "$nr/node_modules/node-red/red.js" --userDir "$userdir" --settings "$userdir/settings.js" flows.json
+# Node-RED logs to stdout; the contract is stderr.
+exec node "$nr/node_modules/node-red/red.js" --userDir "$userdir" --settings "$userdir/settings.js" flows.json >&2
