@@ -140,7 +140,7 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    init_logging(&config.log.level);
+    let log_level = init_logging(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("uaedge")
@@ -160,7 +160,7 @@ fn run(path: PathBuf) -> ExitCode {
             tags = config.tag_defs.len(),
             "uaedge starting"
         );
-        serve(&path, config).await
+        serve(&path, config, &log_level).await
     });
     // A blocking job still running (the OPC UA certificate being generated on a first
     // start) must not hold the exit past systemd's patience; it has nothing to save.
@@ -177,8 +177,14 @@ fn run(path: PathBuf) -> ExitCode {
 /// Runs until SIGTERM/SIGINT, keeping systemd informed: READY once every device task and
 /// server is started, WATCHDOG while the router answers, STOPPING on the way out. SIGHUP
 /// (`systemctl reload`) re-reads the config: a file with errors is refused, every error
-/// logged, and the running config stays; a changed good file replaces the running one.
-async fn serve(path: &Path, config: Config) -> Result<(), uaedge::runtime::RuntimeError> {
+/// logged, and the running config stays; a changed good file is applied in place (see
+/// [`uaedge::runtime::Runtime::reload`]: untouched devices keep their links), after its
+/// `log.level` took effect.
+async fn serve(
+    path: &Path,
+    config: Config,
+    log_level: &LogLevel,
+) -> Result<(), uaedge::runtime::RuntimeError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut loaded = std::fs::read_to_string(path).unwrap_or_default();
     let mut runtime = uaedge::runtime::Runtime::start(config);
@@ -216,13 +222,20 @@ async fn serve(path: &Path, config: Config) -> Result<(), uaedge::runtime::Runti
                     }
                     Reload::Changed(text, config) => {
                         info!(config = %path.display(), "reload: applying the new config");
-                        if let Err(e) = runtime.shutdown().await {
-                            warn!(error = %e, "the previous config did not stop cleanly");
-                        }
-                        runtime = uaedge::runtime::Runtime::start(*config);
+                        log_level.set(&config.log.level);
+                        let summary = runtime.reload(*config).await;
                         loaded = text;
+                        // The handle follows reloads by itself; this keeps the watchdog's
+                        // copy fresh all the same.
                         current.send_replace(runtime.handle());
-                        info!("config reloaded");
+                        info!(
+                            kept = summary.kept.len(),
+                            started = ?summary.started,
+                            stopped = ?summary.stopped,
+                            rebirth = summary.tag_set_changed,
+                            restarted = ?summary.restarted,
+                            "config reloaded"
+                        );
                     }
                 }
                 uaedge::systemd::ready(&status_line(&runtime));
@@ -294,29 +307,66 @@ async fn shutdown_signal() {
     }
 }
 
+/// Swaps the filter of the installed subscriber (its type differs with and without time).
+type SetFilter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Changes the log filter of the running process: `log.level` on reload.
+struct LogLevel {
+    /// `None` when `RUST_LOG` is set: the environment wins, for one-off debugging.
+    set: Option<SetFilter>,
+}
+
+impl LogLevel {
+    fn set(&self, level: &str) {
+        let Some(set) = &self.set else {
+            info!("RUST_LOG is set; log.level from the config is not applied");
+            return;
+        };
+        let result = tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| e.to_string())
+            .and_then(set);
+        match result {
+            Ok(()) => info!(level, "log level applied"),
+            Err(e) => warn!(level, error = %e, "log level not applied"),
+        }
+    }
+}
+
 /// One line per event. Under systemd (JOURNAL_STREAM set) journald adds its own time and
 /// colours would be noise, so both go.
-fn init_logging(level: &str) {
+fn init_logging(level: &str) -> LogLevel {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_wins = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(!journald && std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false);
-    if journald {
-        builder.without_time().init();
-    } else {
+    // Reloading wraps the finished layers, so it comes last on each branch.
+    let set: SetFilter = if journald {
+        let builder = builder.without_time().with_filter_reloading();
+        let reload = builder.reload_handle();
         builder.init();
+        Box::new(move |f| reload.reload(f).map_err(|e| e.to_string()))
+    } else {
+        let builder = builder.with_filter_reloading();
+        let reload = builder.reload_handle();
+        builder.init();
+        Box::new(move |f| reload.reload(f).map_err(|e| e.to_string()))
+    };
+    LogLevel {
+        set: (!env_wins).then_some(set),
     }
 }
 
 fn discover_opcua(endpoint: &str, root: Option<&str>, depth: u32) -> ExitCode {
     // Errors only: stdout is the YAML and the session's routine warnings would be noise.
-    init_logging("error");
+    let _ = init_logging("error");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,7 +3,7 @@
 //! Tags get dense [`TagId`]s at start, so the hot path indexes vectors instead of hashing
 //! paths. Scaling and deadband live here, once, so that no driver re-implements them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use parking_lot::RwLock;
@@ -342,6 +342,79 @@ impl TagTable {
         }
     }
 
+    /// Whether `other` names the same tags with the same ids, types, units, ranges and
+    /// access: what Sparkplug's births announce (aliases are ids), so a reload that keeps
+    /// it needs no rebirth.
+    pub fn same_tag_set(&self, other: &TagTable) -> bool {
+        self.devices.len() == other.devices.len()
+            && self
+                .devices
+                .iter()
+                .zip(&other.devices)
+                .all(|(a, b)| a.name == b.name && a.tag_count == b.tag_count)
+            && self.tags.len() == other.tags.len()
+            && self
+                .tags
+                .iter()
+                .zip(&other.tags)
+                .all(|(a, b)| a.id == b.id && same_shape(a, b))
+    }
+
+    /// Whether the device `name` has the same tags (paths, types, units, ranges, access) in
+    /// both tables, ids aside: what the OPC UA address space shows of it.
+    pub fn same_device_shape(&self, name: &str, other: &TagTable) -> bool {
+        let tags = |t: &TagTable| {
+            t.devices
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| t.device_tags(d.id).to_vec())
+        };
+        match (tags(self), tags(other)) {
+            (Some(a), Some(b)) => {
+                a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| same_shape(x, y))
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes over the live state of `devices` from `old`, tag by path and device by name:
+    /// their links keep running through a reload, so their values stay true. Alarm tags
+    /// are left at their start (normal): the anomaly checks start afresh with the new table.
+    pub(crate) fn carry_over(&self, old: &TagTable, devices: &HashSet<String>) {
+        let old_states = old.state.read();
+        let mut state = self.state.write();
+        for device in self.devices.iter().filter(|d| devices.contains(&d.name)) {
+            for id in device.driver_tag_ids() {
+                let (Some(def), Some(slot)) =
+                    (self.tags.get(id.index()), state.get_mut(id.index()))
+                else {
+                    continue;
+                };
+                if let Some(s) = old
+                    .find(&def.path.to_string())
+                    .and_then(|o| old_states.get(o.index()))
+                {
+                    slot.clone_from(s);
+                }
+            }
+        }
+        drop(state);
+        let old_devices = old.device_state.read();
+        let mut device_state = self.device_state.write();
+        for (i, d) in self.devices.iter().enumerate() {
+            if !devices.contains(&d.name) {
+                continue;
+            }
+            let before = old.devices.iter().position(|o| o.name == d.name);
+            if let (Some(slot), Some(s)) = (
+                device_state.get_mut(i),
+                before.and_then(|b| old_devices.get(b)),
+            ) {
+                slot.clone_from(s);
+            }
+        }
+    }
+
     /// Applies samples that passed report-by-exception.
     pub(crate) fn apply(&self, samples: &[Sample], server_time: Timestamp) {
         let mut state = self.state.write();
@@ -356,6 +429,15 @@ impl TagTable {
             }
         }
     }
+}
+
+/// The parts of a tag that clients see as its shape; descriptions and addresses aside.
+fn same_shape(a: &TagDef, b: &TagDef) -> bool {
+    a.path == b.path
+        && a.data_type == b.data_type
+        && a.units == b.units
+        && a.range == b.range
+        && a.writable == b.writable
 }
 
 #[cfg(test)]

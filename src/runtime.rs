@@ -6,14 +6,29 @@
 //! The router applies scaling and report-by-exception, updates the [`TagTable`] and fans the
 //! reported samples out to subscribers (Sparkplug, OPC UA). Anomaly checks judge every
 //! reading before report-by-exception; their alarms are tags of the model (see `alarms.rs`).
+//!
+//! # Reload
+//! [`Runtime::reload`] applies a new config in place. Devices are matched by name; one
+//! whose link fingerprint (see `config::link_fingerprint`: driver, options, enabled, poll
+//! interval, reconnect, tags without their checks) is unchanged keeps its task and its open
+//! connection. Removed and changed devices' tasks stop, added and changed ones start fresh.
+//! The new [`TagTable`] replaces the old one as a whole, with the kept devices' values,
+//! qualities and link state carried over by path; the swap travels the router's own event
+//! queue, so every event before it is judged against the old table and every one after it
+//! against the new one, and subscribers get [`ModelEvent::Reloaded`] at that same point.
+//! Anomaly checks restart with the new config (windows empty, alarms normal, the
+//! transition count from zero). A changed `sparkplug:`, `opcua:` or `metrics:` section
+//! (or `state_dir`) restarts that one component.
 
 mod alarms;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +37,7 @@ use uaedge_driver::{
     BadReason, DeviceInfo, Driver, LinkError, Quality, Reading, Timestamp, Value, WriteError,
 };
 
-use crate::config::{Backoff, Config, DeviceSetup};
+use crate::config::{Backoff, Config, DeviceSetup, MetricsConfig};
 use crate::model::{DeviceId, Sample, TagId, TagTable};
 pub use alarms::{AlarmCounts, AlarmStatus};
 
@@ -52,17 +67,63 @@ pub enum ModelEvent {
     DeviceUp(DeviceId),
     /// A device's link went down; its tags are Bad from now on.
     DeviceDown(DeviceId),
+    /// A reload replaced the table: TagIds and DeviceIds of every later event refer to the
+    /// new one.
+    Reloaded(Arc<Reloaded>),
+}
+
+/// What a reload changed, as subscribers learn it.
+pub struct Reloaded {
+    pub table: Arc<TagTable>,
+    /// The table before.
+    pub old: Arc<TagTable>,
+    /// `false` when every tag kept its id, type, units and access (see
+    /// [`TagTable::same_tag_set`]): Sparkplug needs no rebirth then.
+    pub tag_set_changed: bool,
+}
+
+impl std::fmt::Debug for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloaded")
+            .field("devices", &self.table.devices().len())
+            .field("tags", &self.table.tags().len())
+            .field("tag_set_changed", &self.tag_set_changed)
+            .finish()
+    }
 }
 
 enum EventKind {
     Readings(Vec<Reading>, Timestamp),
     Up,
     Down(LinkError),
+    /// From [`Runtime::reload`], not from a device.
+    Swap(Box<Swap>),
 }
 
+/// A device task's events name it by its slot, which stays the same across reloads while
+/// its DeviceId (its place in the config) may not.
 struct DeviceEvent {
-    device: DeviceId,
+    slot: u64,
     kind: EventKind,
+}
+
+/// A new table for the router, and everything that goes with it.
+struct Swap {
+    shared: Arc<Shared>,
+    slots: HashMap<u64, DeviceId>,
+    /// Devices whose links keep running: their state carries over.
+    kept: HashSet<String>,
+    checks: Vec<crate::anomaly::CheckSpec>,
+    log_values: bool,
+    done: oneshot::Sender<()>,
+}
+
+/// What a [`Handle`] reads, swapped as one by a reload: the table and the ways to its
+/// devices always belong together.
+struct Shared {
+    table: Arc<TagTable>,
+    writers: Vec<Option<mpsc::Sender<WriteRequest>>>,
+    sparkplug: Option<Arc<crate::sparkplug::SparkplugStatus>>,
 }
 
 struct WriteRequest {
@@ -72,25 +133,30 @@ struct WriteRequest {
 }
 
 /// A cheap, cloneable way into the running model: read it, write to devices, subscribe.
+/// It follows reloads: each call sees the table in force at that moment.
 #[derive(Clone)]
 pub struct Handle {
-    table: Arc<TagTable>,
-    writers: Arc<Vec<Option<mpsc::Sender<WriteRequest>>>>,
+    shared: Arc<RwLock<Arc<Shared>>>,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
-    sparkplug: Option<Arc<crate::sparkplug::SparkplugStatus>>,
     alarms: Arc<AlarmStatus>,
     probes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 impl Handle {
-    pub fn table(&self) -> &Arc<TagTable> {
-        &self.table
+    /// The table in force now. Hold the `Arc` for a consistent view across several calls;
+    /// a reload replaces it (subscribers learn when from [`ModelEvent::Reloaded`]).
+    pub fn table(&self) -> Arc<TagTable> {
+        self.shared.read().table.clone()
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.shared.read().clone()
     }
 
     /// The Sparkplug edge node's live status (MQTT connected, primary host, backlog), when
     /// the config has a `sparkplug:` section.
     pub fn sparkplug_status(&self) -> Option<Arc<crate::sparkplug::SparkplugStatus>> {
-        self.sparkplug.clone()
+        self.shared.read().sparkplug.clone()
     }
 
     /// Anomaly alarms: configured, Active now, transitions since start.
@@ -120,7 +186,8 @@ impl Handle {
     /// Writes a value to a tag's device. The value may be of any type that converts to the
     /// tag's type; scaling is undone before it reaches the driver.
     pub async fn write(&self, tag: TagId, value: &Value) -> Result<(), WriteError> {
-        let def = self
+        let shared = self.shared();
+        let def = shared
             .table
             .tag(tag)
             .ok_or_else(|| WriteError::Rejected(format!("no tag with id {}", tag.0)))?;
@@ -130,7 +197,7 @@ impl Handle {
         let raw = def
             .to_raw(value)
             .map_err(|e| WriteError::TypeMismatch(e.to_string()))?;
-        let sender = self
+        let sender = shared
             .writers
             .get(def.device.index())
             .and_then(Option::as_ref)
@@ -168,12 +235,51 @@ impl Handle {
 pub struct Runtime {
     handle: Handle,
     cancel: CancellationToken,
-    devices: Vec<(String, JoinHandle<()>)>,
+    /// Kept for the reload's swaps and for devices started then; dropped at shutdown so
+    /// the router drains and ends.
+    events: mpsc::Sender<DeviceEvent>,
+    next_slot: u64,
+    /// In config order.
+    devices: Vec<RunningDevice>,
     router: JoinHandle<()>,
     reactions: JoinHandle<()>,
     sparkplug: Option<crate::sparkplug::EdgeNode>,
     opcua: Option<crate::opcua_server::OpcUaServer>,
-    metrics: Option<JoinHandle<()>>,
+    metrics: Option<(CancellationToken, JoinHandle<()>)>,
+    /// The sections whose change restarts their component.
+    sections: Sections,
+}
+
+#[derive(PartialEq)]
+struct Sections {
+    state_dir: PathBuf,
+    sparkplug: Option<crate::sparkplug::SparkplugSettings>,
+    opcua: Option<crate::opcua_server::OpcUaSettings>,
+    metrics: Option<MetricsConfig>,
+}
+
+struct RunningDevice {
+    name: String,
+    fingerprint: String,
+    slot: u64,
+    writer: Option<mpsc::Sender<WriteRequest>>,
+    cancel: CancellationToken,
+    /// `None` for a disabled device, or one not started yet.
+    task: Option<JoinHandle<()>>,
+}
+
+/// What a reload did, for the log and the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Devices whose links kept running.
+    pub kept: Vec<String>,
+    /// Devices started, new or changed.
+    pub started: Vec<String>,
+    /// Devices stopped, removed or changed.
+    pub stopped: Vec<String>,
+    pub tag_set_changed: bool,
+    /// Components restarted because their section changed.
+    pub restarted: Vec<&'static str>,
 }
 
 impl Runtime {
@@ -192,32 +298,30 @@ impl Runtime {
         let sparkplug_status = sparkplug_events
             .as_ref()
             .map(|_| Arc::new(crate::sparkplug::SparkplugStatus::default()));
-        let mut writers = Vec::with_capacity(config.devices.len());
-        let mut devices = Vec::new();
+        let mut runtime_devices = Vec::with_capacity(config.devices.len());
+        let mut slots = HashMap::new();
+        let mut next_slot = 0;
         for (i, setup) in config.devices.into_iter().enumerate() {
             let id = DeviceId(u16::try_from(i).unwrap_or(u16::MAX));
-            if !setup.enabled {
-                info!(device = %setup.name, "device disabled in config");
-                mark_out_of_service(&table, id);
-                writers.push(None);
-                continue;
-            }
-            let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
-            writers.push(Some(write_tx));
-            let name = setup.name.clone();
-            let task = DeviceTask {
-                id,
-                events: events_tx.clone(),
-                writes: write_rx,
-                cancel: cancel.child_token(),
-            };
-            devices.push((name, tokio::spawn(task.run(setup))));
+            next_slot += 1;
+            slots.insert(next_slot, id);
+            let (mut device, pending) =
+                prepare_device(setup, id, next_slot, &table, &events_tx, &cancel);
+            device.task = pending.map(PendingTask::spawn);
+            runtime_devices.push(device);
         }
-        drop(events_tx);
+        let shared = Arc::new(Shared {
+            table: table.clone(),
+            writers: runtime_devices.iter().map(|d| d.writer.clone()).collect(),
+            sparkplug: sparkplug_status.clone(),
+        });
+        let shared = Arc::new(RwLock::new(shared));
         let alarm_status = Arc::new(AlarmStatus::default());
         let (reaction_tx, reaction_rx) = mpsc::channel(alarms::REACTION_QUEUE);
         let router = Router {
             table: table.clone(),
+            shared: shared.clone(),
+            slots,
             subscribers: subscribers.clone(),
             log_values: config.log.values,
             reported: Vec::new(),
@@ -226,41 +330,41 @@ impl Runtime {
         let (probe_tx, probe_rx) = mpsc::channel(1);
         let router = tokio::spawn(router.run(events_rx, probe_rx));
         let handle = Handle {
-            table,
-            writers: Arc::new(writers),
+            shared,
             subscribers,
             probes: probe_tx,
-            sparkplug: sparkplug_status.clone(),
             alarms: alarm_status,
         };
         let reactions = tokio::spawn(alarms::react(handle.clone(), reaction_rx));
-        let sparkplug = match (config.sparkplug, sparkplug_events, sparkplug_status) {
+        let sparkplug = match (config.sparkplug.clone(), sparkplug_events, sparkplug_status) {
             (Some(settings), Some(events), Some(status)) => Some(
                 crate::sparkplug::EdgeNode::start(settings, handle.clone(), events, status),
             ),
             _ => None,
         };
-        let opcua =
-            crate::opcua_server::start_from_config(config.opcua, &config.state_dir, &handle);
-        let metrics = config.metrics.map(|m| {
-            let (handle, cancel) = (handle.clone(), cancel.child_token());
-            tokio::spawn(async move {
-                match crate::metrics::bind(m.listen).await {
-                    Ok(listener) => crate::metrics::serve(listener, handle, cancel).await,
-                    // Metrics are for watching; the plant's data keeps flowing without them.
-                    Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
-                }
-            })
-        });
+        let opcua = crate::opcua_server::start_from_config(
+            config.opcua.clone(),
+            &config.state_dir,
+            &handle,
+        );
+        let metrics = start_metrics(config.metrics, &handle, &cancel);
         Runtime {
             handle,
             cancel,
-            devices,
+            events: events_tx,
+            next_slot,
+            devices: runtime_devices,
             router,
             reactions,
             sparkplug,
             opcua,
             metrics,
+            sections: Sections {
+                state_dir: config.state_dir,
+                sparkplug: config.sparkplug,
+                opcua: config.opcua,
+                metrics: config.metrics,
+            },
         }
     }
 
@@ -273,14 +377,183 @@ impl Runtime {
         self.opcua.as_ref()
     }
 
+    /// Applies `config` in place (see the module docs): untouched devices keep their links,
+    /// the table is swapped with their state carried over, and only a changed section's
+    /// component restarts.
+    pub async fn reload(&mut self, config: Config) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        let old_table = self.handle.table();
+        let table = Arc::new(config.tag_table());
+        summary.tag_set_changed = !old_table.same_tag_set(&table);
+        let mut old: HashMap<String, RunningDevice> = std::mem::take(&mut self.devices)
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
+        // Stop the removed and changed devices first: a device that takes one connection
+        // only must be free before its successor connects.
+        let keep: HashSet<String> = config
+            .devices
+            .iter()
+            .filter(|s| {
+                old.get(&s.name)
+                    .is_some_and(|d| d.fingerprint == s.fingerprint)
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        let leaving: Vec<String> = old.keys().filter(|n| !keep.contains(*n)).cloned().collect();
+        for name in leaving {
+            if let Some(device) = old.remove(&name) {
+                stop_device(device).await;
+                summary.stopped.push(name);
+            }
+        }
+        let mut slots = HashMap::new();
+        let mut fresh = Vec::new();
+        for (i, setup) in config.devices.into_iter().enumerate() {
+            let id = DeviceId(u16::try_from(i).unwrap_or(u16::MAX));
+            match old.remove(&setup.name) {
+                Some(device) => {
+                    slots.insert(device.slot, id);
+                    summary.kept.push(device.name.clone());
+                    self.devices.push(device);
+                }
+                None => {
+                    self.next_slot += 1;
+                    slots.insert(self.next_slot, id);
+                    summary.started.push(setup.name.clone());
+                    // A placeholder keeps config order; the task starts after the swap.
+                    fresh.push((self.devices.len(), id, self.next_slot, setup));
+                    self.devices.push(RunningDevice {
+                        name: String::new(),
+                        fingerprint: String::new(),
+                        slot: 0,
+                        writer: None,
+                        cancel: CancellationToken::new(),
+                        task: None,
+                    });
+                }
+            }
+        }
+        // Write queues exist before the task runs, so the new table's writers are complete.
+        let mut spawns = Vec::new();
+        for (at, id, slot, setup) in fresh {
+            let (device, pending) =
+                prepare_device(setup, id, slot, &table, &self.events, &self.cancel);
+            if let Some(d) = self.devices.get_mut(at) {
+                *d = device;
+            }
+            spawns.extend(pending.map(|p| (at, p)));
+        }
+        let sections = Sections {
+            state_dir: config.state_dir,
+            sparkplug: config.sparkplug,
+            opcua: config.opcua,
+            metrics: config.metrics,
+        };
+        let sparkplug_changed = sections.sparkplug != self.sections.sparkplug
+            || sections.state_dir != self.sections.state_dir;
+        if sparkplug_changed {
+            if let Some(node) = self.sparkplug.take() {
+                if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
+                    warn!("Sparkplug edge node did not stop within the shutdown deadline");
+                }
+            }
+            summary.restarted.push("sparkplug");
+        }
+        let sparkplug_status = if sparkplug_changed {
+            sections
+                .sparkplug
+                .as_ref()
+                .map(|_| Arc::new(crate::sparkplug::SparkplugStatus::default()))
+        } else {
+            self.handle.sparkplug_status()
+        };
+        let shared = Arc::new(Shared {
+            table: table.clone(),
+            writers: self.devices.iter().map(|d| d.writer.clone()).collect(),
+            sparkplug: sparkplug_status.clone(),
+        });
+        let (done, swapped) = oneshot::channel();
+        let swap = Swap {
+            shared,
+            slots,
+            kept: keep,
+            checks: config.checks,
+            log_values: config.log.values,
+            done,
+        };
+        let sent = self
+            .events
+            .send(DeviceEvent {
+                slot: 0,
+                kind: EventKind::Swap(Box::new(swap)),
+            })
+            .await;
+        if sent.is_err() || swapped.await.is_err() {
+            warn!("router gone; the new table was not applied");
+        }
+        // After the swap: their first events must find their slots.
+        for (at, pending) in spawns {
+            if let Some(d) = self.devices.get_mut(at) {
+                d.task = Some(pending.spawn());
+            }
+        }
+        debug!(
+            kept = ?summary.kept,
+            started = ?summary.started,
+            stopped = ?summary.stopped,
+            tag_set_changed = summary.tag_set_changed,
+            "reload plan applied"
+        );
+        if sparkplug_changed {
+            if let (Some(settings), Some(status)) = (sections.sparkplug.clone(), sparkplug_status) {
+                let events = self.handle.subscribe(crate::sparkplug::MODEL_QUEUE);
+                self.sparkplug = Some(crate::sparkplug::EdgeNode::start(
+                    settings,
+                    self.handle.clone(),
+                    events,
+                    status,
+                ));
+            }
+        }
+        if sections.opcua != self.sections.opcua || sections.state_dir != self.sections.state_dir {
+            if let Some(server) = self.opcua.take() {
+                if !server.shutdown().await {
+                    warn!("OPC UA server did not stop within the shutdown deadline");
+                }
+            }
+            self.opcua = crate::opcua_server::start_from_config(
+                sections.opcua.clone(),
+                &sections.state_dir,
+                &self.handle,
+            );
+            summary.restarted.push("opcua");
+        }
+        if sections.metrics != self.sections.metrics {
+            if let Some((cancel, task)) = self.metrics.take() {
+                cancel.cancel();
+                if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
+                    warn!("metrics endpoint did not stop within the shutdown deadline");
+                }
+            }
+            self.metrics = start_metrics(sections.metrics, &self.handle, &self.cancel);
+            summary.restarted.push("metrics");
+        }
+        self.sections = sections;
+        summary
+    }
+
     /// Stops drivers, then drains the router; each stage within a deadline.
     pub async fn shutdown(self) -> Result<(), RuntimeError> {
         self.cancel.cancel();
+        // The router ends once every sender is gone: the device tasks' and this one.
+        drop(self.events);
         let mut late = Vec::new();
-        for (name, task) in self.devices {
+        for device in self.devices {
+            let Some(task) = device.task else { continue };
             if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
-                warn!(device = %name, "device did not stop within the shutdown deadline");
-                late.push(name);
+                warn!(device = %device.name, "device did not stop within the shutdown deadline");
+                late.push(device.name);
             }
         }
         if tokio::time::timeout(STAGE_DEADLINE, self.router)
@@ -307,7 +580,7 @@ impl Runtime {
                 late.push("sparkplug".to_string());
             }
         }
-        if let Some(task) = self.metrics {
+        if let Some((_, task)) = self.metrics {
             if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
                 late.push("metrics".to_string());
             }
@@ -335,6 +608,80 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     runtime.shutdown().await
 }
 
+/// A device's write queue and, when enabled, its task ready to spawn.
+fn prepare_device(
+    setup: DeviceSetup,
+    id: DeviceId,
+    slot: u64,
+    table: &TagTable,
+    events: &mpsc::Sender<DeviceEvent>,
+    cancel: &CancellationToken,
+) -> (RunningDevice, Option<PendingTask>) {
+    let cancel = cancel.child_token();
+    let mut device = RunningDevice {
+        name: setup.name.clone(),
+        fingerprint: setup.fingerprint.clone(),
+        slot,
+        writer: None,
+        cancel: cancel.clone(),
+        task: None,
+    };
+    if !setup.enabled {
+        info!(device = %setup.name, "device disabled in config");
+        mark_out_of_service(table, id);
+        return (device, None);
+    }
+    let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
+    device.writer = Some(write_tx);
+    let task = DeviceTask {
+        slot,
+        events: events.clone(),
+        writes: write_rx,
+        cancel,
+    };
+    (device, Some(PendingTask { task, setup }))
+}
+
+struct PendingTask {
+    task: DeviceTask,
+    setup: DeviceSetup,
+}
+
+impl PendingTask {
+    fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.task.run(self.setup))
+    }
+}
+
+async fn stop_device(device: RunningDevice) {
+    device.cancel.cancel();
+    if let Some(task) = device.task {
+        if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
+            warn!(device = %device.name, "device did not stop within the shutdown deadline");
+        }
+    }
+    info!(device = %device.name, "device stopped by the reload");
+}
+
+fn start_metrics(
+    config: Option<MetricsConfig>,
+    handle: &Handle,
+    cancel: &CancellationToken,
+) -> Option<(CancellationToken, JoinHandle<()>)> {
+    config.map(|m| {
+        let (handle, cancel) = (handle.clone(), cancel.child_token());
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            match crate::metrics::bind(m.listen).await {
+                Ok(listener) => crate::metrics::serve(listener, handle, cancel).await,
+                // Metrics are for watching; the plant's data keeps flowing without them.
+                Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
+            }
+        });
+        (stop, task)
+    })
+}
+
 fn mark_out_of_service(table: &TagTable, id: DeviceId) {
     let now = Timestamp::now();
     // Alarm tags stay Good and false: no check runs on a disabled device.
@@ -354,7 +701,7 @@ fn mark_out_of_service(table: &TagTable, id: DeviceId) {
 }
 
 struct DeviceTask {
-    id: DeviceId,
+    slot: u64,
     events: mpsc::Sender<DeviceEvent>,
     writes: mpsc::Receiver<WriteRequest>,
     cancel: CancellationToken,
@@ -483,7 +830,7 @@ impl DeviceTask {
     async fn send(&self, kind: EventKind) -> bool {
         self.events
             .send(DeviceEvent {
-                device: self.id,
+                slot: self.slot,
                 kind,
             })
             .await
@@ -499,6 +846,10 @@ fn backoff(b: Backoff, attempt: u32) -> Duration {
 
 struct Router {
     table: Arc<TagTable>,
+    /// The handles' view, swapped here so that it changes exactly between two events.
+    shared: Arc<RwLock<Arc<Shared>>>,
+    /// Device task slot → its DeviceId in `table`.
+    slots: HashMap<u64, DeviceId>,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
     log_values: bool,
     /// Last reported value and quality per tag: the router's own copy, so report-by-exception
@@ -534,24 +885,36 @@ impl Router {
                     continue;
                 }
             };
-            match event.kind {
+            let kind = match event.kind {
+                EventKind::Swap(swap) => {
+                    self.swap(*swap).await;
+                    continue;
+                }
+                kind => kind,
+            };
+            // A task stopped by a reload may have sent a last event; its device is gone.
+            let Some(&device) = self.slots.get(&event.slot) else {
+                continue;
+            };
+            match kind {
+                EventKind::Swap(_) => {}
                 EventKind::Readings(readings, read_time) => {
-                    let samples = self.process(event.device, &readings, read_time);
+                    let samples = self.process(device, &readings, read_time);
                     if !samples.is_empty() {
                         self.publish(ModelEvent::Samples(Arc::new(samples))).await;
                     }
                 }
                 EventKind::Up => {
-                    self.table.update_device(event.device, |s| {
+                    self.table.update_device(device, |s| {
                         if s.last_error.is_some() {
                             s.reconnects += 1;
                         }
                         s.connected = true;
                     });
-                    self.publish(ModelEvent::DeviceUp(event.device)).await;
+                    self.publish(ModelEvent::DeviceUp(device)).await;
                 }
                 EventKind::Down(error) => {
-                    self.table.update_device(event.device, |s| {
+                    self.table.update_device(device, |s| {
                         s.connected = false;
                         s.last_error = Some(error.to_string());
                     });
@@ -560,7 +923,7 @@ impl Router {
                     // The driver's tags only: alarm tags keep their state (the checks hold
                     // them while samples are Bad).
                     let readings: Vec<Reading> =
-                        (0..self.table.device(event.device).map_or(0, |d| d.driver_tags))
+                        (0..self.table.device(device).map_or(0, |d| d.driver_tags))
                             .map(|local| Reading {
                                 tag: local,
                                 value: None,
@@ -568,8 +931,8 @@ impl Router {
                                 source_time: Some(now),
                             })
                             .collect();
-                    let samples = self.process(event.device, &readings, now);
-                    self.publish(ModelEvent::DeviceDown(event.device)).await;
+                    let samples = self.process(device, &readings, now);
+                    self.publish(ModelEvent::DeviceDown(device)).await;
                     if !samples.is_empty() {
                         self.publish(ModelEvent::Samples(Arc::new(samples))).await;
                     }
@@ -577,6 +940,44 @@ impl Router {
             }
         }
         debug!("router stopped");
+    }
+
+    /// Takes over a reload's table: the kept devices' state by path, the new checks, and
+    /// the handles' view, then tells the subscribers.
+    async fn swap(&mut self, swap: Swap) {
+        let table = swap.shared.table.clone();
+        table.carry_over(&self.table, &swap.kept);
+        let mut reported = vec![None; table.tags().len()];
+        for device in table
+            .devices()
+            .iter()
+            .filter(|d| swap.kept.contains(&d.name))
+        {
+            for id in device.driver_tag_ids() {
+                let old = table
+                    .tag(id)
+                    .and_then(|t| self.table.find(&t.path.to_string()))
+                    .and_then(|o| self.reported.get(o.index()).cloned().flatten());
+                if let Some(slot) = reported.get_mut(id.index()) {
+                    *slot = old;
+                }
+            }
+        }
+        self.reported = reported;
+        self.alarms.replace(swap.checks);
+        self.log_values = swap.log_values;
+        self.slots = swap.slots;
+        let old = std::mem::replace(&mut self.table, table.clone());
+        *self.shared.write() = swap.shared;
+        let tag_set_changed = !old.same_tag_set(&table);
+        // The reload waits for this, not for the subscribers.
+        let _ = swap.done.send(());
+        self.publish(ModelEvent::Reloaded(Arc::new(Reloaded {
+            table,
+            old,
+            tag_set_changed,
+        })))
+        .await;
     }
 
     fn process(

@@ -1,11 +1,24 @@
 //! `systemctl reload` (SIGHUP): a config with errors is refused with every error logged and
-//! the running config keeps going; a good changed config takes over.
+//! the running config keeps going; a good changed config is applied in place. Untouched
+//! devices keep their links, an OPC UA client's session and monitored items, and the
+//! Sparkplug session (same bdSeq, re-birth only when the tag set changed); `log.level`
+//! follows the file.
 
 mod common;
+mod opcua_support;
+mod sparkplug_support;
 
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+use uaedge::config::Config;
+use uaedge::runtime::{ModelEvent, Runtime};
+use uaedge_driver::{Quality, Value};
+
+use opcua_support::Scada;
+use sparkplug_support::{bd_seq, kind, metrics, topic, Broker, Host};
 
 fn device(name: &str) -> String {
     format!(
@@ -91,4 +104,329 @@ fn bad_config_is_refused_and_good_config_takes_over() {
         .expect("kill -TERM");
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status:?}");
+}
+
+/// A counter device; `hi` is the threshold of a limits check on its count.
+fn counter(name: &str, seed: u32, hi: u64) -> String {
+    format!(
+        "  - name: {name}\n    driver: enip-sim\n    poll_interval: 50ms\n    options: {{ seed: {seed} }}\n    tags:\n      - name: count\n        type: uint32\n        address: \"Count\"\n        options: {{ signal: counter }}\n        checks: [{{ kind: limits, name: high, hi: {hi} }}]\n"
+    )
+}
+
+fn edge_config(dir: &std::path::Path, port: u16, devices: &[String]) -> Config {
+    let text = format!(
+        "node: {{ name: edge1 }}\nstate_dir: {}\nsparkplug:\n  broker: mqtt://127.0.0.1:{port}\n  group_id: plant\n  reconnect: {{ min: 100ms, max: 300ms }}\nopcua:\n  listen: 127.0.0.1:0\n  endpoints: [none]\n  anonymous: read\ndevices:\n{}",
+        dir.display(),
+        devices.concat()
+    );
+    Config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// press/count as the model reported it: (value, quality), in order, across reloads.
+type Seen = Arc<Mutex<Vec<(Option<u64>, Quality)>>>;
+
+fn watch_press(runtime: &Runtime) -> Seen {
+    let handle = runtime.handle();
+    let mut events = handle.subscribe(1024);
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        // Events name tags by the table in force when they were made; a reload says when.
+        let mut table = handle.table();
+        while let Some(event) = events.recv().await {
+            match event {
+                ModelEvent::Samples(batch) => {
+                    for s in batch.iter() {
+                        if table
+                            .tag(s.tag)
+                            .is_some_and(|t| t.path.to_string() == "press/count")
+                        {
+                            let v = s.value.as_ref().and_then(Value::as_f64).map(|x| x as u64);
+                            sink.lock().expect("lock").push((v, s.quality));
+                        }
+                    }
+                }
+                ModelEvent::Reloaded(r) => table = r.table.clone(),
+                _ => {}
+            }
+        }
+    });
+    seen
+}
+
+fn press_counts(seen: &Seen) -> usize {
+    seen.lock().expect("lock").len()
+}
+
+async fn more_press_samples(seen: &Seen, after: usize, n: usize) {
+    common::eventually(Duration::from_secs(20), "press samples", || async {
+        (press_counts(seen) >= after + n).then_some(())
+    })
+    .await;
+}
+
+fn changes_of(scada: &mut Scada, node: &str) -> Vec<Json> {
+    scada
+        .changes(Duration::from_secs(5))
+        .into_iter()
+        .filter(|c| c["nodeid"] == node)
+        .collect()
+}
+
+fn browse_paths(scada: &mut Scada) -> Vec<String> {
+    scada.ok(json!({"op": "browse"}))["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["path"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_in_place_keeps_untouched_devices_sessions_and_the_mqtt_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let host = Host::start(broker.port);
+    let limit = Duration::from_secs(30);
+    let (hi, higher) = (4_000_000_000, 4_100_000_000);
+    let mut runtime = Runtime::start(edge_config(
+        dir.path(),
+        broker.port,
+        &[counter("press", 1, hi), counter("old", 2, hi)],
+    ));
+    let seen = watch_press(&runtime);
+    let addr = common::eventually(limit, "the OPC UA server", || async {
+        runtime.opcua().and_then(|s| s.local_addr())
+    })
+    .await;
+    let ns = runtime
+        .opcua()
+        .and_then(|s| s.namespace_index())
+        .expect("ns");
+    let press_node = format!("ns={ns};s=press/count");
+    let mut scada = Scada::start();
+    scada.connect_none(&format!("opc.tcp://127.0.0.1:{}/", addr.port()));
+    scada.ok(json!({"op": "subscribe", "nodes": [press_node], "sampling": 0}));
+    assert!(
+        !changes_of(&mut scada, &press_node).is_empty(),
+        "no data changes before the reload"
+    );
+    let nbirth = host.wait(limit, "NBIRTH", |m| kind(m) == "NBIRTH");
+    let b0 = bd_seq(&nbirth).expect("bdSeq");
+    host.wait(limit, "DBIRTH old", |m| {
+        topic(m) == "spBv1.0/plant/DBIRTH/edge1/old"
+    });
+    more_press_samples(&seen, 0, 5).await;
+
+    // 1. `old` goes, `packer` comes, `press` is untouched.
+    let before_reload = host.len();
+    let seen_before = press_counts(&seen);
+    let summary = runtime
+        .reload(edge_config(
+            dir.path(),
+            broker.port,
+            &[counter("press", 1, hi), counter("packer", 3, hi)],
+        ))
+        .await;
+    assert_eq!(summary.kept, ["press"]);
+    assert_eq!(summary.started, ["packer"]);
+    assert_eq!(summary.stopped, ["old"]);
+    assert!(summary.tag_set_changed);
+    assert!(summary.restarted.is_empty(), "{summary:?}");
+    more_press_samples(&seen, seen_before, 10).await;
+    // The driver was not rebuilt: a fresh one would count from 0 again and start Bad.
+    {
+        let seen = seen.lock().expect("lock");
+        assert!(
+            seen.iter().all(|(_, q)| *q == Quality::Good),
+            "a Bad sample: {seen:?}"
+        );
+        let values: Vec<u64> = seen.iter().filter_map(|(v, _)| *v).collect();
+        assert!(
+            values.windows(2).all(|w| w[1] > w[0]),
+            "count went back: {values:?}"
+        );
+    }
+    let table = runtime.handle().table();
+    let press = table
+        .devices()
+        .iter()
+        .find(|d| d.name == "press")
+        .expect("press")
+        .id;
+    let state = table.device_state(press).expect("state");
+    assert!(
+        state.connected && state.reconnects == 0 && state.last_error.is_none(),
+        "{state:?}"
+    );
+    assert!(table.find("old/count").is_none());
+    let carried = table
+        .state(table.find("press/count").expect("tag"))
+        .expect("state");
+    assert_eq!(carried.quality, Quality::Good);
+
+    // The OPC UA session and its monitored item live on; the address space follows.
+    let after = changes_of(&mut scada, &press_node);
+    assert!(!after.is_empty(), "no data changes after the reload");
+    assert!(after.iter().all(|c| c["status"] == "Good"), "{after:?}");
+    let paths = browse_paths(&mut scada);
+    assert!(
+        paths.contains(&"uaedge/Devices/packer/count".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"uaedge/Devices/press/count".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("uaedge/Devices/old")),
+        "{paths:?}"
+    );
+    let packer = scada.read_one(&format!("ns={ns};s=packer/count"));
+    assert!(
+        packer["status"] == "Good" || packer["status"] == "BadNotConnected",
+        "{packer}"
+    );
+
+    // Sparkplug: the same session re-births on the new tag set.
+    let rebirth = host.wait_after(before_reload, limit, "NBIRTH after the reload", |m| {
+        kind(m) == "NBIRTH"
+    });
+    assert_eq!(bd_seq(&rebirth), Some(b0), "a new MQTT session");
+    assert_eq!(rebirth["seq"], 0);
+    for device in ["press", "packer"] {
+        let t = format!("spBv1.0/plant/DBIRTH/edge1/{device}");
+        let birth = host.wait_after(before_reload, limit, "DBIRTH", |m| topic(m) == t);
+        assert!(
+            metrics(&birth).iter().any(|x| x["name"] == "count"),
+            "{birth}"
+        );
+    }
+    let press_birth = host.wait_after(before_reload, limit, "DBIRTH press", |m| {
+        topic(m) == "spBv1.0/plant/DBIRTH/edge1/press"
+    });
+    let count = metrics(&press_birth)
+        .into_iter()
+        .find(|x| x["name"] == "count")
+        .expect("count");
+    assert!(
+        count["value"].as_u64().is_some(),
+        "press born blank: {count}"
+    );
+    host.wait_after(before_reload, limit, "DDEATH old", |m| {
+        topic(m) == "spBv1.0/plant/DDEATH/edge1/old"
+    });
+    assert_eq!(
+        host.count(|m| kind(m) == "NDEATH"),
+        0,
+        "NDEATH during a reload"
+    );
+
+    // 2. Only a check threshold changes: nothing restarts, nothing re-births.
+    let nbirths = host.count(|m| kind(m) == "NBIRTH");
+    let seen_before = press_counts(&seen);
+    let summary = runtime
+        .reload(edge_config(
+            dir.path(),
+            broker.port,
+            &[counter("press", 1, higher), counter("packer", 3, hi)],
+        ))
+        .await;
+    assert_eq!(summary.kept, ["press", "packer"]);
+    assert!(
+        summary.started.is_empty() && summary.stopped.is_empty(),
+        "{summary:?}"
+    );
+    assert!(!summary.tag_set_changed);
+    more_press_samples(&seen, seen_before, 10).await;
+    let marker = host.len();
+    host.wait_after(
+        marker,
+        limit,
+        "DDATA press after the threshold change",
+        |m| topic(m) == "spBv1.0/plant/DDATA/edge1/press",
+    );
+    assert_eq!(
+        host.count(|m| kind(m) == "NBIRTH"),
+        nbirths,
+        "re-birth on a threshold change"
+    );
+    assert!(!changes_of(&mut scada, &press_node).is_empty());
+    let table = runtime.handle().table();
+    for name in ["press", "packer"] {
+        let id = table
+            .devices()
+            .iter()
+            .find(|d| d.name == name)
+            .expect("device")
+            .id;
+        let state = table.device_state(id).expect("state");
+        assert_eq!(state.reconnects, 0, "{name}: {state:?}");
+    }
+    {
+        let seen = seen.lock().expect("lock");
+        assert!(
+            seen.iter().all(|(_, q)| *q == Quality::Good),
+            "a Bad sample: {seen:?}"
+        );
+    }
+
+    runtime.shutdown().await.expect("clean shutdown");
+    assert_eq!(
+        host.count(|m| kind(m) == "NDEATH"),
+        1,
+        "one NDEATH, at the end"
+    );
+}
+
+#[test]
+fn log_level_follows_the_config_on_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config(&["press"])).expect("write");
+    let (mut child, rx) = common::spawn_uaedge(&path);
+    let lines = Lines(rx);
+    lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
+
+    std::fs::write(
+        &path,
+        config(&["press"]).replace("level: info", "level: debug"),
+    )
+    .expect("write");
+    hup(child.id());
+    // The plan of the reload is a debug line: the new level is in force before it.
+    lines.until(&["DEBUG", "reload plan applied"], Duration::from_secs(20));
+    lines.until(&["config reloaded"], Duration::from_secs(20));
+
+    // Back to info: from the reload on, no debug line, up to the next reload's end.
+    std::fs::write(
+        &path,
+        config(&["press"]).replace("values: true", "values: false"),
+    )
+    .expect("write");
+    hup(child.id());
+    lines.until(&["log level applied", "info"], Duration::from_secs(20));
+    let done = lines.until(&["config reloaded"], Duration::from_secs(20));
+    assert!(!done.contains("DEBUG"));
+    std::fs::write(
+        &path,
+        config(&["press"]).replace("values: true", "values: false") + "\n",
+    )
+    .expect("write");
+    hup(child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.0.recv_timeout(left).expect("config reloaded");
+        assert!(!line.contains("DEBUG"), "debug line at level info: {line}");
+        if line.contains("config reloaded") {
+            break;
+        }
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(child.wait().expect("wait").success());
 }

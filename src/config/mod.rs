@@ -230,6 +230,9 @@ pub struct DeviceSetup {
     pub poll_interval: Duration,
     pub reconnect: Backoff,
     pub prepared: Prepared,
+    /// What a reload compares to tell whether this device's link may keep running: see
+    /// [`link_fingerprint`].
+    pub fingerprint: String,
 }
 
 /// A loaded, fully validated configuration.
@@ -452,6 +455,7 @@ impl Config {
             poll_interval: device.poll_interval,
             reconnect: device.reconnect,
             prepared,
+            fingerprint: link_fingerprint(node),
         });
     }
 
@@ -459,6 +463,26 @@ impl Config {
     pub fn tag_table(&self) -> TagTable {
         TagTable::new(self.device_defs.clone(), self.tag_defs.clone())
     }
+}
+
+/// Everything that defines a device's link — driver, options, `enabled`, poll interval,
+/// reconnect, and its tags with their addresses, types, scaling and deadband — as one
+/// comparable string, positions left out (moving a device in the file changes nothing).
+/// A tag's `checks:` are left out too: the router judges them, the link never sees them,
+/// so changing a threshold does not reconnect the device.
+fn link_fingerprint(node: &RawNode) -> String {
+    let mut value = node
+        .deserialize::<serde_json::Value>()
+        .unwrap_or(serde_json::Value::Null);
+    if let Some(tags) = value.get_mut("tags").and_then(|t| t.as_array_mut()) {
+        for tag in tags {
+            if let Some(tag) = tag.as_object_mut() {
+                tag.remove("checks");
+            }
+        }
+    }
+    // serde_json's maps are sorted, so key order in the file does not matter either.
+    value.to_string()
 }
 
 /// Where state lives when the config names no `state_dir`: systemd's `$STATE_DIRECTORY`
@@ -578,4 +602,27 @@ fn tag_def(device: &RawDevice, tag: &RawTag, errors: &mut Vec<ConfigError>) -> O
         writable: tag.writable,
         address: String::new(),
     })
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::Config;
+
+    const BASE: &str = "devices:\n  - name: a\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - name: t\n        type: float64\n        address: Count\n        checks: [{ kind: limits, hi: 10 }]\n";
+
+    fn fingerprint(text: &str) -> String {
+        let config = Config::parse("f.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+        config.devices[0].fingerprint.clone()
+    }
+
+    #[test]
+    fn checks_and_layout_do_not_change_the_link_but_options_do() {
+        let base = fingerprint(BASE);
+        assert_eq!(base, fingerprint(&BASE.replace("hi: 10", "hi: 20")));
+        // Same device, keys in another order and further down the file.
+        let moved = "\n\ndevices:\n  - driver: enip-sim\n    name: a\n    tags:\n      - { type: float64, name: t, address: Count }\n    poll_interval: 50ms\n";
+        assert_eq!(base, fingerprint(moved));
+        assert_ne!(base, fingerprint(&BASE.replace("50ms", "60ms")));
+        assert_ne!(base, fingerprint(&BASE.replace("float64", "float32")));
+    }
 }

@@ -135,12 +135,36 @@ pub struct Index {
     pub by_node: HashMap<NodeId, Target>,
     /// Each tag's NodeId, by TagId.
     pub tag_nodes: Vec<NodeId>,
+    /// Every node made for a device, by device name: what a reload deletes when the device
+    /// goes or changes.
+    pub device_nodes: HashMap<String, Vec<NodeId>>,
 }
 
 impl Index {
     pub fn target(&self, node: &NodeId) -> Option<Target> {
         self.by_node.get(node).copied()
     }
+}
+
+/// The Status or Runtime variable `node` names in `table`, from its NodeId alone (so a
+/// sampler made before a reload finds its device's new DeviceId).
+pub fn target_in(table: &TagTable, node: &NodeId) -> Option<Target> {
+    let opcua::types::Identifier::String(s) = &node.identifier else {
+        return None;
+    };
+    let s = s.as_ref();
+    if let Some(field) = s.strip_prefix("/uaedge/Runtime/") {
+        return RuntimeField::ALL
+            .into_iter()
+            .find(|f| f.name() == field)
+            .map(Target::Runtime);
+    }
+    let (device, field) = s.split_once("//Status/")?;
+    let id = table.devices().iter().find(|d| d.name == device)?.id;
+    StatusField::ALL
+        .into_iter()
+        .find(|f| f.name() == field)
+        .map(|f| Target::Status(id, f))
 }
 
 /// The NodeId of a tag, for clients and tests: `ns=<ns>;s=<device>/<tag>`.
@@ -152,14 +176,14 @@ pub fn tag_node_id(ns: u16, path: &str) -> NodeId {
 pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
     let id = |s: String| NodeId::new(ns, s);
     let name = |s: &str| QualifiedName::new(ns, s);
-    let mut index = Index {
-        by_node: HashMap::with_capacity(table.tags().len() + 8 * table.devices().len() + 8),
-        tag_nodes: Vec::with_capacity(table.tags().len()),
-    };
+    let mut index = index_of(ns, table);
+    let mut fixed = Vec::new();
+    let nodes = &mut fixed;
 
     let root = id("/uaedge".into());
     insert_object(
         space,
+        nodes,
         ObjectBuilder::new(&root, name("uaedge"), "uaedge")
             .is_folder()
             .description("uaedge edge runtime: devices and their tags, runtime status")
@@ -168,6 +192,7 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
     let devices = id("/uaedge/Devices".into());
     insert_object(
         space,
+        nodes,
         ObjectBuilder::new(&devices, name("Devices"), "Devices")
             .is_folder()
             .organized_by(root.clone()),
@@ -175,6 +200,7 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
     let runtime = id("/uaedge/Runtime".into());
     insert_object(
         space,
+        nodes,
         ObjectBuilder::new(&runtime, name("Runtime"), "Runtime")
             .has_type_definition(ObjectTypeId::BaseObjectType)
             .description(
@@ -186,6 +212,7 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
         let node = id(format!("/uaedge/Runtime/{}", field.name()));
         insert_variable(
             space,
+            nodes,
             VariableBuilder::new(&node, name(field.name()), field.name())
                 .data_type(field.data_type())
                 .value_rank(-1)
@@ -193,13 +220,102 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
                 .has_type_definition(VariableTypeId::BaseDataVariableType)
                 .component_of(runtime.clone()),
         );
-        index.by_node.insert(node, Target::Runtime(field));
     }
 
     for device in table.devices() {
+        let made = insert_device(space, ns, table, device);
+        index.device_nodes.insert(device.name.clone(), made);
+    }
+    index
+}
+
+/// The NodeIds of `table`'s tags, Status and Runtime variables, without touching a space.
+fn index_of(ns: u16, table: &TagTable) -> Index {
+    let id = |s: String| NodeId::new(ns, s);
+    let mut by_node = HashMap::with_capacity(table.tags().len() + 8 * table.devices().len() + 8);
+    for field in RuntimeField::ALL {
+        by_node.insert(
+            id(format!("/uaedge/Runtime/{}", field.name())),
+            Target::Runtime(field),
+        );
+    }
+    for device in table.devices() {
+        for field in StatusField::ALL {
+            by_node.insert(
+                id(format!("{}//Status/{}", device.name, field.name())),
+                Target::Status(device.id, field),
+            );
+        }
+    }
+    let tag_nodes: Vec<NodeId> = table
+        .tags()
+        .iter()
+        .map(|t| id(t.path.to_string()))
+        .collect();
+    for (t, node) in table.tags().iter().zip(&tag_nodes) {
+        by_node.insert(node.clone(), Target::Tag(t.id));
+    }
+    Index {
+        by_node,
+        tag_nodes,
+        device_nodes: HashMap::new(),
+    }
+}
+
+/// Brings `space` from `old_table` to `table`: the nodes of devices removed or changed in
+/// shape (see [`TagTable::same_device_shape`]) go, those of added or changed ones come,
+/// and the rest stay as they are, so monitored items on them keep delivering. Returns the
+/// new index and how many devices were rebuilt or removed.
+pub fn rebuild(
+    space: &mut AddressSpace,
+    ns: u16,
+    old: &Index,
+    old_table: &TagTable,
+    table: &TagTable,
+) -> (Index, usize) {
+    let mut index = index_of(ns, table);
+    let mut touched = 0;
+    for (name, nodes) in &old.device_nodes {
+        if old_table.same_device_shape(name, table) {
+            index.device_nodes.insert(name.clone(), nodes.clone());
+            continue;
+        }
+        touched += 1;
+        for node in nodes {
+            space.delete(node, true);
+        }
+    }
+    for device in table.devices() {
+        if index.device_nodes.contains_key(&device.name) {
+            continue;
+        }
+        if old.device_nodes.contains_key(&device.name) {
+            touched -= 1;
+        }
+        touched += 1;
+        let made = insert_device(space, ns, table, device);
+        index.device_nodes.insert(device.name.clone(), made);
+    }
+    (index, touched)
+}
+
+/// A device's folder, Status object and tags, under Devices; returns every NodeId made.
+fn insert_device(
+    space: &mut AddressSpace,
+    ns: u16,
+    table: &TagTable,
+    device: &crate::model::DeviceDef,
+) -> Vec<NodeId> {
+    let id = |s: String| NodeId::new(ns, s);
+    let name = |s: &str| QualifiedName::new(ns, s);
+    let devices = id("/uaedge/Devices".into());
+    let mut made = Vec::new();
+    let nodes = &mut made;
+    {
         let dev = id(device.name.clone());
         insert_object(
             space,
+            nodes,
             ObjectBuilder::new(&dev, name(&device.name), device.name.as_str())
                 .is_folder()
                 .description(format!(
@@ -211,6 +327,7 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
         let status = id(format!("{}//Status", device.name));
         insert_object(
             space,
+            nodes,
             ObjectBuilder::new(&status, name("Status"), "Status")
                 .has_type_definition(ObjectTypeId::BaseObjectType)
                 .description("the device link: connected, last error, driver, counters")
@@ -220,13 +337,13 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
             let node = id(format!("{}//Status/{}", device.name, field.name()));
             insert_variable(
                 space,
+                nodes,
                 VariableBuilder::new(&node, name(field.name()), field.name())
                     .data_type(field.data_type())
                     .value_rank(-1)
                     .has_type_definition(VariableTypeId::BaseDataVariableType)
                     .component_of(status.clone()),
             );
-            index.by_node.insert(node, Target::Status(device.id, field));
         }
 
         // Folders for the `/`-separated parts of tag names, made on first use. A prefix that is
@@ -264,23 +381,23 @@ pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
                     } else {
                         builder.organized_by(parent.clone())
                     };
-                    insert_object(space, builder);
+                    insert_object(space, nodes, builder);
                     parents.insert(prefix.clone(), folder.clone());
                     folder
                 };
             }
             let leaf = segments.last().copied().unwrap_or(tag.path.tag.as_str());
             let node = id(tag.path.to_string());
-            add_tag(space, ns, &node, leaf, tag, parent, parent_is_tag);
-            index.by_node.insert(node.clone(), Target::Tag(tag.id));
-            index.tag_nodes.push(node);
+            add_tag(space, nodes, ns, &node, leaf, tag, parent, parent_is_tag);
         }
     }
-    index
+    made
 }
 
+#[allow(clippy::too_many_arguments)]
 fn add_tag(
     space: &mut AddressSpace,
+    nodes: &mut Vec<NodeId>,
     ns: u16,
     node: &NodeId,
     leaf: &str,
@@ -313,12 +430,13 @@ fn add_tag(
     } else {
         builder.organized_by(parent)
     };
-    insert_variable(space, builder);
+    insert_variable(space, nodes, builder);
 
     if let Some(units) = &tag.units {
         let eu = NodeId::new(ns, format!("{}//EngineeringUnits", tag.path));
         insert_variable(
             space,
+            nodes,
             VariableBuilder::new(&eu, "EngineeringUnits", "EngineeringUnits")
                 .data_type(DataTypeId::EUInformation)
                 .value_rank(-1)
@@ -331,6 +449,7 @@ fn add_tag(
         let range = NodeId::new(ns, format!("{}//EURange", tag.path));
         insert_variable(
             space,
+            nodes,
             VariableBuilder::new(&range, "EURange", "EURange")
                 .data_type(DataTypeId::Range)
                 .value_rank(-1)
@@ -344,16 +463,18 @@ fn add_tag(
 // The builders panic on an invalid node (a null id or browse name); config validation rules
 // those out, and a node that slipped through is logged and left out rather than taking
 // the server down.
-fn insert_object(space: &mut AddressSpace, builder: ObjectBuilder) {
+fn insert_object(space: &mut AddressSpace, nodes: &mut Vec<NodeId>, builder: ObjectBuilder) {
     if builder.is_valid() {
+        nodes.push(builder.get_node_id().clone());
         builder.insert(space);
     } else {
         warn!(node = %builder.get_node_id(), "invalid object node left out of the address space");
     }
 }
 
-fn insert_variable(space: &mut AddressSpace, builder: VariableBuilder) {
+fn insert_variable(space: &mut AddressSpace, nodes: &mut Vec<NodeId>, builder: VariableBuilder) {
     if builder.is_valid() {
+        nodes.push(builder.get_node_id().clone());
         builder.insert(space);
     } else {
         warn!(node = %builder.get_node_id(), "invalid variable node left out of the address space");

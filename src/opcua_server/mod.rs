@@ -7,7 +7,11 @@
 //!   Runtime objects; NodeIds `ns=<uaedge>;s=<device>/<tag>`.
 //! - `node_manager.rs`: serves values from the [`TagTable`](crate::model::TagTable) on each
 //!   Read (no second copy of the values) and carries writes to [`Handle::write`].
-//! - `notify.rs`: pushes model events to monitored items, rather than sampling every tag.
+//! - `notify.rs`: pushes model events to monitored items, rather than sampling every tag,
+//!   and applies config reloads to the live address space in order with them: only the
+//!   nodes of removed devices and of devices whose tags changed go and come back, so
+//!   sessions and monitored items on untouched tags carry on. A changed `opcua:` section
+//!   restarts the server instead.
 //! - `auth.rs`: anonymous on/off, users with plain or argon2-hashed passwords, who may
 //!   write.
 //! - `convert.rs`, `units.rs`: types, StatusCodes, timestamps, EngineeringUnits.
@@ -164,7 +168,7 @@ async fn serve(
         _ = token.cancelled() => return,
         b = build => b,
     };
-    let (server, subscriptions, index, ns) = match built {
+    let (server, subscriptions, manager, ns) = match built {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             error!(error = %e, "OPC UA server not started");
@@ -179,7 +183,8 @@ async fn serve(
     let notifier = tokio::spawn(notify::run(
         handle.subscribe(notify::QUEUE),
         subscriptions,
-        index,
+        manager,
+        handle.clone(),
         token.child_token(),
     ));
     let listener = match first {
@@ -201,7 +206,7 @@ async fn serve(
 type Built = (
     opcua::server::Server,
     Arc<opcua::server::SubscriptionCache>,
-    Arc<address_space::Index>,
+    Arc<ModelNodeManager>,
     u16,
 );
 
@@ -222,12 +227,8 @@ fn build(
         .node_managers()
         .get_of_type::<ModelNodeManager>()
         .ok_or(OpcUaError::NodeManager)?;
-    Ok((
-        server,
-        server_handle.subscriptions().clone(),
-        manager.inner().index().clone(),
-        manager.inner().namespace_index(),
-    ))
+    let ns = manager.inner().namespace_index();
+    Ok((server, server_handle.subscriptions().clone(), manager, ns))
 }
 
 /// Starts the server of a loaded config, logging instead of failing: the devices and

@@ -52,7 +52,8 @@ impl InMemoryNodeManagerImplBuilder for ModelManagerBuilder {
             .namespaces_mut()
             .add_namespace(&self.namespace_uri);
         space.add_namespace(&self.namespace_uri, ns);
-        let index = address_space::build(space, ns, self.handle.table());
+        let table = self.handle.table();
+        let index = address_space::build(space, ns, &table);
         info!(
             namespace = %self.namespace_uri,
             ns,
@@ -65,7 +66,10 @@ impl InMemoryNodeManagerImplBuilder for ModelManagerBuilder {
                 namespace_index: ns,
                 ..Default::default()
             },
-            index: Arc::new(index),
+            view: parking_lot::RwLock::new(Arc::new(View {
+                table,
+                index: Arc::new(index),
+            })),
             handle: self.handle,
             auth: self.auth,
             samplers: SyncSampler::new(),
@@ -73,9 +77,16 @@ impl InMemoryNodeManagerImplBuilder for ModelManagerBuilder {
     }
 }
 
+/// The table and the address space's index that belong to it, swapped as one by a reload
+/// so that a TagId is never looked up in the wrong table.
+pub struct View {
+    pub table: Arc<crate::model::TagTable>,
+    pub index: Arc<Index>,
+}
+
 pub struct ModelManager {
     namespace: NamespaceMetadata,
-    index: Arc<Index>,
+    view: parking_lot::RwLock<Arc<View>>,
     handle: Handle,
     auth: Arc<Authenticator>,
     /// Polls the few Status and Runtime variables someone monitors; tags are pushed from
@@ -84,8 +95,37 @@ pub struct ModelManager {
 }
 
 impl ModelManager {
-    pub fn index(&self) -> &Arc<Index> {
-        &self.index
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().clone()
+    }
+
+    /// Brings the address space to `table`: only the nodes of devices that went or changed
+    /// shape are deleted, only those of new or changed ones added (see
+    /// [`address_space::rebuild`]); sessions and monitored items stay.
+    pub fn reload(&self, space: &RwLock<AddressSpace>, table: Arc<crate::model::TagTable>) {
+        let old = self.view();
+        if Arc::ptr_eq(&old.table, &table) {
+            return;
+        }
+        let (index, touched) = {
+            let mut space = space.write();
+            address_space::rebuild(
+                &mut space,
+                self.namespace.namespace_index,
+                &old.index,
+                &old.table,
+                &table,
+            )
+        };
+        info!(
+            devices_rebuilt = touched,
+            tags = index.tag_nodes.len(),
+            "OPC UA address space updated for the reloaded config"
+        );
+        *self.view.write() = Arc::new(View {
+            table,
+            index: Arc::new(index),
+        });
     }
 
     pub fn namespace_index(&self) -> u16 {
@@ -125,7 +165,8 @@ impl ModelManager {
         write: &WriteNode,
     ) -> Result<(crate::model::TagId, uaedge_driver::Value), StatusCode> {
         let w = write.value();
-        let target = self.index.target(&w.node_id);
+        let view = self.view();
+        let target = view.index.target(&w.node_id);
         let Some(Target::Tag(tag)) = target else {
             return Err(if space.read().node_exists(&w.node_id) {
                 StatusCode::BadNotWritable
@@ -136,11 +177,7 @@ impl ModelManager {
         if w.attribute_id != AttributeId::Value {
             return Err(StatusCode::BadNotWritable);
         }
-        let def = self
-            .handle
-            .table()
-            .tag(tag)
-            .ok_or(StatusCode::BadNodeIdUnknown)?;
+        let def = view.table.tag(tag).ok_or(StatusCode::BadNodeIdUnknown)?;
         if !def.writable {
             debug!(tag = %def.path, "write refused: tag is read-only");
             return Err(StatusCode::BadNotWritable);
@@ -220,8 +257,9 @@ impl InMemoryNodeManagerImpl for ModelManager {
         ttr: TimestampsToReturn,
     ) -> Vec<DataValue> {
         let space = space.read();
+        let view = self.view();
         // One lock on the table for the whole request: a Read of 10,000 tags is one pass.
-        self.handle.table().states(|states| {
+        view.table.states(|states| {
             nodes
                 .iter()
                 .map(|n| {
@@ -229,7 +267,7 @@ impl InMemoryNodeManagerImpl for ModelManager {
                         Ok(node) => node,
                         Err(e) => return status_only(e),
                     };
-                    match self.index.target(&n.node_id) {
+                    match view.index.target(&n.node_id) {
                         Some(_) if n.index_range != NumericRange::None => {
                             status_only(StatusCode::BadIndexRangeNoData)
                         }
@@ -237,7 +275,9 @@ impl InMemoryNodeManagerImpl for ModelManager {
                             Some(s) => apply_timestamps(convert::state_value(s), ttr),
                             None => status_only(StatusCode::BadNodeIdUnknown),
                         },
-                        Some(target) => apply_timestamps(live(&self.handle, target), ttr),
+                        Some(target) => {
+                            apply_timestamps(live(&self.handle, &view.table, target), ttr)
+                        }
                         None => opcua::server::address_space::read_node_value(
                             node, context, n, max_age, ttr,
                         ),
@@ -269,12 +309,10 @@ impl InMemoryNodeManagerImpl for ModelManager {
             item.set_status(StatusCode::Good);
             let node = item.item_to_monitor().node_id.clone();
             // Tags need nothing more: model events push their changes.
-            if let Some(target @ (Target::Status(..) | Target::Runtime(_))) =
-                self.index.target(&node)
-            {
+            if let Some(Target::Status(..) | Target::Runtime(_)) = self.view().index.target(&node) {
                 let sampler = LiveSampler {
                     handle: self.handle.clone(),
-                    target,
+                    node: node.clone(),
                 };
                 let interval = Duration::from_secs_f64(item.sampling_interval().max(0.0) / 1000.0);
                 self.samplers.add_sampler(
@@ -337,21 +375,26 @@ impl InMemoryNodeManagerImpl for ModelManager {
 }
 
 /// What a sampler closure needs to read one Status or Runtime variable without the node
-/// manager itself (the sampler runs on its own task).
+/// manager itself (the sampler runs on its own task). It holds the NodeId, not the
+/// target: a reload may give the device another DeviceId, never another NodeId.
 struct LiveSampler {
     handle: Handle,
-    target: Target,
+    node: opcua::types::NodeId,
 }
 
 impl LiveSampler {
     fn sample(&self) -> DataValue {
-        live(&self.handle, self.target)
+        let table = self.handle.table();
+        match address_space::target_in(&table, &self.node) {
+            Some(target) => live(&self.handle, &table, target),
+            // Its device went with a reload.
+            None => status_only(StatusCode::BadNodeIdUnknown),
+        }
     }
 }
 
 /// The current value of a Status or Runtime variable.
-pub fn live(handle: &Handle, target: Target) -> DataValue {
-    let table = handle.table();
+pub fn live(handle: &Handle, table: &crate::model::TagTable, target: Target) -> DataValue {
     let sparkplug = handle.sparkplug_status();
     let now = convert::date_time(Timestamp::now());
     let good = |v: Variant| DataValue {

@@ -16,19 +16,29 @@ use uaedge_driver::Timestamp;
 
 use super::address_space::Index;
 use super::convert;
+use super::node_manager::ModelNodeManager;
 use crate::model::Sample;
-use crate::runtime::ModelEvent;
+use crate::runtime::{Handle, ModelEvent};
 
 /// Model event batches queued for the notifier; when full, the router waits (the notifier
 /// only does in-memory work, so that is brief).
 pub const QUEUE: usize = 64;
 
+/// Also the one that applies reloads to the address space: it learns of them in order with
+/// the samples, so it never looks a TagId up in the wrong table.
 pub async fn run(
     mut events: mpsc::Receiver<ModelEvent>,
     subscriptions: Arc<SubscriptionCache>,
-    index: Arc<Index>,
+    manager: Arc<ModelNodeManager>,
+    handle: Handle,
     cancel: CancellationToken,
 ) {
+    // A reload between building the address space and subscribing came before our
+    // subscription; catch up with it (applying the same table twice is a no-op).
+    manager
+        .inner()
+        .reload(manager.address_space(), handle.table());
+    let mut index = manager.inner().view().index.clone();
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -36,6 +46,12 @@ pub async fn run(
         };
         match event {
             Some(ModelEvent::Samples(batch)) => push(&subscriptions, &index, &batch),
+            Some(ModelEvent::Reloaded(r)) => {
+                manager
+                    .inner()
+                    .reload(manager.address_space(), r.table.clone());
+                index = manager.inner().view().index.clone();
+            }
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}
             None => break,

@@ -83,6 +83,17 @@ impl Alarms {
         }
     }
 
+    /// A reload's checks: every window starts empty and every alarm normal, the counts
+    /// from zero (the new table's alarm tags start normal too).
+    pub fn replace(&mut self, checks: Vec<CheckSpec>) {
+        let r = Ordering::Relaxed;
+        self.status.checks.store(checks.len() as u64, r);
+        self.status.active.store(0, r);
+        self.status.transitions.store(0, r);
+        self.engine = AnomalyEngine::new(checks);
+        self.events.clear();
+    }
+
     pub fn has_checks(&self, tag: TagId) -> bool {
         self.engine.has_checks(tag)
     }

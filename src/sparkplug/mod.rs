@@ -62,6 +62,11 @@
 //! 10. Shutdown (after the runtime stopped the drivers and drained the router): journal the
 //!     last samples, wait up to 1 s for in-flight PUBACKs, commit the journal, publish
 //!     NDEATH (QoS 1, awaited), DISCONNECT.
+//! 11. A config reload that keeps the `sparkplug:` section keeps the session (same bdSeq,
+//!     no NDEATH). When the tag set changed (see `TagTable::same_tag_set`: names, types,
+//!     units, aliases), removed devices get a DDEATH and the node re-births as in 8; a
+//!     change elsewhere (an anomaly threshold, a driver option) re-births nothing. A
+//!     changed `sparkplug:` section restarts the node: NDEATH, a new session, NBIRTH.
 //!
 //! # Store and forward: what departs from the specification, and why
 //! Every reported sample is appended to the journal (in memory; committed at most one

@@ -20,7 +20,7 @@ use super::session::{Session, SessionEvent};
 use super::topics::Topics;
 use super::{SparkplugError, SparkplugSettings, SparkplugStatus};
 use crate::model::{DeviceId, TagTable};
-use crate::runtime::{Handle, ModelEvent};
+use crate::runtime::{Handle, ModelEvent, Reloaded};
 use crate::store::{Journal, JournalConfig};
 
 /// Meta key of the last bdSeq used.
@@ -534,18 +534,65 @@ impl Node {
         let Some(name) = self.table.devices().get(d).map(|x| x.name.clone()) else {
             return;
         };
-        let topic = self.topics.ddeath(&name);
+        self.publish_ddeath(&name);
+        self.born[d] = false;
+    }
+
+    fn publish_ddeath(&mut self, name: &str) {
+        let topic = self.topics.ddeath(name);
         if !self.publish(topic, QoS::AtMostOnce, Track::Untracked, |seq| {
             codec::payload(Some(seq), Vec::new())
         }) {
             warn!(device = %name, "MQTT request queue full: DDEATH not sent");
         }
-        self.born[d] = false;
         debug!(device = %name, "DDEATH published");
+    }
+
+    /// A reload swapped the table. The MQTT session stays (same bdSeq, no NDEATH); when
+    /// the tag set changed (names, types, units, aliases), removed devices get their DDEATH
+    /// and everything is re-born on the new set: NBIRTH with seq 0 and every DBIRTH.
+    fn on_reload(&mut self, reloaded: &Reloaded) {
+        if Arc::ptr_eq(&self.table, &reloaded.table) {
+            return;
+        }
+        // What was gathered names tags by the old table's ids.
+        self.flush_all();
+        let old = std::mem::replace(&mut self.table, reloaded.table.clone());
+        if old.same_tag_set(&self.table) {
+            debug!("reload kept the tag set: no rebirth");
+            return;
+        }
+        if self.phase == Phase::Online {
+            let gone: Vec<String> = old
+                .devices()
+                .iter()
+                .filter(|d| self.born.get(d.id.index()).copied().unwrap_or(false))
+                .filter(|d| !self.table.devices().iter().any(|n| n.name == d.name))
+                .map(|d| d.name.clone())
+                .collect();
+            for name in gone {
+                self.publish_ddeath(&name);
+            }
+        }
+        let devices = self.table.devices().len();
+        self.up = self
+            .table
+            .devices()
+            .iter()
+            .map(|d| self.table.device_state(d.id).is_some_and(|s| s.connected))
+            .collect();
+        self.born = vec![false; devices];
+        self.birth_due = vec![None; devices];
+        self.gathered = vec![Vec::new(); devices];
+        if self.phase == Phase::Online {
+            info!(devices, "tag set changed by a reload: re-birth");
+            self.birth();
+        }
     }
 
     fn on_model(&mut self, ev: ModelEvent) {
         match ev {
+            ModelEvent::Reloaded(r) => self.on_reload(&r),
             ModelEvent::Samples(batch) => self.on_samples(&batch),
             ModelEvent::DeviceUp(id) => {
                 let d = id.index();
