@@ -290,11 +290,11 @@ impl Node {
         };
         // 0 on the very first session, then +1 per CONNECT, wrapping at 256.
         let bd_seq = last.map_or(0, |v| (v + 1) % 256);
-        // On disk before the CONNECT that registers it in the Will.
+        // On disk before the CONNECT that registers it in the Will. A full disk must not stop
+        // live data: the journal still hands out the next bdSeq in this process and writes
+        // it once it can, so only a restart before then could reuse it.
         if let Err(e) = blocking(|| self.journal.set_u64(BD_SEQ_KEY, bd_seq)) {
-            warn!(error = %e, "cannot persist bdSeq; retrying");
-            self.backoff();
-            return;
+            warn!(error = %e, bd_seq, "cannot persist bdSeq; connecting with it anyway");
         }
         debug!(host = %self.settings.host, port = self.settings.port, bd_seq, "connecting to the MQTT broker");
         self.status.bd_seq.store(bd_seq, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! The journal itself: write-behind buffer, group commit, bounds, drain, meta.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use redb::{
 };
 use tracing::{info, warn};
 
+use super::clock::Frames;
 use super::pending::Pending;
 use super::tables::{now_micros, record_bytes, META, RECORDS, STATE, STATE_NEXT_SEQ};
 use super::{CommitStats, JournalConfig, StoreError};
@@ -91,6 +92,14 @@ pub struct Journal {
     /// [`CommitStats`], so that the caller's drop counter sees them once the
     /// disk takes writes again.
     unreported_drops: (u64, u64),
+    /// Caller counters read or written by this process; the journal is the
+    /// file's only writer, so this is the truth even while the disk is not.
+    meta: BTreeMap<String, u64>,
+    /// Counters set while the disk refused them, written by the next
+    /// commit that succeeds.
+    meta_unsaved: BTreeSet<String>,
+    /// Where the wall clock stood as records were appended, for the age bound.
+    clock: Frames,
 }
 
 #[derive(Default)]
@@ -211,6 +220,9 @@ impl Journal {
             failed_commits: 0,
             retry_at: None,
             unreported_drops: (0, 0),
+            meta: BTreeMap::new(),
+            meta_unsaved: BTreeSet::new(),
+            clock: Frames::new(),
         })
     }
 
@@ -288,6 +300,7 @@ impl Journal {
     pub fn append(&mut self, ts: i64, payload: Vec<u8>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.clock.note_append(seq);
         self.pending.push(seq, ts, payload);
         self.mark_dirty();
         self.bound_pending();
@@ -328,8 +341,11 @@ impl Journal {
         let window = self
             .dirty_since
             .and_then(|t| t.checked_add(self.config.commit_window));
-        let age = self.oldest_committed.and_then(|(_, ts)| {
-            let expires = ts.saturating_add(duration_micros(self.config.max_age));
+        let offset = self.clock.offset_now();
+        let age = self.oldest_committed.and_then(|(seq, ts)| {
+            let expires = ts
+                .saturating_add(self.clock.skew(seq, offset))
+                .saturating_add(duration_micros(self.config.max_age));
             let wait = expires.saturating_sub(now_micros()).max(0);
             Instant::now().checked_add(Duration::from_micros(u64::try_from(wait).unwrap_or(0)))
         });
@@ -344,10 +360,16 @@ impl Journal {
     /// lost from memory: the next commit retries, one window later.
     pub fn commit(&mut self) -> Result<CommitStats, StoreError> {
         let cutoff = now_micros().saturating_sub(duration_micros(self.config.max_age));
-        let age_due = self.oldest_committed.is_some_and(|(_, ts)| ts <= cutoff);
+        let offset = self.clock.offset_now();
+        let age_due = self
+            .oldest_committed
+            .is_some_and(|(seq, ts)| ts.saturating_add(self.clock.skew(seq, offset)) <= cutoff);
         let over_bytes = self.committed_bytes > self.config.max_bytes;
-        let quiet =
-            self.pending.live_records() == 0 && self.deletes.is_empty() && !age_due && !over_bytes;
+        let quiet = self.pending.live_records() == 0
+            && self.deletes.is_empty()
+            && self.meta_unsaved.is_empty()
+            && !age_due
+            && !over_bytes;
         if quiet && self.db.is_some() {
             // Everything in the window was acked in time: no transaction at
             // all, so a healthy broker means an idle disk. The seqs given
@@ -357,7 +379,10 @@ impl Journal {
             self.dirty_since = None;
             return Ok(CommitStats::default());
         }
-        let out = match self.ensure_open().and_then(|()| self.write_batch(cutoff)) {
+        let out = match self
+            .ensure_open()
+            .and_then(|()| self.write_batch(cutoff, offset))
+        {
             Ok(out) => out,
             Err(e) => {
                 self.after_error(&e);
@@ -381,8 +406,11 @@ impl Journal {
         self.committed_bytes = (self.committed_bytes + out.written_bytes)
             .saturating_sub(out.deleted_bytes + out.dropped_bytes);
         self.oldest_committed = out.oldest;
+        self.clock
+            .forget_below(out.oldest.map_or(self.next_seq, |(seq, _)| seq));
         self.pending.clear();
         self.deletes.clear();
+        self.meta_unsaved.clear();
         self.dirty_since = None;
         self.pending_overflow_warned = false;
         if out.dropped_records > 0 {
@@ -440,7 +468,7 @@ impl Journal {
         self.commit().map(|_| ())
     }
 
-    fn write_batch(&self, cutoff: i64) -> Result<BatchOutcome, redb::Error> {
+    fn write_batch(&self, cutoff: i64, offset: i64) -> Result<BatchOutcome, redb::Error> {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         // A power cut is the expected way for an edge box to stop; quick
@@ -480,7 +508,9 @@ impl Journal {
                 // Only the front is checked for age: timestamps follow seq
                 // order closely, and a scan of the whole table per commit
                 // would cost more than an out-of-order record living on.
-                if live <= self.config.max_bytes && ts > cutoff {
+                // Read on today's clock, across any jump since the append.
+                let today = ts.saturating_add(self.clock.skew(seq, offset));
+                if live <= self.config.max_bytes && today > cutoff {
                     out.oldest = Some((seq, ts));
                     break;
                 }
@@ -491,6 +521,12 @@ impl Journal {
             }
             let mut state = txn.open_table(STATE)?;
             state.insert(STATE_NEXT_SEQ, self.next_seq)?;
+            let mut meta = txn.open_table(META)?;
+            for key in &self.meta_unsaved {
+                if let Some(&value) = self.meta.get(key) {
+                    meta.insert(key.as_str(), value)?;
+                }
+            }
         }
         txn.commit()?;
         Ok(out)
@@ -627,8 +663,21 @@ impl Journal {
         &self.path
     }
 
-    /// Reads a durable caller counter (e.g. the Sparkplug bdSeq).
-    pub fn get_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    /// Reads a durable caller counter (e.g. the Sparkplug bdSeq): the value
+    /// last set, even if the disk has not taken it yet (see
+    /// [`set_u64`](Self::set_u64)).
+    pub fn get_u64(&mut self, key: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(&v) = self.meta.get(key) {
+            return Ok(Some(v));
+        }
+        let value = self.read_u64(key)?;
+        if let Some(v) = value {
+            self.meta.insert(key.to_string(), v);
+        }
+        Ok(value)
+    }
+
+    fn read_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let err = |e| db_err(&self.path, e);
         let txn = self
             .db()
@@ -641,7 +690,12 @@ impl Journal {
 
     /// Writes a caller counter durably before returning, independent of the
     /// commit window: a bdSeq must be on disk before the NBIRTH that uses it.
+    /// On error the value is still the one [`get_u64`](Self::get_u64)
+    /// returns, and the next commit that succeeds writes it, so a caller
+    /// that goes on regardless (live data on a full disk) never reuses it
+    /// within this process.
     pub fn set_u64(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.meta.insert(key.to_string(), value);
         let write = |db: &Database| -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
@@ -654,8 +708,15 @@ impl Journal {
             Ok(())
         };
         let result = self.ensure_open().and_then(|()| write(self.db()?));
-        if let Err(e) = &result {
-            self.after_error(e);
+        match &result {
+            Ok(()) => {
+                self.meta_unsaved.remove(key);
+            }
+            Err(e) => {
+                self.after_error(e);
+                self.meta_unsaved.insert(key.to_string());
+                self.mark_dirty();
+            }
         }
         result.map_err(|e| db_err(&self.path, e))
     }

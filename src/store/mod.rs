@@ -13,6 +13,7 @@
 //! channel, and calls [`Journal::commit`] when [`Journal::next_commit_due`]
 //! says so. Only `commit`, `oldest*`, the meta calls and `open` touch the disk.
 
+mod clock;
 mod journal;
 mod pending;
 mod tables;

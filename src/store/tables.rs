@@ -34,8 +34,17 @@ pub(super) fn record_bytes(payload_len: usize) -> u64 {
 /// Wall clock in µs since the epoch, the unit of record timestamps. A clock
 /// before 1970 reads as 0, which only makes the age bound lenient.
 pub(super) fn now_micros() -> i64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    #[cfg(test)]
+    let now = now.saturating_add(WALL_SHIFT.with(std::cell::Cell::get));
+    now
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How far a test has jumped this thread's wall clock, µs.
+    pub(super) static WALL_SHIFT: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }

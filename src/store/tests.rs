@@ -204,7 +204,7 @@ fn meta_values_persist() {
     j.set_u64("bdSeq", 42).unwrap();
     j.append(now_micros(), vec![1]);
     drop(j);
-    let j = Journal::open(&path, config()).unwrap();
+    let mut j = Journal::open(&path, config()).unwrap();
     assert_eq!(j.get_u64("bdSeq").unwrap(), Some(42));
     assert_eq!(j.get_u64("other").unwrap(), None);
     // A caller key named like the journal's own bookkeeping is just a key.
@@ -394,4 +394,39 @@ fn extreme_config_and_timestamps_do_not_panic() {
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     assert!(j.next_commit_due().is_none_or(|due| due > far));
     assert_eq!(j.backlog().0, 2);
+}
+
+#[test]
+fn a_wall_clock_jump_forward_does_not_age_records_kept_for_seconds() {
+    use super::tables::WALL_SHIFT;
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(dir.path().join("j.redb"), config()).unwrap();
+    let hour = 3_600_000_000i64;
+    for _ in 0..5 {
+        j.append(now_micros(), vec![1; 10]);
+    }
+    j.commit().unwrap();
+    // Back an hour, a few records, then forward two hours: the first five now read three
+    // hours old, the next five two hours old, against an age bound of one hour.
+    WALL_SHIFT.with(|s| s.set(-hour));
+    for _ in 0..5 {
+        j.append(now_micros(), vec![2; 10]);
+    }
+    j.commit().unwrap();
+    WALL_SHIFT.with(|s| s.set(hour));
+    let due = j.next_commit_due().expect("the age bound's deadline");
+    assert!(
+        due > Instant::now() + Duration::from_secs(1800),
+        "due at once"
+    );
+    let stats = j.commit().unwrap();
+    assert_eq!(stats.dropped_records, 0);
+    assert_eq!(j.backlog().0, 10);
+    // A record that really is old still goes, on the clock as it is now.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut k = Journal::open(dir2.path().join("k.redb"), config()).unwrap();
+    k.append(now_micros() - 2 * hour, vec![3; 10]);
+    k.append(now_micros(), vec![4; 10]);
+    assert_eq!(k.commit().unwrap().dropped_records, 1);
+    WALL_SHIFT.with(|s| s.set(0));
 }
