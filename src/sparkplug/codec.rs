@@ -10,6 +10,9 @@ use sparkplug_rs::protobuf::{Message, MessageField};
 use sparkplug_rs::{DataType as SpType, Payload};
 use uaedge_driver::{DataType, Quality, Timestamp, Value};
 
+use super::node::TAG_ALIAS_BASE;
+use crate::model::{TagId, TagTable};
+
 /// A metric value that could not be turned into a model value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CodecError {
@@ -230,6 +233,80 @@ pub fn decode(bytes: &[u8]) -> Result<Payload, CodecError> {
     Payload::parse_from_bytes(bytes).map_err(|e| CodecError::Protobuf(e.to_string()))
 }
 
+/// Why a DCMD as a whole was dropped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeviceCommandError {
+    #[error("unknown device")]
+    UnknownDevice,
+    #[error(transparent)]
+    Malformed(#[from] CodecError),
+}
+
+/// Why one metric of a DCMD was not turned into a write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// Neither its name nor its alias is a tag of the device.
+    UnknownMetric {
+        name: Option<String>,
+        alias: Option<u64>,
+    },
+    ReadOnly(TagId),
+    BadValue(TagId, CodecError),
+}
+
+/// A DCMD checked against the model: the writes it asks for, in payload order, and the
+/// metrics refused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceCommand {
+    pub writes: Vec<(TagId, Value)>,
+    pub refused: Vec<Refused>,
+}
+
+/// Decodes a DCMD payload for `device` and maps its metrics (by name, else by alias) to
+/// writes to that device's tags. Pure, so that the fuzz target runs exactly this code.
+pub fn device_command(
+    table: &TagTable,
+    device: &str,
+    payload: &[u8],
+) -> Result<DeviceCommand, DeviceCommandError> {
+    let dev = table
+        .devices()
+        .iter()
+        .find(|d| d.name == device)
+        .map(|d| d.id)
+        .ok_or(DeviceCommandError::UnknownDevice)?;
+    let p = decode(payload)?;
+    let mut out = DeviceCommand::default();
+    for m in &p.metrics {
+        let by_name = m
+            .name
+            .as_deref()
+            .and_then(|n| table.find(&format!("{device}/{n}")));
+        let by_alias = m
+            .alias
+            .and_then(|a| a.checked_sub(TAG_ALIAS_BASE))
+            .and_then(|i| u32::try_from(i).ok())
+            .map(TagId)
+            .filter(|id| table.tag(*id).is_some_and(|t| t.device == dev));
+        let Some(tag) = by_name.or(by_alias).and_then(|id| table.tag(id)) else {
+            out.refused.push(Refused::UnknownMetric {
+                name: m.name.clone(),
+                alias: m.alias,
+            });
+            continue;
+        };
+        if !tag.writable {
+            out.refused.push(Refused::ReadOnly(tag.id));
+            continue;
+        }
+        match command_value(m, tag.data_type) {
+            Ok(v) => out.writes.push((tag.id, v)),
+            Err(e) => out.refused.push(Refused::BadValue(tag.id, e)),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +373,75 @@ mod tests {
                 .collect();
             let _ = decode(&bytes);
         }
+    }
+
+    #[test]
+    fn a_dcmd_maps_to_writes_of_its_device_and_refuses_the_rest() {
+        let config = crate::config::Config::parse(
+            "t.yaml",
+            r#"
+node: { name: t }
+devices:
+  - name: press
+    driver: modbus
+    options: { transport: tcp, host: 127.0.0.1 }
+    tags:
+      - { name: setpoint, type: float32, address: "hr:0", writable: true }
+      - { name: pressure, type: float32, address: "ir:0" }
+  - name: mixer
+    driver: modbus
+    options: { transport: tcp, host: 127.0.0.1 }
+    tags:
+      - { name: speed, type: int16, address: "hr:0", writable: true }
+"#,
+        )
+        .unwrap();
+        let table = TagTable::new(config.device_defs, config.tag_defs);
+        let id = |path: &str| table.find(path).unwrap();
+        let metric = |name: Option<&str>, alias: Option<u64>, v: metric::Value| {
+            let mut m = Metric::new();
+            m.name = name.map(String::from);
+            m.alias = alias;
+            m.value = Some(v);
+            m
+        };
+        let alias = |path: &str| TAG_ALIAS_BASE + u64::from(id(path).0);
+        let bytes = encode(&payload(
+            None,
+            vec![
+                metric(Some("setpoint"), None, metric::Value::FloatValue(1.5)),
+                metric(
+                    None,
+                    Some(alias("press/setpoint")),
+                    metric::Value::FloatValue(2.5),
+                ),
+                metric(Some("pressure"), None, metric::Value::FloatValue(3.0)),
+                metric(None, Some(alias("mixer/speed")), metric::Value::IntValue(1)),
+                metric(Some("setpoint"), None, metric::Value::BooleanValue(true)),
+            ],
+        ));
+        let setpoint = id("press/setpoint");
+        assert_eq!(
+            device_command(&table, "press", &bytes),
+            Ok(DeviceCommand {
+                writes: vec![(setpoint, Value::Float(1.5)), (setpoint, Value::Float(2.5))],
+                refused: vec![
+                    Refused::ReadOnly(id("press/pressure")),
+                    Refused::UnknownMetric {
+                        name: None,
+                        alias: Some(alias("mixer/speed"))
+                    },
+                    Refused::BadValue(setpoint, CodecError::Mismatch(DataType::Float)),
+                ],
+            })
+        );
+        assert_eq!(
+            device_command(&table, "nosuch", &bytes),
+            Err(DeviceCommandError::UnknownDevice)
+        );
+        assert!(matches!(
+            device_command(&table, "press", &[0xFF]),
+            Err(DeviceCommandError::Malformed(CodecError::Protobuf(_)))
+        ));
     }
 }

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 use uaedge_driver::{DataType, Value};
 
-use super::codec;
-use super::node::{Node, Phase, REBIRTH, REBIRTH_ALIAS, TAG_ALIAS_BASE};
+use super::codec::{self, DeviceCommandError, Refused};
+use super::node::{Node, Phase, REBIRTH, REBIRTH_ALIAS};
 use super::topics::Incoming;
 use crate::model::TagId;
 
@@ -71,54 +71,39 @@ impl Node {
     }
 
     fn on_dcmd(&mut self, device: &str, payload: &[u8]) {
-        let Some(dev) = self
-            .table
-            .devices()
-            .iter()
-            .find(|d| d.name == device)
-            .map(|d| d.id)
-        else {
-            warn!(device, "DCMD for an unknown device dropped");
-            return;
-        };
-        let p = match codec::decode(payload) {
-            Ok(p) => p,
-            Err(e) => {
+        let command = match codec::device_command(&self.table, device, payload) {
+            Ok(c) => c,
+            Err(DeviceCommandError::UnknownDevice) => {
+                warn!(device, "DCMD for an unknown device dropped");
+                return;
+            }
+            Err(DeviceCommandError::Malformed(e)) => {
                 warn!(device, error = %e, bytes = payload.len(), "malformed DCMD dropped");
                 return;
             }
         };
-        for m in &p.metrics {
-            let by_name = m
-                .name
-                .as_deref()
-                .and_then(|n| self.table.find(&format!("{device}/{n}")));
-            let by_alias = m
-                .alias
-                .and_then(|a| a.checked_sub(TAG_ALIAS_BASE))
-                .and_then(|i| u32::try_from(i).ok())
-                .map(TagId)
-                .filter(|id| self.table.tag(*id).is_some_and(|t| t.device == dev));
-            let Some(id) = by_name.or(by_alias) else {
-                warn!(device, metric = ?m.name, alias = ?m.alias, "DCMD for an unknown metric dropped");
-                continue;
-            };
-            let Some(tag) = self.table.tag(id) else {
-                continue;
-            };
-            if !tag.writable {
-                warn!(tag = %tag.path, "DCMD to a read-only tag dropped");
-                continue;
-            }
-            let value = match codec::command_value(m, tag.data_type) {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!(tag = %tag.path, error = %e, "DCMD with a value that does not fit the tag dropped");
-                    continue;
+        let path = |id: TagId| {
+            self.table
+                .tag(id)
+                .map(|t| t.path.to_string())
+                .unwrap_or_default()
+        };
+        for refused in &command.refused {
+            match refused {
+                Refused::UnknownMetric { name, alias } => {
+                    warn!(device, metric = ?name, alias = ?alias, "DCMD for an unknown metric dropped");
                 }
-            };
+                Refused::ReadOnly(id) => {
+                    warn!(tag = %path(*id), "DCMD to a read-only tag dropped");
+                }
+                Refused::BadValue(id, e) => {
+                    warn!(tag = %path(*id), error = %e, "DCMD with a value that does not fit the tag dropped");
+                }
+            }
+        }
+        for (id, value) in command.writes {
             let Ok(permit) = self.writes.clone().try_acquire_owned() else {
-                warn!(tag = %tag.path, "too many DCMD writes in progress; this one is dropped");
+                warn!(tag = %path(id), "too many DCMD writes in progress; this one is dropped");
                 continue;
             };
             let handle = self.handle.clone();
