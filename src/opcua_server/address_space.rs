@@ -289,10 +289,10 @@ pub fn rebuild(
         if index.device_nodes.contains_key(&device.name) {
             continue;
         }
-        if old.device_nodes.contains_key(&device.name) {
-            touched -= 1;
+        // A changed device was counted when its old nodes went.
+        if !old.device_nodes.contains_key(&device.name) {
+            touched += 1;
         }
-        touched += 1;
         let made = insert_device(space, ns, table, device);
         index.device_nodes.insert(device.name.clone(), made);
     }

@@ -107,25 +107,26 @@ impl ModelManager {
         if Arc::ptr_eq(&old.table, &table) {
             return;
         }
-        let (index, touched) = {
-            let mut space = space.write();
-            address_space::rebuild(
-                &mut space,
-                self.namespace.namespace_index,
-                &old.index,
-                &old.table,
-                &table,
-            )
-        };
-        info!(
-            devices_rebuilt = touched,
-            tags = index.tag_nodes.len(),
-            "OPC UA address space updated for the reloaded config"
+        // The view changes while the space is locked for writing: a Read (which takes the
+        // space, then the view) never pairs new nodes with the old index.
+        let mut space = space.write();
+        let (index, touched) = address_space::rebuild(
+            &mut space,
+            self.namespace.namespace_index,
+            &old.index,
+            &old.table,
+            &table,
         );
+        let tags = index.tag_nodes.len();
         *self.view.write() = Arc::new(View {
             table,
             index: Arc::new(index),
         });
+        drop(space);
+        info!(
+            devices_rebuilt = touched,
+            tags, "OPC UA address space updated for the reloaded config"
+        );
     }
 
     pub fn namespace_index(&self) -> u16 {
