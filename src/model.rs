@@ -528,4 +528,65 @@ mod tests {
         assert!(none.exceeds_deadband(&Value::Int16(1), &Value::Int16(2)));
         assert!(!none.exceeds_deadband(&Value::Int16(1), &Value::Int16(1)));
     }
+
+    fn table(units: &str, tags: &[&str]) -> TagTable {
+        let device = DeviceDef {
+            id: DeviceId(0),
+            name: "d".into(),
+            driver: "sim".into(),
+            first_tag: 0,
+            tag_count: tags.len() as u32,
+            driver_tags: tags.len() as u32,
+        };
+        let defs = tags
+            .iter()
+            .enumerate()
+            .map(|(i, name)| TagDef {
+                id: TagId(i as u32),
+                local: i as u32,
+                path: TagPath {
+                    device: "d".into(),
+                    tag: (*name).into(),
+                },
+                units: Some(units.into()),
+                ..tag(None, None, None)
+            })
+            .collect();
+        TagTable::new(vec![device], defs)
+    }
+
+    #[test]
+    fn tag_set_and_carry_over_by_path() {
+        let old = table("bar", &["a", "b"]);
+        assert!(old.same_tag_set(&table("bar", &["a", "b"])));
+        assert!(!old.same_tag_set(&table("psi", &["a", "b"])));
+        assert!(!old.same_tag_set(&table("bar", &["b", "a"])));
+        assert!(old.same_device_shape("d", &table("bar", &["a", "b"])));
+        assert!(!old.same_device_shape("d", &table("bar", &["a"])));
+        let now = Timestamp::now();
+        let sample = |t: u32, v: i16| Sample {
+            tag: TagId(t),
+            value: Some(Value::Int16(v)),
+            quality: Quality::Good,
+            time: now,
+        };
+        old.apply(&[sample(0, 7), sample(1, 8)], now);
+        old.update_device(DeviceId(0), |s| s.reconnects = 3);
+        // `b` moved to id 0: values follow the path, not the id.
+        let new = table("bar", &["b", "a"]);
+        new.carry_over(&old, &HashSet::from(["d".to_string()]));
+        assert_eq!(
+            new.state(TagId(0)).and_then(|s| s.value),
+            Some(Value::Int16(8))
+        );
+        assert_eq!(
+            new.state(TagId(1)).and_then(|s| s.value),
+            Some(Value::Int16(7))
+        );
+        assert_eq!(new.device_state(DeviceId(0)).map(|s| s.reconnects), Some(3));
+        // A device not kept starts afresh.
+        let fresh = table("bar", &["a", "b"]);
+        fresh.carry_over(&old, &HashSet::new());
+        assert_eq!(fresh.state(TagId(0)).and_then(|s| s.value), None);
+    }
 }

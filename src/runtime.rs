@@ -963,6 +963,32 @@ impl Router {
                 }
             }
         }
+        // The checks start afresh, so their alarms start normal; an alarm that was Active
+        // is told to clear, or clients would hold it Active with nothing left to end it.
+        let now = Timestamp::now();
+        let mut cleared = Vec::new();
+        for device in table.devices() {
+            for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
+                let was_active = table
+                    .tag(id)
+                    .and_then(|t| self.table.find(&t.path.to_string()))
+                    .and_then(|o| self.table.state(o))
+                    .is_some_and(|s| s.value == Some(Value::Boolean(true)));
+                if was_active {
+                    cleared.push(Sample {
+                        tag: id,
+                        value: Some(Value::Boolean(false)),
+                        quality: Quality::Good,
+                        time: now,
+                    });
+                }
+            }
+        }
+        for s in &cleared {
+            if let Some(slot) = reported.get_mut(s.tag.index()) {
+                *slot = Some((s.value.clone(), s.quality));
+            }
+        }
         self.reported = reported;
         self.alarms.replace(swap.checks);
         self.log_values = swap.log_values;
@@ -973,11 +999,19 @@ impl Router {
         // The reload waits for this, not for the subscribers.
         let _ = swap.done.send(());
         self.publish(ModelEvent::Reloaded(Arc::new(Reloaded {
-            table,
+            table: table.clone(),
             old,
             tag_set_changed,
         })))
         .await;
+        if !cleared.is_empty() {
+            info!(
+                alarms = cleared.len(),
+                "alarms cleared: the reload restarted their checks"
+            );
+            table.apply(&cleared, now);
+            self.publish(ModelEvent::Samples(Arc::new(cleared))).await;
+        }
     }
 
     fn process(

@@ -188,7 +188,8 @@ async fn reload_in_place_keeps_untouched_devices_sessions_and_the_mqtt_session()
     let broker = Broker::start(dir.path());
     let host = Host::start(broker.port);
     let limit = Duration::from_secs(30);
-    let (hi, higher) = (4_000_000_000, 4_100_000_000);
+    // press's alarm is Active from its sixth read on; `higher` clears it for good.
+    let (hi, higher) = (5, 4_100_000_000);
     let mut runtime = Runtime::start(edge_config(
         dir.path(),
         broker.port,
@@ -322,7 +323,13 @@ async fn reload_in_place_keeps_untouched_devices_sessions_and_the_mqtt_session()
         "NDEATH during a reload"
     );
 
-    // 2. Only a check threshold changes: nothing restarts, nothing re-births.
+    // 2. Only a check threshold changes: nothing restarts, nothing re-births, and the
+    // alarm the old threshold held Active clears.
+    let alarm_node = format!("ns={ns};s=press/count/Alarms/high");
+    common::wait_for(limit, "press's alarm Active", || {
+        (scada.read_one(&alarm_node)["value"] == true).then_some(())
+    });
+    scada.ok(json!({"op": "subscribe", "nodes": [alarm_node], "sampling": 0}));
     let nbirths = host.count(|m| kind(m) == "NBIRTH");
     let seen_before = press_counts(&seen);
     let summary = runtime
@@ -351,7 +358,25 @@ async fn reload_in_place_keeps_untouched_devices_sessions_and_the_mqtt_session()
         nbirths,
         "re-birth on a threshold change"
     );
-    assert!(!changes_of(&mut scada, &press_node).is_empty());
+    let alarm = scada.read_one(&alarm_node);
+    assert_eq!(
+        (&alarm["value"], &alarm["status"]),
+        (&json!(false), &json!("Good"))
+    );
+    let alarms = runtime.handle().alarm_counts();
+    // packer's alone: its threshold stayed.
+    assert_eq!((alarms.checks, alarms.active), (2, 1), "{alarms:?}");
+    let packer_alarm = scada.read_one(&format!("ns={ns};s=packer/count/Alarms/high"));
+    assert_eq!(packer_alarm["value"], true, "{packer_alarm}");
+    // Subscribers are told, not only readers: the clear is pushed as a change.
+    let changes = scada.changes(Duration::from_secs(5));
+    assert!(changes.iter().any(|c| c["nodeid"] == press_node));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["nodeid"] == alarm_node && c["value"] == false),
+        "no cleared alarm pushed: {changes:?}"
+    );
     let table = runtime.handle().table();
     for name in ["press", "packer"] {
         let id = table
