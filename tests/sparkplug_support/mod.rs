@@ -288,3 +288,56 @@ pub fn bd_seq(m: &Json) -> Option<i64> {
         .find(|x| x["name"] == "bdSeq")
         .and_then(|x| x["value"].as_i64())
 }
+
+/// One received value of a metric: what the host saw, in arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub value: u64,
+    /// The metric's own (source) timestamp, ms.
+    pub ts: i64,
+    pub historical: bool,
+    /// From a DBIRTH (the value at birth) rather than a DDATA.
+    pub birth: bool,
+    /// How many NBIRTHs of the node came before it: 1 in the first session.
+    pub session: usize,
+}
+
+/// Every integer value of metric `name` of `device` on edge node `group`/`node`, from its
+/// DBIRTHs (as live values) and DDATA, aliases resolved through the births seen before each
+/// message, in arrival order.
+pub fn received(host: &Host, group: &str, node: &str, device: &str, name: &str) -> Vec<Received> {
+    let nbirth = format!("spBv1.0/{group}/NBIRTH/{node}");
+    let dbirth = format!("spBv1.0/{group}/DBIRTH/{node}/{device}");
+    let ddata = format!("spBv1.0/{group}/DDATA/{node}/{device}");
+    let mut alias = None;
+    let mut session = 0;
+    let mut out = Vec::new();
+    for m in host.sparkplug() {
+        let t = topic(&m);
+        if t == nbirth {
+            session += 1;
+        }
+        let birth = t == dbirth;
+        if !birth && t != ddata {
+            continue;
+        }
+        for x in metrics(&m) {
+            if birth && x["name"] == name {
+                alias = x["alias"].as_u64();
+            }
+            let ours = x["name"] == name || (alias.is_some() && x["alias"].as_u64() == alias);
+            if let (true, Some(value), Some(ts)) =
+                (ours, x["value"].as_u64(), x["timestamp"].as_i64())
+            {
+                out.push(Received {
+                    value,
+                    ts,
+                    historical: x["is_historical"] == true,
+                    birth,
+                    session,
+                });
+            }
+        }
+    }
+    out
+}
