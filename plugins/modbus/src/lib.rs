@@ -68,7 +68,9 @@ mod address;
 pub mod codec;
 mod driver;
 mod options;
-mod plan;
+// Public for the fuzz target (tests/fuzz) only.
+#[doc(hidden)]
+pub mod plan;
 mod transport;
 
 use uaedge_driver::{DataType, DeviceInfo, Driver, DriverFactory, TagSpec};
