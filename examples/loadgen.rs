@@ -81,6 +81,10 @@ struct Args {
     /// The uaedge binary; default: next to this example's executable (built if absent).
     #[arg(long)]
     uaedge_bin: Option<PathBuf>,
+    /// Write the scenario's uaedge config here (broker port 1883, Modbus port 502) and exit,
+    /// e.g. to time `uaedge check` on 100,000 tags.
+    #[arg(long)]
+    write_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +159,21 @@ fn main() -> Result<()> {
     if s.source == Source::Modbus && (s.devices > 247 || s.tags_per_device > 65_536) {
         bail!("Modbus has at most 247 units and 65,536 registers per unit");
     }
+    if let Some(path) = &args.write_config {
+        let yaml = scenario::uaedge_yaml(
+            &s,
+            &EdgeConfig {
+                state_dir: &std::env::temp_dir().join("uaedge-loadgen-state"),
+                broker_port: 1883,
+                group: GROUP,
+                node: "uaedge",
+                modbus_port: Some(502),
+                opcua_port: None,
+            },
+        );
+        std::fs::write(path, yaml)?;
+        return Ok(());
+    }
     let edges = if args.compare {
         vec![Edge::Uaedge, Edge::Python, Edge::NodeRed]
     } else {
@@ -177,6 +196,17 @@ async fn run_all(args: &Args, s: &Scenario, edges: &[Edge]) -> Result<()> {
     } else {
         None
     };
+    if let Some(bin) = &uaedge {
+        // A stale binary would measure yesterday's code: say how old it is.
+        let age = std::fs::metadata(bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or("?".to_string(), |a| {
+                format!("{:.0}", a.as_secs_f64() / 60.0)
+            });
+        println!("loadgen: uaedge is {} (built {age} min ago)", bin.display());
+    }
     let broker_dir = dir.path().join("mosquitto");
     std::fs::create_dir_all(&broker_dir)?;
     let broker = broker::Broker::start(&broker_dir)?;
@@ -493,6 +523,7 @@ impl Run<'_> {
             samples: st.samples,
             gaps: st.gaps,
             repeats: st.repeats,
+            historical: st.historical,
             unknown: st.unknown + st.decode_errors,
             p50_ms: st.latency_ms(0.5),
             p99_ms: st.latency_ms(0.99),

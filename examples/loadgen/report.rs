@@ -19,6 +19,7 @@ pub struct Report {
     pub samples: u64,
     pub gaps: u64,
     pub repeats: u64,
+    pub historical: u64,
     pub unknown: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -69,7 +70,8 @@ impl Report {
              \x20 start-up: NBIRTH after {nb:.2} s, all {devices} DBIRTHs after {bs:.2} s\n\
              \x20 window: {window:.1} s after {warmup:.0} s warm-up\n\
              \x20 samples/s sustained: {rate:.0} ({samples} samples decoded from DDATA)\n\
-             \x20 gaps (counter values never seen): {gaps}{gap_note}; repeated or out of order: {repeats}; unknown metrics: {unknown}\n\
+             \x20 gaps (counter values skipped in the live stream): {gaps}{gap_note}; repeated or out of order: {repeats}; \
+             replayed late from the edge's store (is_historical): {historical}; unknown metrics: {unknown}\n\
              \x20 latency device change → MQTT delivery: p50 {p50}, p99 {p99}, max {max}\n\
              \x20 {edge} CPU: {cpu:.1} % of one core; RSS after start-up {r0:.1} MB, after warm-up {r1:.1} MB, end {r2:.1} MB, peak (VmHWM) {rp:.1} MB\n\
              \x20 mosquitto CPU: {bcpu:.1} % of one core; loadgen (subscriber{server}) CPU: {lcpu:.1} %{growth}",
@@ -87,6 +89,7 @@ impl Report {
             samples = self.samples,
             gaps = self.gaps,
             repeats = self.repeats,
+            historical = self.historical,
             unknown = self.unknown,
             p50 = ms(self.p50_ms),
             p99 = ms(self.p99_ms),
@@ -116,6 +119,7 @@ impl Report {
             "samples_per_s": self.rate().round(),
             "gaps": self.gaps,
             "repeats": self.repeats,
+            "historical": self.historical,
             "unknown": self.unknown,
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,

@@ -45,6 +45,8 @@ pub struct Stats {
     pub samples: u64,
     pub gaps: u64,
     pub repeats: u64,
+    /// Samples flagged `is_historical`: held in the edge's store and forwarded late.
+    pub historical: u64,
     pub unknown: u64,
     pub decode_errors: u64,
     hist: Vec<u64>,
@@ -64,6 +66,7 @@ impl Stats {
             samples: 0,
             gaps: 0,
             repeats: 0,
+            historical: 0,
             unknown: 0,
             decode_errors: 0,
             hist: vec![0; BUCKETS],
@@ -75,6 +78,7 @@ impl Stats {
         self.samples = 0;
         self.gaps = 0;
         self.repeats = 0;
+        self.historical = 0;
         self.unknown = 0;
         self.hist.iter_mut().for_each(|b| *b = 0);
         self.measuring = true;
@@ -184,6 +188,15 @@ impl Stats {
                 continue;
             };
             let v = *v;
+            if m.is_historical == Some(true) {
+                // Late, out of the live sequence: it fills a gap counted earlier rather than
+                // opening one, and its latency is the outage's, not the pipeline's.
+                if self.measuring {
+                    self.samples += 1;
+                    self.historical += 1;
+                }
+                continue;
+            }
             let (last, mask) = (track.last[i], track.mask[i]);
             track.last[i] = v;
             if !self.measuring {
