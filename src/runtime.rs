@@ -16,8 +16,10 @@
 //! qualities and link state carried over by path; the swap travels the router's own event
 //! queue, so every event before it is judged against the old table and every one after it
 //! against the new one, and subscribers get [`ModelEvent::Reloaded`] at that same point.
-//! Anomaly checks restart with the new config (windows empty, alarms normal, the
-//! transition count from zero). A changed `sparkplug:`, `opcua:` or `metrics:` section
+//! Anomaly checks restart with the new config (windows empty, the transition count from
+//! zero, alarms normal: an Active one is published as cleared and fires again if its
+//! condition holds). Alarm reactions find their target by path, so a reload between an
+//! alarm and its write cannot send it to the wrong tag. A changed `sparkplug:`, `opcua:` or `metrics:` section
 //! (or `state_dir`) restarts that one component.
 
 mod alarms;
