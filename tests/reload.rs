@@ -455,3 +455,37 @@ fn log_level_follows_the_config_on_reload() {
         .expect("kill -TERM");
     assert!(child.wait().expect("wait").success());
 }
+
+#[test]
+fn rust_log_wins_over_the_config_on_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config(&["press"])).expect("write");
+    let (mut child, rx) = common::spawn_uaedge_with(&path, Some("info"));
+    let lines = Lines(rx);
+    lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
+    std::fs::write(
+        &path,
+        config(&["press"]).replace("level: info", "level: debug"),
+    )
+    .expect("write");
+    hup(child.id());
+    lines.until(&["RUST_LOG is set"], Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.0.recv_timeout(left).expect("config reloaded");
+        assert!(
+            !line.contains("DEBUG"),
+            "debug line under RUST_LOG=info: {line}"
+        );
+        if line.contains("config reloaded") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(child.wait().expect("wait").success());
+}

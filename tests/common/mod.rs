@@ -126,10 +126,22 @@ pub fn example_config(dir: &std::path::Path) -> PathBuf {
 /// `uaedge run -c config` as a child process, with its log lines (stderr) on a channel so a
 /// test can wait for what it expects to see.
 pub fn spawn_uaedge(config: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uaedge"))
+    spawn_uaedge_with(config, None)
+}
+
+/// [`spawn_uaedge`] with `RUST_LOG` set to `rust_log` (`None`: unset, the config decides).
+pub fn spawn_uaedge_with(
+    config: &std::path::Path,
+    rust_log: Option<&str>,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uaedge"));
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let mut child = command
         .args(["run", "-c"])
         .arg(config)
-        .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
