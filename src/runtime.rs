@@ -77,8 +77,6 @@ pub enum ModelEvent {
 /// What a reload changed, as subscribers learn it.
 pub struct Reloaded {
     pub table: Arc<TagTable>,
-    /// The table before.
-    pub old: Arc<TagTable>,
     /// `false` when every tag kept its id, type, units and access (see
     /// [`TagTable::same_tag_set`]): Sparkplug needs no rebirth then.
     pub tag_set_changed: bool,
@@ -1002,7 +1000,6 @@ impl Router {
         let _ = swap.done.send(());
         self.publish(ModelEvent::Reloaded(Arc::new(Reloaded {
             table: table.clone(),
-            old,
             tag_set_changed,
         })))
         .await;
