@@ -7,6 +7,7 @@ export UAEDGE_TEST_PYTHON="$PWD/.build/venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+bash tests/fuzz.sh  # cargo fuzz targets, 60 s each (UAEDGE_FUZZ_SECS); see tests/fuzz.sh
 # The .deb: build, lintian, install, upgrade, purge. Needs dpkg and root (or sudo).
 if command -v dpkg >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
   bash tests/package.sh

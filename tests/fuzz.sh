@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The cargo fuzz targets (tests/fuzz) for a bounded time each: UAEDGE_FUZZ_SECS seconds
+# (default 60). Fails on any crash, panic, failed check, leak or input that runs over 10 s;
+# the input is then in tests/fuzz/artifacts/<target>/ (replay: cargo fuzz run --fuzz-dir
+# tests/fuzz -O -a --sanitizer none <target> <file>). Prints per target the runs executed
+# and the coverage (libFuzzer's cov: edges, ft: features).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${UAEDGE_FUZZ_SECS:-60}"
+targets=(config sparkplug_command modbus_response)
+
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+# cargo fuzz passes nightly-only flags (-Zsanitizer, sancov options); only the stable
+# toolchain exists here, and RUSTC_BOOTSTRAP lets it take them.
+export RUSTC_BOOTSTRAP=1
+# -a keeps overflow checks and debug assertions in the optimised build: they are findings.
+# No sanitizer and 16 codegen units by default keep a cold build inside the CI budget (our
+# code has no `unsafe`); UAEDGE_FUZZ_SANITIZER=address for a deeper local run.
+flags=(--fuzz-dir tests/fuzz -O -a --codegen-units 16 --sanitizer "${UAEDGE_FUZZ_SANITIZER:-none}")
+cargo fuzz build "${flags[@]}"
+
+failed=0
+for t in "${targets[@]}"; do
+  corpus="tests/fuzz/corpus/$t"
+  log="tests/fuzz/artifacts/$t.log"
+  mkdir -p "$corpus" "tests/fuzz/artifacts"
+  args=(-max_total_time="$secs" -timeout=10 -print_final_stats=1)
+  [ -f "tests/fuzz/$t.dict" ] && args+=(-dict="tests/fuzz/$t.dict")
+  # New inputs go to the (ignored) corpus folder; the committed seeds are only read.
+  dirs=("$corpus")
+  [ -d "tests/fuzz/seeds/$t" ] && dirs+=("tests/fuzz/seeds/$t")
+  if cargo fuzz run "${flags[@]}" "$t" "${dirs[@]}" -- "${args[@]}" >"$log" 2>&1; then
+    status=ok
+  else
+    status=FAILED
+    failed=1
+  fi
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+  cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1 || true)
+  echo "fuzz $t: $status, ${runs:-?} runs (bound ${secs}s, ${rate:-?}/s), ${cov:-no coverage line}"
+  if [ "$status" = FAILED ]; then
+    tail -n 60 "$log"
+  fi
+done
+exit "$failed"
