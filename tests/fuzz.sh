@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The cargo fuzz targets (tests/fuzz) for a bounded time each: UAEDGE_FUZZ_SECS seconds
-# (default 60). Fails on any crash, panic, failed check, leak or input that runs over 10 s;
+# (default 60). Fails on any crash, panic, failed check or input that runs over 10 s;
 # the input is then in tests/fuzz/artifacts/<target>/ (replay: cargo fuzz run --fuzz-dir
 # tests/fuzz -O -a --sanitizer none <target> <file>). Prints per target the runs executed
 # and the coverage (libFuzzer's cov: edges, ft: features).
