@@ -230,6 +230,19 @@ pub struct TagState {
     pub server_time: Timestamp,
 }
 
+impl TagState {
+    /// Takes a reported sample. A sample without a value (Bad) keeps the last good value, so
+    /// clients still see what it was.
+    pub fn apply(&mut self, s: &Sample, server_time: Timestamp) {
+        if s.value.is_some() {
+            self.value.clone_from(&s.value);
+        }
+        self.quality = s.quality;
+        self.source_time = s.time;
+        self.server_time = server_time;
+    }
+}
+
 /// The live state of a device's link.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeviceState {
@@ -420,12 +433,7 @@ impl TagTable {
         let mut state = self.state.write();
         for s in samples {
             if let Some(t) = state.get_mut(s.tag.index()) {
-                if s.value.is_some() {
-                    t.value.clone_from(&s.value);
-                }
-                t.quality = s.quality;
-                t.source_time = s.time;
-                t.server_time = server_time;
+                t.apply(s, server_time);
             }
         }
     }

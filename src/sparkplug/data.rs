@@ -22,6 +22,12 @@ const DRAIN_READS_PER_TICK: usize = 8;
 
 impl Node {
     pub(super) fn on_samples(&mut self, batch: &[Sample]) {
+        let now = uaedge_driver::Timestamp::now();
+        for s in batch {
+            if let Some(state) = self.seen.get_mut(s.tag.index()) {
+                state.apply(s, now);
+            }
+        }
         // A batch comes from one device read; group anyway, keeping order within a device.
         let mut groups: Vec<(DeviceId, Vec<&Sample>)> = Vec::new();
         for s in batch {
@@ -78,8 +84,8 @@ impl Node {
         if self.phase != Phase::Online {
             return;
         }
-        // A device that came back is born with its first samples: the router applied them to
-        // the TagTable before handing them on, so the DBIRTH carries them.
+        // A device that came back is born with its first samples: `on_samples` took them into
+        // `seen` already, so the DBIRTH carries them.
         if !self.born.get(d).copied().unwrap_or(true) && self.up.get(d).copied().unwrap_or(false) {
             self.dbirth(d);
         }

@@ -19,7 +19,7 @@ use super::inflight::{Inflight, Track};
 use super::session::{Session, SessionEvent};
 use super::topics::Topics;
 use super::{SparkplugError, SparkplugSettings, SparkplugStatus};
-use crate::model::{DeviceId, TagTable};
+use crate::model::{DeviceId, TagState, TagTable};
 use crate::runtime::{Handle, ModelEvent, Reloaded};
 use crate::store::{Journal, JournalConfig};
 
@@ -153,6 +153,9 @@ async fn run(
     };
     let table = handle.table().clone();
     let devices = table.devices().len();
+    // Subscribed before any device started (or, after a restart of this section alone, the
+    // closest there is): the table is where the stream starts.
+    let seen = table.states(|s| s.to_vec());
     let up = (0..devices)
         .map(|i| {
             table
@@ -185,6 +188,7 @@ async fn run(
         born: vec![false; devices],
         up,
         birth_due: vec![None; devices],
+        seen,
         host_online,
         host_ts: None,
         inflight: Inflight::default(),
@@ -234,6 +238,11 @@ pub(super) struct Node {
     pub(super) up: Vec<bool>,
     /// Per device: came back up; DBIRTH at its first samples or at this instant.
     pub(super) birth_due: Vec<Option<Instant>>,
+    /// Per tag: the state as of the last sample this node took from the model stream. Births
+    /// read it, not the TagTable: the router updates the table before the samples reach this
+    /// node, so a birth from the table could announce a value that samples still queued here
+    /// would then take back.
+    pub(super) seen: Vec<TagState>,
     pub(super) host_online: bool,
     /// Timestamp of the newest STATE message seen.
     pub(super) host_ts: Option<u64>,
@@ -491,7 +500,7 @@ impl Node {
         };
         let id = def.id;
         let name = def.name.clone();
-        let states = self.table.states(|s| s.to_vec());
+        let states = &self.seen;
         let metrics: Vec<Metric> = self
             .table
             .device_tags(id)
@@ -558,6 +567,20 @@ impl Node {
         // What was gathered names tags by the old table's ids.
         self.flush_all();
         let old = std::mem::replace(&mut self.table, reloaded.table.clone());
+        // What this node has seen, carried to the new ids by path; a new tag starts empty and
+        // fills from its first samples.
+        let seen = std::mem::take(&mut self.seen);
+        self.seen = self
+            .table
+            .tags()
+            .iter()
+            .map(|t| {
+                old.find(&t.path.to_string())
+                    .and_then(|id| seen.get(id.index()))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
         if old.same_tag_set(&self.table) {
             debug!("reload kept the tag set: no rebirth");
             return;
