@@ -82,6 +82,8 @@
 mod address;
 mod driver;
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use uaedge_driver::{DataType, DeviceInfo, Driver, DriverFactory, Duration, TagSpec};
 use uaedge_sim::image::{ByteOrder, Codec};
@@ -215,16 +217,22 @@ impl DriverFactory for EnipSimFactory {
                 return Err(format!("`host: {host:?}` is not a host name or address"));
             }
         }
-        for (i, tag) in tags.iter().enumerate() {
+        // Symbols are case-insensitive. Indexed once, so a controller of 100,000 tags is
+        // checked in linear time.
+        let mut whole: HashMap<String, &TagSpec<EnipAddress>> = HashMap::new();
+        for o in tags {
+            if let Target::Symbol { base, bit: None } = &o.address.target {
+                whole.entry(base.to_ascii_lowercase()).or_insert(o);
+            }
+        }
+        let mut addresses: HashMap<String, &TagSpec<EnipAddress>> = HashMap::new();
+        for tag in tags {
             if let Target::Symbol {
                 base,
                 bit: Some(bit),
             } = &tag.address.target
             {
-                let parent = tags.iter().find(|o| {
-                    matches!(&o.address.target, Target::Symbol { base: b, bit: None } if b.eq_ignore_ascii_case(base))
-                });
-                if let Some(parent) = parent {
+                if let Some(parent) = whole.get(&base.to_ascii_lowercase()) {
                     let width = parent.address.codec.size() * 8;
                     if !parent.address.cip_type.native().is_numeric()
                         || parent.address.cip_type.native().is_float()
@@ -242,15 +250,13 @@ impl DriverFactory for EnipSimFactory {
             }
             if let Target::Symbol { .. } = tag.address.target {
                 let key = tag.address.target.to_string().to_ascii_lowercase();
-                if let Some(other) = tags.iter().take(i).find(|o| {
-                    matches!(o.address.target, Target::Symbol { .. })
-                        && o.address.target.to_string().to_ascii_lowercase() == key
-                }) {
+                if let Some(other) = addresses.get(&key) {
                     return Err(format!(
                         "tag `{}`: `{}` is already the address of tag `{}`",
                         tag.name, tag.address.target, other.name
                     ));
                 }
+                addresses.insert(key, tag);
             }
         }
         uaedge_sim::check_device(options.sample_period, &options.faults, tags)
