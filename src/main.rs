@@ -188,6 +188,7 @@ async fn serve(
     use tokio::signal::unix::{signal, SignalKind};
     let mut loaded = std::fs::read_to_string(path).unwrap_or_default();
     let mut runtime = uaedge::runtime::Runtime::start(config);
+    release_freed_memory();
     let (current, watched) = tokio::sync::watch::channel(runtime.handle());
     uaedge::systemd::ready(&status_line(&runtime));
     let watchdog = uaedge::systemd::watchdog_interval().map(|every| {
@@ -224,6 +225,7 @@ async fn serve(
                         info!(config = %path.display(), "reload: applying the new config");
                         log_level.set(&config.log.level);
                         let summary = runtime.reload(*config).await;
+                        release_freed_memory();
                         loaded = text;
                         // The handle follows reloads by itself; this keeps the watchdog's
                         // copy fresh all the same.
@@ -286,6 +288,18 @@ fn status_line(runtime: &uaedge::runtime::Runtime) -> String {
         table.devices().len(),
         table.tags().len()
     )
+}
+
+/// Hands the heap freed once a config is parsed and the runtime built back to the kernel.
+/// The YAML parse with positions for every node takes several times the memory of the model
+/// it yields, and glibc keeps freed heap for reuse, so without this a gateway would carry
+/// the parse's high-water mark for as long as it runs (100,000 tags: 327 MB → 197 MB).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas and has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
