@@ -285,7 +285,10 @@ fn load_user(node: &RawNode, base: &Path, errors: &mut Vec<ConfigError>) -> Opti
         (Some(p), None) => (p.value.clone(), p),
         (None, Some(f)) => {
             let path = base.join(&f.value);
-            match std::fs::read_to_string(&path) {
+            let text = crate::config::read_referenced_file(&path).and_then(|b| {
+                String::from_utf8(b).map_err(|_| std::io::Error::other("not UTF-8 text"))
+            });
+            match text {
                 // A trailing newline is the editor's, not the password's.
                 Ok(t) => (t.trim_end_matches(['\n', '\r']).to_string(), f),
                 Err(e) => {

@@ -252,7 +252,8 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 fn read_file(base: &Path, s: &Spanned<String>, what: &str) -> Result<Vec<u8>, ConfigError> {
     let path = resolve(base, &s.value);
-    std::fs::read(&path).map_err(|e| s.error(format!("cannot read {what} {}: {e}", path.display())))
+    crate::config::read_referenced_file(&path)
+        .map_err(|e| s.error(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 impl SparkplugSettings {
