@@ -49,6 +49,12 @@ const STAGE_DEADLINE: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readings in flight from all devices to the router.
 const EVENT_QUEUE: usize = 256;
+/// Samples a queue of batches may hold. A batch is one device read, from a handful of tags
+/// to tens of thousands, so a depth in batches alone would let a consumer that falls behind
+/// (an overloaded broker, a slow disk) queue hundreds of megabytes of big devices' reads.
+const SAMPLES_IN_FLIGHT: usize = 65_536;
+/// Batches a queue keeps at least, so devices still interleave.
+const MIN_QUEUE: usize = 4;
 /// Writes queued per device.
 const WRITE_QUEUE: usize = 16;
 /// How often time-based checks (flatline by duration, `delay`) are judged without samples.
@@ -176,9 +182,10 @@ impl Handle {
     }
 
     /// Subscribes to model events. The router waits for a full subscriber (backpressure
-    /// reaches the drivers), so a subscriber must keep reading; `capacity` is in batches.
+    /// reaches the drivers), so a subscriber must keep reading; `capacity` is in batches, and
+    /// fewer where the devices' batches are big (see [`queue_depth`]).
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<ModelEvent> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = mpsc::channel(queue_depth(&self.table(), capacity));
         self.subscribers.lock().push(tx);
         rx
     }
@@ -287,11 +294,11 @@ impl Runtime {
     pub fn start(config: Config) -> Runtime {
         let table = Arc::new(config.tag_table());
         let cancel = CancellationToken::new();
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(queue_depth(&table, EVENT_QUEUE));
         let subscribers = Arc::new(Mutex::new(Vec::new()));
         // The edge node subscribes before any device starts, so it sees every first event.
         let sparkplug_events = config.sparkplug.as_ref().map(|_| {
-            let (tx, rx) = mpsc::channel(crate::sparkplug::MODEL_QUEUE);
+            let (tx, rx) = mpsc::channel(queue_depth(&table, crate::sparkplug::MODEL_QUEUE));
             subscribers.lock().push(tx);
             rx
         });
@@ -836,6 +843,22 @@ impl DeviceTask {
             .await
             .is_ok()
     }
+}
+
+/// `wanted` batches, but no more than [`SAMPLES_IN_FLIGHT`] samples of the largest device's
+/// batches (at least [`MIN_QUEUE`]). Sized when the queue is made: a reload that adds a
+/// bigger device keeps the depths it finds.
+fn queue_depth(table: &TagTable, wanted: usize) -> usize {
+    let largest = table
+        .devices()
+        .iter()
+        .map(|d| d.tag_count as usize)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    wanted
+        .min((SAMPLES_IN_FLIGHT / largest).max(MIN_QUEUE))
+        .max(1)
 }
 
 /// `min * 2^attempt`, capped at `max`.
