@@ -23,14 +23,12 @@ const DRAIN_READS_PER_TICK: usize = 8;
 impl Node {
     pub(super) fn on_samples(&mut self, batch: &[Sample]) {
         let now = uaedge_driver::Timestamp::now();
+        // A batch comes from one device read; group anyway, keeping order within a device.
+        let mut groups: Vec<(DeviceId, Vec<&Sample>)> = Vec::new();
         for s in batch {
             if let Some(state) = self.seen.get_mut(s.tag.index()) {
                 state.apply(s, now);
             }
-        }
-        // A batch comes from one device read; group anyway, keeping order within a device.
-        let mut groups: Vec<(DeviceId, Vec<&Sample>)> = Vec::new();
-        for s in batch {
             let Some(def) = self.table.tag(s.tag) else {
                 continue;
             };
