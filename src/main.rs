@@ -186,7 +186,10 @@ async fn serve(
     log_level: &LogLevel,
 ) -> Result<(), uaedge::runtime::RuntimeError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut loaded = std::fs::read_to_string(path).unwrap_or_default();
+    // A digest, not the text: a 100,000-tag config is megabytes held only to compare.
+    let mut loaded = std::fs::read_to_string(path)
+        .map(|t| digest(&t))
+        .unwrap_or_default();
     let mut runtime = uaedge::runtime::Runtime::start(config);
     release_freed_memory();
     let (current, watched) = tokio::sync::watch::channel(runtime.handle());
@@ -214,7 +217,7 @@ async fn serve(
             _ = &mut stop => break,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                 uaedge::systemd::reloading();
-                match reload(path, &loaded) {
+                match reload(path, loaded) {
                     Reload::Unchanged => info!(config = %path.display(), "reload: config unchanged"),
                     Reload::Refused(errors) => {
                         for e in &errors.0 {
@@ -226,7 +229,7 @@ async fn serve(
                         log_level.set(&config.log.level);
                         let summary = runtime.reload(*config).await;
                         release_freed_memory();
-                        loaded = text;
+                        loaded = digest(&text);
                         // The handle follows reloads by itself; this keeps the watchdog's
                         // copy fresh all the same.
                         current.send_replace(runtime.handle());
@@ -257,7 +260,15 @@ enum Reload {
     Changed(String, Box<Config>),
 }
 
-fn reload(path: &Path, loaded: &str) -> Reload {
+/// Tells an unchanged config file from a changed one.
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+fn reload(path: &Path, loaded: u64) -> Reload {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -272,7 +283,7 @@ fn reload(path: &Path, loaded: &str) -> Reload {
             ]))
         }
     };
-    if text == loaded {
+    if digest(&text) == loaded {
         return Reload::Unchanged;
     }
     match Config::parse(&path.display().to_string(), &text) {
