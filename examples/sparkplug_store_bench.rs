@@ -37,8 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             i * 8
         ));
     }
-    let config = Config::parse("bench.yaml", &yaml).map_err(|e| e.to_string())?;
-    let table = Arc::new(config.tag_table());
+    let mut config = Config::parse("bench.yaml", &yaml).map_err(|e| e.to_string())?;
+    let table = Arc::new(config.take_tag_table());
     let ids: Vec<_> = table.tags().iter().map(|t| t.id).collect();
 
     let dir = tempfile::tempdir()?;

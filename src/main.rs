@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
-use uaedge::config::Config;
+use uaedge::config::{Config, Digest};
 
 /// OPC UA-centric industrial edge runtime: device drivers (Modbus, OPC UA, simulated
 /// PROFINET and EtherNet/IP) into one data model, served over OPC UA and Sparkplug B.
@@ -110,8 +110,8 @@ fn print_tags(config: &Config) {
                 t.path.to_string(),
                 t.data_type.to_string() + if t.writable { " rw" } else { "" },
                 driver.to_string(),
-                t.address.clone(),
-                t.units.clone().unwrap_or_default(),
+                t.address.to_string(),
+                t.units.as_deref().unwrap_or_default().to_string(),
             ]
         })
         .collect();
@@ -188,7 +188,7 @@ async fn serve(
     use tokio::signal::unix::{signal, SignalKind};
     // A digest, not the text: a 100,000-tag config is megabytes held only to compare.
     let mut loaded = std::fs::read_to_string(path)
-        .map(|t| digest(&t))
+        .map(|t| Digest::of(t.as_bytes()))
         .unwrap_or_default();
     let mut runtime = uaedge::runtime::Runtime::start(config);
     release_freed_memory();
@@ -229,7 +229,7 @@ async fn serve(
                         log_level.set(&config.log.level);
                         let summary = runtime.reload(*config).await;
                         release_freed_memory();
-                        loaded = digest(&text);
+                        loaded = Digest::of(text.as_bytes());
                         // The handle follows reloads by itself; this keeps the watchdog's
                         // copy fresh all the same.
                         current.send_replace(runtime.handle());
@@ -260,14 +260,6 @@ enum Reload {
     Changed(String, Box<Config>),
 }
 
-/// Tells an unchanged config file from a changed one.
-fn digest(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
-}
-
 fn reload(path: &Path, loaded: u64) -> Reload {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -283,7 +275,7 @@ fn reload(path: &Path, loaded: u64) -> Reload {
             ]))
         }
     };
-    if digest(&text) == loaded {
+    if Digest::of(text.as_bytes()) == loaded {
         return Reload::Unchanged;
     }
     match Config::parse(&path.display().to_string(), &text) {

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use uaedge_driver::{DataType, Quality, Timestamp, Value, ValueError};
@@ -32,10 +33,13 @@ impl DeviceId {
 /// `device/tag`, where the tag part may hold `/` for folders (`press3/hydraulics/pressure`).
 /// It names the tag everywhere: the OPC UA NodeId string, the Sparkplug metric name inside
 /// its device, the store, the log.
+///
+/// The device part is shared by all of a device's tags and neither part has spare capacity:
+/// a gateway holds one per tag, 100,000 of them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TagPath {
-    pub device: String,
-    pub tag: String,
+    pub device: Arc<str>,
+    pub tag: Box<str>,
 }
 
 impl fmt::Display for TagPath {
@@ -119,6 +123,10 @@ pub enum Deadband {
 }
 
 /// Everything static about a tag, fixed at config load.
+///
+/// Kept small (128 bytes, see the size test): one per tag for as long as the runtime runs.
+/// What most tags leave out (scaling, an explicit range) is boxed, and the strings hold no
+/// spare capacity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagDef {
     pub id: TagId,
@@ -131,18 +139,23 @@ pub struct TagDef {
     pub data_type: DataType,
     /// The type the device holds.
     pub raw_type: DataType,
-    pub units: Option<String>,
-    pub description: Option<String>,
-    pub scaling: Option<Scaling>,
+    pub units: Option<Box<str>>,
+    pub description: Option<Box<str>>,
+    pub scaling: Option<Box<Scaling>>,
     /// Engineering range, from `range:` or the scaling's `eng` range.
-    pub range: Option<[f64; 2]>,
+    pub range: Option<Box<[f64; 2]>>,
     pub deadband: Option<Deadband>,
     pub writable: bool,
     /// The driver's address, rendered for humans (`uaedge tags`, OPC UA descriptions).
-    pub address: String,
+    pub address: Box<str>,
 }
 
 impl TagDef {
+    /// The engineering range, where there is one.
+    pub fn eng_range(&self) -> Option<[f64; 2]> {
+        self.range.as_deref().copied()
+    }
+
     /// Turns a driver's raw value into the model's value: scaling, then the model type.
     pub fn from_raw(&self, raw: &Value) -> Result<Value, ValueError> {
         match &self.scaling {
@@ -176,7 +189,7 @@ impl TagDef {
     fn deadband_abs(&self) -> Option<f64> {
         match self.deadband? {
             Deadband::Absolute(d) => Some(d),
-            Deadband::Percent(p) => self.range.map(|[lo, hi]| (hi - lo).abs() * p / 100.0),
+            Deadband::Percent(p) => self.eng_range().map(|[lo, hi]| (hi - lo).abs() * p / 100.0),
         }
     }
 
@@ -258,7 +271,10 @@ pub struct DeviceState {
 pub struct TagTable {
     devices: Vec<DeviceDef>,
     tags: Vec<TagDef>,
-    by_path: HashMap<String, TagId>,
+    device_ids: HashMap<String, DeviceId>,
+    /// Each device's tags (the same range of this vector as of `tags`) sorted by name, for
+    /// [`TagTable::find`]: 4 bytes a tag, where a map of path strings took about 90.
+    by_name: Vec<TagId>,
     state: RwLock<Vec<TagState>>,
     device_state: RwLock<Vec<DeviceState>>,
 }
@@ -267,10 +283,17 @@ impl TagTable {
     /// Builds the table. Tags must be grouped by device in device order with dense ids; the
     /// config loader builds them that way.
     pub fn new(devices: Vec<DeviceDef>, tags: Vec<TagDef>) -> TagTable {
-        let by_path = tags
-            .iter()
-            .map(|t| (t.path.to_string(), t.id))
-            .collect::<HashMap<_, _>>();
+        let device_ids = devices.iter().map(|d| (d.name.clone(), d.id)).collect();
+        let mut by_name: Vec<TagId> = tags.iter().map(|t| t.id).collect();
+        for d in &devices {
+            let range = d.first_tag as usize..(d.first_tag + d.tag_count) as usize;
+            if let Some(ids) = by_name.get_mut(range) {
+                ids.sort_unstable_by(|a, b| {
+                    let name = |id: &TagId| tags.get(id.index()).map(|t| &*t.path.tag);
+                    name(a).cmp(&name(b))
+                });
+            }
+        }
         let initial = TagState {
             quality: Quality::Bad(uaedge_driver::BadReason::NotConnected),
             ..TagState::default()
@@ -302,7 +325,8 @@ impl TagTable {
             device_state: RwLock::new(vec![DeviceState::default(); devices.len()]),
             devices,
             tags,
-            by_path,
+            device_ids,
+            by_name,
         }
     }
 
@@ -322,9 +346,30 @@ impl TagTable {
         self.tags.get(id.index())
     }
 
-    /// Looks a tag up by its `device/tag` path.
+    /// Looks a tag up by its `device/tag` path (device names hold no `/`).
     pub fn find(&self, path: &str) -> Option<TagId> {
-        self.by_path.get(path).copied()
+        let (device, tag) = path.split_once('/')?;
+        self.find_in(device, tag)
+    }
+
+    /// Looks a tag up by its device's name and its name within the device.
+    pub fn find_in(&self, device: &str, tag: &str) -> Option<TagId> {
+        let def = self.devices.get(self.device_ids.get(device)?.index())?;
+        let ids = self
+            .by_name
+            .get(def.first_tag as usize..(def.first_tag + def.tag_count) as usize)?;
+        let at = ids
+            .binary_search_by(|id| {
+                let name = self.tags.get(id.index()).map(|t| &*t.path.tag);
+                name.cmp(&Some(tag))
+            })
+            .ok()?;
+        ids.get(at).copied()
+    }
+
+    /// Looks up the tag that has `path` in this table.
+    pub fn find_path(&self, path: &TagPath) -> Option<TagId> {
+        self.find_in(&path.device, &path.tag)
     }
 
     pub fn device_tags(&self, id: DeviceId) -> &[TagDef] {
@@ -404,7 +449,7 @@ impl TagTable {
                     continue;
                 };
                 if let Some(s) = old
-                    .find(&def.path.to_string())
+                    .find_path(&def.path)
                     .and_then(|o| old_states.get(o.index()))
                 {
                     slot.clone_from(s);
@@ -473,11 +518,11 @@ mod tests {
             raw_type: DataType::Int16,
             units: None,
             description: None,
-            scaling,
-            range,
+            scaling: scaling.map(Box::new),
+            range: range.map(Box::new),
             deadband,
             writable: true,
-            address: String::new(),
+            address: Box::default(),
         }
     }
 
@@ -596,5 +641,28 @@ mod tests {
         let fresh = table("bar", &["a", "b"]);
         fresh.carry_over(&old, &HashSet::new());
         assert_eq!(fresh.state(TagId(0)).and_then(|s| s.value), None);
+    }
+
+    #[test]
+    fn find_by_path_in_any_order_and_with_folders() {
+        let t = table("", &["z", "a/b", "m", "a"]);
+        assert_eq!(t.find("d/z"), Some(TagId(0)));
+        assert_eq!(t.find("d/a/b"), Some(TagId(1)));
+        assert_eq!(t.find("d/a"), Some(TagId(3)));
+        assert_eq!(t.find_in("d", "m"), Some(TagId(2)));
+        assert_eq!(t.find_path(&t.tags()[1].path), Some(TagId(1)));
+        for missing in ["d/q", "x/a", "d", "", "d/"] {
+            assert_eq!(t.find(missing), None, "{missing}");
+        }
+    }
+
+    /// One per tag, 100,000 on a big gateway: growing it is a deliberate choice.
+    #[test]
+    fn tag_def_stays_small() {
+        assert!(
+            std::mem::size_of::<TagDef>() <= 128,
+            "{}",
+            std::mem::size_of::<TagDef>()
+        );
     }
 }

@@ -267,7 +267,7 @@ struct Sections {
 
 struct RunningDevice {
     name: String,
-    fingerprint: String,
+    fingerprint: u64,
     slot: u64,
     writer: Option<mpsc::Sender<WriteRequest>>,
     cancel: CancellationToken,
@@ -291,8 +291,8 @@ pub struct ReloadSummary {
 
 impl Runtime {
     /// Starts every enabled device and the router. Must be called inside a tokio runtime.
-    pub fn start(config: Config) -> Runtime {
-        let table = Arc::new(config.tag_table());
+    pub fn start(mut config: Config) -> Runtime {
+        let table = Arc::new(config.take_tag_table());
         let cancel = CancellationToken::new();
         let (events_tx, events_rx) = mpsc::channel(queue_depth(&table, EVENT_QUEUE));
         let subscribers = Arc::new(Mutex::new(Vec::new()));
@@ -387,10 +387,10 @@ impl Runtime {
     /// Applies `config` in place (see the module docs): untouched devices keep their links,
     /// the table is swapped with their state carried over, and only a changed section's
     /// component restarts.
-    pub async fn reload(&mut self, config: Config) -> ReloadSummary {
+    pub async fn reload(&mut self, mut config: Config) -> ReloadSummary {
         let mut summary = ReloadSummary::default();
         let old_table = self.handle.table();
-        let table = Arc::new(config.tag_table());
+        let table = Arc::new(config.take_tag_table());
         summary.tag_set_changed = !old_table.same_tag_set(&table);
         let mut old: HashMap<String, RunningDevice> = std::mem::take(&mut self.devices)
             .into_iter()
@@ -432,7 +432,7 @@ impl Runtime {
                     fresh.push((self.devices.len(), id, self.next_slot, setup));
                     self.devices.push(RunningDevice {
                         name: String::new(),
-                        fingerprint: String::new(),
+                        fingerprint: 0,
                         slot: 0,
                         writer: None,
                         cancel: CancellationToken::new(),
@@ -627,7 +627,7 @@ fn prepare_device(
     let cancel = cancel.child_token();
     let mut device = RunningDevice {
         name: setup.name.clone(),
-        fingerprint: setup.fingerprint.clone(),
+        fingerprint: setup.fingerprint,
         slot,
         writer: None,
         cancel: cancel.clone(),
@@ -979,7 +979,7 @@ impl Router {
             for id in device.driver_tag_ids() {
                 let old = table
                     .tag(id)
-                    .and_then(|t| self.table.find(&t.path.to_string()))
+                    .and_then(|t| self.table.find_path(&t.path))
                     .and_then(|o| self.reported.get(o.index()).cloned().flatten());
                 if let Some(slot) = reported.get_mut(id.index()) {
                     *slot = old;
@@ -994,7 +994,7 @@ impl Router {
             for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
                 let was_active = table
                     .tag(id)
-                    .and_then(|t| self.table.find(&t.path.to_string()))
+                    .and_then(|t| self.table.find_path(&t.path))
                     .and_then(|o| self.table.state(o))
                     .is_some_and(|s| s.value == Some(Value::Boolean(true)));
                 if was_active {

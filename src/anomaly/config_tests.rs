@@ -27,7 +27,7 @@ fn def(id: u32, device: &str, tag: &str, data_type: DataType, writable: bool) ->
         range: None,
         deadband: None,
         writable,
-        address: String::new(),
+        address: Box::default(),
     }
 }
 

@@ -112,7 +112,7 @@ fn plant_tags() -> Vec<TagDef> {
         range: None,
         deadband: None,
         writable,
-        address: String::new(),
+        address: Box::default(),
     };
     vec![
         def(0, "temp", DataType::Double, false),

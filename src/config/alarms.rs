@@ -31,7 +31,7 @@ pub(super) struct PendingChecks {
 pub(super) fn alarm_defs(
     owner: &TagDef,
     checks: &[CheckConfig],
-    device_paths: &HashSet<String>,
+    device_paths: &HashSet<&str>,
     next: u32,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<TagDef> {
@@ -46,7 +46,7 @@ pub(super) fn alarm_defs(
             continue;
         }
         let path = alarm_path(&owner.path.tag, &name);
-        if device_paths.contains(&path) {
+        if device_paths.contains(path.as_str()) {
             let message = format!(
                 "the alarm of check `{name}` would be `{}/{path}`, which is already a tag; rename the check or the tag",
                 owner.path.device
@@ -63,7 +63,7 @@ pub(super) fn alarm_defs(
             device: owner.device,
             path: TagPath {
                 device: owner.path.device.clone(),
-                tag: path,
+                tag: path.into(),
             },
             local,
             data_type: DataType::Boolean,
@@ -75,7 +75,7 @@ pub(super) fn alarm_defs(
             range: None,
             deadband: None,
             writable: false,
-            address: format!("alarm: {}", check.kind.value),
+            address: format!("alarm: {}", check.kind.value).into(),
         });
     }
     defs
@@ -117,8 +117,8 @@ pub(super) fn validate(
     }
     for (i, address, description) in described {
         if let Some(def) = tag_defs.get_mut(i) {
-            def.address = address;
-            def.description = Some(description);
+            def.address = address.into();
+            def.description = Some(description.into());
         }
     }
     specs
@@ -269,7 +269,7 @@ devices:
 
     #[test]
     fn alarm_tags_follow_each_devices_driver_tags_with_dense_ids() {
-        let c = Config::parse("t.yaml", TWO_DEVICES).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Config::parse("t.yaml", TWO_DEVICES).unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<String> = c.tag_defs.iter().map(|t| t.path.to_string()).collect();
         assert_eq!(
             paths,
@@ -302,8 +302,8 @@ devices:
         let spike = &c.tag_defs[2];
         assert_eq!(spike.data_type, uaedge_driver::DataType::Boolean);
         assert!(!spike.writable);
-        assert_eq!(spike.address, "alarm: spike > 6 MAD over 101 samples");
-        assert_eq!(c.tag_defs[3].address, "alarm: limits > 120");
+        assert_eq!(&*spike.address, "alarm: spike > 6 MAD over 101 samples");
+        assert_eq!(&*c.tag_defs[3].address, "alarm: limits > 120");
         assert!(
             c.tag_defs[3]
                 .description
@@ -312,7 +312,7 @@ devices:
             "{:?}",
             c.tag_defs[3].description
         );
-        assert_eq!(c.tag_defs[6].address, "alarm: flatline ±0.01 for 5m");
+        assert_eq!(&*c.tag_defs[6].address, "alarm: flatline ±0.01 for 5m");
 
         // Checks point at their owner; the reaction at a tag of the later device.
         assert_eq!(c.checks.len(), 3);
@@ -321,7 +321,7 @@ devices:
         assert_eq!(c.checks[2].tag, TagId(5));
 
         // The table starts alarms Good and false, the driver's tags Bad until read.
-        let table = c.tag_table();
+        let table = c.take_tag_table();
         let alarm = table.state(TagId(2)).expect("state");
         assert_eq!(alarm.value, Some(uaedge_driver::Value::Boolean(false)));
         assert!(alarm.quality.is_good());

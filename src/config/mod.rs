@@ -232,7 +232,7 @@ pub struct DeviceSetup {
     pub prepared: Prepared,
     /// What a reload compares to tell whether this device's link may keep running: see
     /// [`link_fingerprint`].
-    pub fingerprint: String,
+    pub fingerprint: u64,
 }
 
 /// A loaded, fully validated configuration.
@@ -369,6 +369,7 @@ impl Config {
         let first_tag = u32::try_from(self.tag_defs.len()).unwrap_or(u32::MAX);
         let mut tags = Vec::with_capacity(device.tags.len());
         let mut paths: HashMap<String, usize> = HashMap::new();
+        let device_name: std::sync::Arc<str> = device.name.value.as_str().into();
         for tag_node in &device.tags {
             let mut tag: RawTag = match tag_node.deserialize() {
                 Ok(t) => t,
@@ -386,7 +387,7 @@ impl Config {
                 continue;
             }
             paths.insert(tag.name.value.clone(), tag.name.pos.line);
-            if let Some(def) = tag_def(&device, &tag, errors) {
+            if let Some(def) = tag_def(&device_name, &tag, errors) {
                 let checks = std::mem::take(&mut tag.checks);
                 tags.push((tag, def, checks));
             }
@@ -407,35 +408,32 @@ impl Config {
             def.id = TagId(first_tag + local as u32);
             def.device = id;
             def.local = local as u32;
-            def.address.clone_from(address);
+            def.address = address.as_str().into();
             if !checks.is_empty() {
                 with_checks.push((self.tag_defs.len(), checks));
             }
             self.tag_defs.push(def);
         }
         // Alarm tags after the driver's: the driver numbers its tags 0..driver_tags.
-        let device_paths: HashSet<String> = self
-            .tag_defs
-            .get(first_tag as usize..)
-            .unwrap_or(&[])
-            .iter()
-            .map(|t| t.path.tag.clone())
-            .collect();
-        for (i, checks) in with_checks {
-            let Some(owner) = self.tag_defs.get(i).cloned() else {
-                continue;
-            };
-            let next = u32::try_from(self.tag_defs.len())
-                .unwrap_or(u32::MAX)
-                .saturating_sub(first_tag);
-            for mut alarm in alarms::alarm_defs(&owner, &checks, &device_paths, next, errors) {
-                alarm.id = TagId(first_tag + alarm.local);
-                self.tag_defs.push(alarm);
+        if !with_checks.is_empty() {
+            let driver_defs = self.tag_defs.get(first_tag as usize..).unwrap_or(&[]);
+            let device_paths: HashSet<&str> = driver_defs.iter().map(|t| &*t.path.tag).collect();
+            let mut alarm_tags = Vec::new();
+            for (i, checks) in with_checks {
+                let Some(owner) = self.tag_defs.get(i) else {
+                    continue;
+                };
+                let next = driver_tags.saturating_add(alarm_tags.len() as u32);
+                for mut alarm in alarms::alarm_defs(owner, &checks, &device_paths, next, errors) {
+                    alarm.id = TagId(first_tag + alarm.local);
+                    alarm_tags.push(alarm);
+                }
+                pending.push(alarms::PendingChecks {
+                    owner: owner.id,
+                    checks,
+                });
             }
-            pending.push(alarms::PendingChecks {
-                owner: owner.id,
-                checks,
-            });
+            self.tag_defs.extend(alarm_tags);
         }
         let tag_count = u32::try_from(self.tag_defs.len())
             .unwrap_or(u32::MAX)
@@ -459,18 +457,22 @@ impl Config {
         });
     }
 
-    /// The model's tag table for this config.
-    pub fn tag_table(&self) -> TagTable {
-        TagTable::new(self.device_defs.clone(), self.tag_defs.clone())
+    /// The model's tag table for this config, which takes the definitions over: a copy
+    /// would double the start-up peak of a 100,000-tag gateway for nothing.
+    pub fn take_tag_table(&mut self) -> TagTable {
+        TagTable::new(
+            std::mem::take(&mut self.device_defs),
+            std::mem::take(&mut self.tag_defs),
+        )
     }
 }
 
 /// Everything that defines a device's link — driver, options, `enabled`, poll interval,
 /// reconnect, and its tags with their addresses, types, scaling and deadband — as one
-/// comparable string, positions left out (moving a device in the file changes nothing).
+/// comparable digest, positions left out (moving a device in the file changes nothing).
 /// A tag's `checks:` are left out too: the router judges them, the link never sees them,
 /// so changing a threshold does not reconnect the device.
-fn link_fingerprint(node: &RawNode) -> String {
+fn link_fingerprint(node: &RawNode) -> u64 {
     let mut value = node
         .deserialize::<serde_json::Value>()
         .unwrap_or(serde_json::Value::Null);
@@ -481,8 +483,43 @@ fn link_fingerprint(node: &RawNode) -> String {
             }
         }
     }
-    // serde_json's maps are sorted, so key order in the file does not matter either.
-    value.to_string()
+    // serde_json's maps are sorted, so key order in the file does not matter either. The
+    // canonical text goes straight into the digest: kept whole, it would be about 100 bytes
+    // per tag held for as long as the device runs.
+    let mut digest = Digest::default();
+    // Writing into a hasher cannot fail, and a Value always serializes.
+    let _ = serde_json::to_writer(&mut digest, &value);
+    digest.finish()
+}
+
+/// A 64-bit digest of bytes, to tell whether something changed without keeping it: a
+/// device's link ([`link_fingerprint`]) or a whole config file (the binary's reload). SipHash
+/// with fixed keys, so equal bytes give equal digests for the life of the process, which is
+/// all either comparison needs.
+#[derive(Default)]
+pub struct Digest(std::collections::hash_map::DefaultHasher);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut digest = Digest::default();
+        std::hash::Hasher::write(&mut digest.0, bytes);
+        digest.finish()
+    }
+
+    pub fn finish(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+}
+
+impl std::io::Write for Digest {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where state lives when the config names no `state_dir`: systemd's `$STATE_DIRECTORY`
@@ -524,7 +561,11 @@ fn check_name(name: &Spanned<String>, folders: bool, errors: &mut Vec<ConfigErro
     }
 }
 
-fn tag_def(device: &RawDevice, tag: &RawTag, errors: &mut Vec<ConfigError>) -> Option<TagDef> {
+fn tag_def(
+    device: &std::sync::Arc<str>,
+    tag: &RawTag,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TagDef> {
     let before = errors.len();
     let scaling = tag.scale.as_ref().and_then(|s| {
         if !tag.data_type.is_numeric() {
@@ -588,19 +629,19 @@ fn tag_def(device: &RawDevice, tag: &RawTag, errors: &mut Vec<ConfigError>) -> O
         id: TagId(0),
         device: DeviceId(0),
         path: TagPath {
-            device: device.name.value.clone(),
-            tag: tag.name.value.clone(),
+            device: device.clone(),
+            tag: tag.name.value.as_str().into(),
         },
         local: 0,
         data_type,
         raw_type: tag.data_type,
-        units: tag.units.clone(),
-        description: tag.description.clone(),
-        scaling,
-        range,
+        units: tag.units.as_deref().map(Into::into),
+        description: tag.description.as_deref().map(Into::into),
+        scaling: scaling.map(Box::new),
+        range: range.map(Box::new),
         deadband,
         writable: tag.writable,
-        address: String::new(),
+        address: Box::default(),
     })
 }
 
@@ -610,9 +651,9 @@ mod fingerprint_tests {
 
     const BASE: &str = "devices:\n  - name: a\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - name: t\n        type: float64\n        address: Count\n        checks: [{ kind: limits, hi: 10 }]\n";
 
-    fn fingerprint(text: &str) -> String {
+    fn fingerprint(text: &str) -> u64 {
         let config = Config::parse("f.yaml", text).unwrap_or_else(|e| panic!("{e}"));
-        config.devices[0].fingerprint.clone()
+        config.devices[0].fingerprint
     }
 
     #[test]

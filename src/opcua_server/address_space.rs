@@ -355,7 +355,7 @@ fn insert_device(
         let device_tags = table.device_tags(device.id);
         let tag_paths: HashMap<&str, NodeId> = device_tags
             .iter()
-            .map(|t| (t.path.tag.as_str(), id(t.path.to_string())))
+            .map(|t| (&*t.path.tag, id(t.path.to_string())))
             .collect();
         for tag in device_tags {
             let segments: Vec<&str> = tag.path.tag.split('/').collect();
@@ -386,7 +386,7 @@ fn insert_device(
                     folder
                 };
             }
-            let leaf = segments.last().copied().unwrap_or(tag.path.tag.as_str());
+            let leaf = segments.last().copied().unwrap_or(&tag.path.tag);
             let node = id(tag.path.to_string());
             add_tag(space, nodes, ns, &node, leaf, tag, parent, parent_is_tag);
         }
@@ -411,7 +411,7 @@ fn add_tag(
     }
     let description = match &tag.description {
         Some(d) => format!("{d} ({})", tag.address),
-        None => tag.address.clone(),
+        None => tag.address.to_string(),
     };
     let type_definition = if tag.range.is_some() {
         VariableTypeId::AnalogItemType
@@ -445,7 +445,7 @@ fn add_tag(
                 .property_of(node.clone()),
         );
     }
-    if let Some([low, high]) = tag.range {
+    if let Some([low, high]) = tag.eng_range() {
         let range = NodeId::new(ns, format!("{}//EURange", tag.path));
         insert_variable(
             space,

@@ -575,7 +575,7 @@ impl Node {
             .tags()
             .iter()
             .map(|t| {
-                old.find(&t.path.to_string())
+                old.find_path(&t.path)
                     .and_then(|id| seen.get(id.index()))
                     .cloned()
                     .unwrap_or_default()

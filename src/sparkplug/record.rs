@@ -165,7 +165,7 @@ mod tests {
             range: None,
             deadband: None,
             writable: false,
-            address: String::new(),
+            address: Box::default(),
         };
         TagTable::new(
             vec![DeviceDef {
