@@ -53,6 +53,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
@@ -302,6 +303,23 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only walks glibc's own arenas and has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Keeps glibc to one malloc arena unless `MALLOC_ARENA_MAX` says otherwise. glibc gives
+/// each thread that allocates under contention an arena of its own (up to 8 per core), and
+/// memory freed into one arena is not reused by another: the model built on one thread and
+/// the batches passing through the workers left a 100,000-tag gateway at 174 MB of RSS for
+/// 113 MB with one arena. The hot path does not notice: small blocks come from each thread's
+/// cache without the arena's lock, and `loadgen --scenario sim-100k` used no more CPU.
+/// Must run before any other thread starts.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a glibc tunable; no thread has allocated yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
 
