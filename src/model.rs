@@ -282,7 +282,9 @@ pub struct TagTable {
 impl TagTable {
     /// Builds the table. Tags must be grouped by device in device order with dense ids; the
     /// config loader builds them that way.
-    pub fn new(devices: Vec<DeviceDef>, tags: Vec<TagDef>) -> TagTable {
+    pub fn new(devices: Vec<DeviceDef>, mut tags: Vec<TagDef>) -> TagTable {
+        // Built by pushing, the vector may hold up to twice the tags it has, for good.
+        tags.shrink_to_fit();
         let device_ids = devices.iter().map(|d| (d.name.clone(), d.id)).collect();
         let mut by_name: Vec<TagId> = tags.iter().map(|t| t.id).collect();
         for d in &devices {
