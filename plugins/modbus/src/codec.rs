@@ -65,13 +65,14 @@ fn canonical<const N: usize>(regs: &[u16], order: ByteOrder) -> Option<[u8; N]> 
 }
 
 /// Decodes a register-table value from exactly `format.width()` registers.
-/// `None` when the slice has the wrong length or the format is a coil bit.
+/// `None` when the slice has the wrong length, the format is a coil bit, or a register bit
+/// lies outside its 16-bit register (address parsing refuses those; this does not rely on it).
 pub fn decode(format: Format, regs: &[u16], order: ByteOrder) -> Option<Value> {
     Some(match format {
         Format::Bit => return None,
         Format::RegisterBit(bit) => {
             let [word] = regs else { return None };
-            Value::Boolean((word >> bit) & 1 == 1)
+            Value::Boolean(word.checked_shr(u32::from(bit))? & 1 == 1)
         }
         Format::I8 => Value::Int8(i8::from_be_bytes([canonical::<2>(regs, order)?[1]])),
         Format::U8 => Value::UInt8(canonical::<2>(regs, order)?[1]),
@@ -328,6 +329,7 @@ mod tests {
                 decode(Format::RegisterBit(15), &[0x7FFF], order),
                 Some(Value::Boolean(false))
             );
+            assert_eq!(decode(Format::RegisterBit(16), &[0xFFFF], order), None);
         }
     }
 

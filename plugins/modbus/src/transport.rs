@@ -87,8 +87,12 @@ fn open_serial(serial: &Serial) -> Result<tokio_serial::SerialStream, LinkError>
 
 /// Classifies an I/O error. Most mean the peer or the line is gone; malformed data means the
 /// link is up but the exchange broke. tokio-modbus reports a stream closed by the peer as
-/// whatever `last_os_error` holds (often EAGAIN), so only an explicit TimedOut is a timeout.
+/// whatever `last_os_error` holds (often EAGAIN, or errno 0, "Success"), so only an explicit
+/// TimedOut is a timeout, and those two read as what they mean.
 pub fn io_error(e: &io::Error, what: &str) -> LinkError {
+    if e.raw_os_error() == Some(0) {
+        return LinkError::not_connected(format!("{what}: connection closed by the peer"));
+    }
     match e.kind() {
         io::ErrorKind::TimedOut => LinkError::timeout(format!("{what}: {e}")),
         io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
@@ -98,5 +102,26 @@ pub fn io_error(e: &io::Error, what: &str) -> LinkError {
             LinkError::not_connected(format!("{what}: connection closed by the peer"))
         }
         _ => LinkError::not_connected(format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_stream_reads_as_closed_whatever_errno_held() {
+        for e in [
+            io::Error::from_raw_os_error(0),
+            io::Error::from(io::ErrorKind::WouldBlock),
+        ] {
+            let link = io_error(&e, "unit 1");
+            assert_eq!(
+                link.to_string(),
+                "NotConnected: unit 1: connection closed by the peer"
+            );
+        }
+        let timeout = io_error(&io::Error::from(io::ErrorKind::TimedOut), "unit 1");
+        assert!(timeout.to_string().starts_with("Timeout"), "{timeout}");
     }
 }
