@@ -84,6 +84,15 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// What every fault test starts from: a temp folder, a mosquitto, the Tahu-decoding host
+/// subscribed to it, and a free port for the node's metrics.
+fn rig() -> (tempfile::TempDir, Broker, Host, u16) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let host = Host::start(broker.port);
+    (dir, broker, host, common::free_port())
+}
+
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
@@ -217,10 +226,7 @@ fn assert_rss_flat(what: &str, before: u64, after: u64) {
 #[test]
 fn broker_flapping_loses_nothing_and_memory_stays_flat() {
     let secs = fault_secs();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::start(dir.path());
-    let host = Host::start(broker.port);
-    let metrics_port = common::free_port();
+    let (dir, mut broker, host, metrics_port) = rig();
     let cfg = write_config(
         dir.path(),
         &config(dir.path(), broker.port, metrics_port, "", SIM_COUNTER),
@@ -288,11 +294,8 @@ fn modbus_device_restarted_100_times_comes_back_good_each_time() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::start(dir.path());
-    let host = Host::start(broker.port);
+    let (dir, broker, host, metrics_port) = rig();
     let mut device = ModbusCounter::start();
-    let metrics_port = common::free_port();
     let cfg = write_config(
         dir.path(),
         &config(
@@ -353,10 +356,7 @@ fn modbus_device_restarted_100_times_comes_back_good_each_time() {
 
 #[test]
 fn full_disk_under_the_store_is_survived_counted_and_recovered_from() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::start(dir.path());
-    let host = Host::start(broker.port);
-    let metrics_port = common::free_port();
+    let (dir, mut broker, host, metrics_port) = rig();
     let state = dir.path().join("state");
     let cfg = write_config(
         dir.path(),
@@ -470,12 +470,9 @@ fn full_disk_under_the_store_is_survived_counted_and_recovered_from() {
 
 #[test]
 fn wall_clock_jumps_lose_nothing_and_keep_seq_sane() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = Broker::start(dir.path());
-    let host = Host::start(broker.port);
+    let (dir, mut broker, host, metrics_port) = rig();
     // The device counts reads in its own process, outside the faked clock.
     let device = ModbusCounter::start();
-    let metrics_port = common::free_port();
     // An age bound shorter than the jumps' sum: records stamped before a jump forward look
     // two hours old by the new clock, though they are seconds old.
     let cfg = write_config(

@@ -8,7 +8,8 @@ mod common;
 mod opcua_support;
 mod sparkplug_support;
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,29 @@ impl Lines {
             }
         }
     }
+
+    /// Waits for the end of a reload, failing on any debug line before it.
+    fn no_debug_until_reloaded(&self, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.0.recv_timeout(left).expect("config reloaded");
+            assert!(!line.contains("DEBUG"), "debug line {why}: {line}");
+            if line.contains("config reloaded") {
+                return;
+            }
+        }
+    }
+}
+
+/// SIGTERM, and the child's clean exit.
+fn stop(mut child: Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
 }
 
 fn hup(pid: u32) {
@@ -56,14 +80,21 @@ fn hup(pid: u32) {
     assert!(ok.success());
 }
 
-#[test]
-fn bad_config_is_refused_and_good_config_takes_over() {
+/// A uaedge child on a config with `press` alone, once press's first reading is logged.
+/// `rust_log`: the child's RUST_LOG, if any.
+fn start_press(rust_log: Option<&str>) -> (tempfile::TempDir, PathBuf, Child, Lines) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config(&["press"])).expect("write");
-    let (mut child, rx) = common::spawn_uaedge(&path);
+    let (child, rx) = common::spawn_uaedge_with(&path, rust_log);
     let lines = Lines(rx);
     lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
+    (dir, path, child, lines)
+}
+
+#[test]
+fn bad_config_is_refused_and_good_config_takes_over() {
+    let (_dir, path, child, lines) = start_press(None);
 
     // Two mistakes: both are logged with their place, and press keeps running.
     std::fs::write(
@@ -98,12 +129,7 @@ fn bad_config_is_refused_and_good_config_takes_over() {
     lines.until(&["device=packer", "tag=count"], Duration::from_secs(20));
     lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    let status = child.wait().expect("wait");
-    assert!(status.success(), "{status:?}");
+    stop(child);
 }
 
 /// A counter device; `hi` is the threshold of a limits check on its count.
@@ -406,12 +432,7 @@ async fn reload_in_place_keeps_untouched_devices_sessions_and_the_mqtt_session()
 
 #[test]
 fn log_level_follows_the_config_on_reload() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config(&["press"])).expect("write");
-    let (mut child, rx) = common::spawn_uaedge(&path);
-    let lines = Lines(rx);
-    lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
+    let (_dir, path, child, lines) = start_press(None);
 
     std::fs::write(
         &path,
@@ -439,31 +460,13 @@ fn log_level_follows_the_config_on_reload() {
     )
     .expect("write");
     hup(child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines.0.recv_timeout(left).expect("config reloaded");
-        assert!(!line.contains("DEBUG"), "debug line at level info: {line}");
-        if line.contains("config reloaded") {
-            break;
-        }
-    }
-
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(child.wait().expect("wait").success());
+    lines.no_debug_until_reloaded("at level info");
+    stop(child);
 }
 
 #[test]
 fn rust_log_wins_over_the_config_on_reload() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config(&["press"])).expect("write");
-    let (mut child, rx) = common::spawn_uaedge_with(&path, Some("info"));
-    let lines = Lines(rx);
-    lines.until(&["device=press", "tag=count"], Duration::from_secs(20));
+    let (_dir, path, child, lines) = start_press(Some("info"));
     std::fs::write(
         &path,
         config(&["press"]).replace("level: info", "level: debug"),
@@ -471,21 +474,6 @@ fn rust_log_wins_over_the_config_on_reload() {
     .expect("write");
     hup(child.id());
     lines.until(&["RUST_LOG is set"], Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines.0.recv_timeout(left).expect("config reloaded");
-        assert!(
-            !line.contains("DEBUG"),
-            "debug line under RUST_LOG=info: {line}"
-        );
-        if line.contains("config reloaded") {
-            break;
-        }
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(child.wait().expect("wait").success());
+    lines.no_debug_until_reloaded("under RUST_LOG=info");
+    stop(child);
 }
