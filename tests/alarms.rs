@@ -129,14 +129,6 @@ fn step_of(start_ms: i64, t_ms: i64) -> i64 {
     since / PERIOD_MS
 }
 
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 fn sparkplug_config(state_dir: &Path, port: u16) -> String {
     format!(
         "node: {{ name: edge1 }}\nstate_dir: \"{}\"\nsparkplug:\n  broker: mqtt://127.0.0.1:{port}\n  group_id: plant\n  reconnect: {{ min: 100ms, max: 300ms }}\n  diagnostics_period: 1s\ndevices:{LINE}",
@@ -149,7 +141,7 @@ fn alarms_are_sparkplug_metrics_in_dbirth_and_ddata_at_the_expected_steps() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start(dir.path());
     let host = Host::start(broker.port);
-    let rt = tokio_rt();
+    let rt = common::tokio_rt();
     let text = sparkplug_config(dir.path(), broker.port);
     let runtime = {
         let _enter = rt.enter();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
-use sparkplug_support::{bd_seq, kind, metrics, topic, wait_for, Broker, Host, Uaedge};
+use sparkplug_support::{bd_seq, kind, metrics, received, topic, wait_for, Broker, Host, Uaedge};
 use uaedge::config::Config;
 use uaedge::runtime::Runtime;
 
@@ -50,14 +50,6 @@ devices:
 "#,
         dir = state_dir.display()
     )
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 fn of_node(m: &Json) -> bool {
@@ -118,7 +110,7 @@ fn births_data_seq_commands_and_device_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start(dir.path());
     let mut host = Host::start(broker.port);
-    let rt = tokio_rt();
+    let rt = common::tokio_rt();
     let runtime = {
         let _enter = rt.enter();
         Runtime::start(
@@ -372,27 +364,12 @@ fn will_is_ndeath_and_bdseq_increments_across_restarts() {
     assert_eq!(bd_seq(&death), Some((b0 + 1) % 256));
 }
 
-/// (value, source time ms, historical) of every `press/count` sample received, in order.
+/// (value, source time ms, historical) of every `press/count` DDATA sample received, in order.
 fn counts(host: &Host) -> Vec<(u64, i64, bool)> {
-    let Some(alias) = aliases(host)
+    received(host, "plant", "edge1", "press", "count")
         .into_iter()
-        .find(|(_, (d, n))| d == "press" && n == "count")
-        .map(|(a, _)| a)
-    else {
-        return Vec::new();
-    };
-    host.sparkplug()
-        .iter()
-        .filter(|m| topic(m) == "spBv1.0/plant/DDATA/edge1/press")
-        .flat_map(metrics)
-        .filter(|x| x["alias"] == alias)
-        .map(|x| {
-            (
-                x["value"].as_u64().expect("value"),
-                x["timestamp"].as_i64().expect("timestamp"),
-                x["is_historical"] == true,
-            )
-        })
+        .filter(|r| !r.birth)
+        .map(|r| (r.value, r.ts, r.historical))
         .collect()
 }
 
@@ -560,7 +537,7 @@ fn primary_host_state_gates_births_and_its_outage_is_buffered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start(dir.path());
     let mut host = Host::start(broker.port);
-    let rt = tokio_rt();
+    let rt = common::tokio_rt();
     let extra = "  primary_host_id: scada\n  store: { drain_rate: 20000 }";
     let runtime = {
         let _enter = rt.enter();
@@ -638,7 +615,7 @@ fn publish_period_gathers_reads_into_fewer_messages_without_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start(dir.path());
     let host = Host::start(broker.port);
-    let rt = tokio_rt();
+    let rt = common::tokio_rt();
     let runtime = {
         let _enter = rt.enter();
         Runtime::start(

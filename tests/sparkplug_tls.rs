@@ -129,11 +129,7 @@ fn mqtts_with_client_certificate_and_password() {
             "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nallow_anonymous false\npassword_file {d}/passwd\n"
         ),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let rt = common::tokio_rt();
 
     for (pass, works) in [("good.pass", true), ("bad.pass", false)] {
         let state = tempfile::tempdir().expect("state");

@@ -161,3 +161,12 @@ pub fn spawn_uaedge_with(
     });
     (child, rx)
 }
+
+/// A runtime for tests that run uaedge in process: two workers, as on the target gateway.
+pub fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
