@@ -1,6 +1,7 @@
 //! The simulated device: a step clock in virtual time, the tags' signals, faults and writes.
 
 use std::collections::VecDeque;
+use std::hash::Hasher;
 
 use tracing::{info, warn};
 use uaedge_driver::{BadReason, DataType, LinkError, Reading, Timestamp, Value, WriteError};
@@ -74,17 +75,99 @@ pub struct Step<'a> {
     pub samples: &'a [TagSample],
 }
 
-#[derive(Debug)]
+/// What tags share: a device of thousands of tags has a handful of distinct signals, so
+/// each is kept once.
+#[derive(Debug, PartialEq)]
+struct Profile {
+    signal: Signal,
+    /// σ of gaussian noise added to every step; 0 for none.
+    noise: f64,
+    data_type: DataType,
+    writable: bool,
+}
+
+/// `TagState::extra` of a tag that has none.
+const NO_EXTRA: u32 = u32::MAX;
+
+/// The per-tag state stepping reads. It is kept this small because a device may have
+/// 100,000 tags: everything else lives in tables shared by tags or owned by the few that
+/// need it.
+#[derive(Debug, Clone, Copy)]
 struct TagState {
-    tag: SimTag,
+    /// [`rng::name_key`] of the tag's name.
     key: u64,
-    walk: f64,
-    walk_step: Option<u64>,
+    /// Index into [`SimDevice::profiles`].
+    profile: u32,
+    /// Index into [`SimDevice::extras`], or [`NO_EXTRA`].
+    extra: u32,
+}
+
+/// State only written or faulted tags have. A tag named by a fault gets one at build, so
+/// stepping looks at the faults only for tags that have one.
+#[derive(Debug, Default)]
+struct Extra {
     /// Pending writes, each taking effect from its step on.
     writes: VecDeque<(u64, Value)>,
     held: Option<Value>,
     /// (fault index, occurrence, value) of the stuck fault holding this tag.
     frozen: Option<(usize, u64, Option<Raw>)>,
+}
+
+/// A tag as handed to [`SimDevice::build`]: borrowed, so a driver's tags need not be
+/// cloned into [`SimTag`]s first.
+pub(crate) struct TagRef<'a> {
+    pub name: &'a str,
+    pub data_type: DataType,
+    pub writable: bool,
+    pub signal: &'a Signal,
+    pub noise: f64,
+}
+
+/// The tags' names end to end in one string, for log lines and errors: one allocation
+/// for the device instead of one a tag.
+#[derive(Debug, Default)]
+struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) -> Result<(), String> {
+        self.text.push_str(name);
+        let end = u32::try_from(self.text.len())
+            .map_err(|_| "the tags' names add up to more than 4 GiB".to_string())?;
+        self.ends.push(end);
+        Ok(())
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let from = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let to = self.ends.get(i).copied().unwrap_or(from);
+        self.text
+            .get(from as usize..to as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// Feeds formatted text to a hasher, so a profile can be hashed through its `Debug` text
+/// (which spells every field, floats exactly) without building the string.
+struct HashText<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+
+impl std::fmt::Write for HashText<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn fingerprint(profile: &Profile) -> Option<u64> {
+    use std::fmt::Write;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    write!(HashText(&mut hasher), "{profile:?}").ok()?;
+    Some(hasher.finish())
 }
 
 /// A simulated device. Every value is a function of (seed, tag name, step index, faults,
@@ -96,9 +179,16 @@ pub struct SimDevice {
     period_us: i64,
     start: Timestamp,
     tags: Vec<TagState>,
+    profiles: Vec<Profile>,
+    extras: Vec<Extra>,
+    /// Each tag's random walk position, indexed like the tags; empty when no tag walks.
+    walks: Vec<f64>,
+    names: Names,
     faults: Vec<Fault>,
     /// The last occurrence of each fault that was logged, so each shows once in the log.
     logged: Vec<Option<u64>>,
+    /// The last step evaluated: every step evaluates every tag, so one for all tags.
+    evaluated: Option<u64>,
     next_step: u64,
     connected: bool,
     samples: Vec<TagSample>,
@@ -114,12 +204,104 @@ impl SimDevice {
         tags: Vec<SimTag>,
         faults: &[FaultSpec],
     ) -> Result<SimDevice, String> {
+        SimDevice::build(
+            name,
+            seed,
+            period,
+            start,
+            tags.iter().map(|t| TagRef {
+                name: &t.name,
+                data_type: t.data_type,
+                writable: t.writable,
+                signal: &t.signal,
+                noise: t.noise,
+            }),
+            faults,
+        )
+    }
+
+    /// [`SimDevice::new`] from borrowed tags.
+    pub(crate) fn build<'a>(
+        name: impl Into<String>,
+        seed: u64,
+        period: std::time::Duration,
+        start: Timestamp,
+        tags: impl ExactSizeIterator<Item = TagRef<'a>>,
+        faults: &[FaultSpec],
+    ) -> Result<SimDevice, String> {
         let period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX);
         if period_us < 1000 {
             return Err(format!("sample period {period:?} is below the 1ms minimum"));
         }
-        let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
-        let types: Vec<DataType> = tags.iter().map(|t| t.data_type).collect();
+        let count = tags.len();
+        let mut states = Vec::with_capacity(count);
+        let mut names = Names {
+            text: String::new(),
+            ends: Vec::with_capacity(count),
+        };
+        let mut profiles: Vec<Profile> = Vec::new();
+        let mut known: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        let mut walks = Vec::new();
+        for (i, tag) in tags.enumerate() {
+            names.push(tag.name)?;
+            let profile = Profile {
+                signal: tag.signal.clone(),
+                noise: tag.noise,
+                data_type: tag.data_type,
+                writable: tag.writable,
+            };
+            if matches!(profile.signal, Signal::RandomWalk { .. }) && walks.is_empty() {
+                walks = vec![0.0; count];
+            }
+            if let Some(w) = walks.get_mut(i) {
+                *w = profile.signal.walk_start();
+            }
+            let print = fingerprint(&profile);
+            let index = match print.and_then(|p| known.get(&p)).copied() {
+                Some(j) if profiles.get(j as usize) == Some(&profile) => j,
+                _ => {
+                    let j = u32::try_from(profiles.len())
+                        .map_err(|_| "more than 4 billion tags".to_string())?;
+                    if let Some(p) = print {
+                        known.entry(p).or_insert(j);
+                    }
+                    profiles.push(profile);
+                    j
+                }
+            };
+            states.push(TagState {
+                key: rng::name_key(tag.name),
+                profile: index,
+                extra: NO_EXTRA,
+            });
+        }
+        drop(known);
+        // Both grew by doubling; they are kept for the device's life.
+        names.text.shrink_to_fit();
+        profiles.shrink_to_fit();
+        let mut device = SimDevice {
+            name: name.into(),
+            seed,
+            period_us,
+            start: Timestamp(start.0 - start.0.rem_euclid(period_us)),
+            samples: vec![TagSample::Idle; count],
+            logged: Vec::new(),
+            tags: states,
+            profiles,
+            extras: Vec::new(),
+            walks,
+            names,
+            faults: Vec::new(),
+            evaluated: None,
+            next_step: 0,
+            connected: false,
+        };
+        let names: Vec<&str> = (0..count).map(|i| device.names.get(i)).collect();
+        let types: Vec<DataType> = device
+            .tags
+            .iter()
+            .map(|t| device.profile(t).data_type)
+            .collect();
         let faults = faults
             .iter()
             .enumerate()
@@ -127,30 +309,27 @@ impl SimDevice {
                 Fault::resolve(f, &names, &types, period).map_err(|e| format!("faults[{i}]: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let tags: Vec<TagState> = tags
-            .into_iter()
-            .map(|tag| TagState {
-                key: rng::name_key(&tag.name),
-                walk: tag.signal.walk_start(),
-                walk_step: None,
-                writes: VecDeque::new(),
-                held: None,
-                frozen: None,
-                tag,
-            })
-            .collect();
-        Ok(SimDevice {
-            name: name.into(),
-            seed,
-            period_us,
-            start: Timestamp(start.0 - start.0.rem_euclid(period_us)),
-            samples: vec![TagSample::Idle; tags.len()],
-            logged: vec![None; faults.len()],
-            tags,
-            faults,
-            next_step: 0,
-            connected: false,
-        })
+        drop(names);
+        for tag in faults.iter().filter_map(|f| f.tag) {
+            device.extra(tag);
+        }
+        device.logged = vec![None; faults.len()];
+        device.faults = faults;
+        Ok(device)
+    }
+
+    fn profile(&self, tag: &TagState) -> &Profile {
+        profile_of(&self.profiles, tag)
+    }
+
+    /// The extra state of tag `index`, made on first use.
+    fn extra(&mut self, index: usize) -> Option<&mut Extra> {
+        let state = self.tags.get_mut(index)?;
+        if state.extra == NO_EXTRA {
+            state.extra = u32::try_from(self.extras.len()).ok()?;
+            self.extras.push(Extra::default());
+        }
+        self.extras.get_mut(state.extra as usize)
     }
 
     pub fn name(&self) -> &str {
@@ -181,8 +360,14 @@ impl SimDevice {
         u64::try_from(since / self.period_us).ok()
     }
 
-    pub fn tags(&self) -> impl Iterator<Item = &SimTag> {
-        self.tags.iter().map(|s| &s.tag)
+    /// How many tags the device has.
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The name of tag `index` ("" past the last tag), for log lines and errors.
+    pub fn tag_name(&self, index: usize) -> &str {
+        self.names.get(index)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -254,7 +439,11 @@ impl SimDevice {
     /// Pushes one [`Reading`] per tag for every due step: the projection for devices
     /// whose tags are plain values (no shared byte images).
     pub fn read_due(&mut self, now: Timestamp, out: &mut Vec<Reading>) -> Result<(), LinkError> {
-        let types: Vec<DataType> = self.tags.iter().map(|t| t.tag.data_type).collect();
+        let types: Vec<DataType> = self
+            .tags
+            .iter()
+            .map(|t| self.profile(t).data_type)
+            .collect();
         self.advance(now, |step| {
             if !step.emit {
                 return;
@@ -288,16 +477,17 @@ impl SimDevice {
         let from = current.max(self.next_step);
         let state = self
             .tags
-            .get_mut(index)
+            .get(index)
             .ok_or_else(|| WriteError::Rejected(format!("no tag with index {tag}")))?;
-        if !state.tag.writable {
+        let profile = self.profile(state);
+        if !profile.writable {
             return Err(WriteError::NotWritable);
         }
-        if value.data_type() != state.tag.data_type {
+        if value.data_type() != profile.data_type {
             return Err(WriteError::TypeMismatch(format!(
                 "{} holds {}, got {}",
-                state.tag.name,
-                state.tag.data_type,
+                self.names.get(index),
+                profile.data_type,
                 value.data_type()
             )));
         }
@@ -306,11 +496,14 @@ impl SimDevice {
                 "tag is in a simulated {kind} fault"
             )));
         }
-        info!(device = %self.name, tag = %state.tag.name, value = %value, step = from, "simulated write");
-        if state.writes.back().is_some_and(|(k, _)| *k == from) {
-            state.writes.pop_back();
+        info!(device = %self.name, tag = %self.names.get(index), value = %value, step = from, "simulated write");
+        let extra = self
+            .extra(index)
+            .ok_or_else(|| WriteError::Rejected(format!("no room for a write to tag {tag}")))?;
+        if extra.writes.back().is_some_and(|(k, _)| *k == from) {
+            extra.writes.pop_back();
         }
-        state.writes.push_back((from, value));
+        extra.writes.push_back((from, value));
         Ok(())
     }
 
@@ -353,26 +546,71 @@ impl SimDevice {
 
     fn eval_step(&mut self, k: u64) {
         let t_us = self.offset_us(k);
-        let t = t_us as f64 / 1e6;
-        let time = self.step_time(k);
-        for (i, state) in self.tags.iter_mut().enumerate() {
-            let sample = eval_tag(
-                state,
-                i,
-                self.seed,
-                k,
-                t_us,
-                t,
-                time,
-                &self.faults,
-                &mut self.logged,
-                &self.name,
-            );
-            if let Some(slot) = self.samples.get_mut(i) {
-                *slot = sample;
-            }
+        let step = StepAt {
+            seed: self.seed,
+            k,
+            t_us,
+            t: t_us as f64 / 1e6,
+            time: self.step_time(k),
+            walk_moves: self.evaluated.is_some_and(|j| j < k),
+        };
+        self.evaluated = Some(k);
+        let SimDevice {
+            name,
+            tags,
+            profiles,
+            extras,
+            walks,
+            names,
+            faults,
+            logged,
+            samples,
+            ..
+        } = self;
+        for (i, (state, slot)) in tags.iter().zip(samples.iter_mut()).enumerate() {
+            let extra = match state.extra {
+                NO_EXTRA => None,
+                e => extras.get_mut(e as usize),
+            };
+            let tag = Tag {
+                index: i,
+                key: state.key,
+                profile: profile_of(profiles, state),
+            };
+            *slot = eval_tag(&tag, &step, walks.get_mut(i), extra, faults, logged, || {
+                (name.as_str(), names.get(i))
+            });
         }
     }
+}
+
+/// Stands in for a profile index that is out of range, which `build` never makes.
+static NO_PROFILE: Profile = Profile {
+    signal: Signal::None,
+    noise: 0.0,
+    data_type: DataType::Boolean,
+    writable: false,
+};
+
+fn profile_of<'a>(profiles: &'a [Profile], tag: &TagState) -> &'a Profile {
+    profiles.get(tag.profile as usize).unwrap_or(&NO_PROFILE)
+}
+
+/// What every tag of one step shares.
+struct StepAt {
+    seed: u64,
+    k: u64,
+    t_us: i64,
+    t: f64,
+    time: Timestamp,
+    /// False at the first step evaluated, where walks stay at their start.
+    walk_moves: bool,
+}
+
+struct Tag<'a> {
+    index: usize,
+    key: u64,
+    profile: &'a Profile,
 }
 
 /// The reading a sample gives a tag that has no storage of its own beyond its value.
@@ -384,77 +622,90 @@ pub fn sample_reading(tag: u32, sample: &TagSample, data_type: DataType) -> Read
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn eval_tag(
-    state: &mut TagState,
-    index: usize,
-    seed: u64,
-    k: u64,
-    t_us: i64,
-    t: f64,
-    time: Timestamp,
+/// `who` names the device and the tag for a log line; looked up only when one is written.
+fn eval_tag<'a>(
+    tag: &Tag<'_>,
+    step: &StepAt,
+    walk: Option<&mut f64>,
+    mut extra: Option<&mut Extra>,
     faults: &[Fault],
     logged: &mut [Option<u64>],
-    device: &str,
+    who: impl Fn() -> (&'a str, &'a str),
 ) -> TagSample {
-    while state.writes.front().is_some_and(|(from, _)| *from <= k) {
-        state.held = state.writes.pop_front().map(|(_, v)| v);
+    let &StepAt {
+        seed,
+        k,
+        t_us,
+        t,
+        time,
+        walk_moves,
+    } = step;
+    let profile = tag.profile;
+    let mut held = None;
+    if let Some(extra) = extra.as_deref_mut() {
+        while extra.writes.front().is_some_and(|(from, _)| *from <= k) {
+            extra.held = extra.writes.pop_front().map(|(_, v)| v);
+        }
+        held = extra.held.as_ref();
     }
     // The walk advances underneath a write too, so its course does not depend on writes.
-    if let Signal::RandomWalk { .. } = state.tag.signal {
-        if state.walk_step.is_some_and(|j| j < k) {
-            let u = rng::symmetric(seed, state.key, k, STREAM_WALK);
-            state.walk = state.tag.signal.walk(state.walk, u);
+    let mut position = 0.0;
+    if let Some(walk) = walk {
+        if walk_moves {
+            if let Signal::RandomWalk { .. } = profile.signal {
+                let u = rng::symmetric(seed, tag.key, k, STREAM_WALK);
+                *walk = profile.signal.walk(*walk, u);
+            }
         }
-        state.walk_step = Some(k);
+        position = *walk;
     }
-    let mut value = match &state.held {
+    let mut value = match held {
         Some(v) => Some(Raw::Val(v.clone())),
-        None => match state
-            .tag
-            .signal
-            .eval(state.tag.data_type, k, t, time, state.walk)
-        {
-            Some(Raw::Num(x)) if state.tag.noise > 0.0 => Some(Raw::Num(
-                x + state.tag.noise * rng::gaussian(seed, state.key, k, STREAM_NOISE),
+        None => match profile.signal.eval(profile.data_type, k, t, time, position) {
+            Some(Raw::Num(x)) if profile.noise > 0.0 => Some(Raw::Num(
+                x + profile.noise * rng::gaussian(seed, tag.key, k, STREAM_NOISE),
             )),
             other => other,
         },
     };
     let mut add = 0.0;
     let mut bad = None;
-    for (fi, fault) in faults.iter().enumerate() {
-        if fault.tag != Some(index) {
-            continue;
-        }
-        let Some((occ, begins)) = fault.occurrence(t_us) else {
-            continue;
-        };
-        if let Some(slot) = logged.get_mut(fi) {
-            if *slot != Some(occ) {
-                *slot = Some(occ);
-                info!(device, tag = %state.tag.name, fault = fault.kind.name(), step = k, "simulated fault begins");
+    // Only a tag with extra state can be named by a fault.
+    if let Some(extra) = extra {
+        for (fi, fault) in faults.iter().enumerate() {
+            if fault.tag != Some(tag.index) {
+                continue;
             }
-        }
-        match fault.effect {
-            Effect::Stuck => match &state.frozen {
-                Some((f, o, v)) if *f == fi && *o == occ => value = v.clone(),
-                _ => state.frozen = Some((fi, occ, value.clone())),
-            },
-            Effect::Spike(m) => add += m,
-            Effect::Drift(rate) => add += rate * (t_us - begins) as f64 / 1e6,
-            Effect::NoiseBurst(sigma) => {
-                add += sigma * rng::gaussian(seed, state.key, k, STREAM_BURST + fi as u64)
+            let Some((occ, begins)) = fault.occurrence(t_us) else {
+                continue;
+            };
+            if let Some(slot) = logged.get_mut(fi) {
+                if *slot != Some(occ) {
+                    *slot = Some(occ);
+                    let (device, name) = who();
+                    info!(device, tag = %name, fault = fault.kind.name(), step = k, "simulated fault begins");
+                }
             }
-            Effect::Dropout => bad = bad.or(Some(BadReason::CommFailure)),
-            Effect::DeviceFailure => bad = Some(BadReason::DeviceFailure),
-            Effect::Offline => {}
+            match fault.effect {
+                Effect::Stuck => match &extra.frozen {
+                    Some((f, o, v)) if *f == fi && *o == occ => value = v.clone(),
+                    _ => extra.frozen = Some((fi, occ, value.clone())),
+                },
+                Effect::Spike(m) => add += m,
+                Effect::Drift(rate) => add += rate * (t_us - begins) as f64 / 1e6,
+                Effect::NoiseBurst(sigma) => {
+                    add += sigma * rng::gaussian(seed, tag.key, k, STREAM_BURST + fi as u64)
+                }
+                Effect::Dropout => bad = bad.or(Some(BadReason::CommFailure)),
+                Effect::DeviceFailure => bad = Some(BadReason::DeviceFailure),
+                Effect::Offline => {}
+            }
         }
     }
     if let Some(reason) = bad {
         return TagSample::Bad(reason);
     }
-    let data_type = state.tag.data_type;
+    let data_type = profile.data_type;
     match value {
         None => TagSample::Idle,
         Some(Raw::Num(x)) => TagSample::Driven(number_to_value(x + add, data_type)),
@@ -465,5 +716,59 @@ fn eval_tag(
             _ => TagSample::Driven(v),
         },
         Some(Raw::Val(v)) => TagSample::Driven(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_keeps_sixteen_bytes_and_shares_its_signal() {
+        println!(
+            "size_of: TagState {}, TagSample {}, Profile {}, Extra {}",
+            std::mem::size_of::<TagState>(),
+            std::mem::size_of::<TagSample>(),
+            std::mem::size_of::<Profile>(),
+            std::mem::size_of::<Extra>()
+        );
+        assert!(std::mem::size_of::<TagState>() <= 16);
+        let counter = SignalOptions {
+            signal: Some(crate::SignalKind::Counter),
+            ..SignalOptions::default()
+        };
+        let sine = SignalOptions {
+            signal: Some(crate::SignalKind::Sine),
+            amplitude: Some(2.0),
+            period: Some("10s".parse().expect("period")),
+            ..SignalOptions::default()
+        };
+        let tags = (0..10_000)
+            .map(|i| {
+                let options = if i % 2 == 0 { &counter } else { &sine };
+                let t = if i % 2 == 0 {
+                    DataType::UInt32
+                } else {
+                    DataType::Float
+                };
+                SimTag::new(format!("t{i}"), t, false, options).expect("tag")
+            })
+            .collect();
+        let d = SimDevice::new(
+            "d",
+            0,
+            std::time::Duration::from_secs(1),
+            Timestamp(0),
+            tags,
+            &[],
+        )
+        .expect("device");
+        assert_eq!(d.profiles.len(), 2);
+        assert!(d.walks.is_empty() && d.extras.is_empty());
+        assert_eq!(
+            (d.tag_count(), d.tag_name(0), d.tag_name(9_999)),
+            (10_000, "t0", "t9999")
+        );
+        assert_eq!(d.tag_name(10_000), "");
     }
 }

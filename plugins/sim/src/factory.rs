@@ -4,6 +4,7 @@
 
 use uaedge_driver::{DataType, DeviceInfo, Driver, Duration, TagSpec, Timestamp};
 
+use crate::device::TagRef;
 use crate::{Clock, ConfigErrorDriver, FaultSpec, Signal, SimDevice, SimTag};
 
 /// A driver's parsed tag address, as far as the simulator is concerned.
@@ -31,6 +32,16 @@ pub fn sim_tags<A: SimAddress>(tags: &[TagSpec<A>]) -> Vec<SimTag> {
         .collect()
 }
 
+fn tag_refs<A: SimAddress>(tags: &[TagSpec<A>]) -> impl ExactSizeIterator<Item = TagRef<'_>> {
+    tags.iter().map(|t| TagRef {
+        name: &t.name,
+        data_type: t.address.native_type(t.data_type),
+        writable: t.writable,
+        signal: t.address.signal(),
+        noise: t.address.noise(),
+    })
+}
+
 /// The poll interval [`check_device`] assumes when there is no `sample_period`: the config
 /// default, since `DriverFactory::validate` is not told the device's own.
 const ASSUMED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -50,7 +61,7 @@ pub fn check_device<A: SimAddress>(
     let period = sample_period
         .map(Duration::get)
         .unwrap_or(ASSUMED_POLL_INTERVAL);
-    SimDevice::new("validate", 0, period, Timestamp(0), sim_tags(tags), faults).map(|_| ())
+    SimDevice::build("validate", 0, period, Timestamp(0), tag_refs(tags), faults).map(|_| ())
 }
 
 /// The simulated device behind a driver: step 0 is now on `clock`, and the sample period is
@@ -66,12 +77,12 @@ pub fn start_device<A: SimAddress>(
     let period = sample_period
         .map(Duration::get)
         .unwrap_or(device.poll_interval);
-    SimDevice::new(
+    SimDevice::build(
         device.name.clone(),
         seed,
         period,
         clock.now(),
-        sim_tags(tags),
+        tag_refs(tags),
         faults,
     )
 }
