@@ -190,7 +190,7 @@ impl DriverFactory for EnipSimFactory {
                     "`{address}`: STRING inside CIP attribute data is not simulated; address the string as a Logix tag"
                 ))
             }
-            (None, CipType::String, Target::Symbol { .. }) => Codec::Logix { capacity: LOGIX_STRING_CAPACITY },
+            (None, CipType::String, Target::Symbol { .. }) => Codec::Logix { capacity: LOGIX_STRING_CAPACITY as u32 },
             (None, _, _) => Codec::Scalar { data_type: native, order: ByteOrder::Little },
         };
         let (signal, noise) = options

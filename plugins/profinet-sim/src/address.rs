@@ -106,7 +106,7 @@ pub fn parse(
             ))
         }
         (DataType::String, None) => match length {
-            Some(len) if len > 0 => Codec::Padded { len: len as usize },
+            Some(len) if len > 0 => Codec::Padded { len },
             _ => {
                 return Err(format!(
                     "`{address}`: a string tag needs `length:` (bytes) in its options"

@@ -27,9 +27,9 @@ pub enum Codec {
     /// One bit (0 = least significant) of the byte at the tag's offset.
     Bit(u8),
     /// A fixed-length text field padded with spaces (PROFINET I&M visible strings).
-    Padded { len: usize },
+    Padded { len: u32 },
     /// A Logix STRING: a little-endian DINT length, then `capacity` bytes of data.
-    Logix { capacity: usize },
+    Logix { capacity: u32 },
 }
 
 impl Codec {
@@ -38,8 +38,8 @@ impl Codec {
         match self {
             Codec::Scalar { data_type, .. } => scalar_size(*data_type),
             Codec::Bit(_) => 1,
-            Codec::Padded { len } => *len,
-            Codec::Logix { capacity } => 4 + capacity,
+            Codec::Padded { len } => *len as usize,
+            Codec::Logix { capacity } => 4 + *capacity as usize,
         }
     }
 
@@ -108,18 +108,19 @@ pub fn encode(codec: Codec, value: &Value, buf: &mut [u8]) -> bool {
             }
             _ => false,
         },
-        (Codec::Padded { len }, Value::String(s)) => match buf.get_mut(..len) {
+        (Codec::Padded { len }, Value::String(s)) => match buf.get_mut(..len as usize) {
             Some(dst) => {
                 dst.fill(b' ');
-                let src = truncate(s, len);
+                let src = truncate(s, len as usize);
                 copy(src, dst)
             }
             None => false,
         },
-        (Codec::Logix { capacity }, Value::String(s)) => match buf.get_mut(..4 + capacity) {
+        (Codec::Logix { capacity }, Value::String(s)) => match buf.get_mut(..4 + capacity as usize)
+        {
             Some(dst) => {
                 dst.fill(0);
-                let src = truncate(s, capacity);
+                let src = truncate(s, capacity as usize);
                 let len = i32::try_from(src.len()).unwrap_or(0);
                 copy(&len.to_le_bytes(), dst) && dst.get_mut(4..).is_some_and(|d| copy(src, d))
             }
@@ -149,14 +150,14 @@ pub fn decode(codec: Codec, buf: &[u8]) -> Option<Value> {
     Some(match codec {
         Codec::Bit(bit) => Value::Boolean(buf.first()? & (1u8.checked_shl(u32::from(bit))?) != 0),
         Codec::Padded { len } => {
-            let raw = buf.get(..len)?;
+            let raw = buf.get(..len as usize)?;
             let text = String::from_utf8_lossy(raw);
             Value::String(text.trim_end_matches([' ', '\0']).to_string())
         }
         Codec::Logix { capacity } => {
             let len = usize::try_from(get!(i32, ByteOrder::Little, buf))
                 .unwrap_or(0)
-                .min(capacity);
+                .min(capacity as usize);
             let raw = buf.get(4..4 + len)?;
             Value::String(String::from_utf8_lossy(raw).into_owned())
         }
@@ -189,17 +190,25 @@ fn truncate(s: &str, len: usize) -> &[u8] {
 
 /// A device's byte images, one per key (a PROFINET subslot's input, output or record data;
 /// a CIP attribute or a Logix tag), and where each tag's value sits in them.
+///
+/// A controller may have 100,000 tags each in its own small image, so the images lie end
+/// to end in one buffer and a tag's place is 16 bytes: no allocation per image or tag.
+/// Images add up to at most 4 GiB; a tag placed past that never encodes nor decodes.
 #[derive(Debug)]
 pub struct Images<K> {
     keys: Vec<K>,
-    bytes: Vec<Vec<u8>>,
+    /// Image `i` is `data[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    data: Vec<u8>,
     places: Vec<Place>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Place {
-    image: usize,
-    offset: usize,
+    /// Where the value starts in `data`.
+    at: u32,
+    /// Where its image ends in `data`, so a value never reaches into the next image.
+    end: u32,
     codec: Codec,
 }
 
@@ -212,19 +221,33 @@ impl<K: Ord + Clone> Images<K> {
             let size = sizes.entry(key.clone()).or_insert(0);
             *size = (*size).max(offset.saturating_add(codec.size()));
         }
-        let keys: Vec<K> = sizes.keys().cloned().collect();
-        let bytes = sizes.values().map(|n| vec![0u8; *n]).collect();
-        let places = tags
-            .into_iter()
-            .map(|(key, offset, codec)| Place {
-                image: keys.binary_search(&key).unwrap_or(0),
-                offset,
-                codec,
-            })
-            .collect();
+        let mut keys = Vec::with_capacity(sizes.len());
+        let mut starts = Vec::with_capacity(sizes.len() + 1);
+        let mut total = 0usize;
+        for (key, size) in sizes {
+            keys.push(key);
+            starts.push(u32::try_from(total).unwrap_or(u32::MAX));
+            total = total.saturating_add(size);
+        }
+        starts.push(u32::try_from(total).unwrap_or(u32::MAX));
+        let data = vec![0u8; total.min(u32::MAX as usize)];
+        // Collected afresh, not in place: a vector reused from `tags` would keep the
+        // larger elements' capacity.
+        let mut places = Vec::with_capacity(tags.len());
+        for (key, offset, codec) in tags {
+            let image = keys.binary_search(&key).unwrap_or(0);
+            let begin = starts.get(image).copied().unwrap_or(u32::MAX);
+            let end = starts.get(image + 1).copied().unwrap_or(u32::MAX);
+            let at = u32::try_from(offset)
+                .ok()
+                .and_then(|o| begin.checked_add(o))
+                .unwrap_or(u32::MAX);
+            places.push(Place { at, end, codec });
+        }
         Images {
             keys,
-            bytes,
+            starts,
+            data,
             places,
         }
     }
@@ -232,7 +255,9 @@ impl<K: Ord + Clone> Images<K> {
     /// The bytes of one image.
     pub fn image(&self, key: &K) -> Option<&[u8]> {
         let i = self.keys.binary_search(key).ok()?;
-        self.bytes.get(i).map(Vec::as_slice)
+        let begin = *self.starts.get(i)? as usize;
+        let end = *self.starts.get(i + 1)? as usize;
+        self.data.get(begin..end)
     }
 
     /// Lays the driven values of one step (indexed like the tags) into the images. Lay every
@@ -241,11 +266,7 @@ impl<K: Ord + Clone> Images<K> {
     pub fn lay(&mut self, samples: &[TagSample]) {
         for (p, sample) in self.places.iter().zip(samples) {
             if let TagSample::Driven(v) = sample {
-                if let Some(buf) = self
-                    .bytes
-                    .get_mut(p.image)
-                    .and_then(|b| b.get_mut(p.offset..))
-                {
+                if let Some(buf) = self.data.get_mut(p.at as usize..p.end as usize) {
                     encode(p.codec, v, buf);
                 }
             }
@@ -255,7 +276,7 @@ impl<K: Ord + Clone> Images<K> {
     /// The value the bytes of tag `tag` hold; `None` if they do not decode.
     pub fn value(&self, tag: usize) -> Option<Value> {
         let p = self.places.get(tag)?;
-        decode(p.codec, self.bytes.get(p.image)?.get(p.offset..)?)
+        decode(p.codec, self.data.get(p.at as usize..p.end as usize)?)
     }
 }
 
@@ -315,6 +336,28 @@ mod tests {
             decode(Codec::Logix { capacity: 4 }, &logix),
             Some(Value::String("hél".into()))
         );
+    }
+
+    #[test]
+    fn images_lie_end_to_end_and_a_place_is_sixteen_bytes() {
+        assert!(std::mem::size_of::<Place>() <= 16);
+        let word = Codec::Scalar {
+            data_type: DataType::UInt16,
+            order: ByteOrder::Little,
+        };
+        let mut images = Images::new(
+            BTreeMap::from([("b", 3)]),
+            vec![("b", 0, word), ("a", 0, Codec::Bit(1)), ("b", 1, word)],
+        );
+        images.lay(&[
+            TagSample::Driven(Value::UInt16(0x0201)),
+            TagSample::Driven(Value::Boolean(true)),
+            TagSample::Idle,
+        ]);
+        assert_eq!(images.image(&"a"), Some(&[0b10][..]));
+        assert_eq!(images.image(&"b"), Some(&[1, 2, 0][..]));
+        assert_eq!(images.value(2), Some(Value::UInt16(0x0002)));
+        assert_eq!(images.image(&"c"), None);
     }
 
     #[test]
