@@ -27,9 +27,9 @@ fn status_of(reason: BadReason) -> u8 {
     }
 }
 
+/// The tag's name is the device's ([`SimDevice::tag_name`]), not kept twice.
 #[derive(Debug)]
 struct Placement {
-    name: String,
     native: DataType,
     model: DataType,
     writable: bool,
@@ -39,10 +39,60 @@ pub struct EnipSimDriver {
     sim: SimDevice,
     clock: Arc<dyn Clock>,
     placements: Vec<Placement>,
-    /// Per CIP attribute or Logix tag, keyed by [`Target::image_key`](crate::Target::image_key).
-    images: Images<String>,
+    /// Per CIP attribute or Logix tag, keyed by the index of its
+    /// [`Target::image_key`](crate::Target::image_key) in `keys`.
+    images: Images<u32>,
+    keys: Keys,
     /// The last CIP general status of each tag, so a change is logged once.
     status: Vec<u8>,
+}
+
+/// The image keys, sorted and end to end in one string: a controller of 100,000 Logix
+/// tags has as many images, and a `String` each would be an allocation each.
+#[derive(Debug)]
+struct Keys {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Keys {
+    fn new(keys: &[String]) -> Result<Keys, String> {
+        let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut text = String::with_capacity(sorted.iter().map(|k| k.len()).sum());
+        let mut ends = Vec::with_capacity(sorted.len());
+        for k in sorted {
+            text.push_str(k);
+            ends.push(
+                u32::try_from(text.len())
+                    .map_err(|_| "the tags' addresses add up to more than 4 GiB".to_string())?,
+            );
+        }
+        Ok(Keys { text, ends })
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let from = match i.checked_sub(1) {
+            Some(before) => *self.ends.get(before)?,
+            None => 0,
+        };
+        self.text.get(from as usize..*self.ends.get(i)? as usize)
+    }
+
+    /// The index of `key`.
+    fn find(&self, key: &str) -> Option<u32> {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return u32::try_from(mid).ok(),
+            }
+        }
+        None
+    }
 }
 
 impl std::fmt::Debug for EnipSimDriver {
@@ -61,8 +111,12 @@ impl EnipSimDriver {
         tags: Vec<TagSpec<EnipAddress>>,
         clock: Arc<dyn Clock>,
     ) -> Result<EnipSimDriver, String> {
-        let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
-        for t in &tags {
+        let tag_keys: Vec<String> = tags.iter().map(|t| t.address.target.image_key()).collect();
+        let keys = Keys::new(&tag_keys)?;
+        let ids: Vec<u32> = tag_keys.iter().map(|k| keys.find(k).unwrap_or(0)).collect();
+        drop(tag_keys);
+        let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
+        for (t, id) in tags.iter().zip(&ids) {
             // An undeclared parent of a bit tag is taken as a DINT (a LINT past bit 31), the
             // usual home of status bits.
             let parent = match t.address.target {
@@ -70,22 +124,22 @@ impl EnipSimDriver {
                 crate::Target::Symbol { bit: Some(_), .. } => 8,
                 _ => 0,
             };
-            let size = sizes.entry(t.address.target.image_key()).or_insert(0);
+            let size = sizes.entry(*id).or_insert(0);
             *size = (*size).max(parent);
         }
         let images = Images::new(
             sizes,
             tags.iter()
-                .map(|t| {
+                .zip(&ids)
+                .map(|(t, id)| {
                     let (offset, _) = t.address.target.position();
-                    (t.address.target.image_key(), offset, t.address.codec)
+                    (*id, offset, t.address.codec)
                 })
                 .collect(),
         );
         let placements = tags
             .iter()
             .map(|t| Placement {
-                name: t.name.clone(),
                 native: t.address.native,
                 model: t.data_type,
                 writable: t.writable,
@@ -112,12 +166,14 @@ impl EnipSimDriver {
             status: vec![STATUS_SUCCESS; tags.len()],
             placements,
             images,
+            keys,
         })
     }
 
     /// The bytes of a CIP attribute (`@4/100/3`) or a Logix tag, as the device holds them.
     pub fn image(&self, key: &str) -> Option<&[u8]> {
-        self.images.image(&key.to_ascii_lowercase())
+        self.images
+            .image(&self.keys.find(&key.to_ascii_lowercase())?)
     }
 
     /// The CIP general status the last read of a tag got.
@@ -163,7 +219,7 @@ impl Driver for EnipSimDriver {
                 if let Some(last) = status.get_mut(i) {
                     if *last != code {
                         *last = code;
-                        debug!(device = %device, tag = %p.name, cip_status = format_args!("{code:#04x}"), "CIP general status changed");
+                        debug!(device = %device, tag = %step.tag_name(i), cip_status = format_args!("{code:#04x}"), "CIP general status changed");
                     }
                 }
                 out.push(reading.at(step.time));
@@ -172,9 +228,10 @@ impl Driver for EnipSimDriver {
     }
 
     async fn write(&mut self, tag: u32, value: &Value) -> Result<(), WriteError> {
+        let index = usize::try_from(tag).unwrap_or(usize::MAX);
         let p = self
             .placements
-            .get(usize::try_from(tag).unwrap_or(usize::MAX))
+            .get(index)
             .ok_or_else(|| WriteError::Rejected(format!("no tag with index {tag}")))?;
         if !p.writable {
             return Err(WriteError::NotWritable);
@@ -182,7 +239,7 @@ impl Driver for EnipSimDriver {
         if value.data_type() != p.model {
             return Err(WriteError::TypeMismatch(format!(
                 "{} is {}, got {}",
-                p.name,
+                self.sim.tag_name(index),
                 p.model,
                 value.data_type()
             )));
@@ -210,5 +267,27 @@ impl Driver for EnipSimDriver {
 
     async fn disconnect(&mut self) {
         self.sim.disconnect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn keys_find_each_key_once_and_nothing_else() {
+        let given: Vec<String> = ["tag_10", "@4/100/3", "tag_2", "tag_10", ""]
+            .map(String::from)
+            .to_vec();
+        let keys = Keys::new(&given).expect("keys");
+        assert_eq!(keys.ends.len(), 4);
+        let found: Vec<Option<u32>> = ["", "@4/100/3", "tag_10", "tag_2"]
+            .iter()
+            .map(|k| keys.find(k))
+            .collect();
+        assert_eq!(found, [Some(0), Some(1), Some(2), Some(3)]);
+        assert_eq!(keys.find("tag_1"), None);
+        assert_eq!(keys.find("tag_3"), None);
+        assert_eq!(keys.get(4), None);
     }
 }

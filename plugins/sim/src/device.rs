@@ -73,6 +73,14 @@ pub struct Step<'a> {
     pub emit: bool,
     /// Indexed like the tags the device was built with.
     pub samples: &'a [TagSample],
+    names: &'a Names,
+}
+
+impl Step<'_> {
+    /// The name of tag `index` ("" past the last tag), for a driver's log lines.
+    pub fn tag_name(&self, index: usize) -> &str {
+        self.names.get(index)
+    }
 }
 
 /// What tags share: a device of thousands of tags has a handful of distinct signals, so
@@ -429,6 +437,7 @@ impl SimDevice {
                 time: self.step_time(k),
                 emit,
                 samples: &self.samples,
+                names: &self.names,
             };
             project(&step);
         }
