@@ -19,7 +19,7 @@ pub struct ProfinetSimDriver {
     /// Per (area, slot, subslot).
     images: Images<(Area, u16, u16)>,
     /// Per tag: its index into the subslots; `None` for record data, which has no IOPS.
-    tag_subslots: Vec<Option<usize>>,
+    tag_subslots: Vec<Option<u32>>,
     /// Subslots with a module declared `iops: bad`.
     subslot_fixed_bad: Vec<bool>,
     /// Scratch for the per-step IOPS, kept to avoid allocating on every step.
@@ -48,15 +48,18 @@ impl ProfinetSimDriver {
             sizes.insert((Area::Input, m.slot, m.subslot), m.input as usize);
             sizes.insert((Area::Output, m.slot, m.subslot), m.output as usize);
         }
-        let mut subslots: Vec<(u16, u16)> = options
-            .modules
-            .iter()
-            .map(|m| (m.slot, m.subslot))
-            .collect();
-        for t in &tags {
-            let loc = &t.address.location;
-            if !subslots.contains(&(loc.slot, loc.subslot)) {
-                subslots.push((loc.slot, loc.subslot));
+        // Numbered in order of first appearance, modules first; indexed so a device of
+        // thousands of tags is numbered in n log n, not n².
+        let mut subslots: Vec<(u16, u16)> = Vec::new();
+        let mut numbers: BTreeMap<(u16, u16), u32> = BTreeMap::new();
+        let places = options.modules.iter().map(|m| (m.slot, m.subslot)).chain(
+            tags.iter()
+                .map(|t| (t.address.location.slot, t.address.location.subslot)),
+        );
+        for place in places {
+            if let std::collections::btree_map::Entry::Vacant(e) = numbers.entry(place) {
+                e.insert(u32::try_from(subslots.len()).unwrap_or(u32::MAX));
+                subslots.push(place);
             }
         }
         let images = Images::new(
@@ -78,7 +81,7 @@ impl ProfinetSimDriver {
                 let loc = &t.address.location;
                 match loc.area {
                     Area::Record(_) => None,
-                    _ => subslots.iter().position(|s| *s == (loc.slot, loc.subslot)),
+                    _ => numbers.get(&(loc.slot, loc.subslot)).copied(),
                 }
             })
             .collect();
@@ -145,7 +148,7 @@ impl Driver for ProfinetSimDriver {
             subslot_bad.copy_from_slice(subslot_fixed_bad);
             for (subslot, sample) in tag_subslots.iter().zip(step.samples) {
                 if let (Some(s), TagSample::Bad(BadReason::DeviceFailure)) = (subslot, sample) {
-                    if let Some(bad) = subslot_bad.get_mut(*s) {
+                    if let Some(bad) = subslot_bad.get_mut(*s as usize) {
                         *bad = true;
                     }
                 }
@@ -153,7 +156,7 @@ impl Driver for ProfinetSimDriver {
             for (i, (subslot, sample)) in tag_subslots.iter().zip(step.samples).enumerate() {
                 let tag = u32::try_from(i).unwrap_or(u32::MAX);
                 let iops_bad = subslot
-                    .and_then(|s| subslot_bad.get(s).copied())
+                    .and_then(|s| subslot_bad.get(s as usize).copied())
                     .unwrap_or(false);
                 let reading = match sample {
                     _ if iops_bad => Reading::bad(tag, BadReason::DeviceFailure),
