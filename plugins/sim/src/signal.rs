@@ -363,6 +363,7 @@ pub(crate) fn literal_raw(lit: &Literal, data_type: DataType) -> Result<Raw, Str
 impl Signal {
     /// The value at step `k` (time `t` seconds after the device's start). A random walk is
     /// not pure: the device keeps its state and calls [`Signal::walk`] instead.
+    #[inline]
     pub(crate) fn eval(
         &self,
         data_type: DataType,
@@ -467,6 +468,7 @@ impl Signal {
 
 /// Converts a number to the tag's type, saturating at the type's bounds as a PLC limits an
 /// analog value, so noise on a signal near a bound never turns a reading Bad.
+#[inline]
 pub(crate) fn number_to_value(x: f64, data_type: DataType) -> Value {
     if let Ok(v) = Value::from_f64(x, data_type) {
         return v;
