@@ -46,25 +46,26 @@ pub enum RecordError {
 /// Encodes samples of one device. Returns the record and its newest sample time.
 pub fn encode(table: &TagTable, device: &str, samples: &[&Sample]) -> (Vec<u8>, Timestamp) {
     let mut newest = Timestamp(i64::MIN);
-    let metrics: Vec<Metric> = samples
-        .iter()
-        .filter_map(|s| {
-            let def = table.tag(s.tag)?;
-            newest = newest.max(s.time);
-            let mut m = codec::metric(&MetricSpec {
-                name: Some(&def.path.tag),
-                alias: None,
-                data_type: def.data_type,
-                value: s.value.as_ref(),
-                quality: codec::data_quality(s.quality),
-                units: None,
-                time: s.time,
-            });
-            // µs, not the wire's ms: the journal keeps the source time exactly.
-            m.timestamp = Some(s.time.as_micros() as u64);
-            Some(m)
-        })
-        .collect();
+    // Sized up front: one allocation for the batch, not a doubling series of them.
+    let mut metrics: Vec<Metric> = Vec::with_capacity(samples.len());
+    for s in samples {
+        let Some(def) = table.tag(s.tag) else {
+            continue;
+        };
+        newest = newest.max(s.time);
+        let mut m = codec::metric(&MetricSpec {
+            name: Some(&def.path.tag),
+            alias: None,
+            data_type: def.data_type,
+            value: s.value.as_ref(),
+            quality: codec::data_quality(s.quality),
+            units: None,
+            time: s.time,
+        });
+        // µs, not the wire's ms: the journal keeps the source time exactly.
+        m.timestamp = Some(s.time.as_micros() as u64);
+        metrics.push(m);
+    }
     let mut payload = sparkplug_rs::Payload::new();
     payload.metrics = metrics;
     let body = codec::encode(&payload);

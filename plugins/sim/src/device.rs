@@ -13,6 +13,12 @@ use crate::signal::{number_to_value, zero_value, Raw, Signal, SignalOptions};
 /// At most this many steps are emitted by one read; older ones are skipped (with one warn
 /// line), so a process that was suspended for a day does not flood the pipeline.
 pub const MAX_CATCH_UP: u64 = 10_000;
+/// And at most this many samples (steps × tags, at least one step): a device of 2,500 tags
+/// that fell 10,000 steps behind would otherwise hand over 25 million samples in one read,
+/// gigabytes that the runtime's queues, bounded at about this many samples a batch, cannot
+/// hold back. A simulator behind a pipeline that cannot keep up skips steps, as a real
+/// device polled too slowly shows only its current value.
+pub const MAX_CATCH_UP_SAMPLES: u64 = 65_536;
 /// Skipped steps are still evaluated silently up to this many, so random walks and stuck
 /// values stay on their deterministic course; past it the walk continues from where it was.
 pub const MAX_REPLAY: u64 = 1_000_000;
@@ -206,6 +212,9 @@ pub struct SimDevice {
     /// The last step evaluated: every step evaluates every tag, so one for all tags.
     evaluated: Option<u64>,
     next_step: u64,
+    /// Whether the last read skipped steps: the warning is logged when skipping starts,
+    /// not at every read of a device that stays behind.
+    behind: bool,
     connected: bool,
     samples: Vec<TagSample>,
 }
@@ -332,6 +341,7 @@ impl SimDevice {
             faults: Vec::new(),
             evaluated: None,
             next_step: 0,
+            behind: false,
             connected: false,
         };
         let names: Vec<&str> = (0..count).map(|i| device.names.get(i)).collect();
@@ -445,18 +455,23 @@ impl SimDevice {
         }
         let due = current - self.next_step + 1;
         let mut first = self.next_step;
-        let emit_from = if due > MAX_CATCH_UP {
-            let from = current + 1 - MAX_CATCH_UP;
+        let cap = MAX_CATCH_UP.min((MAX_CATCH_UP_SAMPLES / self.tags.len().max(1) as u64).max(1));
+        let emit_from = if due > cap {
+            let from = current + 1 - cap;
             let replayed = (from - first).min(MAX_REPLAY);
             first = from - replayed;
-            warn!(
-                device = %self.name,
-                skipped = from - self.next_step,
-                replayed,
-                "simulated device fell behind; skipping the oldest steps"
-            );
+            if !self.behind {
+                warn!(
+                    device = %self.name,
+                    skipped = from - self.next_step,
+                    replayed,
+                    "simulated device fell behind; skipping the oldest steps"
+                );
+            }
+            self.behind = true;
             from
         } else {
+            self.behind = false;
             first
         };
         for k in first..=current {

@@ -9,7 +9,8 @@
 //! each with its own `source_time`. The value of a tag at step `k` is a function of
 //! `(seed, tag name, k, faults, writes)`, never of when or how often the runtime reads, so
 //! reading every step or every seventh step gives the same stream. A read that finds no new
-//! step due pushes nothing. At most [`MAX_CATCH_UP`] steps are emitted per read.
+//! step due pushes nothing. At most [`MAX_CATCH_UP`] steps, and no more than
+//! [`MAX_CATCH_UP_SAMPLES`] samples, are emitted per read.
 //!
 //! # Signals (tag `options:`)
 //! | `signal:` | keys (default) | value at time `t` since start |
@@ -50,7 +51,10 @@ use std::sync::Arc;
 
 use uaedge_driver::{async_trait, Driver, LinkError, Reading, Timestamp, Value, WriteError};
 
-pub use device::{sample_reading, SimDevice, SimTag, Step, TagSample, MAX_CATCH_UP, MAX_REPLAY};
+pub use device::{
+    sample_reading, SimDevice, SimTag, Step, TagSample, MAX_CATCH_UP, MAX_CATCH_UP_SAMPLES,
+    MAX_REPLAY,
+};
 pub use factory::{box_driver, check_device, parse_number, sim_tags, start_device, SimAddress};
 pub use fault::{Effect, Fault, FaultKind, FaultSpec};
 pub use rng::name_key;

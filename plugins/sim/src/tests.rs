@@ -431,6 +431,24 @@ fn writes_hold_from_their_step_until_the_next_write() {
 }
 
 #[test]
+fn catch_up_of_a_big_device_is_capped_in_samples() {
+    let tags = (0..1_000)
+        .map(|i| tag(&format!("c{i}"), DataType::UInt64, "{signal: counter}"))
+        .collect();
+    let mut d = device(tags, &[]);
+    let mut out = Vec::new();
+    d.read_due(at(25_000), &mut out).expect("read");
+    let steps = crate::MAX_CATCH_UP_SAMPLES / 1_000;
+    assert_eq!(out.len() as u64, steps * 1_000);
+    // The newest steps, each tag counting on from where the skipped steps left it.
+    assert_eq!(
+        out.first().and_then(|r| r.value.clone()),
+        Some(Value::UInt64(25_001 - steps))
+    );
+    assert_eq!(out.last().and_then(|r| r.source_time), Some(at(25_000)));
+}
+
+#[test]
 fn catch_up_is_capped() {
     let mut d = device(vec![tag("c", DataType::UInt64, "{signal: counter}")], &[]);
     let mut out = Vec::new();
