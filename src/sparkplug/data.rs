@@ -91,6 +91,11 @@ impl Node {
             // Held in the journal until the device's next DBIRTH.
             return;
         }
+        if !self.room_for_data() {
+            // Stays in the journal; the drain sends it as historical once there is room.
+            self.drain_idle = false;
+            return;
+        }
         // Sized up front: one allocation for the batch, not a doubling series of them.
         let mut metrics: Vec<Metric> = Vec::with_capacity(samples.len());
         for s in samples {

@@ -17,8 +17,10 @@ pub enum Track {
 
 #[derive(Debug, Default)]
 pub struct Inflight {
-    /// Handed to rumqttc, not yet reported as `Outgoing::Publish`.
-    queued: VecDeque<Track>,
+    /// Handed to rumqttc, not yet reported as `Outgoing::Publish`, with each payload's size.
+    queued: VecDeque<(Track, usize)>,
+    /// The payload bytes of `queued`.
+    queued_bytes: usize,
     /// Written with a packet id, awaiting PUBACK.
     by_pkid: HashMap<u16, Track>,
     /// Journal seqs in either of the above, with when they were handed to rumqttc: a
@@ -27,18 +29,27 @@ pub struct Inflight {
 }
 
 impl Inflight {
-    /// A `try_publish` succeeded.
-    pub fn queued(&mut self, track: Track) {
+    /// A `try_publish` of a payload of `bytes` succeeded.
+    pub fn queued(&mut self, track: Track, bytes: usize) {
         if let Track::Record { seq, .. } = track {
             self.seqs.insert(seq, Instant::now());
         }
-        self.queued.push_back(track);
+        self.queued.push_back((track, bytes));
+        self.queued_bytes += bytes;
+    }
+
+    /// Payload bytes handed to rumqttc and not yet written to the connection. rumqttc's
+    /// request queue is bounded in requests, and one request may be the DDATA of a device
+    /// of 20,000 registers (a quarter of a megabyte), so this is what bounds its memory.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// `Outgoing::Publish(pkid)`: returns the track when the publish is complete already
     /// (QoS 0 has pkid 0 and no PUBACK).
     pub fn written(&mut self, pkid: u16) -> Option<Track> {
-        let track = self.queued.pop_front()?;
+        let (track, bytes) = self.queued.pop_front()?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
         if pkid == 0 {
             let _ = self.forget(track);
             return Some(track);
@@ -78,6 +89,7 @@ impl Inflight {
     /// The session ended: whatever was in flight stays in the journal and drains later.
     pub fn clear(&mut self) {
         self.queued.clear();
+        self.queued_bytes = 0;
         self.by_pkid.clear();
         self.seqs.clear();
     }
@@ -90,12 +102,15 @@ mod tests {
     #[test]
     fn pairs_in_order_and_handles_qos0() {
         let mut f = Inflight::default();
-        f.queued(Track::Untracked);
-        f.queued(Track::Record { seq: 7, samples: 2 });
-        f.queued(Track::Record { seq: 8, samples: 1 });
+        f.queued(Track::Untracked, 10);
+        f.queued(Track::Record { seq: 7, samples: 2 }, 20);
+        f.queued(Track::Record { seq: 8, samples: 1 }, 30);
+        assert_eq!(f.queued_bytes(), 60);
         assert_eq!(f.written(0), Some(Track::Untracked));
+        assert_eq!(f.queued_bytes(), 50);
         assert_eq!(f.written(1), None);
         assert_eq!(f.written(2), None);
+        assert_eq!(f.queued_bytes(), 0, "written, only awaiting PUBACK");
         assert!(f.contains(7) && f.contains(8));
         let track = |a: Option<(Track, Option<Duration>)>| a.map(|(t, _)| t);
         let (acked, latency) = f.acked(2).expect("pkid 2");

@@ -27,6 +27,12 @@ use crate::store::{Journal, JournalConfig};
 pub(super) const BD_SEQ_KEY: &str = "sparkplug.bd_seq";
 /// Model event batches queued from the router.
 pub const MODEL_QUEUE: usize = 256;
+/// Session events handled in one turn of the node's loop, after the one that woke it: the
+/// whole queue's worth, so rumqttc's event loop never waits on the node for long.
+const SESSION_EVENTS_PER_TURN: usize = 256;
+/// Payload bytes of data that may wait in front of the MQTT connection (see
+/// [`Node::room_for_data`]): about half a second of 1M samples/s.
+pub(super) const QUEUED_BYTES: usize = 8 << 20;
 /// Longest the node's shutdown takes: in-flight PUBACKs (1 s), NDEATH's PUBACK (2 s),
 /// DISCONNECT (1 s), and the final commit.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(6);
@@ -279,7 +285,7 @@ impl Node {
                     // The runtime is gone without a shutdown; nothing more will come.
                     None => break,
                 },
-                ev = next_session_event(&mut self.session) => self.on_session(ev),
+                ev = next_session_event(&mut self.session) => self.on_session_events(ev),
                 _ = sleep_until(commit_at) => self.commit(),
                 _ = sleep_until(retry_at) => self.connect(),
                 _ = tick.tick() => self.on_tick(),
@@ -341,6 +347,23 @@ impl Node {
             };
         } else {
             self.backoff();
+        }
+    }
+
+    /// Handles `first` and every event already queued behind it. Events are cheap and a
+    /// model batch is not: taking one event per turn of the loop let them pile up under load
+    /// until the queue was full and rumqttc's event loop, waiting to hand over the next one,
+    /// stopped writing to the connection (2M samples/s offered: 330k delivered, p99 23 s).
+    fn on_session_events(&mut self, first: Option<SessionEvent>) {
+        self.on_session(first);
+        for _ in 0..SESSION_EVENTS_PER_TURN {
+            let Some(session) = &mut self.session else {
+                return;
+            };
+            match session.events.try_recv() {
+                Ok(ev) => self.on_session(Some(ev)),
+                Err(_) => return,
+            }
         }
     }
 
@@ -429,11 +452,15 @@ impl Node {
         let Some(session) = &self.session else {
             return false;
         };
+        if matches!(track, Track::Record { .. }) && !self.room_for_data() {
+            return false;
+        }
         let bytes = codec::encode(&build(self.seq));
+        let size = bytes.len();
         match session.client.try_publish(topic, qos, false, bytes) {
             Ok(()) => {
                 self.seq = self.seq.wrapping_add(1);
-                self.inflight.queued(track);
+                self.inflight.queued(track, size);
                 true
             }
             Err(e) => {
@@ -441,6 +468,14 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// Whether a data record may go to rumqttc now. Past [`QUEUED_BYTES`] waiting to be
+    /// written, the broker or the link is not keeping up: records stay in the journal, and
+    /// the drain sends them (historical) once it does, so memory and the latency of what is
+    /// sent live stay bounded instead of queueing without end in front of the connection.
+    pub(super) fn room_for_data(&self) -> bool {
+        self.inflight.queued_bytes() < QUEUED_BYTES
     }
 
     pub(super) fn data_qos(&self) -> QoS {
@@ -766,7 +801,7 @@ impl Node {
             warn!("MQTT request queue full: NDEATH not sent (the broker's Will covers it)");
             return;
         }
-        self.inflight.queued(Track::Death);
+        self.inflight.queued(Track::Death, 0);
         let until = Instant::now() + Duration::from_secs(2);
         loop {
             let ev =
