@@ -268,7 +268,7 @@ impl DriverFactory for EnipSimFactory {
         options: EnipSimOptions,
         tags: Vec<TagSpec<EnipAddress>>,
     ) -> Box<dyn Driver> {
-        let driver = EnipSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock::new()));
+        let driver = EnipSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock));
         uaedge_sim::box_driver(device, driver)
     }
 

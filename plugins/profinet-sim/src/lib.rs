@@ -256,7 +256,7 @@ impl DriverFactory for ProfinetSimFactory {
         tags: Vec<TagSpec<ProfinetAddress>>,
     ) -> Box<dyn Driver> {
         let driver =
-            ProfinetSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock::new()));
+            ProfinetSimDriver::new(device, options, tags, std::sync::Arc::new(SystemClock));
         uaedge_sim::box_driver(device, driver)
     }
 

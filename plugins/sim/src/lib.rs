@@ -5,8 +5,7 @@
 //! # Virtual time
 //! A [`SimDevice`] has a sample period (by default the device's poll interval). Step `k`
 //! has the time `start + k * period`, where `start` is the wall clock at build aligned down
-//! to the period. In service "now" is that wall clock moved on by the monotonic clock
-//! ([`SystemClock`]), so clock corrections neither silence a device nor make it burst. Each read emits every step elapsed since the previous read, oldest first,
+//! to the period. Each read emits every step elapsed since the previous read, oldest first,
 //! each with its own `source_time`. The value of a tag at step `k` is a function of
 //! `(seed, tag name, k, faults, writes)`, never of when or how often the runtime reads, so
 //! reading every step or every seventh step gives the same stream. A read that finds no new
@@ -67,36 +66,13 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }
 
-/// The wall clock as it read when the clock was made, moved on by the monotonic clock. A
-/// simulated device then steps evenly through clock corrections: on the wall clock itself,
-/// a clock set back an hour silenced it for an hour and one set forward made it catch up
-/// in a burst. The price is that its timestamps drift from the wall clock by whatever was
-/// corrected since, which a simulation can afford.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
-    wall: Timestamp,
-    mono: std::time::Instant,
-}
-
-impl SystemClock {
-    pub fn new() -> SystemClock {
-        SystemClock {
-            wall: Timestamp::now(),
-            mono: std::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> SystemClock {
-        SystemClock::new()
-    }
-}
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let us = i64::try_from(self.mono.elapsed().as_micros()).unwrap_or(i64::MAX);
-        Timestamp(self.wall.0.saturating_add(us))
+        Timestamp::now()
     }
 }
 

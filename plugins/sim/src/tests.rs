@@ -533,20 +533,3 @@ fn fault_errors_name_the_problem() {
     assert!(err("[{kind: dropout, tag: a, at: 1s, duration: 5s, every: 5s}]").contains("overlap"));
     assert!(err("[{kind: spike, tag: a, at: 1s}]").starts_with("faults[0]: "));
 }
-
-#[test]
-fn system_clock_starts_at_the_wall_clock_and_never_steps_back() {
-    use crate::Clock;
-    let clock = crate::SystemClock::new();
-    let first = clock.now();
-    assert!(
-        (first.0 - Timestamp::now().0).abs() < 1_000_000,
-        "{first:?}"
-    );
-    let mut last = first;
-    for _ in 0..1_000 {
-        let t = clock.now();
-        assert!(t >= last, "{t:?} after {last:?}");
-        last = t;
-    }
-}
