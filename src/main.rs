@@ -310,9 +310,10 @@ fn release_freed_memory() {
 /// each thread that allocates under contention an arena of its own (up to 8 per core), and
 /// memory freed into one arena is not reused by another: the model built on one thread and
 /// the batches passing through the workers left a 100,000-tag gateway at 174 MB of RSS for
-/// 113 MB with one arena. The hot path does not notice: small blocks come from each thread's
-/// cache without the arena's lock, and `loadgen --scenario sim-100k` used no more CPU.
-/// Must run before any other thread starts.
+/// 113 MB with one arena (80 MB once the simulators were compact, against 120 MB with the
+/// default). The price is some CPU: small blocks come from each thread's cache without the
+/// arena's lock, but `loadgen --scenario modbus-10k` took 6.5–7.4 % of a core against
+/// 5.9–6.0 % with the default (README, Performance). Must run before any other thread starts.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

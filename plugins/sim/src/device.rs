@@ -13,7 +13,8 @@ use crate::signal::{number_to_value, zero_value, Raw, Signal, SignalOptions};
 /// At most this many steps are emitted by one read; older ones are skipped (with one warn
 /// line), so a process that was suspended for a day does not flood the pipeline.
 pub const MAX_CATCH_UP: u64 = 10_000;
-/// And at most this many samples (steps × tags, at least one step): a device of 2,500 tags
+/// And at most this many samples (steps × tags), never fewer steps than one poll brings
+/// (see `SimDevice::read_every`): a device of 2,500 tags
 /// that fell 10,000 steps behind would otherwise hand over 25 million samples in one read,
 /// gigabytes that the runtime's queues, bounded at about this many samples a batch, cannot
 /// hold back. A simulator behind a pipeline that cannot keep up skips steps, as a real
@@ -212,6 +213,10 @@ pub struct SimDevice {
     /// The last step evaluated: every step evaluates every tag, so one for all tags.
     evaluated: Option<u64>,
     next_step: u64,
+    /// Steps one read brings when the device keeps up: the poll interval over the sample
+    /// period, plus one for a read that lands late. The samples cap never cuts below it, so
+    /// only a device that really fell behind skips steps.
+    poll_steps: u64,
     /// Whether the last read skipped steps: the warning is logged when skipping starts,
     /// not at every read of a device that stays behind.
     behind: bool,
@@ -243,6 +248,14 @@ impl SimDevice {
             }),
             faults,
         )
+    }
+
+    /// Tells the device how often it is read (see `poll_steps`).
+    pub fn read_every(mut self, poll_interval: std::time::Duration) -> SimDevice {
+        let period = u128::try_from(self.period_us).unwrap_or(1).max(1);
+        let steps = poll_interval.as_micros().div_ceil(period) + 1;
+        self.poll_steps = u64::try_from(steps).unwrap_or(u64::MAX).max(1);
+        self
     }
 
     /// [`SimDevice::new`] from borrowed tags.
@@ -341,6 +354,7 @@ impl SimDevice {
             faults: Vec::new(),
             evaluated: None,
             next_step: 0,
+            poll_steps: 1,
             behind: false,
             connected: false,
         };
@@ -455,7 +469,8 @@ impl SimDevice {
         }
         let due = current - self.next_step + 1;
         let mut first = self.next_step;
-        let cap = MAX_CATCH_UP.min((MAX_CATCH_UP_SAMPLES / self.tags.len().max(1) as u64).max(1));
+        let cap = MAX_CATCH_UP
+            .min((MAX_CATCH_UP_SAMPLES / self.tags.len().max(1) as u64).max(self.poll_steps));
         let emit_from = if due > cap {
             let from = current + 1 - cap;
             let replayed = (from - first).min(MAX_REPLAY);

@@ -85,6 +85,7 @@ pub fn start_device<A: SimAddress>(
         tag_refs(tags),
         faults,
     )
+    .map(|d| d.read_every(device.poll_interval))
 }
 
 /// For `DriverFactory::build`, which cannot fail: the driver, or a [`ConfigErrorDriver`]

@@ -9,8 +9,9 @@
 //! each with its own `source_time`. The value of a tag at step `k` is a function of
 //! `(seed, tag name, k, faults, writes)`, never of when or how often the runtime reads, so
 //! reading every step or every seventh step gives the same stream. A read that finds no new
-//! step due pushes nothing. At most [`MAX_CATCH_UP`] steps, and no more than
-//! [`MAX_CATCH_UP_SAMPLES`] samples, are emitted per read.
+//! step due pushes nothing. A read emits at most [`MAX_CATCH_UP`] steps and, beyond the steps
+//! one poll interval brings, at most [`MAX_CATCH_UP_SAMPLES`] samples: a device read later
+//! than that (the pipeline behind it overloaded, the process suspended) skips the oldest.
 //!
 //! # Signals (tag `options:`)
 //! | `signal:` | keys (default) | value at time `t` since start |

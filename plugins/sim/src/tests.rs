@@ -449,6 +449,24 @@ fn catch_up_of_a_big_device_is_capped_in_samples() {
 }
 
 #[test]
+fn a_device_read_less_often_than_it_steps_keeps_every_step() {
+    // 1,000 tags stepping every second, read every 100 s: 100 steps of 1,000 samples a read,
+    // above the samples cap, and all of them due in the normal course.
+    let tags = (0..1_000)
+        .map(|i| tag(&format!("c{i}"), DataType::UInt64, "{signal: counter}"))
+        .collect();
+    let mut d = device(tags, &[]).read_every(std::time::Duration::from_secs(100));
+    let mut out = Vec::new();
+    d.read_due(at(100), &mut out).expect("read");
+    d.read_due(at(200), &mut out).expect("read");
+    assert_eq!(out.len(), 201 * 1_000, "every step from 0 to 200");
+    // Fallen far behind, it skips down to the cap again, keeping one poll's worth.
+    out.clear();
+    d.read_due(at(20_000), &mut out).expect("read");
+    assert_eq!(out.len(), 101 * 1_000);
+}
+
+#[test]
 fn catch_up_is_capped() {
     let mut d = device(vec![tag("c", DataType::UInt64, "{signal: counter}")], &[]);
     let mut out = Vec::new();
