@@ -27,9 +27,6 @@ use crate::store::{Journal, JournalConfig};
 pub(super) const BD_SEQ_KEY: &str = "sparkplug.bd_seq";
 /// Model event batches queued from the router.
 pub const MODEL_QUEUE: usize = 256;
-/// Session events handled in one turn of the node's loop, after the one that woke it: the
-/// whole queue's worth, so rumqttc's event loop never waits on the node for long.
-const SESSION_EVENTS_PER_TURN: usize = 256;
 /// Payload bytes of data that may wait in front of the MQTT connection (see
 /// [`Node::room_for_data`]): about half a second of 1M samples/s.
 pub(super) const QUEUED_BYTES: usize = 8 << 20;
@@ -356,7 +353,8 @@ impl Node {
     /// stopped writing to the connection (2M samples/s offered: 330k delivered, p99 23 s).
     fn on_session_events(&mut self, first: Option<SessionEvent>) {
         self.on_session(first);
-        for _ in 0..SESSION_EVENTS_PER_TURN {
+        // At most the queue's worth, so a busy connection cannot keep the model waiting.
+        for _ in 0..super::session::EVENT_QUEUE {
             let Some(session) = &mut self.session else {
                 return;
             };

@@ -27,7 +27,7 @@ pub const INFLIGHT: u16 = 100;
 /// the journal.
 pub const REQUEST_QUEUE: usize = 1024;
 /// Events queued from the event loop to the node.
-const EVENT_QUEUE: usize = 256;
+pub const EVENT_QUEUE: usize = 256;
 /// Largest packet accepted from the broker (commands are small; this bounds a hostile one).
 const MAX_INCOMING: usize = 1024 * 1024;
 /// Largest packet sent (a DBIRTH of a device with many tags).

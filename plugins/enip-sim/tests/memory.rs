@@ -11,22 +11,17 @@ use uaedge_sim::SignalKind;
 
 const TAGS: usize = 10_000;
 
-/// The 100k-tag load of issue 8, one device of it: `uint32` Logix tags counting every step.
+/// Logix tags `Tag_<i>`, counting.
 fn counter_tags() -> Vec<TagSpec<EnipAddress>> {
     let options = EnipTagOptions {
         signal: Some(SignalKind::Counter),
         ..Default::default()
     };
-    (0..TAGS)
-        .map(|i| TagSpec {
-            name: format!("t{i}"),
-            data_type: DataType::UInt32,
-            writable: false,
-            address: EnipSimFactory
-                .parse_address(&format!("Tag_{i}"), DataType::UInt32, &options)
-                .expect("address"),
-        })
-        .collect()
+    per_tag::counter_tags(TAGS, |i| {
+        EnipSimFactory
+            .parse_address(&format!("Tag_{i}"), DataType::UInt32, &options)
+            .expect("address")
+    })
 }
 
 // One test in this binary, so no other test allocates while it counts.

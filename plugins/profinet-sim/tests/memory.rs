@@ -13,26 +13,21 @@ use uaedge_sim::SignalKind;
 
 const TAGS: usize = 10_000;
 
-/// `uint32` inputs counting every step, 100 to a subslot, as in issue 8's 100k-tag load.
+/// Inputs counting, 100 `uint32` to a subslot.
 fn counter_tags() -> Vec<TagSpec<ProfinetAddress>> {
     let options = ProfinetTagOptions {
         signal: Some(SignalKind::Counter),
         ..Default::default()
     };
-    (0..TAGS)
-        .map(|i| TagSpec {
-            name: format!("t{i}"),
-            data_type: DataType::UInt32,
-            writable: false,
-            address: ProfinetSimFactory
-                .parse_address(
-                    &format!("in:{}.1:{}", 1 + i / 100, 4 * (i % 100)),
-                    DataType::UInt32,
-                    &options,
-                )
-                .expect("address"),
-        })
-        .collect()
+    per_tag::counter_tags(TAGS, |i| {
+        ProfinetSimFactory
+            .parse_address(
+                &format!("in:{}.1:{}", 1 + i / 100, 4 * (i % 100)),
+                DataType::UInt32,
+                &options,
+            )
+            .expect("address")
+    })
 }
 
 // One test in this binary, so no other test allocates while it counts.

@@ -43,6 +43,19 @@ fn live() -> (isize, isize) {
     (BYTES.load(Ordering::SeqCst), BLOCKS.load(Ordering::SeqCst))
 }
 
+/// `n` `uint32` tags named `t<i>` counting every step, each at the address `address(i)`:
+/// one device of issue 8's 100k-tag load.
+pub fn counter_tags<A>(n: usize, address: impl Fn(usize) -> A) -> Vec<TagSpec<A>> {
+    (0..n)
+        .map(|i| TagSpec {
+            name: format!("t{i}"),
+            data_type: uaedge_driver::DataType::UInt32,
+            writable: false,
+            address: address(i),
+        })
+        .collect()
+}
+
 /// Holds a driver of `tags` (one device of issue 8's 100k-tag load), and the SimDevice of
 /// those tags inside it, to the budget. `build` makes the driver from the device's info,
 /// the tags and a clock.
