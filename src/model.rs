@@ -369,6 +369,40 @@ impl TagTable {
         ids.get(at).copied()
     }
 
+    /// The id of the device named `name`.
+    pub fn device_id(&self, name: &str) -> Option<DeviceId> {
+        self.device_ids.get(name).copied()
+    }
+
+    /// The tags of `device` whose names start with `prefix/` (all of them for an empty
+    /// prefix), in name order: what the OPC UA server shows inside a folder.
+    pub fn tags_under<'a>(
+        &'a self,
+        device: DeviceId,
+        prefix: &str,
+    ) -> impl Iterator<Item = &'a TagDef> + 'a {
+        let ids = self
+            .device(device)
+            .and_then(|d| {
+                self.by_name
+                    .get(d.first_tag as usize..(d.first_tag + d.tag_count) as usize)
+            })
+            .unwrap_or(&[]);
+        let key = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let name = |id: &TagId| self.tags.get(id.index()).map_or("", |t| &*t.path.tag);
+        // Names with a common prefix sit together in name order.
+        let start = ids.partition_point(|id| name(id) < key.as_str());
+        ids.get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|id| self.tags.get(id.index()))
+            .take_while(move |t| t.path.tag.starts_with(key.as_str()))
+    }
+
     /// Looks up the tag that has `path` in this table.
     pub fn find_path(&self, path: &TagPath) -> Option<TagId> {
         self.find_in(&path.device, &path.tag)

@@ -1,9 +1,10 @@
 //! The address space: Objects/uaedge/Devices/<device>/<folders…>/<tag>, a Status object
 //! per device and a Runtime object.
 //!
-//! Only structure lives here (nodes, references, static properties such as EURange); the
-//! values of tags, Status and Runtime variables are read from the model when asked, so the
-//! server holds no second copy of them.
+//! No node is stored. Every node is worked out from its NodeId and the [`TagTable`] when a
+//! client asks: its attributes, its references, its value. A stored node with its
+//! references cost about 2.2 KB a tag in async-opcua's in-memory address space (300 MB at
+//! 100,000 tags); this costs nothing a tag, and a reload has nothing to rebuild.
 //!
 //! NodeIds: a tag is `s=<device>/<tag>`, exactly its TagPath; a device folder is
 //! `s=<device>`. Nodes uaedge adds around the model use forms no tag path can take (tag
@@ -11,19 +12,29 @@
 //! with `/`, Status and properties sit behind `//` (`s=press3//Status/Connected`,
 //! `s=press3/hydraulics/pressure//EURange`), and the fixed nodes start with `/`
 //! (`s=/uaedge/Runtime`).
+//!
+//! Folders come from the `/`-separated parts of tag names. A prefix that is itself a tag
+//! holds its children as components of that tag's variable (Organizes may only start at
+//! an object): an alarm `pressure/Alarms/high` sits in an `Alarms` folder that is a
+//! component of the `pressure` variable, never in a folder `pressure` beside it.
 
-use std::collections::HashMap;
-
-use opcua::server::address_space::{AccessLevel, AddressSpace, ObjectBuilder, VariableBuilder};
-use opcua::types::{
-    DataTypeId, ExtensionObject, NodeId, ObjectId, ObjectTypeId, QualifiedName, Range,
-    VariableTypeId,
+use opcua::server::address_space::{
+    AccessLevel, NodeType, ObjectBuilder, ReferenceDirection, VariableBuilder,
 };
-use tracing::warn;
+use opcua::types::{
+    DataTypeId, ExtensionObject, LocalizedText, NodeClass, NodeId, ObjectId, ObjectTypeId,
+    QualifiedName, Range, ReferenceTypeId, VariableTypeId,
+};
 
 use super::convert;
 use super::units;
-use crate::model::{DeviceId, TagId, TagTable};
+use crate::model::{DeviceId, TagDef, TagId, TagTable};
+
+const ROOT: &str = "/uaedge";
+const DEVICES: &str = "/uaedge/Devices";
+const RUNTIME: &str = "/uaedge/Runtime";
+const RUNTIME_PREFIX: &str = "/uaedge/Runtime/";
+const STATUS: &str = "Status";
 
 /// A live variable of the Status object of each device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +47,7 @@ pub enum StatusField {
 }
 
 impl StatusField {
-    const ALL: [StatusField; 5] = [
+    pub const ALL: [StatusField; 5] = [
         StatusField::Connected,
         StatusField::LastError,
         StatusField::Driver,
@@ -44,7 +55,7 @@ impl StatusField {
         StatusField::SamplesIn,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             StatusField::Connected => "Connected",
             StatusField::LastError => "LastError",
@@ -54,7 +65,7 @@ impl StatusField {
         }
     }
 
-    fn data_type(self) -> DataTypeId {
+    pub fn data_type(self) -> DataTypeId {
         match self {
             StatusField::Connected => DataTypeId::Boolean,
             StatusField::LastError | StatusField::Driver => DataTypeId::String,
@@ -76,7 +87,7 @@ pub enum RuntimeField {
 }
 
 impl RuntimeField {
-    const ALL: [RuntimeField; 7] = [
+    pub const ALL: [RuntimeField; 7] = [
         RuntimeField::MqttConnected,
         RuntimeField::PrimaryHostOnline,
         RuntimeField::StoreBacklog,
@@ -86,7 +97,7 @@ impl RuntimeField {
         RuntimeField::AlarmTransitions,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             RuntimeField::MqttConnected => "MqttConnected",
             RuntimeField::PrimaryHostOnline => "PrimaryHostOnline",
@@ -98,14 +109,14 @@ impl RuntimeField {
         }
     }
 
-    fn data_type(self) -> DataTypeId {
+    pub fn data_type(self) -> DataTypeId {
         match self {
             RuntimeField::MqttConnected | RuntimeField::PrimaryHostOnline => DataTypeId::Boolean,
             _ => DataTypeId::UInt64,
         }
     }
 
-    fn description(self) -> &'static str {
+    pub fn description(self) -> &'static str {
         match self {
             RuntimeField::MqttConnected => "The Sparkplug edge node's MQTT connection is up",
             RuntimeField::PrimaryHostOnline => {
@@ -122,49 +133,51 @@ impl RuntimeField {
     }
 }
 
-/// What a variable node of ours stands for.
+/// A property of a tag variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Property {
+    EngineeringUnits,
+    EURange,
+}
+
+impl Property {
+    fn name(self) -> &'static str {
+        match self {
+            Property::EngineeringUnits => "EngineeringUnits",
+            Property::EURange => "EURange",
+        }
+    }
+}
+
+/// A node of uaedge's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Root,
+    Devices,
+    Runtime,
+    RuntimeVar(RuntimeField),
+    Device(DeviceId),
+    Status(DeviceId),
+    StatusVar(DeviceId, StatusField),
+    /// A folder of a device's tags, by the part of their names it stands for.
+    Folder(DeviceId, Box<str>),
     Tag(TagId),
-    Status(DeviceId, StatusField),
-    Runtime(RuntimeField),
+    Property(TagId, Property),
 }
 
-/// The way from NodeIds to the model and back.
-pub struct Index {
-    pub by_node: HashMap<NodeId, Target>,
-    /// Each tag's NodeId, by TagId.
-    pub tag_nodes: Vec<NodeId>,
-    /// Every node made for a device, by device name: what a reload deletes when the device
-    /// goes or changes.
-    pub device_nodes: HashMap<String, Vec<NodeId>>,
+/// A reference from a node: its type, direction and the node at the other end, which is
+/// ours or (for type definitions and the Objects folder) one of the core namespace's.
+#[derive(Debug, Clone)]
+pub struct Ref {
+    pub kind: ReferenceTypeId,
+    pub direction: ReferenceDirection,
+    pub target: Target,
 }
 
-impl Index {
-    pub fn target(&self, node: &NodeId) -> Option<Target> {
-        self.by_node.get(node).copied()
-    }
-}
-
-/// The Status or Runtime variable `node` names in `table`, from its NodeId alone (so a
-/// sampler made before a reload finds its device's new DeviceId).
-pub fn target_in(table: &TagTable, node: &NodeId) -> Option<Target> {
-    let opcua::types::Identifier::String(s) = &node.identifier else {
-        return None;
-    };
-    let s = s.as_ref();
-    if let Some(field) = s.strip_prefix("/uaedge/Runtime/") {
-        return RuntimeField::ALL
-            .into_iter()
-            .find(|f| f.name() == field)
-            .map(Target::Runtime);
-    }
-    let (device, field) = s.split_once("//Status/")?;
-    let id = table.devices().iter().find(|d| d.name == device)?.id;
-    StatusField::ALL
-        .into_iter()
-        .find(|f| f.name() == field)
-        .map(|f| Target::Status(id, f))
+#[derive(Debug, Clone)]
+pub enum Target {
+    Ours(Node),
+    Core(NodeId),
 }
 
 /// The NodeId of a tag, for clients and tests: `ns=<ns>;s=<device>/<tag>`.
@@ -172,311 +185,589 @@ pub fn tag_node_id(ns: u16, path: &str) -> NodeId {
     NodeId::new(ns, path.to_string())
 }
 
-/// Builds every node of the model into `space`, whose namespace `ns` must be registered.
-pub fn build(space: &mut AddressSpace, ns: u16, table: &TagTable) -> Index {
-    let id = |s: String| NodeId::new(ns, s);
-    let name = |s: &str| QualifiedName::new(ns, s);
-    let mut index = index_of(ns, table);
-    let mut fixed = Vec::new();
-    let nodes = &mut fixed;
-
-    let root = id("/uaedge".into());
-    insert_object(
-        space,
-        nodes,
-        ObjectBuilder::new(&root, name("uaedge"), "uaedge")
-            .is_folder()
-            .description("uaedge edge runtime: devices and their tags, runtime status")
-            .organized_by(ObjectId::ObjectsFolder),
-    );
-    let devices = id("/uaedge/Devices".into());
-    insert_object(
-        space,
-        nodes,
-        ObjectBuilder::new(&devices, name("Devices"), "Devices")
-            .is_folder()
-            .organized_by(root.clone()),
-    );
-    let runtime = id("/uaedge/Runtime".into());
-    insert_object(
-        space,
-        nodes,
-        ObjectBuilder::new(&runtime, name("Runtime"), "Runtime")
-            .has_type_definition(ObjectTypeId::BaseObjectType)
-            .description(
-                "State of the runtime: Sparkplug link, store-and-forward, throughput, alarms",
-            )
-            .component_of(root),
-    );
-    for field in RuntimeField::ALL {
-        let node = id(format!("/uaedge/Runtime/{}", field.name()));
-        insert_variable(
-            space,
-            nodes,
-            VariableBuilder::new(&node, name(field.name()), field.name())
-                .data_type(field.data_type())
-                .value_rank(-1)
-                .description(field.description())
-                .has_type_definition(VariableTypeId::BaseDataVariableType)
-                .component_of(runtime.clone()),
-        );
-    }
-
-    for device in table.devices() {
-        let made = insert_device(space, ns, table, device);
-        index.device_nodes.insert(device.name.clone(), made);
-    }
-    index
+/// Reads uaedge's nodes out of a table, for namespace `ns`.
+pub struct Space<'a> {
+    pub ns: u16,
+    pub table: &'a TagTable,
 }
 
-/// The NodeIds of `table`'s tags, Status and Runtime variables, without touching a space.
-fn index_of(ns: u16, table: &TagTable) -> Index {
-    let id = |s: String| NodeId::new(ns, s);
-    let mut by_node = HashMap::with_capacity(table.tags().len() + 8 * table.devices().len() + 8);
-    for field in RuntimeField::ALL {
-        by_node.insert(
-            id(format!("/uaedge/Runtime/{}", field.name())),
-            Target::Runtime(field),
-        );
-    }
-    for device in table.devices() {
-        for field in StatusField::ALL {
-            by_node.insert(
-                id(format!("{}//Status/{}", device.name, field.name())),
-                Target::Status(device.id, field),
-            );
+impl Space<'_> {
+    /// The node `id` names, if it exists.
+    pub fn node(&self, id: &NodeId) -> Option<Node> {
+        if id.namespace != self.ns {
+            return None;
         }
-    }
-    let tag_nodes: Vec<NodeId> = table
-        .tags()
-        .iter()
-        .map(|t| id(t.path.to_string()))
-        .collect();
-    for (t, node) in table.tags().iter().zip(&tag_nodes) {
-        by_node.insert(node.clone(), Target::Tag(t.id));
-    }
-    Index {
-        by_node,
-        tag_nodes,
-        device_nodes: HashMap::new(),
-    }
-}
-
-/// Brings `space` from `old_table` to `table`: the nodes of devices removed or changed in
-/// shape (see [`TagTable::same_device_shape`]) go, those of added or changed ones come,
-/// and the rest stay as they are, so monitored items on them keep delivering. Returns the
-/// new index and how many devices were rebuilt or removed.
-pub fn rebuild(
-    space: &mut AddressSpace,
-    ns: u16,
-    old: &Index,
-    old_table: &TagTable,
-    table: &TagTable,
-) -> (Index, usize) {
-    let mut index = index_of(ns, table);
-    let mut touched = 0;
-    for (name, nodes) in &old.device_nodes {
-        if old_table.same_device_shape(name, table) {
-            index.device_nodes.insert(name.clone(), nodes.clone());
-            continue;
+        let opcua::types::Identifier::String(s) = &id.identifier else {
+            return None;
+        };
+        let s = s.as_ref();
+        match s {
+            ROOT => return Some(Node::Root),
+            DEVICES => return Some(Node::Devices),
+            RUNTIME => return Some(Node::Runtime),
+            _ => {}
         }
-        touched += 1;
-        for node in nodes {
-            space.delete(node, true);
+        if let Some(field) = s.strip_prefix(RUNTIME_PREFIX) {
+            return RuntimeField::ALL
+                .into_iter()
+                .find(|f| f.name() == field)
+                .map(Node::RuntimeVar);
         }
-    }
-    for device in table.devices() {
-        if index.device_nodes.contains_key(&device.name) {
-            continue;
-        }
-        // A changed device was counted when its old nodes went.
-        if !old.device_nodes.contains_key(&device.name) {
-            touched += 1;
-        }
-        let made = insert_device(space, ns, table, device);
-        index.device_nodes.insert(device.name.clone(), made);
-    }
-    (index, touched)
-}
-
-/// A device's folder, Status object and tags, under Devices; returns every NodeId made.
-fn insert_device(
-    space: &mut AddressSpace,
-    ns: u16,
-    table: &TagTable,
-    device: &crate::model::DeviceDef,
-) -> Vec<NodeId> {
-    let id = |s: String| NodeId::new(ns, s);
-    let name = |s: &str| QualifiedName::new(ns, s);
-    let devices = id("/uaedge/Devices".into());
-    let mut made = Vec::new();
-    let nodes = &mut made;
-    {
-        let dev = id(device.name.clone());
-        insert_object(
-            space,
-            nodes,
-            ObjectBuilder::new(&dev, name(&device.name), device.name.as_str())
-                .is_folder()
-                .description(format!(
-                    "device `{}` (driver {})",
-                    device.name, device.driver
-                ))
-                .organized_by(devices.clone()),
-        );
-        let status = id(format!("{}//Status", device.name));
-        insert_object(
-            space,
-            nodes,
-            ObjectBuilder::new(&status, name("Status"), "Status")
-                .has_type_definition(ObjectTypeId::BaseObjectType)
-                .description("the device link: connected, last error, driver, counters")
-                .component_of(dev.clone()),
-        );
-        for field in StatusField::ALL {
-            let node = id(format!("{}//Status/{}", device.name, field.name()));
-            insert_variable(
-                space,
-                nodes,
-                VariableBuilder::new(&node, name(field.name()), field.name())
-                    .data_type(field.data_type())
-                    .value_rank(-1)
-                    .has_type_definition(VariableTypeId::BaseDataVariableType)
-                    .component_of(status.clone()),
-            );
-        }
-
-        // Folders for the `/`-separated parts of tag names, made on first use. A prefix that is
-        // itself a tag hangs its children under that tag's variable instead: an alarm
-        // `pressure/Alarms/high` sits in an `Alarms` folder that is a component of the
-        // `pressure` variable (Organizes may only start at an object), never in a folder
-        // `pressure` beside it.
-        let mut parents: HashMap<String, NodeId> = HashMap::new();
-        let device_tags = table.device_tags(device.id);
-        let tag_paths: HashMap<&str, NodeId> = device_tags
-            .iter()
-            .map(|t| (&*t.path.tag, id(t.path.to_string())))
-            .collect();
-        for tag in device_tags {
-            let segments: Vec<&str> = tag.path.tag.split('/').collect();
-            let mut parent = dev.clone();
-            let mut parent_is_tag = false;
-            let mut prefix = String::new();
-            for segment in &segments[..segments.len().saturating_sub(1)] {
-                if !prefix.is_empty() {
-                    prefix.push('/');
-                }
-                prefix.push_str(segment);
-                let under_tag = parent_is_tag;
-                parent_is_tag = tag_paths.contains_key(prefix.as_str());
-                parent = if let Some(tag_node) = tag_paths.get(prefix.as_str()) {
-                    tag_node.clone()
-                } else if let Some(folder) = parents.get(&prefix) {
-                    folder.clone()
-                } else {
-                    let folder = id(format!("{}/{prefix}/", device.name));
-                    let builder = ObjectBuilder::new(&folder, name(segment), *segment).is_folder();
-                    let builder = if under_tag {
-                        builder.component_of(parent.clone())
-                    } else {
-                        builder.organized_by(parent.clone())
-                    };
-                    insert_object(space, nodes, builder);
-                    parents.insert(prefix.clone(), folder.clone());
-                    folder
-                };
+        let Some((device, rest)) = s.split_once('/') else {
+            return self.table.device_id(s).map(Node::Device);
+        };
+        let device = self.table.device_id(device)?;
+        if let Some(status) = rest.strip_prefix('/') {
+            if status == STATUS {
+                return Some(Node::Status(device));
             }
-            let leaf = segments.last().copied().unwrap_or(&tag.path.tag);
-            let node = id(tag.path.to_string());
-            add_tag(space, nodes, ns, &node, leaf, tag, parent, parent_is_tag);
+            let field = status.strip_prefix(STATUS)?.strip_prefix('/')?;
+            return StatusField::ALL
+                .into_iter()
+                .find(|f| f.name() == field)
+                .map(|f| Node::StatusVar(device, f));
+        }
+        if let Some((tag, property)) = rest.split_once("//") {
+            let id = self.tag(device, tag)?;
+            let def = self.table.tag(id)?;
+            return match property {
+                "EngineeringUnits" if def.units.is_some() => {
+                    Some(Node::Property(id, Property::EngineeringUnits))
+                }
+                "EURange" if def.eng_range().is_some() => {
+                    Some(Node::Property(id, Property::EURange))
+                }
+                _ => None,
+            };
+        }
+        if let Some(prefix) = rest.strip_suffix('/') {
+            return self
+                .is_folder(device, prefix)
+                .then(|| Node::Folder(device, prefix.into()));
+        }
+        self.tag(device, rest).map(Node::Tag)
+    }
+
+    fn tag(&self, device: DeviceId, name: &str) -> Option<TagId> {
+        let d = self.table.device(device)?;
+        self.table.find_in(&d.name, name)
+    }
+
+    /// A folder is a part of tag names that is not a tag itself.
+    fn is_folder(&self, device: DeviceId, prefix: &str) -> bool {
+        !prefix.is_empty()
+            && self.tag(device, prefix).is_none()
+            && self.table.tags_under(device, prefix).next().is_some()
+    }
+
+    /// The NodeId of `node`.
+    pub fn node_id(&self, node: &Node) -> NodeId {
+        let device = |d: &DeviceId| self.table.device(*d).map_or("", |d| d.name.as_str());
+        let tag = |t: &TagId| {
+            self.table
+                .tag(*t)
+                .map_or_else(String::new, |t| t.path.to_string())
+        };
+        let s = match node {
+            Node::Root => ROOT.to_string(),
+            Node::Devices => DEVICES.to_string(),
+            Node::Runtime => RUNTIME.to_string(),
+            Node::RuntimeVar(f) => format!("{RUNTIME_PREFIX}{}", f.name()),
+            Node::Device(d) => device(d).to_string(),
+            Node::Status(d) => format!("{}//{STATUS}", device(d)),
+            Node::StatusVar(d, f) => format!("{}//{STATUS}/{}", device(d), f.name()),
+            Node::Folder(d, prefix) => format!("{}/{prefix}/", device(d)),
+            Node::Tag(t) => tag(t),
+            Node::Property(t, p) => format!("{}//{}", tag(t), p.name()),
+        };
+        NodeId::new(self.ns, s)
+    }
+
+    /// The browse name and display name of `node`. Properties have the standard browse
+    /// names of namespace 0, as OPC UA Part 8 defines them.
+    pub fn names(&self, node: &Node) -> (QualifiedName, LocalizedText) {
+        let ours = |s: &str| (QualifiedName::new(self.ns, s), LocalizedText::from(s));
+        match node {
+            Node::Root => ours("uaedge"),
+            Node::Devices => ours("Devices"),
+            Node::Runtime => ours("Runtime"),
+            Node::RuntimeVar(f) => ours(f.name()),
+            Node::Device(d) => ours(self.table.device(*d).map_or("", |d| d.name.as_str())),
+            Node::Status(_) => ours(STATUS),
+            Node::StatusVar(_, f) => ours(f.name()),
+            Node::Folder(_, prefix) => ours(leaf(prefix)),
+            Node::Tag(t) => ours(self.table.tag(*t).map_or("", |t| leaf(&t.path.tag))),
+            Node::Property(_, p) => (QualifiedName::from(p.name()), LocalizedText::from(p.name())),
         }
     }
-    made
+
+    pub fn node_class(node: &Node) -> NodeClass {
+        match node {
+            Node::Root
+            | Node::Devices
+            | Node::Runtime
+            | Node::Device(_)
+            | Node::Status(_)
+            | Node::Folder(..) => NodeClass::Object,
+            Node::RuntimeVar(_) | Node::StatusVar(..) | Node::Tag(_) | Node::Property(..) => {
+                NodeClass::Variable
+            }
+        }
+    }
+
+    pub fn type_definition(&self, node: &Node) -> NodeId {
+        match node {
+            Node::Root | Node::Devices | Node::Device(_) | Node::Folder(..) => {
+                ObjectTypeId::FolderType.into()
+            }
+            Node::Runtime | Node::Status(_) => ObjectTypeId::BaseObjectType.into(),
+            Node::RuntimeVar(_) | Node::StatusVar(..) => {
+                VariableTypeId::BaseDataVariableType.into()
+            }
+            Node::Tag(t) => {
+                if self.table.tag(*t).is_some_and(|t| t.range.is_some()) {
+                    VariableTypeId::AnalogItemType.into()
+                } else {
+                    VariableTypeId::BaseDataVariableType.into()
+                }
+            }
+            Node::Property(..) => VariableTypeId::PropertyType.into(),
+        }
+    }
+
+    /// Every reference of `node`, both ways.
+    pub fn references(&self, node: &Node) -> Vec<Ref> {
+        let mut refs = vec![Ref {
+            kind: ReferenceTypeId::HasTypeDefinition,
+            direction: ReferenceDirection::Forward,
+            target: Target::Core(self.type_definition(node)),
+        }];
+        let mut add = |kind, direction, target| {
+            refs.push(Ref {
+                kind,
+                direction,
+                target,
+            })
+        };
+        use ReferenceDirection::{Forward, Inverse};
+        use ReferenceTypeId::{HasComponent, HasProperty, Organizes};
+        match node {
+            Node::Root => {
+                add(
+                    Organizes,
+                    Inverse,
+                    Target::Core(ObjectId::ObjectsFolder.into()),
+                );
+                add(Organizes, Forward, Target::Ours(Node::Devices));
+                add(HasComponent, Forward, Target::Ours(Node::Runtime));
+            }
+            Node::Devices => {
+                add(Organizes, Inverse, Target::Ours(Node::Root));
+                for d in self.table.devices() {
+                    add(Organizes, Forward, Target::Ours(Node::Device(d.id)));
+                }
+            }
+            Node::Runtime => {
+                add(HasComponent, Inverse, Target::Ours(Node::Root));
+                for f in RuntimeField::ALL {
+                    add(HasComponent, Forward, Target::Ours(Node::RuntimeVar(f)));
+                }
+            }
+            Node::RuntimeVar(_) => add(HasComponent, Inverse, Target::Ours(Node::Runtime)),
+            Node::Device(d) => {
+                add(Organizes, Inverse, Target::Ours(Node::Devices));
+                add(HasComponent, Forward, Target::Ours(Node::Status(*d)));
+                for child in self.children(*d, "") {
+                    add(Organizes, Forward, Target::Ours(child));
+                }
+            }
+            Node::Status(d) => {
+                add(HasComponent, Inverse, Target::Ours(Node::Device(*d)));
+                for f in StatusField::ALL {
+                    add(HasComponent, Forward, Target::Ours(Node::StatusVar(*d, f)));
+                }
+            }
+            Node::StatusVar(d, _) => add(HasComponent, Inverse, Target::Ours(Node::Status(*d))),
+            Node::Folder(d, prefix) => {
+                let (kind, parent) = self.parent(*d, prefix);
+                add(kind, Inverse, Target::Ours(parent));
+                for child in self.children(*d, prefix) {
+                    add(Organizes, Forward, Target::Ours(child));
+                }
+            }
+            Node::Tag(t) => {
+                if let Some(def) = self.table.tag(*t) {
+                    let (kind, parent) = self.parent(def.device, &def.path.tag);
+                    add(kind, Inverse, Target::Ours(parent));
+                    for p in properties(def) {
+                        add(HasProperty, Forward, Target::Ours(Node::Property(*t, p)));
+                    }
+                    for child in self.children(def.device, &def.path.tag) {
+                        add(HasComponent, Forward, Target::Ours(child));
+                    }
+                }
+            }
+            Node::Property(t, _) => add(HasProperty, Inverse, Target::Ours(Node::Tag(*t))),
+        }
+        refs
+    }
+
+    /// The references of a node of the core namespace to ours: the Objects folder
+    /// organizes uaedge's root. The inverse of HasTypeDefinition is left out, as OPC UA
+    /// allows: a type node would otherwise list every tag.
+    pub fn core_references(&self, id: &NodeId) -> Vec<Ref> {
+        if *id == ObjectId::ObjectsFolder {
+            vec![Ref {
+                kind: ReferenceTypeId::Organizes,
+                direction: ReferenceDirection::Forward,
+                target: Target::Ours(Node::Root),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The node that holds `name` (a tag's name or a folder's part of one) and the type of
+    /// its reference to it: a tag holds its children as components, a folder or the device
+    /// organizes them.
+    fn parent(&self, device: DeviceId, name: &str) -> (ReferenceTypeId, Node) {
+        match name.rsplit_once('/') {
+            None => (ReferenceTypeId::Organizes, Node::Device(device)),
+            Some((prefix, _)) => match self.tag(device, prefix) {
+                Some(tag) => (ReferenceTypeId::HasComponent, Node::Tag(tag)),
+                None => (
+                    ReferenceTypeId::Organizes,
+                    Node::Folder(device, prefix.into()),
+                ),
+            },
+        }
+    }
+
+    /// The tags and folders directly inside `prefix` of `device` (its top level for an
+    /// empty prefix), in name order.
+    fn children(&self, device: DeviceId, prefix: &str) -> Vec<Node> {
+        let skip = if prefix.is_empty() {
+            0
+        } else {
+            prefix.len() + 1
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for t in self.table.tags_under(device, prefix) {
+            let rest = t.path.tag.get(skip..).unwrap_or_default();
+            let segment = rest.split('/').next().unwrap_or_default();
+            if !seen.insert(segment) {
+                continue;
+            }
+            let name = t.path.tag.get(..skip + segment.len()).unwrap_or_default();
+            out.push(if name.len() == t.path.tag.len() {
+                Node::Tag(t.id)
+            } else {
+                match self.tag(device, name) {
+                    Some(tag) => Node::Tag(tag),
+                    None => Node::Folder(device, name.into()),
+                }
+            });
+        }
+        out
+    }
+
+    /// `node` as an async-opcua node, with the attributes a client reads (values of tags,
+    /// Status and Runtime variables aside: those come from the model). `None` when the
+    /// node cannot be made (never for a node [`Space::node`] found).
+    pub fn build(&self, node: &Node) -> Option<NodeType> {
+        let id = self.node_id(node);
+        let (browse, display) = self.names(node);
+        let object = |description: Option<String>| {
+            let b = ObjectBuilder::new(&id, browse.clone(), display.clone());
+            let b = match description {
+                Some(d) => b.description(d),
+                None => b,
+            };
+            b.is_valid().then(|| NodeType::Object(Box::new(b.build())))
+        };
+        let variable = |b: VariableBuilder| {
+            let b = b.value_rank(-1);
+            b.is_valid()
+                .then(|| NodeType::Variable(Box::new(b.build())))
+        };
+        let new_variable = || VariableBuilder::new(&id, browse.clone(), display.clone());
+        match node {
+            Node::Root => object(Some(
+                "uaedge edge runtime: devices and their tags, runtime status".into(),
+            )),
+            Node::Devices => object(None),
+            Node::Runtime => object(Some(
+                "State of the runtime: Sparkplug link, store-and-forward, throughput, alarms"
+                    .into(),
+            )),
+            Node::RuntimeVar(f) => variable(
+                new_variable()
+                    .data_type(f.data_type())
+                    .description(f.description()),
+            ),
+            Node::Device(d) => {
+                let d = self.table.device(*d)?;
+                object(Some(format!("device `{}` (driver {})", d.name, d.driver)))
+            }
+            Node::Status(_) => object(Some(
+                "the device link: connected, last error, driver, counters".into(),
+            )),
+            Node::StatusVar(_, f) => variable(new_variable().data_type(f.data_type())),
+            Node::Folder(..) => object(None),
+            Node::Tag(t) => {
+                let tag = self.table.tag(*t)?;
+                let access = access_level(tag);
+                let description = match &tag.description {
+                    Some(d) => format!("{d} ({})", tag.address),
+                    None => tag.address.to_string(),
+                };
+                variable(
+                    new_variable()
+                        .data_type(convert::data_type_id(tag.data_type))
+                        .access_level(access)
+                        .user_access_level(access)
+                        .description(description),
+                )
+            }
+            Node::Property(t, p) => {
+                let tag = self.table.tag(*t)?;
+                let b = new_variable();
+                variable(match p {
+                    Property::EngineeringUnits => {
+                        b.data_type(DataTypeId::EUInformation)
+                            .value(ExtensionObject::from_message(units::eu_information(
+                                tag.units.as_deref().unwrap_or_default(),
+                            )))
+                    }
+                    Property::EURange => {
+                        let [low, high] = tag.eng_range()?;
+                        b.data_type(DataTypeId::Range)
+                            .value(ExtensionObject::from_message(Range { low, high }))
+                    }
+                })
+            }
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn add_tag(
-    space: &mut AddressSpace,
-    nodes: &mut Vec<NodeId>,
-    ns: u16,
-    node: &NodeId,
-    leaf: &str,
-    tag: &crate::model::TagDef,
-    parent: NodeId,
-    parent_is_tag: bool,
-) {
+/// What a client may do with a tag's value (before its user's rights).
+pub fn access_level(tag: &TagDef) -> AccessLevel {
     let mut access = AccessLevel::CURRENT_READ;
     if tag.writable {
         access |= AccessLevel::CURRENT_WRITE;
     }
-    let description = match &tag.description {
-        Some(d) => format!("{d} ({})", tag.address),
-        None => tag.address.to_string(),
-    };
-    let type_definition = if tag.range.is_some() {
-        VariableTypeId::AnalogItemType
-    } else {
-        VariableTypeId::BaseDataVariableType
-    };
-    let builder = VariableBuilder::new(node, QualifiedName::new(ns, leaf), leaf)
-        .data_type(convert::data_type_id(tag.data_type))
-        .value_rank(-1)
-        .access_level(access)
-        .user_access_level(access)
-        .description(description)
-        .has_type_definition(type_definition);
-    let builder = if parent_is_tag {
-        builder.component_of(parent)
-    } else {
-        builder.organized_by(parent)
-    };
-    insert_variable(space, nodes, builder);
-
-    if let Some(units) = &tag.units {
-        let eu = NodeId::new(ns, format!("{}//EngineeringUnits", tag.path));
-        insert_variable(
-            space,
-            nodes,
-            VariableBuilder::new(&eu, "EngineeringUnits", "EngineeringUnits")
-                .data_type(DataTypeId::EUInformation)
-                .value_rank(-1)
-                .value(ExtensionObject::from_message(units::eu_information(units)))
-                .has_type_definition(VariableTypeId::PropertyType)
-                .property_of(node.clone()),
-        );
-    }
-    if let Some([low, high]) = tag.eng_range() {
-        let range = NodeId::new(ns, format!("{}//EURange", tag.path));
-        insert_variable(
-            space,
-            nodes,
-            VariableBuilder::new(&range, "EURange", "EURange")
-                .data_type(DataTypeId::Range)
-                .value_rank(-1)
-                .value(ExtensionObject::from_message(Range { low, high }))
-                .has_type_definition(VariableTypeId::PropertyType)
-                .property_of(node.clone()),
-        );
-    }
+    access
 }
 
-// The builders panic on an invalid node (a null id or browse name); config validation rules
-// those out, and a node that slipped through is logged and left out rather than taking
-// the server down.
-fn insert_object(space: &mut AddressSpace, nodes: &mut Vec<NodeId>, builder: ObjectBuilder) {
-    if builder.is_valid() {
-        nodes.push(builder.get_node_id().clone());
-        builder.insert(space);
-    } else {
-        warn!(node = %builder.get_node_id(), "invalid object node left out of the address space");
-    }
+fn properties(tag: &TagDef) -> impl Iterator<Item = Property> {
+    let units = tag.units.is_some().then_some(Property::EngineeringUnits);
+    let range = tag.eng_range().is_some().then_some(Property::EURange);
+    units.into_iter().chain(range)
 }
 
-fn insert_variable(space: &mut AddressSpace, nodes: &mut Vec<NodeId>, builder: VariableBuilder) {
-    if builder.is_valid() {
-        nodes.push(builder.get_node_id().clone());
-        builder.insert(space);
-    } else {
-        warn!(node = %builder.get_node_id(), "invalid variable node left out of the address space");
+/// The last part of a `/`-separated name.
+fn leaf(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Names chosen so that a folder's children are not neighbours in name order
+    /// (`b` < `b-x` < `b/c`), with an alarm under a tag and a tag in nested folders.
+    const CONFIG: &str = r#"
+devices:
+  - name: d
+    driver: enip-sim
+    tags:
+      - { name: a/b, type: int32, address: X1 }
+      - { name: a/b-x, type: int32, address: X2, units: bar }
+      - { name: a/b/c, type: int32, address: X3, range: [0, 10] }
+      - { name: a/e/f/g, type: int32, address: X4 }
+      - { name: top, type: float64, address: X5, units: "°C", range: [0, 100], writable: true, checks: [{ name: high, kind: limits, hi: 10 }] }
+  - name: other
+    driver: enip-sim
+    tags:
+      - { name: t, type: bool, address: Y1 }
+"#;
+
+    fn table() -> TagTable {
+        let mut config = Config::parse("t.yaml", CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        config.take_tag_table()
+    }
+
+    /// Every node reachable from the root, each once.
+    fn walk(space: &Space) -> Vec<Node> {
+        let mut seen = vec![Node::Root];
+        let mut i = 0;
+        while let Some(node) = seen.get(i).cloned() {
+            for r in space.references(&node) {
+                if let (ReferenceDirection::Forward, Target::Ours(t)) = (r.direction, r.target) {
+                    if !seen.contains(&t) {
+                        seen.push(t);
+                    }
+                }
+            }
+            i += 1;
+        }
+        seen
+    }
+
+    fn name(space: &Space, node: &Node) -> String {
+        match &space.node_id(node).identifier {
+            opcua::types::Identifier::String(s) => s.as_ref().to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_node_is_found_again_from_its_node_id_and_nothing_else_is() {
+        let table = table();
+        let space = Space {
+            ns: 2,
+            table: &table,
+        };
+        let nodes = walk(&space);
+        let names: Vec<String> = nodes.iter().map(|n| name(&space, n)).collect();
+        for (node, s) in nodes.iter().zip(&names) {
+            assert_eq!(
+                space.node(&NodeId::new(2, s.clone())).as_ref(),
+                Some(node),
+                "{s}"
+            );
+            assert!(space.build(node).is_some(), "{s}");
+        }
+        for expected in [
+            "d/a/",
+            "d/a/b",
+            "d/a/b-x",
+            "d/a/b/c",
+            "d/a/e/",
+            "d/a/e/f/",
+            "d/a/e/f/g",
+            "d/top",
+            "d/top/Alarms/",
+            "d/top/Alarms/high",
+            "d/top//EngineeringUnits",
+            "d/top//EURange",
+            "d/a/b-x//EngineeringUnits",
+            "d/a/b/c//EURange",
+            "d//Status",
+            "d//Status/Connected",
+            "other",
+            "/uaedge/Runtime/SamplesIn",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} not reached: {names:?}"
+            );
+        }
+        // Five tags, one alarm, one in `other`.
+        assert_eq!(
+            nodes.iter().filter(|n| matches!(n, Node::Tag(_))).count(),
+            7
+        );
+        for missing in [
+            "d/a/b/",
+            "d/a",
+            "d/a/e",
+            "d/nope",
+            "d/a/b//EngineeringUnits",
+            "d/top//Other",
+            "d//Status/Nope",
+            "d//Nope",
+            "nope",
+            "nope/t",
+            "/uaedge/Runtime/Nope",
+            "d/",
+        ] {
+            assert_eq!(space.node(&NodeId::new(2, missing)), None, "{missing}");
+        }
+        assert_eq!(
+            space.node(&NodeId::new(3, "d/a/b")),
+            None,
+            "another namespace"
+        );
+        assert_eq!(space.node(&NodeId::new(2, 7u32)), None, "a numeric NodeId");
+    }
+
+    #[test]
+    fn every_hierarchical_reference_has_its_inverse() {
+        let table = table();
+        let space = Space {
+            ns: 2,
+            table: &table,
+        };
+        for node in walk(&space) {
+            for r in space.references(&node) {
+                let Target::Ours(target) = &r.target else {
+                    continue;
+                };
+                let back = space.references(target).into_iter().any(|b| {
+                    b.kind == r.kind
+                        && b.direction != r.direction
+                        && matches!(&b.target, Target::Ours(n) if *n == node)
+                });
+                assert!(
+                    back,
+                    "{} -> {} has no way back",
+                    name(&space, &node),
+                    name(&space, target)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tag_holds_its_children_as_components_and_folders_organize_theirs() {
+        let table = table();
+        let space = Space {
+            ns: 2,
+            table: &table,
+        };
+        let top = space
+            .node(&NodeId::new(2, "d/top"))
+            .unwrap_or_else(|| panic!("top"));
+        let refs = space.references(&top);
+        let kinds = |want: ReferenceTypeId| {
+            refs.iter()
+                .filter(|r| r.kind == want && r.direction == ReferenceDirection::Forward)
+                .count()
+        };
+        assert_eq!(kinds(ReferenceTypeId::HasComponent), 1, "the Alarms folder");
+        assert_eq!(
+            kinds(ReferenceTypeId::HasProperty),
+            2,
+            "EngineeringUnits and EURange"
+        );
+        assert_eq!(
+            space.type_definition(&top),
+            NodeId::from(VariableTypeId::AnalogItemType)
+        );
+        let folder = space
+            .node(&NodeId::new(2, "d/a/"))
+            .unwrap_or_else(|| panic!("a/"));
+        let children: Vec<String> = space
+            .references(&folder)
+            .iter()
+            .filter_map(|r| match (&r.target, r.kind) {
+                (Target::Ours(n), ReferenceTypeId::Organizes)
+                    if r.direction == ReferenceDirection::Forward =>
+                {
+                    Some(name(&space, n))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(children, ["d/a/b", "d/a/b-x", "d/a/e/"]);
+        let (browse, _) = space.names(&Node::Property(TagId(0), Property::EURange));
+        assert_eq!(
+            browse,
+            QualifiedName::new(0, "EURange"),
+            "a standard property name"
+        );
     }
 }

@@ -4,14 +4,14 @@
 //! Built on async-opcua (pure-Rust crypto). The pieces:
 //! - `config.rs`: the `opcua:` YAML section and its validation.
 //! - `address_space.rs`: Objects/uaedge/Devices/<device>/<folders…>/<tag>, Status and
-//!   Runtime objects; NodeIds `ns=<uaedge>;s=<device>/<tag>`.
-//! - `node_manager.rs`: serves values from the [`TagTable`](crate::model::TagTable) on each
-//!   Read (no second copy of the values) and carries writes to [`Handle::write`].
+//!   Runtime objects; NodeIds `ns=<uaedge>;s=<device>/<tag>`. No node is stored: each is
+//!   worked out from the [`TagTable`](crate::model::TagTable) when a client asks.
+//! - `node_manager.rs`: answers Browse, Read, TranslateBrowsePaths and monitored items from
+//!   the table (no second copy of the values) and carries writes to [`Handle::write`].
 //! - `notify.rs`: pushes model events to monitored items, rather than sampling every tag,
-//!   and applies config reloads to the live address space in order with them: only the
-//!   nodes of removed devices and of devices whose tags changed go and come back, so
-//!   sessions and monitored items on untouched tags carry on. A changed `opcua:` section
-//!   restarts the server instead.
+//!   and applies config reloads in order with them: the address space shows the new table
+//!   from then on, so sessions and monitored items on untouched tags carry on. A changed
+//!   `opcua:` section restarts the server instead.
 //! - `auth.rs`: anonymous on/off, users with plain or argon2-hashed passwords, who may
 //!   write.
 //! - `convert.rs`, `units.rs`: types, StatusCodes, timestamps, EngineeringUnits.
@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opcua::crypto::SecurityPolicy;
-use opcua::server::node_manager::memory::InMemoryNodeManagerBuilder;
 use opcua::server::{ServerBuilder, ServerEndpoint, ANONYMOUS_USER_TOKEN_ID};
 use opcua::types::MessageSecurityMode;
 use tokio::task::JoinHandle;
@@ -227,7 +226,7 @@ fn build(
         .node_managers()
         .get_of_type::<ModelNodeManager>()
         .ok_or(OpcUaError::NodeManager)?;
-    let ns = manager.inner().namespace_index();
+    let ns = manager.namespace_index();
     Ok((server, server_handle.subscriptions().clone(), manager, ns))
 }
 
@@ -273,11 +272,11 @@ fn server_builder(
         .host(settings.hostname.clone())
         .port(settings.listen.port())
         .discovery_urls(vec!["/".to_string()])
-        .with_node_manager(InMemoryNodeManagerBuilder::new(ModelManagerBuilder {
+        .with_node_manager(ModelManagerBuilder {
             namespace_uri: settings.namespace_uri.clone(),
             handle: handle.clone(),
             auth: auth.clone(),
-        }))
+        })
         .with_authenticator(auth)
         .max_sessions(settings.max_sessions)
         .max_message_size(MAX_MESSAGE_SIZE)

@@ -1,40 +1,39 @@
-//! The node manager that serves the model: async-opcua's in-memory node manager keeps the
-//! structure (so Browse, TranslateBrowsePaths and attribute reads come for free), and this
-//! implementation answers what is live — tag values straight from the [`TagTable`], the
-//! Status and Runtime variables from the device and Sparkplug state — and carries writes
-//! to the devices.
+//! The node manager that serves the model. It stores no node: Browse, Read,
+//! TranslateBrowsePaths and monitored items are answered from the [`TagTable`] through
+//! [`Space`] (see `address_space.rs`), tag values straight from the table, the Status and
+//! Runtime variables from the device and Sparkplug state; writes go to the devices.
 //!
 //! [`TagTable`]: crate::model::TagTable
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opcua::server::address_space::AddressSpace;
+use opcua::server::address_space::{
+    is_supported_data_encoding, read_node_value, validate_node_read, AccessLevel, DefaultTypeTree,
+    EventNotifier, ReferenceDirection,
+};
 use opcua::server::diagnostics::NamespaceMetadata;
-use opcua::server::node_manager::memory::{
-    InMemoryNodeManager, InMemoryNodeManagerImpl, InMemoryNodeManagerImplBuilder,
-};
 use opcua::server::node_manager::{
-    MonitoredItemRef, MonitoredItemUpdateRef, ParsedReadValueId, RequestContext, ServerContext,
-    SyncSampler, WriteNode,
+    AddReferenceResult, BrowseNode, BrowsePathItem, DynNodeManager, ExternalReference,
+    ExternalReferenceRequest, MonitoredItemRef, MonitoredItemUpdateRef, NodeManager,
+    NodeManagerBuilder, NodeMetadata, ParsedReadValueId, ReadNode, RequestContext, ServerContext,
+    SyncSampler, TypeTreeReadContext, WriteNode,
 };
-use opcua::server::CreateMonitoredItem;
-use opcua::sync::RwLock;
+use opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use opcua::types::{
-    AttributeId, DataValue, MonitoringMode, NumericRange, StatusCode, TimestampsToReturn, UAString,
-    Variant,
+    AttributeId, BrowseDescriptionResultMask, DataValue, ExpandedNodeId, MonitoringMode, NodeId,
+    NumericRange, ReferenceDescription, StatusCode, TimestampsToReturn, UAString, Variant,
 };
 use tracing::{debug, info};
 use uaedge_driver::{Timestamp, WriteError};
 
-use super::address_space::{self, Index, RuntimeField, StatusField, Target};
+use super::address_space::{self, Node, RuntimeField, Space, StatusField, Target};
 use super::auth::Authenticator;
 use super::convert;
+use crate::model::{Sample, TagId, TagTable};
 use crate::runtime::Handle;
-
-/// The node manager type as the server holds it.
-pub type ModelNodeManager = InMemoryNodeManager<ModelManager>;
 
 pub struct ModelManagerBuilder {
     pub namespace_uri: String,
@@ -42,113 +41,344 @@ pub struct ModelManagerBuilder {
     pub auth: Arc<Authenticator>,
 }
 
-impl InMemoryNodeManagerImplBuilder for ModelManagerBuilder {
-    type Impl = ModelManager;
-
-    fn build(self, context: ServerContext, space: &mut AddressSpace) -> ModelManager {
+impl NodeManagerBuilder for ModelManagerBuilder {
+    fn build(self: Box<Self>, context: ServerContext) -> Arc<DynNodeManager> {
         let ns = context
             .type_tree
             .write()
             .namespaces_mut()
             .add_namespace(&self.namespace_uri);
-        space.add_namespace(&self.namespace_uri, ns);
         let table = self.handle.table();
-        let index = address_space::build(space, ns, &table);
         info!(
             namespace = %self.namespace_uri,
             ns,
-            tags = index.tag_nodes.len(),
-            "OPC UA address space built"
+            devices = table.devices().len(),
+            tags = table.tags().len(),
+            "OPC UA address space ready"
         );
-        ModelManager {
+        Arc::new(ModelNodeManager {
             namespace: NamespaceMetadata {
                 namespace_uri: self.namespace_uri,
                 namespace_index: ns,
                 ..Default::default()
             },
-            view: parking_lot::RwLock::new(Arc::new(View {
-                table,
-                index: Arc::new(index),
-            })),
+            table: parking_lot::RwLock::new(table),
             handle: self.handle,
             auth: self.auth,
             samplers: SyncSampler::new(),
-        }
+            watched: parking_lot::Mutex::new(Watched::default()),
+        })
     }
 }
 
-/// The table and the address space's index that belong to it, swapped as one by a reload
-/// so that a TagId is never looked up in the wrong table.
-pub struct View {
-    pub table: Arc<crate::model::TagTable>,
-    pub index: Arc<Index>,
+/// The tag nodes someone monitors, so that a sample costs a NodeId only when it will be
+/// sent (see [`ModelNodeManager::notify`]).
+#[derive(Default)]
+struct Watched {
+    /// Monitored items per tag NodeId. Kept across reloads: a tag that goes and comes back
+    /// with a later reload is served again.
+    nodes: HashMap<NodeId, u32>,
+    /// The monitored tags of the current table.
+    tags: HashMap<TagId, NodeId>,
 }
 
-pub struct ModelManager {
+pub struct ModelNodeManager {
     namespace: NamespaceMetadata,
-    view: parking_lot::RwLock<Arc<View>>,
+    /// The model the address space shows. It changes only in [`ModelNodeManager::reload`],
+    /// which the notifier calls in order with the samples, so a TagId of a sample it
+    /// pushes is never looked up in the wrong table.
+    table: parking_lot::RwLock<Arc<TagTable>>,
     handle: Handle,
     auth: Arc<Authenticator>,
     /// Polls the few Status and Runtime variables someone monitors; tags are pushed from
     /// model events instead (see `notify.rs`).
     samplers: SyncSampler,
+    watched: parking_lot::Mutex<Watched>,
 }
 
-impl ModelManager {
-    pub fn view(&self) -> Arc<View> {
-        self.view.read().clone()
-    }
+/// What is left of a Browse when a client asked for fewer references than there are.
+struct BrowseRest {
+    references: VecDeque<ReferenceDescription>,
+}
 
-    /// Brings the address space to `table`: only the nodes of devices that went or changed
-    /// shape are deleted, only those of new or changed ones added (see
-    /// [`address_space::rebuild`]); sessions and monitored items stay.
-    pub fn reload(&self, space: &RwLock<AddressSpace>, table: Arc<crate::model::TagTable>) {
-        let old = self.view();
-        if Arc::ptr_eq(&old.table, &table) {
-            return;
-        }
-        // The view changes while the space is locked for writing: a Read (which takes the
-        // space, then the view) never pairs new nodes with the old index.
-        let mut space = space.write();
-        let (index, touched) = address_space::rebuild(
-            &mut space,
-            self.namespace.namespace_index,
-            &old.index,
-            &old.table,
-            &table,
-        );
-        let tags = index.tag_nodes.len();
-        *self.view.write() = Arc::new(View {
-            table,
-            index: Arc::new(index),
-        });
-        drop(space);
-        info!(
-            devices_rebuilt = touched,
-            tags, "OPC UA address space updated for the reloaded config"
-        );
-    }
-
+impl ModelNodeManager {
     pub fn namespace_index(&self) -> u16 {
         self.namespace.namespace_index
     }
 
-    async fn write_one(
+    pub fn table(&self) -> Arc<TagTable> {
+        self.table.read().clone()
+    }
+
+    /// Shows `table` from now on. Nothing is rebuilt: nodes are worked out from the table
+    /// on each request, so sessions and monitored items on untouched tags carry on.
+    pub fn reload(&self, table: Arc<TagTable>) {
+        let mut watched = self.watched.lock();
+        if Arc::ptr_eq(&self.table.read(), &table) {
+            return;
+        }
+        let space = Space {
+            ns: self.namespace_index(),
+            table: &table,
+        };
+        let tags = watched
+            .nodes
+            .keys()
+            .filter_map(|n| match space.node(n) {
+                Some(Node::Tag(t)) => Some((t, n.clone())),
+                _ => None,
+            })
+            .collect();
+        watched.tags = tags;
+        info!(
+            devices = table.devices().len(),
+            tags = table.tags().len(),
+            "OPC UA address space follows the reloaded config"
+        );
+        *self.table.write() = table;
+    }
+
+    /// Hands the changes in `batch` to the monitored items of their tags.
+    pub fn notify(&self, subscriptions: &SubscriptionCache, batch: &[Sample]) {
+        let watched = self.watched.lock();
+        if watched.tags.is_empty() {
+            return;
+        }
+        let now = Timestamp::now();
+        let mut notifier = subscriptions.data_notifier();
+        for s in batch {
+            let Some(node) = watched.tags.get(&s.tag) else {
+                continue;
+            };
+            if let Some(mut items) = notifier.notify_for(node, AttributeId::Value) {
+                items.data_value(convert::data_value(
+                    s.value.as_ref(),
+                    s.quality,
+                    s.time,
+                    now,
+                ));
+            }
+        }
+        // Dropping the notifier hands the values to the subscriptions.
+    }
+
+    fn watch(&self, node: &NodeId) {
+        let mut watched = self.watched.lock();
+        let table = self.table();
+        *watched.nodes.entry(node.clone()).or_default() += 1;
+        if let Some(Node::Tag(t)) = self.space(&table).node(node) {
+            watched.tags.insert(t, node.clone());
+        }
+    }
+
+    fn unwatch(&self, node: &NodeId) {
+        let mut watched = self.watched.lock();
+        let Some(count) = watched.nodes.get_mut(node) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            watched.nodes.remove(node);
+            watched.tags.retain(|_, n| n != node);
+        }
+    }
+
+    fn space<'a>(&self, table: &'a TagTable) -> Space<'a> {
+        Space {
+            ns: self.namespace_index(),
+            table,
+        }
+    }
+
+    /// Reads one attribute of one of our nodes. Tag values come from `states`, taken
+    /// under one lock for a whole request.
+    fn read_one(
         &self,
         context: &RequestContext,
-        space: &RwLock<AddressSpace>,
-        write: &mut WriteNode,
+        space: &Space,
+        states: &[crate::model::TagState],
+        n: &ParsedReadValueId,
+        max_age: f64,
+        ttr: TimestampsToReturn,
+    ) -> DataValue {
+        let Some(node) = space.node(&n.node_id) else {
+            return status_only(StatusCode::BadNodeIdUnknown);
+        };
+        if n.attribute_id == AttributeId::Value {
+            if let Node::Tag(tag) = node {
+                // The hot path (a SCADA poll of thousands of tags) builds no node.
+                let Some(def) = space.table.tag(tag) else {
+                    return status_only(StatusCode::BadNodeIdUnknown);
+                };
+                let access = context.authenticator.effective_user_access_level(
+                    &context.token,
+                    address_space::access_level(def),
+                    &n.node_id,
+                );
+                if !access.contains(AccessLevel::CURRENT_READ) {
+                    return status_only(StatusCode::BadUserAccessDenied);
+                }
+                if !is_supported_data_encoding(&n.data_encoding) {
+                    return status_only(StatusCode::BadDataEncodingInvalid);
+                }
+                if n.index_range != NumericRange::None {
+                    return status_only(StatusCode::BadIndexRangeNoData);
+                }
+                return match states.get(tag.index()) {
+                    Some(s) => apply_timestamps(convert::state_value(s), ttr),
+                    None => status_only(StatusCode::BadNodeIdUnknown),
+                };
+            }
+        }
+        let Some(built) = space.build(&node) else {
+            return status_only(StatusCode::BadNodeIdUnknown);
+        };
+        if let Err(e) = validate_node_read(&built, context, n) {
+            return status_only(e);
+        }
+        match node {
+            Node::StatusVar(..) | Node::RuntimeVar(_) if n.attribute_id == AttributeId::Value => {
+                if n.index_range != NumericRange::None {
+                    return status_only(StatusCode::BadIndexRangeNoData);
+                }
+                apply_timestamps(live(&self.handle, space.table, &node), ttr)
+            }
+            _ => read_node_value(&built, context, n, max_age, ttr),
+        }
+    }
+
+    /// What a Browse shows of the other end of a reference.
+    fn metadata(&self, space: &Space, node: &Node) -> NodeMetadata {
+        let (browse_name, display_name) = space.names(node);
+        NodeMetadata {
+            node_id: ExpandedNodeId::new(space.node_id(node)),
+            type_definition: ExpandedNodeId::new(space.type_definition(node)),
+            browse_name,
+            display_name,
+            node_class: Space::node_class(node),
+        }
+    }
+
+    fn browse_one(&self, space: &Space, type_tree: &dyn TypeTreeReadContext, b: &mut BrowseNode) {
+        let type_tree = type_tree.get();
+        let refs = match space.node(b.node_id()) {
+            Some(node) => {
+                b.set_status(StatusCode::Good);
+                space.references(&node)
+            }
+            None => space.core_references(b.node_id()),
+        };
+        let mut rest = VecDeque::new();
+        for r in refs {
+            let wanted = match r.direction {
+                ReferenceDirection::Forward => b.allows_forward(),
+                ReferenceDirection::Inverse => b.allows_inverse(),
+            };
+            if !wanted || !b.allows_reference_type(&r.kind.into(), type_tree) {
+                continue;
+            }
+            match r.target {
+                Target::Ours(target) => {
+                    let desc = self
+                        .metadata(space, &target)
+                        .into_ref_desc(r.direction == ReferenceDirection::Forward, r.kind);
+                    if let AddReferenceResult::Full(d) = b.add(type_tree, desc) {
+                        rest.push_back(d);
+                    }
+                }
+                // The core namespace's node manager names these.
+                Target::Core(id) => b.push_external_reference(ExternalReference::new(
+                    id.into(),
+                    r.kind.into(),
+                    r.direction,
+                )),
+            }
+        }
+        if !rest.is_empty() {
+            b.set_next_continuation_point(Box::new(BrowseRest { references: rest }));
+        }
+    }
+
+    /// Follows a relative path as far as our nodes go; a step that leaves them (to the
+    /// core namespace) is handed back unmatched, for the node manager that owns it.
+    fn translate_one(
+        &self,
+        space: &Space,
+        type_tree: &dyn TypeTreeReadContext,
+        context: &RequestContext,
+        item: &mut BrowsePathItem,
     ) {
-        let status = self.check_write(context, space, write);
-        let (tag, value) = match status {
+        let type_tree = type_tree.get();
+        if let Some(name) = item.unmatched_browse_name() {
+            let matched = space
+                .node(item.node_id())
+                .is_some_and(|n| name.is_null() || space.names(&n).0 == *name);
+            if !matched {
+                return;
+            }
+            item.set_browse_name_matched(context.current_node_manager_index);
+        }
+        let start = item.node_id().clone();
+        let mut current: Vec<NodeId> = vec![start];
+        let mut found = Vec::new();
+        for (depth, element) in item.path().iter().enumerate() {
+            let depth = depth + 1;
+            let mut next = Vec::new();
+            let mut seen = HashSet::new();
+            for id in &current {
+                let refs = match space.node(id) {
+                    Some(node) => space.references(&node),
+                    None => space.core_references(id),
+                };
+                for r in refs {
+                    let forward = r.direction == ReferenceDirection::Forward;
+                    if forward == element.is_inverse {
+                        continue;
+                    }
+                    let kind: NodeId = r.kind.into();
+                    let wanted = &element.reference_type_id;
+                    let kind_matches = wanted.is_null()
+                        || kind == *wanted
+                        || element.include_subtypes && type_tree.is_subtype_of(&kind, wanted);
+                    if !kind_matches {
+                        continue;
+                    }
+                    match &r.target {
+                        Target::Ours(node) => {
+                            let id = space.node_id(node);
+                            if seen.contains(&id) {
+                                continue;
+                            }
+                            if element.target_name.is_null()
+                                || space.names(node).0 == element.target_name
+                            {
+                                seen.insert(id.clone());
+                                found.push((id.clone(), depth, None));
+                                next.push(id);
+                            }
+                        }
+                        Target::Core(id) => {
+                            found.push((id.clone(), depth, Some(element.target_name.clone())))
+                        }
+                    }
+                }
+            }
+            current = next;
+        }
+        for (id, depth, unmatched) in found {
+            item.add_element(id, depth, unmatched);
+        }
+    }
+
+    async fn write_one(&self, context: &RequestContext, write: &mut WriteNode) {
+        let (tag, value) = match self.check_write(context, write) {
             Ok(ok) => ok,
             Err(code) => {
                 write.set_status(code);
                 return;
             }
         };
-        let result = self.handle.write(tag, &value).await;
-        let code = match result {
+        let code = match self.handle.write(tag, &value).await {
             Ok(()) => StatusCode::Good,
             Err(WriteError::NotWritable) => StatusCode::BadNotWritable,
             Err(WriteError::TypeMismatch(_)) => StatusCode::BadTypeMismatch,
@@ -162,23 +392,20 @@ impl ModelManager {
     fn check_write(
         &self,
         context: &RequestContext,
-        space: &RwLock<AddressSpace>,
         write: &WriteNode,
-    ) -> Result<(crate::model::TagId, uaedge_driver::Value), StatusCode> {
+    ) -> Result<(TagId, uaedge_driver::Value), StatusCode> {
         let w = write.value();
-        let view = self.view();
-        let target = view.index.target(&w.node_id);
-        let Some(Target::Tag(tag)) = target else {
-            return Err(if space.read().node_exists(&w.node_id) {
-                StatusCode::BadNotWritable
-            } else {
-                StatusCode::BadNodeIdUnknown
-            });
+        let table = self.table();
+        let space = self.space(&table);
+        let tag = match space.node(&w.node_id) {
+            Some(Node::Tag(tag)) => tag,
+            Some(_) => return Err(StatusCode::BadNotWritable),
+            None => return Err(StatusCode::BadNodeIdUnknown),
         };
         if w.attribute_id != AttributeId::Value {
             return Err(StatusCode::BadNotWritable);
         }
-        let def = view.table.tag(tag).ok_or(StatusCode::BadNodeIdUnknown)?;
+        let def = table.tag(tag).ok_or(StatusCode::BadNodeIdUnknown)?;
         if !def.writable {
             debug!(tag = %def.path, "write refused: tag is read-only");
             return Err(StatusCode::BadNotWritable);
@@ -197,6 +424,70 @@ impl ModelManager {
             .and_then(convert::model_value)
             .ok_or(StatusCode::BadTypeMismatch)?;
         Ok((tag, value))
+    }
+
+    /// Sets up one monitored item on one of our nodes, as the in-memory node managers of
+    /// async-opcua do: the initial value, then who feeds it.
+    fn create_one(&self, context: &RequestContext, item: &mut CreateMonitoredItem) {
+        let table = self.table();
+        let space = self.space(&table);
+        let target = item.item_to_monitor().clone();
+        let Some(node) = space.node(&target.node_id) else {
+            item.set_status(StatusCode::BadNodeIdUnknown);
+            return;
+        };
+        let value = table.states(|states| {
+            self.read_one(
+                context,
+                &space,
+                states,
+                &target,
+                0.0,
+                item.timestamps_to_return(),
+            )
+        });
+        if target.attribute_id == AttributeId::EventNotifier {
+            // uaedge raises no events on its nodes.
+            let notifier = match value.value {
+                Some(Variant::Byte(b)) => EventNotifier::from_bits_truncate(b),
+                _ => EventNotifier::empty(),
+            };
+            item.set_status(if notifier.contains(EventNotifier::SUBSCRIBE_TO_EVENTS) {
+                StatusCode::Good
+            } else {
+                StatusCode::BadAttributeIdInvalid
+            });
+            return;
+        }
+        if value.status() != StatusCode::BadAttributeIdInvalid {
+            item.set_initial_value(value);
+        }
+        item.set_status(StatusCode::Good);
+        if target.attribute_id != AttributeId::Value {
+            // Other attributes do not change while the table stands.
+            return;
+        }
+        match node {
+            // Model events push their changes (see `notify`).
+            Node::Tag(_) => self.watch(&target.node_id),
+            Node::StatusVar(..) | Node::RuntimeVar(_) => {
+                let sampler = LiveSampler {
+                    handle: self.handle.clone(),
+                    ns: self.namespace_index(),
+                    node: target.node_id.clone(),
+                };
+                let interval = Duration::from_secs_f64(item.sampling_interval().max(0.0) / 1000.0);
+                self.samplers.add_sampler(
+                    target.node_id,
+                    AttributeId::Value,
+                    move || Some(sampler.sample()),
+                    item.monitoring_mode(),
+                    item.handle(),
+                    interval,
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -226,8 +517,20 @@ fn apply_timestamps(mut dv: DataValue, ttr: TimestampsToReturn) -> DataValue {
 }
 
 #[async_trait]
-impl InMemoryNodeManagerImpl for ModelManager {
-    async fn init(&self, _space: &mut AddressSpace, context: ServerContext) {
+impl NodeManager for ModelNodeManager {
+    fn owns_node(&self, id: &NodeId) -> bool {
+        id.namespace == self.namespace_index()
+    }
+
+    fn name(&self) -> &str {
+        "uaedge"
+    }
+
+    fn namespaces_for_user(&self, _context: &RequestContext) -> Vec<NamespaceMetadata> {
+        vec![self.namespace.clone()]
+    }
+
+    async fn init(&self, _type_tree: &mut DefaultTypeTree, context: ServerContext) {
         let rate = context
             .info
             .config
@@ -241,91 +544,110 @@ impl InMemoryNodeManagerImpl for ModelManager {
         );
     }
 
-    fn name(&self) -> &str {
-        "uaedge"
-    }
-
-    fn namespaces(&self) -> Vec<NamespaceMetadata> {
-        vec![self.namespace.clone()]
-    }
-
-    async fn read_values(
+    async fn resolve_external_references(
         &self,
-        context: &RequestContext,
-        space: &RwLock<AddressSpace>,
-        nodes: &[&ParsedReadValueId],
-        max_age: f64,
-        ttr: TimestampsToReturn,
-    ) -> Vec<DataValue> {
-        let space = space.read();
-        let view = self.view();
-        // One lock on the table for the whole request: a Read of 10,000 tags is one pass.
-        view.table.states(|states| {
-            nodes
-                .iter()
-                .map(|n| {
-                    let node = match space.validate_node_read(context, n) {
-                        Ok(node) => node,
-                        Err(e) => return status_only(e),
-                    };
-                    match view.index.target(&n.node_id) {
-                        Some(_) if n.index_range != NumericRange::None => {
-                            status_only(StatusCode::BadIndexRangeNoData)
-                        }
-                        Some(Target::Tag(tag)) => match states.get(tag.index()) {
-                            Some(s) => apply_timestamps(convert::state_value(s), ttr),
-                            None => status_only(StatusCode::BadNodeIdUnknown),
-                        },
-                        Some(target) => {
-                            apply_timestamps(live(&self.handle, &view.table, target), ttr)
-                        }
-                        None => opcua::server::address_space::read_node_value(
-                            node, context, n, max_age, ttr,
-                        ),
-                    }
-                })
-                .collect()
-        })
-    }
-
-    async fn create_value_monitored_items(
-        &self,
-        context: &RequestContext,
-        space: &RwLock<AddressSpace>,
-        items: &mut [&mut &mut CreateMonitoredItem],
+        _context: &RequestContext,
+        items: &mut [&mut ExternalReferenceRequest],
     ) {
-        let to_read: Vec<_> = items.iter().map(|r| r.item_to_monitor()).collect();
-        let values = self
-            .read_values(context, space, &to_read, 0.0, TimestampsToReturn::Both)
-            .await;
-        for (value, item) in values.into_iter().zip(items.iter_mut()) {
-            let status = value.status();
-            if status == StatusCode::BadNodeIdUnknown {
-                item.set_status(status);
-                continue;
-            }
-            if status != StatusCode::BadAttributeIdInvalid {
-                item.set_initial_value(value);
-            }
-            item.set_status(StatusCode::Good);
-            let node = item.item_to_monitor().node_id.clone();
-            // Tags need nothing more: model events push their changes.
-            if let Some(Target::Status(..) | Target::Runtime(_)) = self.view().index.target(&node) {
-                let sampler = LiveSampler {
-                    handle: self.handle.clone(),
-                    node: node.clone(),
-                };
-                let interval = Duration::from_secs_f64(item.sampling_interval().max(0.0) / 1000.0);
-                self.samplers.add_sampler(
-                    node,
-                    AttributeId::Value,
-                    move || Some(sampler.sample()),
-                    item.monitoring_mode(),
-                    item.handle(),
-                    interval,
-                );
+        let table = self.table();
+        let space = self.space(&table);
+        for item in items {
+            if let Some(node) = space.node(item.node_id()) {
+                let mut meta = self.metadata(&space, &node);
+                if !item
+                    .result_mask()
+                    .contains(BrowseDescriptionResultMask::RESULT_MASK_TYPE_DEFINITION)
+                {
+                    meta.type_definition = ExpandedNodeId::null();
+                }
+                item.set(meta);
             }
         }
+    }
+
+    async fn browse(
+        &self,
+        context: &RequestContext,
+        nodes_to_browse: &mut [BrowseNode],
+    ) -> Result<(), StatusCode> {
+        let table = self.table();
+        let space = self.space(&table);
+        let type_tree = context.get_type_tree_for_user();
+        for b in nodes_to_browse.iter_mut() {
+            if b.node_id().is_null() {
+                continue;
+            }
+            if let Some(mut rest) = b.take_continuation_point::<BrowseRest>() {
+                while b.remaining() > 0 {
+                    let Some(desc) = rest.references.pop_front() else {
+                        break;
+                    };
+                    // Filtered when the browse began.
+                    b.add_unchecked(desc);
+                }
+                if !rest.references.is_empty() {
+                    b.set_next_continuation_point(rest);
+                }
+            } else {
+                self.browse_one(&space, type_tree.as_ref(), b);
+            }
+        }
+        Ok(())
+    }
+
+    async fn translate_browse_paths_to_node_ids(
+        &self,
+        context: &RequestContext,
+        nodes: &mut [&mut BrowsePathItem],
+    ) -> Result<(), StatusCode> {
+        let table = self.table();
+        let space = self.space(&table);
+        let type_tree = context.get_type_tree_for_user();
+        for item in nodes {
+            self.translate_one(&space, type_tree.as_ref(), context, item);
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        context: &RequestContext,
+        max_age: f64,
+        ttr: TimestampsToReturn,
+        nodes_to_read: &mut [&mut ReadNode],
+    ) -> Result<(), StatusCode> {
+        let table = self.table();
+        let space = self.space(&table);
+        // One lock on the table for the whole request: a Read of 10,000 tags is one pass.
+        table.states(|states| {
+            for n in nodes_to_read.iter_mut() {
+                let value = self.read_one(context, &space, states, n.node(), max_age, ttr);
+                n.set_result(value);
+            }
+        });
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        context: &RequestContext,
+        nodes_to_write: &mut [&mut WriteNode],
+    ) -> Result<(), StatusCode> {
+        for write in nodes_to_write.iter_mut() {
+            self.write_one(context, write).await;
+        }
+        Ok(())
+    }
+
+    async fn create_monitored_items(
+        &self,
+        context: &RequestContext,
+        items: &mut [&mut CreateMonitoredItem],
+    ) -> Result<(), StatusCode> {
+        for item in items.iter_mut() {
+            self.create_one(context, item);
+        }
+        Ok(())
     }
 
     async fn modify_monitored_items(
@@ -334,6 +656,9 @@ impl InMemoryNodeManagerImpl for ModelManager {
         items: &[&MonitoredItemUpdateRef],
     ) {
         for it in items {
+            if it.attribute() != AttributeId::Value {
+                continue;
+            }
             self.samplers.update_sampler(
                 it.node_id(),
                 it.attribute(),
@@ -350,44 +675,43 @@ impl InMemoryNodeManagerImpl for ModelManager {
         items: &[&MonitoredItemRef],
     ) {
         for it in items {
-            self.samplers
-                .set_sampler_mode(it.node_id(), it.attribute(), it.handle(), mode);
+            if it.attribute() == AttributeId::Value {
+                self.samplers
+                    .set_sampler_mode(it.node_id(), it.attribute(), it.handle(), mode);
+            }
         }
     }
 
     async fn delete_monitored_items(&self, _context: &RequestContext, items: &[&MonitoredItemRef]) {
         for it in items {
+            if it.attribute() != AttributeId::Value {
+                continue;
+            }
             self.samplers
                 .remove_sampler(it.node_id(), it.attribute(), it.handle());
+            self.unwatch(it.node_id());
         }
-    }
-
-    async fn write(
-        &self,
-        context: &RequestContext,
-        space: &RwLock<AddressSpace>,
-        nodes_to_write: &mut [&mut WriteNode],
-    ) -> Result<(), StatusCode> {
-        for write in nodes_to_write.iter_mut() {
-            self.write_one(context, space, write).await;
-        }
-        Ok(())
     }
 }
 
 /// What a sampler closure needs to read one Status or Runtime variable without the node
-/// manager itself (the sampler runs on its own task). It holds the NodeId, not the
-/// target: a reload may give the device another DeviceId, never another NodeId.
+/// manager itself (the sampler runs on its own task). It holds the NodeId, not the node:
+/// a reload may give the device another DeviceId, never another NodeId.
 struct LiveSampler {
     handle: Handle,
-    node: opcua::types::NodeId,
+    ns: u16,
+    node: NodeId,
 }
 
 impl LiveSampler {
     fn sample(&self) -> DataValue {
         let table = self.handle.table();
-        match address_space::target_in(&table, &self.node) {
-            Some(target) => live(&self.handle, &table, target),
+        let space = Space {
+            ns: self.ns,
+            table: &table,
+        };
+        match space.node(&self.node) {
+            Some(node) => live(&self.handle, &table, &node),
             // Its device went with a reload.
             None => status_only(StatusCode::BadNodeIdUnknown),
         }
@@ -395,7 +719,7 @@ impl LiveSampler {
 }
 
 /// The current value of a Status or Runtime variable.
-pub fn live(handle: &Handle, table: &crate::model::TagTable, target: Target) -> DataValue {
+fn live(handle: &Handle, table: &TagTable, node: &Node) -> DataValue {
     let sparkplug = handle.sparkplug_status();
     let now = convert::date_time(Timestamp::now());
     let good = |v: Variant| DataValue {
@@ -405,9 +729,8 @@ pub fn live(handle: &Handle, table: &crate::model::TagTable, target: Target) -> 
         server_timestamp: Some(now),
         ..Default::default()
     };
-    match target {
-        Target::Tag(_) => status_only(StatusCode::BadNodeIdUnknown),
-        Target::Status(device, field) => {
+    match *node {
+        Node::StatusVar(device, field) => {
             let Some(state) = table.device_state(device) else {
                 return status_only(StatusCode::BadNodeIdUnknown);
             };
@@ -426,7 +749,7 @@ pub fn live(handle: &Handle, table: &crate::model::TagTable, target: Target) -> 
                 StatusField::SamplesIn => Variant::UInt64(state.samples_in),
             })
         }
-        Target::Runtime(RuntimeField::SamplesIn) => {
+        Node::RuntimeVar(RuntimeField::SamplesIn) => {
             let total = table
                 .devices()
                 .iter()
@@ -436,13 +759,13 @@ pub fn live(handle: &Handle, table: &crate::model::TagTable, target: Target) -> 
             good(Variant::UInt64(total))
         }
         // Alarms are the runtime's own: they exist with or without MQTT.
-        Target::Runtime(RuntimeField::AlarmsActive) => {
+        Node::RuntimeVar(RuntimeField::AlarmsActive) => {
             good(Variant::UInt64(handle.alarm_counts().active))
         }
-        Target::Runtime(RuntimeField::AlarmTransitions) => {
+        Node::RuntimeVar(RuntimeField::AlarmTransitions) => {
             good(Variant::UInt64(handle.alarm_counts().transitions))
         }
-        Target::Runtime(field) => {
+        Node::RuntimeVar(field) => {
             // Without a `sparkplug:` section there is no MQTT link to describe.
             let Some(sparkplug) = sparkplug else {
                 return status_only(StatusCode::BadOutOfService);
@@ -458,5 +781,6 @@ pub fn live(handle: &Handle, table: &crate::model::TagTable, target: Target) -> 
                 | RuntimeField::AlarmTransitions => Variant::UInt64(s.samples_published),
             })
         }
+        _ => status_only(StatusCode::BadNodeIdUnknown),
     }
 }

@@ -8,16 +8,11 @@
 use std::sync::Arc;
 
 use opcua::server::SubscriptionCache;
-use opcua::types::AttributeId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
-use uaedge_driver::Timestamp;
 
-use super::address_space::Index;
-use super::convert;
 use super::node_manager::ModelNodeManager;
-use crate::model::Sample;
 use crate::runtime::{Handle, ModelEvent};
 
 /// Model event batches queued for the notifier; when full, the router waits (the notifier
@@ -35,46 +30,19 @@ pub async fn run(
 ) {
     // A reload between building the address space and subscribing came before our
     // subscription; catch up with it (applying the same table twice is a no-op).
-    manager
-        .inner()
-        .reload(manager.address_space(), handle.table());
-    let mut index = manager.inner().view().index.clone();
+    manager.reload(handle.table());
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
             e = events.recv() => e,
         };
         match event {
-            Some(ModelEvent::Samples(batch)) => push(&subscriptions, &index, &batch),
-            Some(ModelEvent::Reloaded(r)) => {
-                manager
-                    .inner()
-                    .reload(manager.address_space(), r.table.clone());
-                index = manager.inner().view().index.clone();
-            }
+            Some(ModelEvent::Samples(batch)) => manager.notify(&subscriptions, &batch),
+            Some(ModelEvent::Reloaded(r)) => manager.reload(r.table.clone()),
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}
             None => break,
         }
     }
     debug!("OPC UA notifier stopped");
-}
-
-fn push(subscriptions: &SubscriptionCache, index: &Index, batch: &[Sample]) {
-    let now = Timestamp::now();
-    let mut notifier = subscriptions.data_notifier();
-    for s in batch {
-        let Some(node) = index.tag_nodes.get(s.tag.index()) else {
-            continue;
-        };
-        if let Some(mut items) = notifier.notify_for(node, AttributeId::Value) {
-            items.data_value(convert::data_value(
-                s.value.as_ref(),
-                s.quality,
-                s.time,
-                now,
-            ));
-        }
-    }
-    // Dropping the notifier hands the values to the subscriptions.
 }
