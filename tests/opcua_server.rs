@@ -154,6 +154,44 @@ async fn browse_read_every_type_translate_and_properties() {
     ]}));
     assert_eq!(translated["nodeid"], json!(edge.node("cell/types/int16")));
 
+    // A client that pages its Browse gets every reference once, the type definitions in the
+    // core namespace included, and BrowseNext ends.
+    for node in [
+        edge.node("/uaedge"),
+        edge.node("cell"),
+        edge.node("cell/types/"),
+        edge.node("cell/line/temperature"),
+        edge.node("cell//Status"),
+    ] {
+        let sorted = |answer: &Value| {
+            let mut refs: Vec<String> = answer["references"]
+                .as_array()
+                .unwrap_or(&Vec::new())
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            refs.sort();
+            refs
+        };
+        let whole = scada.ok(json!({"op": "references", "node": node, "max": 0}));
+        let paged = scada.ok(json!({"op": "references", "node": node, "max": 3}));
+        assert!(
+            paged["statuses"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s == "Good")),
+            "{node}: {paged}"
+        );
+        assert!(
+            paged["pages"].as_array().is_some_and(|p| p.len() < 100),
+            "{node}: BrowseNext never ends"
+        );
+        assert_eq!(sorted(&paged), sorted(&whole), "{node}");
+        assert!(
+            sorted(&whole).iter().any(|r| r.contains("\"i=40\"")),
+            "{node} has its HasTypeDefinition: {whole}"
+        );
+    }
+
     // Every data type, once the first poll is in.
     let ids: Vec<String> = every_type()
         .iter()

@@ -21,9 +21,10 @@
 use opcua::server::address_space::{
     AccessLevel, NodeType, ObjectBuilder, ReferenceDirection, VariableBuilder,
 };
+use opcua::server::node_manager::NodeMetadata;
 use opcua::types::{
-    DataTypeId, ExtensionObject, LocalizedText, NodeClass, NodeId, ObjectId, ObjectTypeId,
-    QualifiedName, Range, ReferenceTypeId, VariableTypeId,
+    DataTypeId, ExpandedNodeId, ExtensionObject, LocalizedText, NodeClass, NodeId, ObjectId,
+    ObjectTypeId, QualifiedName, Range, ReferenceTypeId, VariableTypeId,
 };
 
 use super::convert;
@@ -425,6 +426,50 @@ impl Space<'_> {
         } else {
             Vec::new()
         }
+    }
+
+    /// The browse name, display name and node class of the core namespace's nodes our
+    /// references point at, so that a Browse of our nodes answers them itself: async-opcua
+    /// 0.19 loses a reference into another node manager when a client pages the Browse
+    /// (and loops on a node with two).
+    pub fn core_metadata(id: &NodeId) -> Option<NodeMetadata> {
+        let folder: NodeId = ObjectTypeId::FolderType.into();
+        let types: [(NodeId, &'static str, NodeClass); 5] = [
+            (folder.clone(), "FolderType", NodeClass::ObjectType),
+            (
+                ObjectTypeId::BaseObjectType.into(),
+                "BaseObjectType",
+                NodeClass::ObjectType,
+            ),
+            (
+                VariableTypeId::BaseDataVariableType.into(),
+                "BaseDataVariableType",
+                NodeClass::VariableType,
+            ),
+            (
+                VariableTypeId::AnalogItemType.into(),
+                "AnalogItemType",
+                NodeClass::VariableType,
+            ),
+            (
+                VariableTypeId::PropertyType.into(),
+                "PropertyType",
+                NodeClass::VariableType,
+            ),
+        ];
+        let (name, node_class, type_definition) = if *id == ObjectId::ObjectsFolder {
+            ("Objects", NodeClass::Object, ExpandedNodeId::new(folder))
+        } else {
+            let (_, name, class) = types.into_iter().find(|(t, ..)| t == id)?;
+            (name, class, ExpandedNodeId::null())
+        };
+        Some(NodeMetadata {
+            node_id: ExpandedNodeId::new(id.clone()),
+            type_definition,
+            browse_name: QualifiedName::new(0, name),
+            display_name: LocalizedText::from(name),
+            node_class,
+        })
     }
 
     /// The node that holds `name` (a tag's name or a folder's part of one) and the type of

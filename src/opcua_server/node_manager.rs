@@ -277,21 +277,22 @@ impl ModelNodeManager {
             if !wanted || !b.allows_reference_type(&r.kind.into(), type_tree) {
                 continue;
             }
-            match r.target {
-                Target::Ours(target) => {
-                    let desc = self
-                        .metadata(space, &target)
-                        .into_ref_desc(r.direction == ReferenceDirection::Forward, r.kind);
-                    if let AddReferenceResult::Full(d) = b.add(type_tree, desc) {
-                        rest.push_back(d);
+            let meta = match r.target {
+                Target::Ours(target) => self.metadata(space, &target),
+                Target::Core(id) => match Space::core_metadata(&id) {
+                    Some(meta) => meta,
+                    // The core namespace's node manager names it.
+                    None => {
+                        let external =
+                            ExternalReference::new(id.into(), r.kind.into(), r.direction);
+                        b.push_external_reference(external);
+                        continue;
                     }
-                }
-                // The core namespace's node manager names these.
-                Target::Core(id) => b.push_external_reference(ExternalReference::new(
-                    id.into(),
-                    r.kind.into(),
-                    r.direction,
-                )),
+                },
+            };
+            let desc = meta.into_ref_desc(r.direction == ReferenceDirection::Forward, r.kind);
+            if let AddReferenceResult::Full(d) = b.add(type_tree, desc) {
+                rest.push_back(d);
             }
         }
         if !rest.is_empty() {
@@ -578,6 +579,7 @@ impl NodeManager for ModelNodeManager {
                 continue;
             }
             if let Some(mut rest) = b.take_continuation_point::<BrowseRest>() {
+                b.set_status(StatusCode::Good);
                 while b.remaining() > 0 {
                     let Some(desc) = rest.references.pop_front() else {
                         break;

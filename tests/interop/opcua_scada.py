@@ -8,6 +8,10 @@ It prints `ready` first. Commands (`op`):
   browse      {}                       -> {nodes: [{path, nodeid, class, data_type, access,
                                             user_access, type_definition}]} under Objects/uaedge
   translate   {path: ["2:uaedge", ...]} (from the Objects folder) -> {nodeid}
+  references  {node, max}              -> {references: [{type, forward, nodeid, name, class}],
+                                            pages: [count per answer], statuses: [...]}
+                                          every reference of a node both ways, at most `max`
+                                          an answer (0: no limit), following BrowseNext
   read        {nodes: [nodeid]}        -> {values: [{value, variant, status, source, server}]}
   read_attr   {node, attr}             -> {value}
   subscribe   {nodes, publishing, sampling, deadband?: {type: "absolute"|"percent", value},
@@ -158,6 +162,45 @@ class Session:
                 child = self.client.get_node(r.NodeId)
                 stack.append((child, path + "/" + r.BrowseName.Name))
         return {"nodes": out}
+
+    async def references(self, cmd):
+        desc = ua.BrowseDescription(
+            NodeId=ua.NodeId.from_string(cmd["node"]),
+            BrowseDirection=ua.BrowseDirection.Both,
+            ReferenceTypeId=ua.NodeId(),
+            IncludeSubtypes=True,
+            NodeClassMask=0,
+            ResultMask=ua.BrowseResultMask.All,
+        )
+        params = ua.BrowseParameters()
+        params.View = ua.ViewDescription()
+        params.View.Timestamp = ua.get_win_epoch()  # no view (asyncua's default is "now")
+        params.RequestedMaxReferencesPerNode = cmd["max"]
+        params.NodesToBrowse = [desc]
+        result = (await self.client.uaclient.browse(params))[0]
+        refs, pages, statuses = [], [], []
+        # Bounded: a server that hands out continuation points forever fails the test.
+        while len(pages) < 100:
+            statuses.append(result.StatusCode.name)
+            page = list(result.References or [])
+            pages.append(len(page))
+            refs += [
+                {
+                    "type": r.ReferenceTypeId.to_string(),
+                    "forward": bool(r.IsForward),
+                    "nodeid": r.NodeId.to_string(),
+                    "name": r.BrowseName.to_string(),
+                    "class": r.NodeClass.name,
+                }
+                for r in page
+            ]
+            if not result.ContinuationPoint:
+                break
+            nxt = ua.BrowseNextParameters()
+            nxt.ReleaseContinuationPoints = False
+            nxt.ContinuationPoints = [result.ContinuationPoint]
+            result = (await self.client.uaclient.browse_next(nxt))[0]
+        return {"references": refs, "pages": pages, "statuses": statuses}
 
     async def translate(self, cmd):
         node = await self.client.nodes.objects.get_child(cmd["path"])
