@@ -454,23 +454,6 @@ impl TagTable {
                 .all(|(a, b)| a.id == b.id && same_shape(a, b))
     }
 
-    /// Whether the device `name` has the same tags (paths, types, units, ranges, access) in
-    /// both tables, ids aside: what the OPC UA address space shows of it.
-    pub fn same_device_shape(&self, name: &str, other: &TagTable) -> bool {
-        let tags = |t: &TagTable| {
-            t.devices
-                .iter()
-                .find(|d| d.name == name)
-                .map(|d| t.device_tags(d.id).to_vec())
-        };
-        match (tags(self), tags(other)) {
-            (Some(a), Some(b)) => {
-                a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| same_shape(x, y))
-            }
-            _ => false,
-        }
-    }
-
     /// Takes over the live state of `devices` from `old`, tag by path and device by name:
     /// their links keep running through a reload, so their values stay true. Alarm tags
     /// are left at their start (normal): the anomaly checks start afresh with the new table.
@@ -650,8 +633,6 @@ mod tests {
         assert!(old.same_tag_set(&table("bar", &["a", "b"])));
         assert!(!old.same_tag_set(&table("psi", &["a", "b"])));
         assert!(!old.same_tag_set(&table("bar", &["b", "a"])));
-        assert!(old.same_device_shape("d", &table("bar", &["a", "b"])));
-        assert!(!old.same_device_shape("d", &table("bar", &["a"])));
         let now = Timestamp::now();
         let sample = |t: u32, v: i16| Sample {
             tag: TagId(t),
