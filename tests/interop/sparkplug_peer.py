@@ -14,7 +14,6 @@ Every publish is confirmed with {"published": TOPIC} after its PUBACK (QoS 1).
 """
 
 import argparse
-import atexit
 import importlib
 import json
 import os
@@ -31,13 +30,19 @@ INT_TYPES = {1: 8, 2: 16, 3: 32}  # signed narrow types, sign-extended in int_va
 
 def load_bindings(proto):
     out = tempfile.mkdtemp(prefix="sparkplug_pb_")
-    atexit.register(shutil.rmtree, out, True)
-    folder, name = os.path.split(os.path.abspath(proto))
-    rc = protoc.main(["protoc", "-I" + folder, "--python_out=" + out, name])
-    if rc != 0:
-        raise SystemExit("protoc failed on " + proto)
-    sys.path.insert(0, out)
-    return importlib.import_module(name[:-len(".proto")] + "_pb2")
+    try:
+        folder, name = os.path.split(os.path.abspath(proto))
+        rc = protoc.main(["protoc", "-I" + folder, "--python_out=" + out, name])
+        if rc != 0:
+            raise SystemExit("protoc failed on " + proto)
+        sys.path.insert(0, out)
+        try:
+            return importlib.import_module(name[:-len(".proto")] + "_pb2")
+        finally:
+            sys.path.remove(out)
+    finally:
+        # Gone once imported: the tests kill this peer, so an atexit hook would not run.
+        shutil.rmtree(out, True)
 
 
 def signed(v, bits):
