@@ -177,9 +177,15 @@ impl ModelNodeManager {
             return;
         };
         *count = count.saturating_sub(1);
-        if *count == 0 {
-            watched.nodes.remove(node);
-            watched.tags.retain(|_, n| n != node);
+        if *count > 0 {
+            return;
+        }
+        watched.nodes.remove(node);
+        let table = self.table();
+        if let Some(Node::Tag(t)) = self.space(&table).node(node) {
+            if watched.tags.get(&t) == Some(node) {
+                watched.tags.remove(&t);
+            }
         }
     }
 
@@ -190,61 +196,60 @@ impl ModelNodeManager {
         }
     }
 
-    /// Reads one attribute of one of our nodes. Tag values come from `states`, taken
-    /// under one lock for a whole request.
+    /// Reads one attribute of one of our nodes, except a tag's value, which it only checks
+    /// and leaves to [`tag_value`] so that a Read of many tags takes the table's state lock
+    /// once, and nothing else is done under it.
     fn read_one(
         &self,
         context: &RequestContext,
         space: &Space,
-        states: &[crate::model::TagState],
         n: &ParsedReadValueId,
         max_age: f64,
         ttr: TimestampsToReturn,
-    ) -> DataValue {
+    ) -> Answer {
         let Some(node) = space.node(&n.node_id) else {
-            return status_only(StatusCode::BadNodeIdUnknown);
+            return Answer::Now(status_only(StatusCode::BadNodeIdUnknown));
         };
-        if n.attribute_id == AttributeId::Value {
-            if let Node::Tag(tag) = node {
-                // The hot path (a SCADA poll of thousands of tags) builds no node.
-                let Some(def) = space.table.tag(tag) else {
-                    return status_only(StatusCode::BadNodeIdUnknown);
-                };
-                let access = context.authenticator.effective_user_access_level(
-                    &context.token,
-                    address_space::access_level(def),
-                    &n.node_id,
-                );
-                if !access.contains(AccessLevel::CURRENT_READ) {
-                    return status_only(StatusCode::BadUserAccessDenied);
-                }
-                if !is_supported_data_encoding(&n.data_encoding) {
-                    return status_only(StatusCode::BadDataEncodingInvalid);
-                }
-                if n.index_range != NumericRange::None {
-                    return status_only(StatusCode::BadIndexRangeNoData);
-                }
-                return match states.get(tag.index()) {
-                    Some(s) => apply_timestamps(convert::state_value(s), ttr),
-                    None => status_only(StatusCode::BadNodeIdUnknown),
-                };
-            }
+        if let (AttributeId::Value, Node::Tag(tag)) = (n.attribute_id, &node) {
+            // The hot path (a SCADA poll of thousands of tags) builds no node.
+            let Some(def) = space.table.tag(*tag) else {
+                return Answer::Now(status_only(StatusCode::BadNodeIdUnknown));
+            };
+            let access = context.authenticator.effective_user_access_level(
+                &context.token,
+                address_space::access_level(def),
+                &n.node_id,
+            );
+            let refused = if !access.contains(AccessLevel::CURRENT_READ) {
+                Some(StatusCode::BadUserAccessDenied)
+            } else if !is_supported_data_encoding(&n.data_encoding) {
+                Some(StatusCode::BadDataEncodingInvalid)
+            } else if n.index_range != NumericRange::None {
+                Some(StatusCode::BadIndexRangeNoData)
+            } else {
+                None
+            };
+            return match refused {
+                Some(code) => Answer::Now(status_only(code)),
+                None => Answer::TagValue(*tag),
+            };
         }
         let Some(built) = space.build(&node) else {
-            return status_only(StatusCode::BadNodeIdUnknown);
+            return Answer::Now(status_only(StatusCode::BadNodeIdUnknown));
         };
         if let Err(e) = validate_node_read(&built, context, n) {
-            return status_only(e);
+            return Answer::Now(status_only(e));
         }
-        match node {
+        Answer::Now(match node {
             Node::StatusVar(..) | Node::RuntimeVar(_) if n.attribute_id == AttributeId::Value => {
-                if n.index_range != NumericRange::None {
-                    return status_only(StatusCode::BadIndexRangeNoData);
+                if n.index_range == NumericRange::None {
+                    apply_timestamps(live(&self.handle, space.table, &node), ttr)
+                } else {
+                    status_only(StatusCode::BadIndexRangeNoData)
                 }
-                apply_timestamps(live(&self.handle, space.table, &node), ttr)
             }
             _ => read_node_value(&built, context, n, max_age, ttr),
-        }
+        })
     }
 
     /// What a Browse shows of the other end of a reference.
@@ -328,6 +333,9 @@ impl ModelNodeManager {
             let mut seen = HashSet::new();
             for id in &current {
                 let refs = match space.node(id) {
+                    Some(node) if !element.is_inverse && !element.target_name.is_null() => space
+                        .forward_named(&node, &element.target_name)
+                        .unwrap_or_else(|| space.references(&node)),
                     Some(node) => space.references(&node),
                     None => space.core_references(id),
                 };
@@ -346,14 +354,13 @@ impl ModelNodeManager {
                     }
                     match &r.target {
                         Target::Ours(node) => {
-                            let id = space.node_id(node);
-                            if seen.contains(&id) {
+                            if !element.target_name.is_null()
+                                && space.names(node).0 != element.target_name
+                            {
                                 continue;
                             }
-                            if element.target_name.is_null()
-                                || space.names(node).0 == element.target_name
-                            {
-                                seen.insert(id.clone());
+                            let id = space.node_id(node);
+                            if seen.insert(id.clone()) {
                                 found.push((id.clone(), depth, None));
                                 next.push(id);
                             }
@@ -427,8 +434,8 @@ impl ModelNodeManager {
         Ok((tag, value))
     }
 
-    /// Sets up one monitored item on one of our nodes, as the in-memory node managers of
-    /// async-opcua do: the initial value, then who feeds it.
+    /// Sets up one monitored item on one of our nodes, with the status codes async-opcua's
+    /// in-memory node manager gives: the initial value, then who feeds it.
     fn create_one(&self, context: &RequestContext, item: &mut CreateMonitoredItem) {
         let table = self.table();
         let space = self.space(&table);
@@ -437,16 +444,23 @@ impl ModelNodeManager {
             item.set_status(StatusCode::BadNodeIdUnknown);
             return;
         };
-        let value = table.states(|states| {
-            self.read_one(
-                context,
-                &space,
-                states,
-                &target,
-                0.0,
-                item.timestamps_to_return(),
-            )
-        });
+        if target.attribute_id != AttributeId::Value {
+            // A client that may not read the attribute, or asks for it in a way it cannot
+            // be read, gets the reason as the item's status.
+            let Some(built) = space.build(&node) else {
+                item.set_status(StatusCode::BadNodeIdUnknown);
+                return;
+            };
+            if let Err(e) = validate_node_read(&built, context, &target) {
+                item.set_status(e);
+                return;
+            }
+        }
+        let ttr = item.timestamps_to_return();
+        let value = match self.read_one(context, &space, &target, 0.0, ttr) {
+            Answer::Now(value) => value,
+            Answer::TagValue(tag) => table.states(|states| tag_value(states, tag, ttr)),
+        };
         if target.attribute_id == AttributeId::EventNotifier {
             // uaedge raises no events on its nodes.
             let notifier = match value.value {
@@ -489,6 +503,20 @@ impl ModelNodeManager {
             }
             _ => {}
         }
+    }
+}
+
+/// What [`ModelNodeManager::read_one`] found.
+enum Answer {
+    Now(DataValue),
+    /// A tag's value, checked and ready to be read from the table's states.
+    TagValue(TagId),
+}
+
+fn tag_value(states: &[crate::model::TagState], tag: TagId, ttr: TimestampsToReturn) -> DataValue {
+    match states.get(tag.index()) {
+        Some(s) => apply_timestamps(convert::state_value(s), ttr),
+        None => status_only(StatusCode::BadNodeIdUnknown),
     }
 }
 
@@ -620,13 +648,23 @@ impl NodeManager for ModelNodeManager {
     ) -> Result<(), StatusCode> {
         let table = self.table();
         let space = self.space(&table);
-        // One lock on the table for the whole request: a Read of 10,000 tags is one pass.
-        table.states(|states| {
-            for n in nodes_to_read.iter_mut() {
-                let value = self.read_one(context, &space, states, n.node(), max_age, ttr);
-                n.set_result(value);
+        let mut tags = Vec::new();
+        for (i, n) in nodes_to_read.iter_mut().enumerate() {
+            match self.read_one(context, &space, n.node(), max_age, ttr) {
+                Answer::Now(value) => n.set_result(value),
+                Answer::TagValue(tag) => tags.push((i, tag)),
             }
-        });
+        }
+        // One lock on the table for all the tag values: a Read of 10,000 tags is one pass.
+        if !tags.is_empty() {
+            table.states(|states| {
+                for (i, tag) in tags {
+                    if let Some(n) = nodes_to_read.get_mut(i) {
+                        n.set_result(tag_value(states, tag, ttr));
+                    }
+                }
+            });
+        }
         Ok(())
     }
 
