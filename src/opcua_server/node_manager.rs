@@ -162,12 +162,17 @@ impl ModelNodeManager {
         // Dropping the notifier hands the values to the subscriptions.
     }
 
-    fn watch(&self, node: &NodeId) {
+    /// Counts new monitored items on tag nodes. Their TagIds are looked up under the lock,
+    /// in the table of the moment, so a reload in between cannot leave a stale one.
+    fn watch<'a>(&self, nodes: impl Iterator<Item = &'a NodeId>) {
         let mut watched = self.watched.lock();
         let table = self.table();
-        *watched.nodes.entry(node.clone()).or_default() += 1;
-        if let Some(Node::Tag(t)) = self.space(&table).node(node) {
-            watched.tags.insert(t, node.clone());
+        let space = self.space(&table);
+        for node in nodes {
+            *watched.nodes.entry(node.clone()).or_default() += 1;
+            if let Some(Node::Tag(t)) = space.node(node) {
+                watched.tags.insert(t, node.clone());
+            }
         }
     }
 
@@ -435,31 +440,35 @@ impl ModelNodeManager {
     }
 
     /// Sets up one monitored item on one of our nodes, with the status codes async-opcua's
-    /// in-memory node manager gives: the initial value, then who feeds it.
-    fn create_one(&self, context: &RequestContext, item: &mut CreateMonitoredItem) {
-        let table = self.table();
-        let space = self.space(&table);
+    /// in-memory node manager gives: the initial value, then who feeds it. A tag's value
+    /// item is left to the caller, which reads all their values under one lock: its TagId
+    /// comes back.
+    fn create_one(
+        &self,
+        context: &RequestContext,
+        space: &Space,
+        item: &mut CreateMonitoredItem,
+    ) -> Option<TagId> {
         let target = item.item_to_monitor().clone();
         let Some(node) = space.node(&target.node_id) else {
             item.set_status(StatusCode::BadNodeIdUnknown);
-            return;
+            return None;
         };
         if target.attribute_id != AttributeId::Value {
             // A client that may not read the attribute, or asks for it in a way it cannot
             // be read, gets the reason as the item's status.
             let Some(built) = space.build(&node) else {
                 item.set_status(StatusCode::BadNodeIdUnknown);
-                return;
+                return None;
             };
             if let Err(e) = validate_node_read(&built, context, &target) {
                 item.set_status(e);
-                return;
+                return None;
             }
         }
-        let ttr = item.timestamps_to_return();
-        let value = match self.read_one(context, &space, &target, 0.0, ttr) {
+        let value = match self.read_one(context, space, &target, 0.0, item.timestamps_to_return()) {
             Answer::Now(value) => value,
-            Answer::TagValue(tag) => table.states(|states| tag_value(states, tag, ttr)),
+            Answer::TagValue(tag) => return Some(tag),
         };
         if target.attribute_id == AttributeId::EventNotifier {
             // uaedge raises no events on its nodes.
@@ -472,37 +481,33 @@ impl ModelNodeManager {
             } else {
                 StatusCode::BadAttributeIdInvalid
             });
-            return;
+            return None;
         }
         if value.status() != StatusCode::BadAttributeIdInvalid {
             item.set_initial_value(value);
         }
         item.set_status(StatusCode::Good);
-        if target.attribute_id != AttributeId::Value {
-            // Other attributes do not change while the table stands.
-            return;
+        // Other attributes do not change while the table stands; a tag refused its value
+        // (a user without read access) has nothing to be fed.
+        if let (AttributeId::Value, Node::StatusVar(..) | Node::RuntimeVar(_)) =
+            (target.attribute_id, &node)
+        {
+            let sampler = LiveSampler {
+                handle: self.handle.clone(),
+                ns: self.namespace_index(),
+                node: target.node_id.clone(),
+            };
+            let interval = Duration::from_secs_f64(item.sampling_interval().max(0.0) / 1000.0);
+            self.samplers.add_sampler(
+                target.node_id,
+                AttributeId::Value,
+                move || Some(sampler.sample()),
+                item.monitoring_mode(),
+                item.handle(),
+                interval,
+            );
         }
-        match node {
-            // Model events push their changes (see `notify`).
-            Node::Tag(_) => self.watch(&target.node_id),
-            Node::StatusVar(..) | Node::RuntimeVar(_) => {
-                let sampler = LiveSampler {
-                    handle: self.handle.clone(),
-                    ns: self.namespace_index(),
-                    node: target.node_id.clone(),
-                };
-                let interval = Duration::from_secs_f64(item.sampling_interval().max(0.0) / 1000.0);
-                self.samplers.add_sampler(
-                    target.node_id,
-                    AttributeId::Value,
-                    move || Some(sampler.sample()),
-                    item.monitoring_mode(),
-                    item.handle(),
-                    interval,
-                );
-            }
-            _ => {}
-        }
+        None
     }
 }
 
@@ -684,9 +689,32 @@ impl NodeManager for ModelNodeManager {
         context: &RequestContext,
         items: &mut [&mut CreateMonitoredItem],
     ) -> Result<(), StatusCode> {
-        for item in items.iter_mut() {
-            self.create_one(context, item);
+        let table = self.table();
+        let space = self.space(&table);
+        let mut tags = Vec::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            if let Some(tag) = self.create_one(context, &space, item) {
+                tags.push((i, tag));
+            }
         }
+        if tags.is_empty() {
+            return Ok(());
+        }
+        table.states(|states| {
+            for (i, tag) in &tags {
+                if let Some(item) = items.get_mut(*i) {
+                    let ttr = item.timestamps_to_return();
+                    item.set_initial_value(tag_value(states, *tag, ttr));
+                    item.set_status(StatusCode::Good);
+                }
+            }
+        });
+        // Model events push their changes (see `notify`).
+        self.watch(
+            tags.iter()
+                .filter_map(|(i, _)| items.get(*i))
+                .map(|item| &item.item_to_monitor().node_id),
+        );
         Ok(())
     }
 
