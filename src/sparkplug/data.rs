@@ -3,14 +3,15 @@
 
 use std::sync::atomic::Ordering;
 
-use sparkplug_rs::payload::Metric;
 use tokio::time::Instant;
 use tracing::warn;
+use uaedge_driver::Timestamp;
 
 use super::codec::{self, MetricSpec};
 use super::inflight::Track;
 use super::node::{blocking, Node, Phase, TAG_ALIAS_BASE, TICK};
 use super::record;
+use super::wire;
 use crate::model::{DeviceId, Sample};
 
 /// Samples gathered per device under `publish_period` before it is flushed early.
@@ -96,13 +97,16 @@ impl Node {
             self.drain_idle = false;
             return;
         }
-        // Sized up front: one allocation for the batch, not a doubling series of them.
-        let mut metrics: Vec<Metric> = Vec::with_capacity(samples.len());
+        // Written straight to protobuf (see `wire`), sized up front for the batch.
+        let mut payload = Vec::with_capacity(16 + samples.len() * 24);
+        wire::payload_timestamp(&mut payload, Timestamp::now().as_millis().max(0) as u64);
+        let mut scratch = Vec::new();
+        let mut n: u32 = 0;
         for s in samples {
             let Some(def) = self.table.tag(s.tag) else {
                 continue;
             };
-            metrics.push(codec::metric(&MetricSpec {
+            let spec = MetricSpec {
                 name: None,
                 alias: Some(TAG_ALIAS_BASE + u64::from(s.tag.0)),
                 data_type: def.data_type,
@@ -110,13 +114,23 @@ impl Node {
                 quality: codec::data_quality(s.quality),
                 units: None,
                 time: s.time,
-            }));
+            };
+            wire::metric(
+                &mut payload,
+                &mut scratch,
+                &spec,
+                s.time.as_millis().max(0) as u64,
+            );
+            n = n.saturating_add(1);
         }
-        let n = u32::try_from(metrics.len()).unwrap_or(u32::MAX);
         let topic = self.topics.ddata(&name);
         let qos = self.data_qos();
         let track = Track::Record { seq, samples: n };
-        if !self.publish(topic, qos, track, |seq| codec::payload(Some(seq), metrics)) {
+        let sent = self.publish_bytes(topic, qos, track, |seq| {
+            wire::payload_seq(&mut payload, u64::from(seq));
+            payload
+        });
+        if !sent {
             // Stays in the journal; the drain sends it as historical.
             self.drain_idle = false;
         }

@@ -107,6 +107,7 @@ mod node;
 pub mod record;
 mod session;
 pub mod topics;
+mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

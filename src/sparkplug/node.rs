@@ -447,13 +447,24 @@ impl Node {
         track: Track,
         build: impl FnOnce(u8) -> sparkplug_rs::Payload,
     ) -> bool {
+        self.publish_bytes(topic, qos, track, |seq| codec::encode(&build(seq)))
+    }
+
+    /// [`publish`](Self::publish) of a payload already encoded but for its `seq`.
+    pub(super) fn publish_bytes(
+        &mut self,
+        topic: String,
+        qos: QoS,
+        track: Track,
+        build: impl FnOnce(u8) -> Vec<u8>,
+    ) -> bool {
         let Some(session) = &self.session else {
             return false;
         };
         if matches!(track, Track::Record { .. }) && !self.room_for_data() {
             return false;
         }
-        let bytes = codec::encode(&build(self.seq));
+        let bytes = build(self.seq);
         let size = bytes.len();
         match session.client.try_publish(topic, qos, false, bytes) {
             Ok(()) => {

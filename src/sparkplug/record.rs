@@ -8,10 +8,10 @@
 //! `timestamp` (internal only; the wire gets ms). Tags are named, never numbered: a `TagId`
 //! is an index into this run's config and means nothing to the next run.
 
-use sparkplug_rs::payload::Metric;
 use uaedge_driver::{Timestamp, Value};
 
 use super::codec::{self, CodecError, MetricSpec, QUALITY_PROPERTY};
+use super::wire;
 use crate::model::{Sample, TagTable};
 
 const VERSION: u8 = 1;
@@ -46,14 +46,20 @@ pub enum RecordError {
 /// Encodes samples of one device. Returns the record and its newest sample time.
 pub fn encode(table: &TagTable, device: &str, samples: &[&Sample]) -> (Vec<u8>, Timestamp) {
     let mut newest = Timestamp(i64::MIN);
-    // Sized up front: one allocation for the batch, not a doubling series of them.
-    let mut metrics: Vec<Metric> = Vec::with_capacity(samples.len());
+    let name = device.as_bytes();
+    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    // Most of a metric is its name; sized up front so a batch rarely grows the buffer.
+    let mut out = Vec::with_capacity(3 + name.len() + samples.len() * 32);
+    out.push(VERSION);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&name[..usize::from(len)]);
+    let mut scratch = Vec::new();
     for s in samples {
         let Some(def) = table.tag(s.tag) else {
             continue;
         };
         newest = newest.max(s.time);
-        let mut m = codec::metric(&MetricSpec {
+        let spec = MetricSpec {
             name: Some(&def.path.tag),
             alias: None,
             data_type: def.data_type,
@@ -61,21 +67,11 @@ pub fn encode(table: &TagTable, device: &str, samples: &[&Sample]) -> (Vec<u8>, 
             quality: codec::data_quality(s.quality),
             units: None,
             time: s.time,
-        });
-        // µs, not the wire's ms: the journal keeps the source time exactly.
-        m.timestamp = Some(s.time.as_micros() as u64);
-        metrics.push(m);
+        };
+        // µs, not the wire's ms: the journal keeps the source time exactly. The body is a
+        // Payload of metrics alone, without timestamp or seq.
+        wire::metric(&mut out, &mut scratch, &spec, s.time.as_micros() as u64);
     }
-    let mut payload = sparkplug_rs::Payload::new();
-    payload.metrics = metrics;
-    let body = codec::encode(&payload);
-    let name = device.as_bytes();
-    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-    let mut out = Vec::with_capacity(3 + name.len() + body.len());
-    out.push(VERSION);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&name[..usize::from(len)]);
-    out.extend_from_slice(&body);
     if newest.0 == i64::MIN {
         newest = Timestamp::now();
     }
