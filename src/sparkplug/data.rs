@@ -98,7 +98,8 @@ impl Node {
             return;
         }
         // Written straight to protobuf (see `wire`), sized up front for the batch.
-        let mut payload = Vec::with_capacity(16 + samples.len() * 24);
+        // A metric here is about 30 bytes (keys, alias, ms time, type, value) unless a string.
+        let mut payload = Vec::with_capacity(24 + samples.len() * 32);
         wire::payload_timestamp(&mut payload, Timestamp::now().as_millis().max(0) as u64);
         let mut scratch = Vec::new();
         let mut n: u32 = 0;

@@ -48,8 +48,14 @@ pub fn encode(table: &TagTable, device: &str, samples: &[&Sample]) -> (Vec<u8>, 
     let mut newest = Timestamp(i64::MIN);
     let name = device.as_bytes();
     let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-    // Most of a metric is its name; sized up front so a batch rarely grows the buffer.
-    let mut out = Vec::with_capacity(3 + name.len() + samples.len() * 32);
+    // Sized up front: a metric is its name and about 30 bytes more (keys, µs time, type,
+    // value), so a batch is one allocation unless it holds long strings.
+    let names: usize = samples
+        .iter()
+        .filter_map(|s| table.tag(s.tag))
+        .map(|t| t.path.tag.len())
+        .sum();
+    let mut out = Vec::with_capacity(3 + name.len() + names + samples.len() * 32);
     out.push(VERSION);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&name[..usize::from(len)]);
