@@ -26,7 +26,7 @@ impl Node {
         let now = uaedge_driver::Timestamp::now();
         // A batch comes from one device read; group anyway, keeping order within a device.
         let mut groups: Vec<(DeviceId, Vec<&Sample>)> = Vec::new();
-        for s in batch {
+        for (i, s) in batch.iter().enumerate() {
             if let Some(state) = self.seen.get_mut(s.tag.index()) {
                 state.apply(s, now);
             }
@@ -35,7 +35,13 @@ impl Node {
             };
             match groups.iter_mut().find(|(d, _)| *d == def.device) {
                 Some((_, v)) => v.push(s),
-                None => groups.push((def.device, vec![s])),
+                None => {
+                    // Room for the rest of the batch: one allocation for the usual batch
+                    // of one device, not a doubling series of them.
+                    let mut v = Vec::with_capacity(batch.len() - i);
+                    v.push(s);
+                    groups.push((def.device, v));
+                }
             }
         }
         for (device, samples) in groups {
@@ -150,6 +156,9 @@ impl Node {
             return;
         }
         for _ in 0..DRAIN_READS_PER_TICK {
+            if !self.may_replay(capacity) {
+                return;
+            }
             let cursor = self.drain_cursor;
             let batch = match blocking(|| self.journal.oldest_after(cursor, DRAIN_BATCH)) {
                 Ok(b) => b,
@@ -163,6 +172,9 @@ impl Node {
                 return;
             }
             for (seq, _ts, bytes) in batch {
+                if !self.may_replay(capacity) {
+                    return;
+                }
                 if self.inflight.contains(seq) {
                     self.drain_cursor = seq;
                     continue;
@@ -173,6 +185,15 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Whether a record could go out now. Checked before a record is decoded: under
+    /// overload the queue stays full and a large record leaves the bucket in debt for
+    /// seconds, and decoding the same record every tick only to wait took the CPU the live
+    /// data needed (offered 3 M samples/s over Modbus, delivery fell to 615 k/s).
+    fn may_replay(&self, capacity: f64) -> bool {
+        // `replay` waits below min(samples, capacity) tokens; a record has at least one.
+        self.tokens >= capacity.min(1.0) && self.room_for_data()
     }
 
     fn replay(&mut self, seq: u64, bytes: &[u8], capacity: f64) -> Replay {
