@@ -32,9 +32,9 @@ pub fn payload_seq(out: &mut Vec<u8>, seq: u64) {
     varint(out, seq);
 }
 
-/// Appends `spec` as one metric of a payload (field 2) with `timestamp` (ms on the wire,
-/// µs in the journal). `scratch` is reused from call to call so that a batch allocates
-/// nothing per metric.
+/// Appends `spec` as one metric of a payload (field 2). Its timestamp is `timestamp`, not
+/// `spec.time`: ms on the wire, µs in the journal. `scratch` is reused from call to call so
+/// that a batch allocates nothing per metric.
 pub fn metric(out: &mut Vec<u8>, scratch: &mut Vec<u8>, spec: &MetricSpec<'_>, timestamp: u64) {
     scratch.clear();
     let m = scratch;
@@ -75,7 +75,6 @@ fn properties(quality: Option<i32>, units: Option<&str>) -> Vec<u8> {
     }
     let mut value = Vec::new();
     if let Some(q) = quality {
-        value.clear();
         key(&mut value, 1, VARINT);
         varint(&mut value, sparkplug_rs::DataType::Int32 as u64);
         key(&mut value, 3, VARINT);
