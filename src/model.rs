@@ -356,10 +356,12 @@ impl TagTable {
 
     /// Looks a tag up by its device's name and its name within the device.
     pub fn find_in(&self, device: &str, tag: &str) -> Option<TagId> {
-        let def = self.devices.get(self.device_ids.get(device)?.index())?;
-        let ids = self
-            .by_name
-            .get(def.first_tag as usize..(def.first_tag + def.tag_count) as usize)?;
+        self.find_in_device(self.device_id(device)?, tag)
+    }
+
+    /// Looks a tag up by its device and its name within the device.
+    pub fn find_in_device(&self, device: DeviceId, tag: &str) -> Option<TagId> {
+        let ids = self.by_name_of(device);
         let at = ids
             .binary_search_by(|id| {
                 let name = self.tags.get(id.index()).map(|t| &*t.path.tag);
@@ -367,6 +369,16 @@ impl TagTable {
             })
             .ok()?;
         ids.get(at).copied()
+    }
+
+    /// The ids of `device`'s tags in name order.
+    fn by_name_of(&self, device: DeviceId) -> &[TagId] {
+        self.device(device)
+            .and_then(|d| {
+                self.by_name
+                    .get(d.first_tag as usize..(d.first_tag + d.tag_count) as usize)
+            })
+            .unwrap_or(&[])
     }
 
     /// The id of the device named `name`.
@@ -381,13 +393,7 @@ impl TagTable {
         device: DeviceId,
         prefix: &str,
     ) -> impl Iterator<Item = &'a TagDef> + 'a {
-        let ids = self
-            .device(device)
-            .and_then(|d| {
-                self.by_name
-                    .get(d.first_tag as usize..(d.first_tag + d.tag_count) as usize)
-            })
-            .unwrap_or(&[]);
+        let ids = self.by_name_of(device);
         let key = if prefix.is_empty() {
             String::new()
         } else {

@@ -252,8 +252,7 @@ impl Space<'_> {
     }
 
     fn tag(&self, device: DeviceId, name: &str) -> Option<TagId> {
-        let d = self.table.device(device)?;
-        self.table.find_in(&d.name, name)
+        self.table.find_in_device(device, name)
     }
 
     /// A folder is a part of tag names that is not a tag itself.
@@ -479,6 +478,18 @@ impl Space<'_> {
             }]
         } else {
             Vec::new()
+        }
+    }
+
+    /// What a Browse shows of `node` at the other end of a reference.
+    pub fn metadata(&self, node: &Node) -> NodeMetadata {
+        let (browse_name, display_name) = self.names(node);
+        NodeMetadata {
+            node_id: ExpandedNodeId::new(self.node_id(node)),
+            type_definition: ExpandedNodeId::new(self.type_definition(node)),
+            browse_name,
+            display_name,
+            node_class: Space::node_class(node),
         }
     }
 

@@ -18,8 +18,8 @@ use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::{
     AddReferenceResult, BrowseNode, BrowsePathItem, DynNodeManager, ExternalReference,
     ExternalReferenceRequest, MonitoredItemRef, MonitoredItemUpdateRef, NodeManager,
-    NodeManagerBuilder, NodeMetadata, ParsedReadValueId, ReadNode, RequestContext, ServerContext,
-    SyncSampler, TypeTreeReadContext, WriteNode,
+    NodeManagerBuilder, ParsedReadValueId, ReadNode, RequestContext, ServerContext, SyncSampler,
+    TypeTreeReadContext, WriteNode,
 };
 use opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use opcua::types::{
@@ -117,10 +117,7 @@ impl ModelNodeManager {
         if Arc::ptr_eq(&self.table.read(), &table) {
             return;
         }
-        let space = Space {
-            ns: self.namespace_index(),
-            table: &table,
-        };
+        let space = self.space(&table);
         let tags = watched
             .nodes
             .keys()
@@ -257,18 +254,6 @@ impl ModelNodeManager {
         })
     }
 
-    /// What a Browse shows of the other end of a reference.
-    fn metadata(&self, space: &Space, node: &Node) -> NodeMetadata {
-        let (browse_name, display_name) = space.names(node);
-        NodeMetadata {
-            node_id: ExpandedNodeId::new(space.node_id(node)),
-            type_definition: ExpandedNodeId::new(space.type_definition(node)),
-            browse_name,
-            display_name,
-            node_class: Space::node_class(node),
-        }
-    }
-
     fn browse_one(&self, space: &Space, type_tree: &dyn TypeTreeReadContext, b: &mut BrowseNode) {
         let type_tree = type_tree.get();
         let refs = match space.node(b.node_id()) {
@@ -288,7 +273,7 @@ impl ModelNodeManager {
                 continue;
             }
             let meta = match r.target {
-                Target::Ours(target) => self.metadata(space, &target),
+                Target::Ours(target) => space.metadata(&target),
                 Target::Core(id) => match Space::core_metadata(&id) {
                     Some(meta) => meta,
                     // The core namespace's node manager names it.
@@ -587,7 +572,7 @@ impl NodeManager for ModelNodeManager {
         let space = self.space(&table);
         for item in items {
             if let Some(node) = space.node(item.node_id()) {
-                let mut meta = self.metadata(&space, &node);
+                let mut meta = space.metadata(&node);
                 if !item
                     .result_mask()
                     .contains(BrowseDescriptionResultMask::RESULT_MASK_TYPE_DEFINITION)
