@@ -62,7 +62,7 @@ fn default_max_sessions() -> u32 {
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4840";
 
-/// One kind of endpoint the server offers.
+/// One kind of endpoint the server offers: a security policy and a message security mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Endpoint {
     /// No signing, no encryption: anonymous only (passwords are never accepted here).
@@ -72,11 +72,50 @@ pub enum Endpoint {
     Basic256Sha256Sign,
     #[serde(rename = "basic256sha256_sign_encrypt")]
     Basic256Sha256SignEncrypt,
+    #[serde(rename = "aes128_sha256_rsaoaep_sign")]
+    Aes128Sha256RsaOaepSign,
+    #[serde(rename = "aes128_sha256_rsaoaep_sign_encrypt")]
+    Aes128Sha256RsaOaepSignEncrypt,
+    #[serde(rename = "aes256_sha256_rsapss_sign")]
+    Aes256Sha256RsaPssSign,
+    #[serde(rename = "aes256_sha256_rsapss_sign_encrypt")]
+    Aes256Sha256RsaPssSignEncrypt,
 }
 
 impl Endpoint {
+    /// What a config leaves out: the current policies (OPC UA 1.04+) and Basic256Sha256 for
+    /// older clients, encrypted.
+    pub const DEFAULT: [Endpoint; 3] = [
+        Endpoint::Aes128Sha256RsaOaepSignEncrypt,
+        Endpoint::Aes256Sha256RsaPssSignEncrypt,
+        Endpoint::Basic256Sha256SignEncrypt,
+    ];
+
     pub fn is_secure(self) -> bool {
         self != Endpoint::None
+    }
+
+    /// Encrypted, so that a password may cross it.
+    pub fn encrypts(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Basic256Sha256SignEncrypt
+                | Endpoint::Aes128Sha256RsaOaepSignEncrypt
+                | Endpoint::Aes256Sha256RsaPssSignEncrypt
+        )
+    }
+
+    /// The name a config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::None => "none",
+            Endpoint::Basic256Sha256Sign => "basic256sha256_sign",
+            Endpoint::Basic256Sha256SignEncrypt => "basic256sha256_sign_encrypt",
+            Endpoint::Aes128Sha256RsaOaepSign => "aes128_sha256_rsaoaep_sign",
+            Endpoint::Aes128Sha256RsaOaepSignEncrypt => "aes128_sha256_rsaoaep_sign_encrypt",
+            Endpoint::Aes256Sha256RsaPssSign => "aes256_sha256_rsapss_sign",
+            Endpoint::Aes256Sha256RsaPssSignEncrypt => "aes256_sha256_rsapss_sign_encrypt",
+        }
     }
 }
 
@@ -172,10 +211,7 @@ impl OpcUaSettings {
                 Vec::new()
             }
             Some(e) => e.value.clone(),
-            None => vec![
-                Endpoint::Basic256Sha256Sign,
-                Endpoint::Basic256Sha256SignEncrypt,
-            ],
+            None => Endpoint::DEFAULT.to_vec(),
         };
         let mut users: Vec<User> = Vec::new();
         for user_node in &raw.users {
@@ -197,7 +233,7 @@ impl OpcUaSettings {
         }
         let secure = endpoints.iter().any(|e| e.is_secure());
         if !raw.users.is_empty() && !secure {
-            let msg = "users log in only on encrypted endpoints (passwords are never sent in clear): add `basic256sha256_sign_encrypt`";
+            let msg = "users log in only on encrypted endpoints (passwords are never sent in clear): add `aes256_sha256_rsapss_sign_encrypt` (or another encrypted one)";
             errors.push(match &raw.endpoints {
                 Some(e) => e.error(msg),
                 None => node.error(msg),

@@ -16,7 +16,8 @@
 //!   write.
 //! - `convert.rs`, `units.rs`: types, StatusCodes, timestamps, EngineeringUnits.
 //!
-//! Security: endpoints None and Basic256Sha256 Sign / SignAndEncrypt as configured. The
+//! Security: endpoints None, Basic256Sha256, Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss,
+//! each Sign or SignAndEncrypt, as configured (default: the three SignAndEncrypt ones). The
 //! application certificate is made on first start under `<state_dir>/pki/own`; client
 //! certificates are trusted by moving them from `pki/rejected` to `pki/trusted` (or
 //! automatically with `trust_client_certs: true`).
@@ -283,21 +284,12 @@ fn server_builder(
         .max_chunk_count(MAX_MESSAGE_SIZE / 8192 + 1)
         .max_array_length(MAX_ITEMS_PER_CALL)
         .token(token);
-    for endpoint in &settings.endpoints {
-        let (id, policy, mode) = match endpoint {
-            Endpoint::None => ("none", SecurityPolicy::None, MessageSecurityMode::None),
-            Endpoint::Basic256Sha256Sign => (
-                "basic256sha256_sign",
-                SecurityPolicy::Basic256Sha256,
-                MessageSecurityMode::Sign,
-            ),
-            Endpoint::Basic256Sha256SignEncrypt => (
-                "basic256sha256_sign_encrypt",
-                SecurityPolicy::Basic256Sha256,
-                MessageSecurityMode::SignAndEncrypt,
-            ),
-        };
-        builder = builder.add_endpoint(id, ServerEndpoint::new("/", policy, mode, &anonymous));
+    for &endpoint in &settings.endpoints {
+        let (policy, mode) = security(endpoint);
+        builder = builder.add_endpoint(
+            endpoint.name(),
+            ServerEndpoint::new("/", policy, mode, &anonymous),
+        );
     }
     let limits = builder.limits_mut();
     limits.subscriptions.min_sampling_interval_ms =
@@ -312,6 +304,24 @@ fn server_builder(
     op.max_nodes_per_register_nodes = MAX_ITEMS_PER_CALL;
     op.max_references_per_browse_node = MAX_ITEMS_PER_CALL;
     builder
+}
+
+/// The security policy and message mode of an endpoint.
+fn security(endpoint: Endpoint) -> (SecurityPolicy, MessageSecurityMode) {
+    use MessageSecurityMode::{Sign, SignAndEncrypt};
+    match endpoint {
+        Endpoint::None => (SecurityPolicy::None, MessageSecurityMode::None),
+        Endpoint::Basic256Sha256Sign => (SecurityPolicy::Basic256Sha256, Sign),
+        Endpoint::Basic256Sha256SignEncrypt => (SecurityPolicy::Basic256Sha256, SignAndEncrypt),
+        Endpoint::Aes128Sha256RsaOaepSign => (SecurityPolicy::Aes128Sha256RsaOaep, Sign),
+        Endpoint::Aes128Sha256RsaOaepSignEncrypt => {
+            (SecurityPolicy::Aes128Sha256RsaOaep, SignAndEncrypt)
+        }
+        Endpoint::Aes256Sha256RsaPssSign => (SecurityPolicy::Aes256Sha256RsaPss, Sign),
+        Endpoint::Aes256Sha256RsaPssSignEncrypt => {
+            (SecurityPolicy::Aes256Sha256RsaPss, SignAndEncrypt)
+        }
+    }
 }
 
 fn bind_now(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
