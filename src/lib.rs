@@ -4,6 +4,7 @@
 pub mod anomaly;
 pub mod config;
 pub mod drivers;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod opcua_server;

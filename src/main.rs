@@ -1,11 +1,10 @@
 //! The `uaedge` command: the binary's edge, where errors become exit codes and messages.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 use uaedge::config::{Config, Digest};
 
 /// OPC UA-centric industrial edge runtime: device drivers (Modbus, OPC UA, simulated
@@ -141,7 +140,7 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let log_level = init_logging(&config.log.level);
+    let log_level = uaedge::logging::init(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("uaedge")
@@ -184,7 +183,7 @@ fn run(path: PathBuf) -> ExitCode {
 async fn serve(
     path: &Path,
     config: Config,
-    log_level: &LogLevel,
+    log_level: &uaedge::logging::LogLevel,
 ) -> Result<(), uaedge::runtime::RuntimeError> {
     use tokio::signal::unix::{signal, SignalKind};
     // A digest, not the text: a 100,000-tag config is megabytes held only to compare.
@@ -343,66 +342,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Swaps the filter of the installed subscriber (its type differs with and without time).
-type SetFilter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
-
-/// Changes the log filter of the running process: `log.level` on reload.
-struct LogLevel {
-    /// `None` when `RUST_LOG` is set: the environment wins, for one-off debugging.
-    set: Option<SetFilter>,
-}
-
-impl LogLevel {
-    fn set(&self, level: &str) {
-        let Some(set) = &self.set else {
-            info!("RUST_LOG is set; log.level from the config is not applied");
-            return;
-        };
-        let result = tracing_subscriber::EnvFilter::try_new(level)
-            .map_err(|e| e.to_string())
-            .and_then(set);
-        match result {
-            Ok(()) => info!(level, "log level applied"),
-            Err(e) => warn!(level, error = %e, "log level not applied"),
-        }
-    }
-}
-
-/// One line per event. Under systemd (JOURNAL_STREAM set) journald adds its own time and
-/// colours would be noise, so both go.
-fn init_logging(level: &str) -> LogLevel {
-    use tracing_subscriber::EnvFilter;
-    let from_env = EnvFilter::try_from_default_env().ok();
-    let env_wins = from_env.is_some();
-    let filter = from_env
-        .or_else(|| EnvFilter::try_new(level).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(!journald && std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    // Reloading wraps the finished layers, so it comes last on each branch.
-    let set: SetFilter = if journald {
-        let builder = builder.without_time().with_filter_reloading();
-        let reload = builder.reload_handle();
-        builder.init();
-        Box::new(move |f| reload.reload(f).map_err(|e| e.to_string()))
-    } else {
-        let builder = builder.with_filter_reloading();
-        let reload = builder.reload_handle();
-        builder.init();
-        Box::new(move |f| reload.reload(f).map_err(|e| e.to_string()))
-    };
-    LogLevel {
-        set: (!env_wins).then_some(set),
-    }
-}
-
 fn discover_opcua(endpoint: &str, root: Option<&str>, depth: u32) -> ExitCode {
     // Errors only: stdout is the YAML and the session's routine warnings would be noise.
-    let _ = init_logging("error");
+    let _ = uaedge::logging::init("error");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -217,6 +217,29 @@ pub fn render(handle: &Handle) -> String {
         "Anomaly alarm transitions, either way, since start.",
         &[(String::new(), alarms.transitions as f64)],
     );
+    let (accepted, open, failed) = handle.opcua_connections().snapshot();
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    family(
+        &mut out,
+        "uaedge_opcua_connections_total",
+        "counter",
+        "TCP connections accepted on the OPC UA port.",
+        &one(accepted),
+    );
+    family(
+        &mut out,
+        "uaedge_opcua_connections_open",
+        "gauge",
+        "TCP connections to the OPC UA port open now.",
+        &one(open),
+    );
+    family(
+        &mut out,
+        "uaedge_opcua_handshake_failures_total",
+        "counter",
+        "OPC UA connections that ended before their secure channel opened (not OPC UA, refused, or silent).",
+        &one(failed),
+    );
     if let Some(status) = handle.sparkplug_status() {
         let s = status.snapshot();
         let one = |v: f64| vec![(String::new(), v)];

@@ -146,6 +146,8 @@ pub struct Handle {
     subscribers: Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>,
     alarms: Arc<AlarmStatus>,
     probes: mpsc::Sender<oneshot::Sender<()>>,
+    /// Outlives OPC UA server restarts, so its counters only grow.
+    opcua_connections: Arc<crate::opcua_server::ConnectionStats>,
 }
 
 impl Handle {
@@ -163,6 +165,11 @@ impl Handle {
     /// the config has a `sparkplug:` section.
     pub fn sparkplug_status(&self) -> Option<Arc<crate::sparkplug::SparkplugStatus>> {
         self.shared.read().sparkplug.clone()
+    }
+
+    /// Connections to the OPC UA port: accepted, open, failed before a secure channel.
+    pub fn opcua_connections(&self) -> &Arc<crate::opcua_server::ConnectionStats> {
+        &self.opcua_connections
     }
 
     /// Anomaly alarms: configured, Active now, transitions since start.
@@ -341,6 +348,7 @@ impl Runtime {
             subscribers,
             probes: probe_tx,
             alarms: alarm_status,
+            opcua_connections: Arc::default(),
         };
         let reactions = tokio::spawn(alarms::react(handle.clone(), reaction_rx));
         let sparkplug = match (config.sparkplug.clone(), sparkplug_events, sparkplug_status) {

@@ -6,6 +6,7 @@
 //! read. Every error names the file, line, column and key path, and all of them are returned.
 
 mod alarms;
+mod size;
 pub mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -16,6 +17,7 @@ use uaedge_driver::{DataType, Duration};
 
 use crate::drivers::{self, Prepared};
 use crate::model::{Deadband, DeviceDef, DeviceId, Scaling, TagDef, TagId, TagPath, TagTable};
+pub use size::ByteSize;
 pub use yaml::{ConfigError, RawNode, Spanned};
 
 /// All the errors of one config file, printed one per line.

@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 use uaedge_driver::Duration;
 
+use super::limits::Limits;
 use crate::config::{ConfigError, RawNode, Spanned};
 
 /// `opcua:` as written in YAML.
@@ -38,6 +39,8 @@ struct RawOpcUa {
     max_sessions: u32,
     #[serde(default)]
     min_sampling_interval: Option<Spanned<Duration>>,
+    #[serde(default)]
+    limits: Option<RawNode>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +171,7 @@ pub struct OpcUaSettings {
     pub users: Vec<User>,
     pub max_sessions: usize,
     pub min_sampling_interval: std::time::Duration,
+    pub limits: Limits,
 }
 
 impl OpcUaSettings {
@@ -258,6 +262,7 @@ impl OpcUaSettings {
                     }
                 }
             };
+        let limits = Limits::load(raw.limits.as_ref(), errors);
         check_text(&raw.hostname, "hostname", errors);
         check_text(&raw.namespace_uri, "namespace_uri", errors);
         let listen = listen.ok()?;
@@ -283,6 +288,7 @@ impl OpcUaSettings {
             users,
             max_sessions: raw.max_sessions as usize,
             min_sampling_interval,
+            limits,
         })
     }
 

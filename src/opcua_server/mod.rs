@@ -26,8 +26,11 @@ mod address_space;
 mod auth;
 pub mod config;
 mod convert;
+mod gate;
+mod limits;
 mod node_manager;
 mod notify;
+pub mod uatcp;
 mod units;
 
 use std::net::SocketAddr;
@@ -44,6 +47,8 @@ use tracing::{error, info};
 
 pub use address_space::tag_node_id;
 pub use config::{Access, Endpoint, OpcUaSettings, Password, User};
+pub use gate::ConnectionStats;
+pub use limits::Limits;
 
 use auth::Authenticator;
 use node_manager::{ModelManagerBuilder, ModelNodeManager};
@@ -54,9 +59,6 @@ use crate::runtime::Handle;
 const STOP_DEADLINE: Duration = Duration::from_secs(3);
 /// Pause between attempts to bind a listen address that is taken.
 const BIND_RETRY: Duration = Duration::from_secs(5);
-/// Large enough for a Read or CreateMonitoredItems of tens of thousands of nodes.
-const MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
-const MAX_ITEMS_PER_CALL: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpcUaError {
@@ -159,6 +161,7 @@ async fn serve(
     ready: Arc<parking_lot::Mutex<Option<(SocketAddr, u16)>>>,
 ) {
     let listen = settings.listen;
+    let max_chunk = settings.limits.max_message_size;
     let build = {
         let (handle, token) = (handle.clone(), token.clone());
         tokio::task::spawn_blocking(move || build(&settings, &pki, &handle, token))
@@ -168,7 +171,7 @@ async fn serve(
         _ = token.cancelled() => return,
         b = build => b,
     };
-    let (server, subscriptions, manager, ns) = match built {
+    let (server, info, subscriptions, manager, ns) = match built {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             error!(error = %e, "OPC UA server not started");
@@ -194,17 +197,61 @@ async fn serve(
             None => return,
         },
     };
-    if let Ok(addr) = listener.local_addr() {
-        *ready.lock() = Some((addr, ns));
+    // async-opcua listens on a loopback port of its own, behind the gate (gate.rs).
+    let (backend, public) = match (
+        tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await,
+        listener.local_addr(),
+    ) {
+        (Ok(b), Ok(public)) => (b, public),
+        (Err(e), _) | (_, Err(e)) => {
+            error!(error = %e, "OPC UA server not started: no loopback port for it");
+            notifier.abort();
+            return;
+        }
+    };
+    let Ok(backend_addr) = backend.local_addr() else {
+        notifier.abort();
+        return;
+    };
+    let run = server.run_with(backend);
+    tokio::pin!(run);
+    // Endpoint descriptions name the port async-opcua listens on, which it records once it
+    // runs; clients must be told the gate's port instead.
+    loop {
+        tokio::select! {
+            r = &mut run => {
+                if let Err(e) = r {
+                    error!(error = %e, "OPC UA server stopped with an error");
+                }
+                notifier.abort();
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+        if info.port.load(std::sync::atomic::Ordering::Relaxed) == backend_addr.port() {
+            info.port
+                .store(public.port(), std::sync::atomic::Ordering::Relaxed);
+            break;
+        }
     }
-    if let Err(e) = server.run_with(listener).await {
+    let gate = tokio::spawn(gate::run(
+        listener,
+        backend_addr,
+        max_chunk,
+        handle.opcua_connections().clone(),
+        token.child_token(),
+    ));
+    *ready.lock() = Some((public, ns));
+    if let Err(e) = run.await {
         error!(error = %e, "OPC UA server stopped with an error");
     }
+    gate.abort();
     notifier.abort();
 }
 
 type Built = (
     opcua::server::Server,
+    Arc<opcua::server::ServerInfo>,
     Arc<opcua::server::SubscriptionCache>,
     Arc<ModelNodeManager>,
     u16,
@@ -228,7 +275,13 @@ fn build(
         .get_of_type::<ModelNodeManager>()
         .ok_or(OpcUaError::NodeManager)?;
     let ns = manager.namespace_index();
-    Ok((server, server_handle.subscriptions().clone(), manager, ns))
+    Ok((
+        server,
+        server_handle.info().clone(),
+        server_handle.subscriptions().clone(),
+        manager,
+        ns,
+    ))
 }
 
 /// Starts the server of a loaded config, logging instead of failing: the devices and
@@ -280,9 +333,6 @@ fn server_builder(
         })
         .with_authenticator(auth)
         .max_sessions(settings.max_sessions)
-        .max_message_size(MAX_MESSAGE_SIZE)
-        .max_chunk_count(MAX_MESSAGE_SIZE / 8192 + 1)
-        .max_array_length(MAX_ITEMS_PER_CALL)
         .token(token);
     for &endpoint in &settings.endpoints {
         let (policy, mode) = security(endpoint);
@@ -292,17 +342,9 @@ fn server_builder(
         );
     }
     let limits = builder.limits_mut();
+    settings.limits.apply(limits);
     limits.subscriptions.min_sampling_interval_ms =
         settings.min_sampling_interval.as_secs_f64() * 1000.0;
-    limits.subscriptions.max_monitored_items_per_sub = MAX_ITEMS_PER_CALL;
-    let op = &mut limits.operational;
-    op.max_nodes_per_read = MAX_ITEMS_PER_CALL;
-    op.max_nodes_per_write = MAX_ITEMS_PER_CALL;
-    op.max_nodes_per_browse = MAX_ITEMS_PER_CALL;
-    op.max_monitored_items_per_call = MAX_ITEMS_PER_CALL;
-    op.max_nodes_per_translate_browse_paths_to_node_ids = MAX_ITEMS_PER_CALL;
-    op.max_nodes_per_register_nodes = MAX_ITEMS_PER_CALL;
-    op.max_references_per_browse_node = MAX_ITEMS_PER_CALL;
     builder
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use uaedge_driver::Duration;
 
-use crate::config::{Backoff, ConfigError, Spanned};
+use crate::config::{Backoff, ByteSize, ConfigError, Spanned};
 
 /// `sparkplug:` as written in YAML.
 #[derive(Deserialize)]
@@ -107,52 +107,6 @@ fn default_drain_rate() -> Spanned<u32> {
 }
 
 const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
-
-/// A byte count from YAML: `1048576`, `512KiB`, `256MiB`, `1GiB`, `10MB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            N(u64),
-            S(String),
-        }
-        match Either::deserialize(d)? {
-            Either::N(n) => Ok(ByteSize(n)),
-            Either::S(s) => parse_bytes(&s)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected e.g. `256MiB` or a number of bytes"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1000,
-        "MB" => 1000 * 1000,
-        "GB" => 1000 * 1000 * 1000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "invalid size unit in `{s}`: expected B, KB, MB, GB, KiB, MiB or GiB"
-            ))
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("size `{s}` is too large"))
-}
 
 /// A string that must not reach a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -533,15 +487,6 @@ mod tests {
         assert!(parse_broker("mqtt://u:p@x:1").is_err());
         assert!(parse_broker("mqtt://x:0").is_err());
         assert!(parse_broker("mqtt://:1").is_err());
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_bytes("10MB"), Ok(10_000_000));
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("99999999999GiB").is_err());
     }
 
     fn parse(text: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {

@@ -28,6 +28,20 @@ where
 }
 
 /// The blocking twin of [`eventually`], for tests that drive child processes.
+/// Like [`wait_for`], but `None` on timeout, so the caller can say what it saw.
+pub fn eventually_sync<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {

@@ -1,0 +1,180 @@
+//! The OPC UA port under abuse: 200 connections that are not OPC UA (an HTTP request,
+//! random bytes, nothing at all, a valid Hello followed by junk) leave a handful of log
+//! lines and a counter in `/metrics`, and a real client still gets its session.
+
+mod common;
+mod opcua_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use opcua_support::Scada;
+use serde_json::json;
+
+fn hello(url: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for v in [0u32, 65535, 65535, 0, 0] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.extend_from_slice(&(url.len() as i32).to_le_bytes());
+    body.extend_from_slice(url.as_bytes());
+    let mut m = b"HELF".to_vec();
+    m.extend_from_slice(&((8 + body.len()) as u32).to_le_bytes());
+    m.extend(body);
+    m
+}
+
+/// Bytes that look random but are the same on every run.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// One connection that never becomes a secure channel; waits until the server hangs up.
+fn abuse(addr: SocketAddr, kind: usize, url: &str) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    match kind {
+        0 => s
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send"),
+        1 => s.write_all(&noise(kind as u64, 300)).expect("send"),
+        2 => {
+            // Connect and say nothing: the port scanner's way.
+            return;
+        }
+        _ => {
+            s.write_all(&hello(url)).expect("hello");
+            let mut ack = [0u8; 8];
+            s.read_exact(&mut ack).expect("acknowledge");
+            assert_eq!(&ack[..4], b"ACKF", "a valid Hello is answered");
+            s.write_all(&noise(kind as u64, 64)).expect("junk");
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).expect("metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    body
+}
+
+#[test]
+fn garbage_connections_are_counted_not_logged_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (opcua, metrics) = (common::free_port(), common::free_port());
+    let config = dir.path().join("gate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node: {{ name: gate }}\nstate_dir: {}\nlog: {{ level: info }}\nmetrics: {{ listen: 127.0.0.1:{metrics} }}\n\
+             opcua: {{ listen: 127.0.0.1:{opcua}, endpoints: [none], anonymous: read }}\n\
+             devices:\n  - name: cell\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      \
+             - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    let (mut child, lines) = common::spawn_uaedge(&config);
+    common::wait_for(Duration::from_secs(60), "the OPC UA server", || {
+        lines
+            .try_iter()
+            .any(|l| l.contains("OPC UA address space ready"))
+            .then_some(())
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
+    let url = format!("opc.tcp://127.0.0.1:{opcua}/");
+    common::wait_for(Duration::from_secs(10), "the OPC UA port", || {
+        TcpStream::connect(addr).ok()
+    });
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics));
+    let failures = || {
+        metric(
+            &scrape(metrics_addr),
+            "uaedge_opcua_handshake_failures_total",
+        )
+    };
+    // The probe above was a connection that said nothing: counted like the rest.
+    let before = common::wait_for(Duration::from_secs(10), "the probe counted", || {
+        failures().filter(|&n| n >= 1.0)
+    });
+    // Let start-up lines through before counting; the probe's warning is among them.
+    std::thread::sleep(Duration::from_millis(300));
+    let early: Vec<String> = lines.try_iter().collect();
+
+    let started = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|kind| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    abuse(addr, kind, &url);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("abuse thread");
+    }
+    let mut seen = None;
+    let counted = common::eventually_sync(Duration::from_secs(20), || {
+        seen = failures();
+        (seen == Some(before + 200.0)).then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "failures counted: {seen:?}, want {before} + 200"
+    );
+    let logged: Vec<String> = lines.try_iter().collect();
+    assert!(
+        logged.len() <= 5,
+        "{} lines for 200 bad connections in {:?}:\n{}",
+        logged.len(),
+        started.elapsed(),
+        logged.join("\n")
+    );
+    let warnings = early
+        .iter()
+        .chain(&logged)
+        .filter(|l| l.contains("WARN") && l.contains("before its secure channel opened"))
+        .count();
+    assert_eq!(
+        warnings, 1,
+        "one warning a minute for the address: {early:?} {logged:?}"
+    );
+
+    // A real client is not disturbed.
+    let mut scada = Scada::start();
+    scada.connect_none(&url);
+    let value = scada.read_one("ns=2;s=cell/count");
+    assert_eq!(value["status"], json!("Good"), "{value}");
+    drop(scada);
+    let body = scrape(metrics_addr);
+    assert_eq!(
+        metric(&body, "uaedge_opcua_handshake_failures_total"),
+        Some(before + 200.0),
+        "a good session is no failure"
+    );
+    assert!(metric(&body, "uaedge_opcua_connections_total").is_some_and(|n| n >= 201.0));
+    let _ = child.kill();
+    let _ = child.wait();
+}
