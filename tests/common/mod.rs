@@ -1,5 +1,5 @@
 //! Shared test plumbing: waiting on conditions with a deadline (never a bare sleep), the
-//! Python peers, child processes that die with the test.
+//! Python and Node.js peers, child processes that die with the test.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -73,6 +73,30 @@ pub fn python() -> PathBuf {
     assert!(
         path.exists(),
         "{} not found: run `bash tests/setup.sh` (or the README's test command) first",
+        path.display()
+    );
+    path
+}
+
+/// Node.js for the node-opcua peer: `UAEDGE_TEST_NODE`, else `node` from PATH (which
+/// `tests/setup.sh` installs when missing).
+pub fn node() -> PathBuf {
+    std::env::var_os("UAEDGE_TEST_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("node"))
+}
+
+/// The node_modules folder that `tests/setup.sh` installs from tests/interop/node's lock
+/// file, for NODE_PATH.
+pub fn node_modules() -> PathBuf {
+    let path = std::env::var_os("UAEDGE_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/node/node_modules")
+        });
+    assert!(
+        path.join("node-opcua-client").exists(),
+        "node-opcua not found in {}: run `bash tests/setup.sh` (or the README's test command) first",
         path.display()
     );
     path

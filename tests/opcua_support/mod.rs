@@ -1,5 +1,6 @@
-//! Plumbing for the OPC UA server tests: the asyncua SCADA client driven over JSON lines,
-//! and uaedge started in-process with its own state folder and a free port.
+//! Plumbing for the OPC UA server tests: SCADA-side clients on stacks we did not write
+//! (asyncua, open62541 through o6, node-opcua) driven over JSON lines, and uaedge started
+//! in-process with its own state folder and a free port.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -11,35 +12,71 @@ use serde_json::{json, Value};
 use uaedge::config::Config;
 use uaedge::runtime::Runtime;
 
-use crate::common::{eventually, python};
+use crate::common::{eventually, node, node_modules, python};
 
-/// tests/interop/opcua_scada.py: an asyncua client answering one JSON command per line.
+/// An OPC UA client process answering one JSON command per line: `start` is asyncua
+/// (tests/interop/opcua_scada.py), `o6` open62541 (opcua_o6.py), `node_opcua` node-opcua
+/// (opcua_nodeopcua.js). The three share the commands connect, read, write, subscribe,
+/// changes and disconnect; see each script for the rest and for its NodeId syntax.
 pub struct Scada {
+    name: &'static str,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
 
+fn interop(script: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script)
+}
+
 impl Scada {
+    /// The asyncua client.
     pub fn start() -> Scada {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/opcua_scada.py");
-        let mut child = Command::new(python())
-            .arg(script)
+        let mut command = Command::new(python());
+        command.arg(interop("opcua_scada.py"));
+        Scada::spawn("asyncua", command)
+    }
+
+    /// The open62541 client (o6). NodeIds outside namespace 0 as `nsu=<uri>;s=...`.
+    pub fn o6() -> Scada {
+        let mut command = Command::new(python());
+        command.arg(interop("opcua_o6.py"));
+        Scada::spawn("o6", command)
+    }
+
+    /// The node-opcua client. NodeIds outside namespace 0 as `nsu=<uri>;s=...`.
+    pub fn node_opcua() -> Scada {
+        let mut command = Command::new(node());
+        command
+            .arg(interop("opcua_nodeopcua.js"))
+            .env("NODE_PATH", node_modules());
+        Scada::spawn("node-opcua", command)
+    }
+
+    fn spawn(name: &'static str, mut command: Command) -> Scada {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start the asyncua client");
+            .unwrap_or_else(|e| panic!("start the {name} client: {e}"));
         let stdin = child.stdin.take().expect("stdin");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("ready line");
-        assert_eq!(line.trim(), "ready", "the asyncua client did not start");
+        assert_eq!(line.trim(), "ready", "the {name} client did not start");
         Scada {
+            name,
             child,
             stdin,
             stdout,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Sends one command and waits for its answer. Runs the blocking pipe I/O in place, so
@@ -50,7 +87,7 @@ impl Scada {
             self.stdin.flush().expect("flush command");
             let mut line = String::new();
             self.stdout.read_line(&mut line).expect("read answer");
-            assert!(!line.is_empty(), "the asyncua client exited on {cmd}");
+            assert!(!line.is_empty(), "the {} client exited on {cmd}", self.name);
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"))
         })
     }
@@ -58,7 +95,11 @@ impl Scada {
     /// Like `call`, but panics on an error answer.
     pub fn ok(&mut self, cmd: Value) -> Value {
         let answer = self.call(cmd.clone());
-        assert!(answer.get("error").is_none(), "{cmd} failed: {answer}");
+        assert!(
+            answer.get("error").is_none(),
+            "{}: {cmd} failed: {answer}",
+            self.name
+        );
         answer
     }
 
@@ -100,6 +141,8 @@ pub struct Edge {
     pub runtime: Runtime,
     pub url: String,
     pub ns: u16,
+    /// The namespace of uaedge's nodes (`urn:uaedge:test` unless the test sets another).
+    pub namespace_uri: String,
     pub state: tempfile::TempDir,
 }
 
@@ -117,6 +160,11 @@ impl Edge {
             state.path().display()
         );
         let config = Config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let namespace_uri = config
+            .opcua
+            .as_ref()
+            .map(|o| o.namespace_uri.clone())
+            .unwrap_or_default();
         let runtime = Runtime::start(config);
         let addr = eventually(
             Duration::from_secs(60),
@@ -132,6 +180,7 @@ impl Edge {
             runtime,
             url: format!("opc.tcp://127.0.0.1:{}/", addr.port()),
             ns,
+            namespace_uri,
             state,
         }
     }
@@ -139,6 +188,11 @@ impl Edge {
     /// `ns=<uaedge>;s=<path>`, as asyncua prints NodeIds.
     pub fn node(&self, path: &str) -> String {
         format!("ns={};s={path}", self.ns)
+    }
+
+    /// `nsu=<namespace URI>;s=<path>`, the NodeId form the o6 and node-opcua clients take.
+    pub fn nsu(&self, path: &str) -> String {
+        format!("nsu={};s={path}", self.namespace_uri)
     }
 
     pub fn pki(&self) -> PathBuf {
