@@ -4,8 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
 export UAEDGE_TEST_PYTHON="$PWD/.build/venv/bin/python"
-UAEDGE_TEST_NODE="$(command -v node)"
-export UAEDGE_TEST_NODE
+export UAEDGE_TEST_NODE="$PWD/.build/node/bin/node"
 export UAEDGE_TEST_NODE_MODULES="$PWD/.build/node/node_modules"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -78,12 +78,12 @@ pub fn python() -> PathBuf {
     path
 }
 
-/// Node.js for the node-opcua peer: `UAEDGE_TEST_NODE`, else `node` from PATH (which
-/// `tests/setup.sh` installs when missing).
+/// Node.js for the node-opcua peer: `UAEDGE_TEST_NODE`, else the one `tests/setup.sh`
+/// picked (the machine's when new enough, else Node.js 22 from PyPI).
 pub fn node() -> PathBuf {
     std::env::var_os("UAEDGE_TEST_NODE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("node"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/node/bin/node"))
 }
 
 /// The node_modules folder that `tests/setup.sh` installs from tests/interop/node's lock
