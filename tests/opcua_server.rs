@@ -560,3 +560,28 @@ async fn basic256sha256_users_certificate_folders_and_anonymous_off() {
     );
     edge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operation_limits_are_advertised_as_configured() {
+    let edge = Edge::start(
+        &format!("{ANONYMOUS_NONE}\n  limits: {{ max_nodes_per_read: 5000, max_monitored_items_per_call: 2000, max_string_length: 4096 }}"),
+        CELL,
+    )
+    .await;
+    let mut scada = Scada::start();
+    scada.connect_none(&edge.url);
+    // Server/ServerCapabilities: MaxArrayLength, MaxStringLength; OperationLimits:
+    // MaxNodesPerRead, MaxNodesPerWrite, MaxNodesPerBrowse, MaxMonitoredItemsPerCall.
+    let ids = [11702, 11703, 11705, 11707, 11710, 11714].map(|i| format!("i={i}"));
+    let values: Vec<Value> = scada
+        .read(&ids)
+        .iter()
+        .map(|v| v["value"].clone())
+        .collect();
+    assert_eq!(
+        values,
+        [100_000, 4096, 5000, 100_000, 100_000, 2000].map(|n| json!(n)),
+        "{values:?}"
+    );
+    edge.stop().await;
+}

@@ -162,9 +162,16 @@ async fn serve(
 ) {
     let listen = settings.listen;
     let max_chunk = settings.limits.max_message_size;
+    // The port clients reach: the one bound already (port 0 becomes a real one), else the
+    // configured one, which the retries will bind.
+    let port = first
+        .as_ref()
+        .ok()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(listen.port(), |a| a.port());
     let build = {
         let (handle, token) = (handle.clone(), token.clone());
-        tokio::task::spawn_blocking(move || build(&settings, &pki, &handle, token))
+        tokio::task::spawn_blocking(move || build(&settings, port, &pki, &handle, token))
     };
     let built = tokio::select! {
         // The certificate may still be in the making; its thread finishes on its own.
@@ -259,12 +266,13 @@ type Built = (
 
 fn build(
     settings: &OpcUaSettings,
+    port: u16,
     pki: &Path,
     handle: &Handle,
     token: CancellationToken,
 ) -> Result<Built, OpcUaError> {
     let auth = Arc::new(Authenticator::new(settings));
-    let builder = server_builder(settings, pki, auth, handle, token);
+    let builder = server_builder(settings, port, pki, auth, handle, token);
     let (server, server_handle) = builder.build().map_err(OpcUaError::Build)?;
     let cert = pki.join("own").join("cert.der");
     if settings.endpoints.iter().any(|e| e.is_secure()) && !cert.exists() {
@@ -306,6 +314,7 @@ pub fn start_from_config(
 
 fn server_builder(
     settings: &OpcUaSettings,
+    port: u16,
     pki: &Path,
     auth: Arc<Authenticator>,
     handle: &Handle,
@@ -324,8 +333,8 @@ fn server_builder(
         .pki_dir(PathBuf::from(pki))
         .trust_client_certs(settings.trust_client_certs)
         .host(settings.hostname.clone())
-        .port(settings.listen.port())
-        .discovery_urls(vec!["/".to_string()])
+        .port(port)
+        .discovery_urls(vec![format!("opc.tcp://{}:{port}/", settings.hostname)])
         .with_node_manager(ModelManagerBuilder {
             namespace_uri: settings.namespace_uri.clone(),
             handle: handle.clone(),
