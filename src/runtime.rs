@@ -771,7 +771,7 @@ impl DeviceTask {
                 break;
             }
         }
-        driver.disconnect().await;
+        driver.close().await;
         debug!(device = %device, "device task stopped");
     }
 

@@ -144,8 +144,14 @@ pub trait Driver: Send {
     /// Writes one tag (already converted to its raw `data_type`).
     async fn write(&mut self, tag: u32, value: &Value) -> Result<(), WriteError>;
 
-    /// Closes the link; called on shutdown and before a reconnect.
+    /// Drops the link before a reconnect (after a `LinkError`); `connect` follows.
     async fn disconnect(&mut self) {}
+
+    /// Ends the link for good: shutdown, or the device left the config. A driver that
+    /// keeps state across reconnects (a session a server keeps for it) lets go of it here.
+    async fn close(&mut self) {
+        self.disconnect().await;
+    }
 }
 
 /// Builds drivers of one kind from config. The runtime's registry maps each `driver:` name to

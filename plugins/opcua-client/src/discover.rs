@@ -14,7 +14,8 @@ use uaedge_driver::LinkError;
 use crate::address::OpcAddress;
 use crate::convert;
 use crate::options::Options;
-use crate::session::{self, link_error, Live, Shared};
+use crate::pool;
+use crate::session::link_error;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -41,14 +42,16 @@ pub async fn discover(
     root: Option<&str>,
     depth: u32,
 ) -> Result<String, DiscoverError> {
-    let mut client = session::client(options, "discover").map_err(DiscoverError::Connect)?;
-    let shared = Shared::new(1, "discover");
-    let limit = options.request_timeout.get().saturating_mul(2);
-    let live = Live::open(&mut client, options, shared, limit)
+    let link = pool::attach(options)
         .await
         .map_err(DiscoverError::Connect)?;
-    let result = browse_and_render(&live.session, options, root, depth).await;
-    live.close(options.request_timeout.get()).await;
+    let limit = options.request_timeout.get().saturating_mul(2);
+    let result = match link.wait_up(limit).await {
+        Ok(_) => browse_and_render(link.session(), options, root, depth).await,
+        Err(e) => Err(DiscoverError::Connect(e)),
+    };
+    drop(link);
+    pool::detach(options, options.request_timeout.get()).await;
     result
 }
 

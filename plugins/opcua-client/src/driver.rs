@@ -1,12 +1,11 @@
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! The `opcua-client` driver of one device: a subscription (or batched Reads) on the
+//! session its endpoint shares (pool.rs), and the readings made of what arrives.
 
-use opcua::client::{Client, MonitoredItem, OnSubscriptionNotification, Session};
+use std::sync::Arc;
+use std::time::Duration;
+
 use opcua::types::{
-    AttributeId, BrowsePath, DataChangeFilter, DataChangeTrigger, DataValue, DeadbandType,
-    ExtensionObject, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
-    ObjectId, ReadValueId, ReferenceTypeId, RelativePath, RelativePathElement,
-    StatusChangeNotification, StatusCode, TimestampsToReturn, VariableId, WriteValue,
+    AttributeId, DataValue, NodeId, ReadValueId, StatusCode, TimestampsToReturn, WriteValue,
 };
 use tracing::{debug, info, warn};
 use uaedge_driver::{
@@ -15,14 +14,11 @@ use uaedge_driver::{
 
 use crate::address::OpcAddress;
 use crate::convert;
-use crate::options::{Deadband, Mode, Options};
-use crate::session::{self, link_error, Live, Shared};
-
-/// The server sends at least a keep-alive publish every this many publishing intervals.
-const SUBSCRIPTION_KEEP_ALIVE_COUNT: u32 = 10;
-/// The subscription outlives this many publishing intervals without a publish request;
-/// three times the keep-alive count, as the specification requires at least.
-const SUBSCRIPTION_LIFETIME_COUNT: u32 = 3 * SUBSCRIPTION_KEEP_ALIVE_COUNT;
+use crate::link::{Link, LinkState};
+use crate::options::{Mode, Options};
+use crate::pool;
+use crate::session::{link_error, MAX_BATCH};
+use crate::subscribe::{batch, unsubscribe, Sub};
 
 pub(crate) struct Tag {
     pub name: String,
@@ -36,230 +32,86 @@ pub(crate) struct OpcUaDriver {
     pub device: String,
     pub options: Options,
     pub tags: Vec<Tag>,
-    pub client: Option<Client>,
     pub conn: Option<Conn>,
+    /// Between `disconnect` and the next `connect`: the session and subscription are kept
+    /// for a quick resume, but nothing is read or written.
+    pub paused: bool,
 }
 
+/// This device's share of a link: attached in the pool until `close`.
 pub(crate) struct Conn {
-    live: Live,
-    shared: Arc<Shared>,
+    link: Arc<Link>,
+    /// The session generation the nodes were resolved in.
+    generation: u64,
     /// Each tag's node in this session; `None` when it could not be resolved.
     nodes: Vec<Option<NodeId>>,
     /// Bad readings for tags the server refused at connect, delivered on the next read.
     pending: Vec<Reading>,
+    /// Nodes per Read (polling mode).
     chunk: usize,
+    sub: Option<Sub>,
 }
 
 impl OpcUaDriver {
-    fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         self.options.request_timeout.get()
     }
 
-    /// Longest silence of the subscription before we call the session dead: the server owes
-    /// us a keep-alive every `publishing_interval × keep-alive count`.
-    fn publish_deadline(&self) -> Duration {
-        self.options
-            .publishing_interval
-            .get()
-            .saturating_mul(SUBSCRIPTION_KEEP_ALIVE_COUNT + 2)
-            .max(Duration::from_secs(2))
-            + self.request_timeout().saturating_mul(2)
+    /// How long a broken link may take to come back before the tags turn Bad; data the
+    /// server kept meanwhile still arrives, late, once it is back.
+    fn grace(&self) -> Duration {
+        self.request_timeout().saturating_mul(2)
     }
 
-    async fn close(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            conn.live
-                .close(self.request_timeout().min(Duration::from_secs(2)))
-                .await;
-        }
-    }
-
-    /// Resolves the tags and, in subscription mode, subscribes: (nodes, pending, chunk).
-    async fn setup(
-        &mut self,
-        session: &Session,
-        shared: &Arc<Shared>,
-    ) -> Result<(Vec<Option<NodeId>>, Vec<Reading>, usize), LinkError> {
+    /// Resolves the tags and, in subscription mode, subscribes, on `link`.
+    async fn setup(&mut self, link: Arc<Link>, generation: u64) -> Result<(), LinkError> {
+        crate::link::read_limits(&link).await;
         let mut pending = Vec::new();
-        let nodes = self.resolve(session, &mut pending).await?;
-        let chunk = max_nodes_per_read(session, &self.options).await;
-        if self.options.mode == Mode::Subscription {
-            self.subscribe(session, shared, &nodes, chunk, &mut pending)
-                .await?;
-        }
-        Ok((nodes, pending, chunk))
-    }
-
-    /// NodeIds for this session: namespace URIs looked up in the server's namespace array,
-    /// browse paths translated, in as few calls as the server allows.
-    async fn resolve(
-        &mut self,
-        session: &Session,
-        pending: &mut Vec<Reading>,
-    ) -> Result<Vec<Option<NodeId>>, LinkError> {
-        let mut nodes: Vec<Option<NodeId>> = vec![None; self.tags.len()];
-        let needs_namespaces = self
-            .tags
-            .iter()
-            .any(|t| matches!(t.address, OpcAddress::NamespaceUri { .. }));
-        let namespaces = if needs_namespaces {
-            Some(
-                session
-                    .read_namespace_array()
-                    .await
-                    .map_err(|e| link_error(e.status(), &format!("namespace array: {e}")))?,
-            )
-        } else {
-            None
+        let nodes = self.resolve(link.session(), &mut pending).await?;
+        let chunk = batch(
+            link.limits().max_nodes_per_read,
+            (self.options.max_nodes_per_read as usize).min(MAX_BATCH),
+        );
+        let sub = match self.options.mode {
+            Mode::Subscription => Some(self.subscribe(&link, &nodes, &mut pending).await?),
+            Mode::Polling => None,
         };
-        let mut paths = Vec::new();
-        let mut path_tags = Vec::new();
-        let addresses: Vec<OpcAddress> = self.tags.iter().map(|t| t.address.clone()).collect();
-        for (i, address) in addresses.iter().enumerate() {
-            match address {
-                OpcAddress::Node(n) => nodes[i] = Some(n.clone()),
-                OpcAddress::NamespaceUri { uri, node } => {
-                    match namespaces.as_ref().and_then(|m| m.get_index(uri)) {
-                        Some(ns) => nodes[i] = Some(NodeId::new(ns, node.identifier.clone())),
-                        None => pending.push(
-                            self.refuse(i, format!("namespace `{uri}` is not on the server")),
-                        ),
-                    }
-                }
-                OpcAddress::BrowsePath(p) => {
-                    paths.push(BrowsePath {
-                        starting_node: ObjectId::ObjectsFolder.into(),
-                        relative_path: RelativePath {
-                            elements: Some(
-                                OpcAddress::browse_names(p)
-                                    .into_iter()
-                                    .map(|name| RelativePathElement {
-                                        reference_type_id: ReferenceTypeId::HierarchicalReferences
-                                            .into(),
-                                        is_inverse: false,
-                                        include_subtypes: true,
-                                        target_name: name,
-                                    })
-                                    .collect(),
-                            ),
-                        },
-                    });
-                    path_tags.push(i);
-                }
-            }
-        }
-        for (chunk, tags) in paths.chunks(100).zip(path_tags.chunks(100)) {
-            let results = session
-                .translate_browse_paths_to_node_ids(chunk)
-                .await
-                .map_err(|e| link_error(e.status(), &format!("browse paths: {e}")))?;
-            for (k, &i) in tags.iter().enumerate() {
-                let found = results.get(k).and_then(|r| {
-                    if !r.status_code.is_good() {
-                        return None;
-                    }
-                    r.targets.iter().flatten().find_map(|t| {
-                        (t.target_id.server_index == 0 && t.target_id.namespace_uri.is_null())
-                            .then(|| t.target_id.node_id.clone())
-                    })
-                });
-                match found {
-                    Some(node) => {
-                        debug!(device = %self.device, tag = %self.tags[i].name, node = %node, "browse path resolved");
-                        nodes[i] = Some(node);
-                    }
-                    None => {
-                        let status = results
-                            .get(k)
-                            .map_or(StatusCode::BadNoMatch, |r| r.status_code);
-                        pending.push(self.refuse(i, format!("browse path not found: {status}")));
-                    }
-                }
-            }
-        }
-        Ok(nodes)
-    }
-
-    async fn subscribe(
-        &mut self,
-        session: &Session,
-        shared: &Arc<Shared>,
-        nodes: &[Option<NodeId>],
-        chunk: usize,
-        pending: &mut Vec<Reading>,
-    ) -> Result<(), LinkError> {
-        let o = &self.options;
-        let id = session
-            .create_subscription(
-                o.publishing_interval.get(),
-                SUBSCRIPTION_LIFETIME_COUNT,
-                SUBSCRIPTION_KEEP_ALIVE_COUNT,
-                0,
-                0,
-                true,
-                Sink {
-                    shared: shared.clone(),
-                },
-            )
-            .await
-            .map_err(|e| link_error(e.status(), &format!("create subscription: {e}")))?;
-        let sampling = o.sampling().get().as_secs_f64() * 1000.0;
-        let items: Vec<(usize, MonitoredItemCreateRequest)> = nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
-            .map(|(i, node)| {
-                let filter = match (o.deadband, self.tags[i].data_type.is_numeric()) {
-                    (Some(d), true) => {
-                        let (deadband_type, deadband_value) = match d {
-                            Deadband::Absolute(x) => (DeadbandType::Absolute, x),
-                            Deadband::Percent(x) => (DeadbandType::Percent, x),
-                        };
-                        ExtensionObject::from_message(DataChangeFilter {
-                            trigger: DataChangeTrigger::StatusValue,
-                            deadband_type: deadband_type as u32,
-                            deadband_value,
-                        })
-                    }
-                    _ => ExtensionObject::null(),
-                };
-                let request = MonitoredItemCreateRequest {
-                    item_to_monitor: value_of(node),
-                    monitoring_mode: MonitoringMode::Reporting,
-                    requested_parameters: MonitoringParameters {
-                        // Handles start at 1: async-opcua replaces 0 with its own.
-                        client_handle: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                        sampling_interval: sampling,
-                        filter,
-                        queue_size: o.queue_size,
-                        discard_oldest: true,
-                    },
-                };
-                (i, request)
-            })
-            .collect();
-        for batch in items.chunks(chunk) {
-            let requests = batch.iter().map(|(_, r)| r.clone()).collect();
-            let created = session
-                .create_monitored_items(id, TimestampsToReturn::Both, requests)
-                .await
-                .map_err(|e| link_error(e.status(), &format!("create monitored items: {e}")))?;
-            for ((i, _), item) in batch.iter().zip(&created) {
-                let status = item.result.status_code;
-                if !status.is_good() {
-                    pending.push(self.refuse(*i, format!("monitored item refused: {status}")));
-                }
-            }
-        }
-        debug!(device = %self.device, subscription = id, items = items.len(), "subscribed");
+        self.conn = Some(Conn {
+            link,
+            generation,
+            nodes,
+            pending,
+            chunk,
+            sub,
+        });
         Ok(())
     }
 
+    /// Leaves the link for good: the subscription deleted, the session closed when this
+    /// was its last device.
+    async fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let grace = self.request_timeout().min(Duration::from_secs(2));
+            release(conn, &self.options, grace).await;
+        }
+    }
+
+    /// The link as it stands for reading: an error once it has been down past the grace.
+    fn check_link(&self, link: &Link) -> Result<bool, LinkError> {
+        match link.state() {
+            LinkState::Up { .. } => Ok(true),
+            LinkState::Dead(e) => Err(e),
+            LinkState::Down { since, reason, .. } if since.elapsed() > self.grace() => Err(
+                LinkError::not_connected(format!("{reason} ({:.1?} ago)", since.elapsed())),
+            ),
+            _ => Ok(false),
+        }
+    }
+
     /// A Bad reading for a tag the server refused, logged once per distinct problem.
-    fn refuse(&mut self, i: usize, problem: String) -> Reading {
-        let quality = Quality::Bad(BadReason::ConfigError);
+    pub(crate) fn refuse(&mut self, i: usize, problem: String) -> Reading {
         note_problem(&self.device, &mut self.tags[i], problem);
-        Reading::bad(index(i), quality_reason(quality))
+        Reading::bad(index(i), BadReason::ConfigError)
     }
 
     fn reading(&mut self, i: usize, dv: DataValue) -> Reading {
@@ -317,19 +169,27 @@ impl OpcUaDriver {
         }
     }
 
+    fn live(&self) -> Result<&Conn, LinkError> {
+        match &self.conn {
+            Some(conn) if !self.paused => Ok(conn),
+            _ => Err(LinkError::not_connected("not connected")),
+        }
+    }
+
     async fn poll(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(LinkError::not_connected("not connected"));
-        };
-        out.append(&mut conn.pending.clone());
+        let conn = self.live()?;
+        if !self.check_link(&conn.link)? {
+            return Ok(());
+        }
         let wanted: Vec<(usize, ReadValueId)> = conn
             .nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| n.as_ref().map(|n| (i, value_of(n))))
             .collect();
-        let session = conn.live.session.clone();
+        let session = conn.link.session().clone();
         let chunk = conn.chunk;
+        out.extend(conn.pending.iter().cloned());
         for batch in wanted.chunks(chunk) {
             let ids: Vec<ReadValueId> = batch.iter().map(|(_, r)| r.clone()).collect();
             let values = session
@@ -352,23 +212,31 @@ impl OpcUaDriver {
     }
 
     fn drain(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
-        let deadline = self.publish_deadline();
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(LinkError::not_connected("not connected"));
+        let conn = self.live()?;
+        let up = self.check_link(&conn.link)?;
+        let Some(sub) = &conn.sub else {
+            return Err(LinkError::not_connected("no subscription"));
         };
         let changes = {
-            let mut inbox = conn.shared.lock();
+            let mut inbox = sub.inbox.lock();
             if let Some(e) = &inbox.lost {
                 return Err(e.clone());
             }
-            if inbox.last_publish.is_some_and(|t| t.elapsed() > deadline) {
+            if up
+                && inbox
+                    .last_publish
+                    .is_some_and(|t| t.elapsed() > sub.deadline)
+            {
                 return Err(LinkError::timeout(format!(
-                    "no publish response for {deadline:?}"
+                    "no publish response for {:?}",
+                    sub.deadline
                 )));
             }
             std::mem::take(&mut inbox.changes)
         };
-        out.append(&mut conn.pending);
+        if let Some(conn) = self.conn.as_mut() {
+            out.append(&mut conn.pending);
+        }
         for (tag, dv) in changes {
             if (tag as usize) < self.tags.len() {
                 let r = self.reading(tag as usize, dv);
@@ -379,6 +247,19 @@ impl OpcUaDriver {
     }
 }
 
+/// See [`OpcUaDriver::release`].
+async fn release(conn: Conn, options: &Options, grace: Duration) {
+    if let Some(sub) = &conn.sub {
+        if matches!(conn.link.state(), LinkState::Up { .. }) {
+            unsubscribe(&conn.link, sub.id, grace).await;
+        } else {
+            conn.link.remove_route(sub.id);
+        }
+    }
+    drop(conn);
+    pool::detach(options, grace).await;
+}
+
 fn note_problem(device: &str, tag: &mut Tag, problem: String) {
     if tag.problem.as_deref() != Some(problem.as_str()) {
         warn!(device = %device, tag = %tag.name, problem = %problem, "tag has no usable value");
@@ -386,18 +267,11 @@ fn note_problem(device: &str, tag: &mut Tag, problem: String) {
     }
 }
 
-fn quality_reason(q: Quality) -> BadReason {
-    match q {
-        Quality::Bad(r) => r,
-        _ => BadReason::DeviceFailure,
-    }
-}
-
 fn index(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-fn value_of(node: &NodeId) -> ReadValueId {
+pub(crate) fn value_of(node: &NodeId) -> ReadValueId {
     ReadValueId {
         node_id: node.clone(),
         attribute_id: AttributeId::Value as u32,
@@ -405,86 +279,59 @@ fn value_of(node: &NodeId) -> ReadValueId {
     }
 }
 
-/// The server's MaxNodesPerRead when it has one (0 means no limit), capped by ours.
-async fn max_nodes_per_read(session: &Session, options: &Options) -> usize {
-    let ours = options.max_nodes_per_read as usize;
-    let limit = session
-        .read(
-            &[value_of(
-                &VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead.into(),
-            )],
-            TimestampsToReturn::Neither,
-            0.0,
-        )
-        .await
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .and_then(|dv| dv.value)
-        .and_then(|v| match v {
-            opcua::types::Variant::UInt32(n) => Some(n as usize),
-            _ => None,
-        });
-    match limit {
-        Some(n) if n > 0 => n.min(ours),
-        _ => ours,
-    }
-}
-
-/// Receives the subscription's notifications on async-opcua's task; only queues them, so
-/// the session is never held up by the runtime.
-struct Sink {
-    shared: Arc<Shared>,
-}
-
-impl OnSubscriptionNotification for Sink {
-    fn on_subscription_status_change(&mut self, notification: StatusChangeNotification) {
-        if !notification.status.is_good() {
-            self.shared.fail(LinkError::protocol(format!(
-                "subscription ended by the server: {}",
-                notification.status
-            )));
-        }
-    }
-
-    fn on_data_value(&mut self, value: DataValue, item: &MonitoredItem) {
-        if let Some(tag) = item.client_handle().checked_sub(1) {
-            self.shared.push(tag, value);
-        }
-    }
-}
-
 #[async_trait]
 impl Driver for OpcUaDriver {
     async fn connect(&mut self) -> Result<(), LinkError> {
-        self.close().await;
-        let started = Instant::now();
-        if self.client.is_none() {
-            self.client = Some(session::client(&self.options, &self.device)?);
-        }
         let limit = self.request_timeout().saturating_mul(2);
-        let shared = Shared::new(self.options.buffer, &self.device);
-        let Some(client) = self.client.as_mut() else {
-            return Err(LinkError::not_connected("no client"));
-        };
-        let live = Live::open(client, &self.options, shared.clone(), limit).await?;
-        let session = live.session.clone();
-        match self.setup(&session, &shared).await {
-            Ok((nodes, pending, chunk)) => {
-                self.conn = Some(Conn {
-                    live,
-                    shared,
-                    nodes,
-                    pending,
-                    chunk,
-                });
-                debug!(device = %self.device, elapsed_ms = started.elapsed().as_millis() as u64, "session ready");
-                Ok(())
-            }
-            Err(e) => {
-                live.close(Duration::from_millis(500)).await;
-                Err(e)
+        if let Some(conn) = &self.conn {
+            if matches!(conn.link.state(), LinkState::Dead(_)) {
+                self.release().await;
             }
         }
+        if let Some(conn) = &self.conn {
+            // Back after a loss: the same session, and the subscription with the data the
+            // server kept meanwhile, when they are still there.
+            let generation = conn.link.wait_up(limit).await?;
+            let resumable = match &conn.sub {
+                Some(sub) => conn.link.has_route(sub.id) && sub.inbox.lock().lost.is_none(),
+                None => generation == conn.generation,
+            };
+            self.paused = false;
+            if resumable {
+                if let Some(sub) = &conn.sub {
+                    // Silence while away was the link's; the deadline counts from now.
+                    sub.inbox.published();
+                }
+                debug!(device = %self.device, "resumed on the same session");
+                return Ok(());
+            }
+            let Some(conn) = self.conn.take() else {
+                return Err(LinkError::not_connected("not connected"));
+            };
+            if let Some(sub) = &conn.sub {
+                unsubscribe(&conn.link, sub.id, self.request_timeout()).await;
+            }
+            let link = conn.link.clone();
+            drop(conn);
+            return match self.setup(link, generation).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    pool::detach(&self.options, Duration::from_millis(500)).await;
+                    Err(e)
+                }
+            };
+        }
+        let link = pool::attach(&self.options).await?;
+        let setup = match link.wait_up(limit).await {
+            Ok(generation) => self.setup(link, generation).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = setup {
+            pool::detach(&self.options, Duration::from_millis(500)).await;
+            return Err(e);
+        }
+        self.paused = false;
+        Ok(())
     }
 
     async fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
@@ -495,9 +342,12 @@ impl Driver for OpcUaDriver {
     }
 
     async fn write(&mut self, tag: u32, value: &Value) -> Result<(), WriteError> {
-        let Some(conn) = self.conn.as_ref() else {
-            return Err(WriteError::Link(LinkError::not_connected("not connected")));
-        };
+        let conn = self.live()?;
+        if !matches!(conn.link.state(), LinkState::Up { .. }) {
+            return Err(WriteError::Link(LinkError::not_connected(
+                "reconnecting to the server",
+            )));
+        }
         let i = tag as usize;
         let Some(t) = self.tags.get(i) else {
             return Err(WriteError::Rejected(format!("no tag {tag}")));
@@ -519,8 +369,8 @@ impl Driver for OpcUaDriver {
             value: DataValue::value_only(convert::variant(&value)),
         };
         let results = conn
-            .live
-            .session
+            .link
+            .session()
             .write(&[request])
             .await
             .map_err(|e| WriteError::Link(link_error(e.status(), &format!("write: {e}"))))?;
@@ -531,7 +381,27 @@ impl Driver for OpcUaDriver {
         convert::write_result(status)
     }
 
+    /// Before a reconnect: nothing is read or written until `connect`, but the session and
+    /// the subscription stay, so that `connect` can resume them.
     async fn disconnect(&mut self) {
-        self.close().await;
+        self.paused = true;
+    }
+
+    async fn close(&mut self) {
+        self.paused = true;
+        self.release().await;
+    }
+}
+
+impl Drop for OpcUaDriver {
+    /// A driver dropped without `close` still leaves its link, in the background.
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let options = self.options.clone();
+            rt.spawn(async move { release(conn, &options, Duration::from_secs(1)).await });
+        }
     }
 }

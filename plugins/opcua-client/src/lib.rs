@@ -19,7 +19,7 @@
 //!       mode: subscription                # subscription | polling
 //!       publishing_interval: 500ms
 //!       sampling_interval: 250ms          # default: publishing_interval
-//!       queue_size: 10
+//!       queue_size: 100                # default: 10 s of samples (10–1000)
 //!       deadband: { absolute: 0.5 }       # or { percent: 2 }; numeric tags, subscription mode
 //!       session_timeout: 60s
 //!       request_timeout: 5s
@@ -42,21 +42,40 @@
 //! (ConfigError), logged once. A node the server does not know is a Bad (ConfigError) tag,
 //! not a link failure. Source timestamps are kept.
 //!
-//! In subscription mode, `connect` creates one subscription with a monitored item per tag;
-//! data changes queue in a bounded buffer that each `read` drains, oldest first. In polling
-//! mode each `read` is one batched Read (in chunks of the server's MaxNodesPerRead).
+//! In subscription mode, `connect` creates one subscription with a monitored item per tag,
+//! in batches of the server's MaxMonitoredItemsPerCall; data changes queue in a bounded
+//! buffer that each `read` drains, oldest first. In polling mode each `read` is one batched
+//! Read (in chunks of the server's MaxNodesPerRead).
 //!
-//! Any loss (server restart, session or subscription gone, network silent past the
-//! keep-alive) turns the next `read`/`write` into a [`uaedge_driver::LinkError`]; the
-//! runtime marks the tags Bad and calls `connect` again with backoff, which opens a new
-//! session and creates the subscription anew. async-opcua's own reconnect is switched off.
+//! # Sessions
+//!
+//! Devices that name the same endpoint, security, user and certificates share one session
+//! (pool.rs), each with a subscription of its own: a PLC that allows a handful of sessions
+//! gives uaedge one. The session is never left behind: the last device to go closes it
+//! (CloseSession, deleting its subscriptions).
+//!
+//! When the connection breaks, the session is reactivated on a new secure channel while the
+//! server still keeps it (link.rs). Its subscriptions carry on: the data changes the server
+//! queued meanwhile arrive, and messages lost on the way are asked for again (Republish), so
+//! a short break costs no data change. The tags turn Bad when the break lasts longer than
+//! twice `request_timeout`; what the server kept still arrives, late, once it is back. A
+//! server that lost the session (a restart) gets a new one; subscriptions it still has are
+//! moved over (TransferSubscriptions), the others are created anew through the runtime's
+//! reconnect. A server that refuses the session (credentials, certificates), or never
+//! answers, is a [`uaedge_driver::LinkError`] at once, retried with the runtime's backoff.
 
 mod address;
 mod convert;
 mod discover;
 mod driver;
+mod inbox;
+mod link;
 mod options;
+mod pool;
+mod resolve;
+mod sequence;
 mod session;
+mod subscribe;
 
 use uaedge_driver::{DataType, DeviceInfo, Driver, DriverFactory, TagSpec};
 
@@ -109,8 +128,8 @@ impl DriverFactory for OpcUaClientFactory {
                     problem: None,
                 })
                 .collect(),
-            client: None,
             conn: None,
+            paused: false,
         })
     }
 
@@ -137,7 +156,7 @@ impl Options {
             mode: Mode::Polling,
             publishing_interval: uaedge_driver::Duration::from_millis(500),
             sampling_interval: None,
-            queue_size: 10,
+            queue_size: None,
             deadband: None,
             session_timeout: uaedge_driver::Duration::from_secs(60),
             request_timeout: uaedge_driver::Duration::from_secs(5),

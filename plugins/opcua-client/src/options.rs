@@ -40,9 +40,9 @@ pub struct Options {
     pub publishing_interval: Duration,
     /// How often the server samples each monitored item; default: `publishing_interval`.
     pub sampling_interval: Option<Duration>,
-    /// Values the server queues per monitored item between two publishes.
-    #[serde(default = "default_queue_size")]
-    pub queue_size: u32,
+    /// Values the server queues per monitored item between two publishes; default: enough
+    /// for 10 s of samples (10 to 1000), so that a short network break loses nothing.
+    pub queue_size: Option<u32>,
     /// Data-change filter for numeric tags in subscription mode.
     pub deadband: Option<Deadband>,
     #[serde(default = "default_session_timeout")]
@@ -62,7 +62,7 @@ pub struct Options {
     pub buffer: usize,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Default)]
 pub enum SecurityPolicy {
     #[default]
     None,
@@ -73,7 +73,7 @@ pub enum SecurityPolicy {
     Aes256Sha256RsaPss,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Default)]
 pub enum SecurityMode {
     #[default]
     None,
@@ -133,10 +133,6 @@ fn default_publishing_interval() -> Duration {
     Duration::from_millis(500)
 }
 
-fn default_queue_size() -> u32 {
-    10
-}
-
 fn default_session_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -189,7 +185,7 @@ impl Options {
         if self.client_certificate.is_some() != self.client_key.is_some() {
             out.push("`client_certificate` and `client_key` go together".into());
         }
-        if self.queue_size == 0 {
+        if self.queue_size == Some(0) {
             out.push("queue_size must be at least 1".into());
         }
         if self.max_nodes_per_read == 0 {

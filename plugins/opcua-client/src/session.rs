@@ -1,110 +1,81 @@
-//! One OPC UA session and the task that drives it.
-//!
-//! async-opcua's session event loop would reconnect by itself and, on a new session,
-//! transfer or re-create subscriptions behind our back. We switch that off: the loop ends
-//! at the first loss, the driver reports a [`LinkError`], and the runtime's `connect` builds
-//! a new session and a new subscription from scratch. One way to recover, tested once.
+//! Building an async-opcua client and session for a device's options, and mapping
+//! async-opcua's status codes to link errors.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use futures::StreamExt;
-use opcua::client::{
-    Client, ClientBuilder, IdentityToken, Session, SessionPollResult, SubscriptionActivity,
-};
+use opcua::client::{Client, ClientBuilder, IdentityToken};
 use opcua::crypto::SecurityPolicy as Policy;
-use opcua::types::{
-    DataValue, EndpointDescription, MessageSecurityMode, StatusCode, UserTokenPolicy,
-};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode, UserTokenPolicy};
 use uaedge_driver::LinkError;
 
 use crate::options::{Options, SecurityMode, SecurityPolicy};
 
-/// Data changes and link news, shared between the session's callbacks and the driver.
-#[derive(Default)]
-pub(crate) struct Inbox {
-    /// (tag index, value), oldest first.
-    pub changes: VecDeque<(u32, DataValue)>,
-    pub dropped: u64,
-    /// Set once when the session or its subscription is gone.
-    pub lost: Option<LinkError>,
-    pub last_publish: Option<Instant>,
-}
+/// Decoding limits, sized for a 100,000-tag device: a response to a Read or to a
+/// CreateMonitoredItems of a whole batch, and a Publish of up to
+/// [`NOTIFICATIONS_PER_PUBLISH`] data changes, fit with room to spare.
+pub(crate) const MAX_MESSAGE_SIZE: usize = 64 << 20;
+pub(crate) const MAX_ARRAY_LENGTH: usize = 200_000;
+const MAX_STRING_LENGTH: usize = 1 << 20;
+/// The most data changes one Publish response may carry (the server may send fewer):
+/// about 40 bytes each, 10,000 make 400 KB.
+pub(crate) const NOTIFICATIONS_PER_PUBLISH: u32 = 10_000;
+/// The most items one Read or CreateMonitoredItems carries, whatever the server allows.
+pub(crate) const MAX_BATCH: usize = 50_000;
 
-pub(crate) struct Shared {
-    inbox: Mutex<Inbox>,
-    capacity: usize,
-    device: String,
-}
+/// Making a client creates its self-signed certificate on first use; two at once in one
+/// PKI folder would collide.
+static CLIENT_SETUP: Mutex<()> = Mutex::new(());
 
-impl Shared {
-    pub fn new(capacity: usize, device: &str) -> Arc<Shared> {
-        Arc::new(Shared {
-            inbox: Mutex::new(Inbox::default()),
-            capacity,
-            device: device.to_string(),
-        })
-    }
-
-    /// A poisoned lock only means a callback panicked mid-push; the queue is still sound.
-    pub fn lock(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn push(&self, tag: u32, value: DataValue) {
-        let mut inbox = self.lock();
-        if inbox.changes.len() >= self.capacity {
-            inbox.changes.pop_front();
-            inbox.dropped += 1;
-            // First drop and every thousandth: enough to notice, not enough to flood.
-            if inbox.dropped % 1000 == 1 {
-                tracing::warn!(device = %self.device, dropped = inbox.dropped, capacity = self.capacity,
-                    "data-change buffer full; dropping the oldest (raise `buffer` or poll faster)");
-            }
-        }
-        inbox.changes.push_back((tag, value));
-    }
-
-    pub fn fail(&self, error: LinkError) {
-        let mut inbox = self.lock();
-        if inbox.lost.is_none() {
-            inbox.lost = Some(error);
-        }
-    }
-
-    fn published(&self) {
-        self.lock().last_publish = Some(Instant::now());
-    }
-}
-
-/// Builds the client: certificates and trust are settled here, once per driver.
-pub(crate) fn client(options: &Options, device: &str) -> Result<Client, LinkError> {
+/// Builds the client of one session: certificates and trust are settled here. async-opcua
+/// reconnects a broken session itself (reactivating it, so its subscriptions live on) for as
+/// long as the session can outlive its connection on the server; subscriptions are ours to
+/// move (link.rs).
+pub(crate) fn client(options: &Options) -> Result<Client, LinkError> {
+    let session_timeout = options.session_timeout.get();
+    let retry_max = Duration::from_secs(5).min(session_timeout);
     let mut builder = ClientBuilder::new()
-        .application_name(format!("uaedge {device}"))
+        .application_name("uaedge")
         .application_uri("urn:uaedge:opcua-client")
         .product_uri("urn:uaedge")
         .pki_dir(options.pki_dir.clone())
         .create_sample_keypair(options.client_certificate.is_none())
         .trust_server_certs(options.trust_server_certificate)
-        // Never: the driver reports the loss and the runtime reconnects with its backoff.
-        .session_retry_limit(0)
-        .session_timeout(millis_u32(options.session_timeout.get()))
+        .session_retry_initial(Duration::from_millis(250))
+        .session_retry_max(retry_max)
+        .session_retry_limit(retries_within(session_timeout, retry_max))
+        .session_timeout(millis_u32(session_timeout))
         .request_timeout(options.request_timeout.get())
         .keep_alive_interval(options.keep_alive_interval.get())
         .max_failed_keep_alive_count(2)
         .recreate_subscriptions(false)
-        .session_name(format!("uaedge {device}"));
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .max_chunk_count(MAX_MESSAGE_SIZE / 8192 + 1)
+        .max_array_length(MAX_ARRAY_LENGTH)
+        .max_string_length(MAX_STRING_LENGTH)
+        .max_byte_string_length(MAX_STRING_LENGTH)
+        .session_name("uaedge");
     if let (Some(cert), Some(key)) = (&options.client_certificate, &options.client_key) {
         builder = builder
             .certificate_path(absolute(cert))
             .private_key_path(absolute(key));
     }
+    let _one_at_a_time = CLIENT_SETUP.lock().unwrap_or_else(|e| e.into_inner());
     builder
         .client()
         .map_err(|e| LinkError::not_connected(format!("client setup: {}", e.join("; "))))
+}
+
+/// Reconnect attempts (backing off from 250 ms to `max`) that fit in `window`: after that
+/// the server has dropped the session anyway.
+fn retries_within(window: Duration, max: Duration) -> i32 {
+    let (mut spent, mut delay, mut n) = (Duration::ZERO, Duration::from_millis(250), 0);
+    while spent < window && n < 1000 {
+        spent += delay;
+        delay = (delay * 2).min(max);
+        n += 1;
+    }
+    n.max(1)
 }
 
 fn absolute(p: &std::path::Path) -> std::path::PathBuf {
@@ -153,128 +124,6 @@ pub(crate) fn endpoint(options: &Options) -> EndpointDescription {
         UserTokenPolicy::anonymous(),
     )
         .into()
-}
-
-/// A live session and the task polling its event loop.
-pub(crate) struct Live {
-    pub session: Arc<Session>,
-    task: JoinHandle<()>,
-}
-
-impl Live {
-    /// Opens a session and waits until it is activated (or failed), within `limit`.
-    pub async fn open(
-        client: &mut Client,
-        options: &Options,
-        shared: Arc<Shared>,
-        limit: Duration,
-    ) -> Result<Live, LinkError> {
-        let identity = identity(options)?;
-        let (session, event_loop) = tokio::time::timeout(
-            limit,
-            client.connect_to_matching_endpoint(endpoint(options), identity),
-        )
-        .await
-        .map_err(|_| LinkError::timeout("no answer to GetEndpoints"))?
-        .map_err(|e| link_error(e.status(), &format!("endpoint: {e}")))?;
-        session.disable_reconnects();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let task = tokio::spawn(drive(event_loop.enter(), shared, ready_tx));
-        let live = Live { session, task };
-        let ready = tokio::time::timeout(limit, ready_rx).await;
-        match ready {
-            Ok(Ok(Ok(()))) => Ok(live),
-            Ok(Ok(Err(e))) => {
-                live.close(Duration::ZERO).await;
-                Err(e)
-            }
-            Ok(Err(_)) => {
-                live.close(Duration::ZERO).await;
-                Err(LinkError::not_connected("session task ended"))
-            }
-            Err(_) => {
-                live.close(Duration::ZERO).await;
-                Err(LinkError::timeout("session not activated in time"))
-            }
-        }
-    }
-
-    /// Closes the session politely within `grace` (deleting its subscriptions on the
-    /// server), then stops the task whatever the server did.
-    pub async fn close(self, grace: Duration) {
-        if !grace.is_zero() && !self.task.is_finished() {
-            let _ = tokio::time::timeout(grace, self.session.disconnect()).await;
-        }
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
-
-async fn drive(
-    events: impl futures::Stream<Item = Result<SessionPollResult, StatusCode>>,
-    shared: Arc<Shared>,
-    ready: oneshot::Sender<Result<(), LinkError>>,
-) {
-    let mut ready = Some(ready);
-    // Before the session is up the error answers `open`; after, the next read finds it.
-    let report = |ready: &mut Option<oneshot::Sender<_>>, error: LinkError| match ready.take() {
-        Some(tx) => {
-            let _ = tx.send(Err(error));
-        }
-        None => shared.fail(error),
-    };
-    tokio::pin!(events);
-    loop {
-        match events.next().await {
-            Some(Ok(SessionPollResult::Reconnected(_))) => {
-                shared.published();
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(Ok(()));
-                }
-            }
-            Some(Ok(SessionPollResult::ConnectionLost(code))) => {
-                report(
-                    &mut ready,
-                    link_error(code, &format!("connection lost: {code}")),
-                );
-            }
-            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::Publish))) => {
-                shared.published();
-            }
-            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::FatalFailure(code)))) => {
-                report(
-                    &mut ready,
-                    link_error(code, &format!("subscription failed: {code}")),
-                );
-            }
-            Some(Ok(SessionPollResult::Subscription(SubscriptionActivity::PublishFailed(
-                code,
-            )))) => {
-                // BadNoSubscription means the server dropped ours (its lifetime ran out
-                // while we were away, or it restarted the address space).
-                if code == StatusCode::BadNoSubscription {
-                    report(
-                        &mut ready,
-                        LinkError::protocol("the server has no subscription for us"),
-                    );
-                } else {
-                    tracing::debug!(device = %shared.device, status = %code, "publish failed");
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(code)) => {
-                report(
-                    &mut ready,
-                    link_error(code, &format!("session failed: {code}")),
-                );
-                break;
-            }
-            None => {
-                report(&mut ready, LinkError::not_connected("session closed"));
-                break;
-            }
-        }
-    }
 }
 
 /// A failed service call or session to a link error of the right kind.
