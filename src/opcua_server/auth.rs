@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use opcua::crypto::SecurityPolicy;
 use opcua::server::address_space::AccessLevel;
 use opcua::server::authenticator::{
-    user_pass_security_policy_id, AuthManager, Password as ClientPassword, UserToken,
+    user_pass_security_policy_id, AuthManager, CoreServerPermissions, Password as ClientPassword,
+    UserToken,
 };
 use opcua::server::ServerEndpoint;
 use opcua::types::{Error, NodeId, StatusCode, UAString, UserTokenPolicy, UserTokenType};
@@ -128,6 +129,15 @@ impl AuthManager for Authenticator {
             user_access_level
         } else {
             user_access_level - AccessLevel::CURRENT_WRITE
+        }
+    }
+
+    /// Server diagnostics (session and subscription counts under `Server/ServerDiagnostics`)
+    /// for everyone who may log in: what SCADA status pages and clients checking their own
+    /// footprint read.
+    fn core_permissions(&self, _token: &UserToken) -> CoreServerPermissions {
+        CoreServerPermissions {
+            read_diagnostics: true,
         }
     }
 

@@ -342,6 +342,7 @@ fn server_builder(
         })
         .with_authenticator(auth)
         .max_sessions(settings.max_sessions)
+        .diagnostics_enabled(true)
         .token(token);
     for &endpoint in &settings.endpoints {
         let (policy, mode) = security(endpoint);

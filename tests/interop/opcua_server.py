@@ -7,7 +7,9 @@ cannot hold, and `--bulk N` extra UInt32 variables (Bulk.0 … with value i) to 
 batched reads.
 
 Usage: opcua_server.py [--port N] [--generation N] [--log FILE] [--bulk N]
-                       [--secure --pki DIR --user U --password P]
+                       [--max-sessions N] [--secure --pki DIR --user U --password P]
+`--max-sessions N` refuses a session beyond N (BadMaxConnectionsReached), as a PLC with few
+session slots does; `Line1.Sessions` shows how many are active.
 Prints the bound port on stdout once listening, then logs to stderr only. Every Write and
 Read service call from a client is appended to --log as
 `WRITE <node id> <variant type> <value> <status>` / `READ <number of nodes>`, so tests can
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType
+from asyncua.server.internal_session import InternalSession
 from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import User, UserRole
 
@@ -83,9 +86,12 @@ async def main():
     p.add_argument("--pki")
     p.add_argument("--user", default="operator")
     p.add_argument("--password", default="secret")
+    p.add_argument("--max-sessions", type=int, default=0)
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
+    if args.max_sessions:
+        InternalSession.max_connections = args.max_sessions
     port = args.port or free_port()
     server = Server(user_manager=Users(args.user, args.password) if args.secure else None)
     await server.init()
@@ -119,6 +125,7 @@ async def main():
         await var.set_writable()
     counter = await line.add_variable(ua.NodeId("Line1.Counter", ns), ua.QualifiedName("Counter", ns), ua.Variant(0, ua.VariantType.Int32))
     await line.add_variable(ua.NodeId("Line1.Generation", ns), ua.QualifiedName("Generation", ns), ua.Variant(args.generation, ua.VariantType.UInt32))
+    sessions = await line.add_variable(ua.NodeId("Line1.Sessions", ns), ua.QualifiedName("Sessions", ns), ua.Variant(0, ua.VariantType.UInt32))
     await line.add_variable(ua.NodeId("Line1.ReadOnly", ns), ua.QualifiedName("ReadOnly", ns), ua.Variant(1.0, ua.VariantType.Double))
     await line.add_variable(ua.NodeId("Line1.Array", ns), ua.QualifiedName("Array", ns), ua.Variant([1, 2, 3], ua.VariantType.Int32))
     speed = await line.add_variable(ua.NodeId(1001, ns), ua.QualifiedName("Speed", ns), ua.Variant(12.5, ua.VariantType.Double))
@@ -155,6 +162,8 @@ async def main():
             await asyncio.sleep(0.05)
             n += 1
             await counter.write_value(ua.DataValue(ua.Variant(n, ua.VariantType.Int32), SourceTimestamp=datetime.datetime.now(datetime.timezone.utc)))
+            # Activated sessions, as asyncua counts them against --max-sessions.
+            await sessions.write_value(ua.Variant(InternalSession._current_connections, ua.VariantType.UInt32))
 
 
 if __name__ == "__main__":

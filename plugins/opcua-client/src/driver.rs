@@ -251,9 +251,9 @@ impl OpcUaDriver {
 async fn release(conn: Conn, options: &Options, grace: Duration) {
     if let Some(sub) = &conn.sub {
         if matches!(conn.link.state(), LinkState::Up { .. }) {
-            unsubscribe(&conn.link, sub.id, grace).await;
+            unsubscribe(&conn.link, sub, grace).await;
         } else {
-            conn.link.remove_route(sub.id);
+            conn.link.take_route(sub.id, &sub.inbox);
         }
     }
     drop(conn);
@@ -293,7 +293,9 @@ impl Driver for OpcUaDriver {
             // server kept meanwhile, when they are still there.
             let generation = conn.link.wait_up(limit).await?;
             let resumable = match &conn.sub {
-                Some(sub) => conn.link.has_route(sub.id) && sub.inbox.lock().lost.is_none(),
+                Some(sub) => {
+                    conn.link.routes_to(sub.id, &sub.inbox) && sub.inbox.lock().lost.is_none()
+                }
                 None => generation == conn.generation,
             };
             self.paused = false;
@@ -309,7 +311,7 @@ impl Driver for OpcUaDriver {
                 return Err(LinkError::not_connected("not connected"));
             };
             if let Some(sub) = &conn.sub {
-                unsubscribe(&conn.link, sub.id, self.request_timeout()).await;
+                unsubscribe(&conn.link, sub, self.request_timeout()).await;
             }
             let link = conn.link.clone();
             drop(conn);

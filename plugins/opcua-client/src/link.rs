@@ -188,14 +188,26 @@ impl Link {
         self.inner.wake.notify_one();
     }
 
-    pub fn remove_route(&self, id: u32) {
-        lock(&self.inner.routes).remove(&id);
-        self.inner.wake.notify_one();
+    /// Stops routing subscription `id` to `inbox`; `false` when it was not (any more):
+    /// a server that lost a subscription may give its id to another one.
+    pub fn take_route(&self, id: u32, inbox: &Arc<Inbox>) -> bool {
+        let mut routes = lock(&self.inner.routes);
+        let ours = routes
+            .get(&id)
+            .is_some_and(|r| Arc::ptr_eq(&r.inbox, inbox));
+        if ours {
+            routes.remove(&id);
+            self.inner.wake.notify_one();
+        }
+        ours
     }
 
-    /// Whether subscription `id` is still routed (its server side not known to be gone).
-    pub fn has_route(&self, id: u32) -> bool {
-        lock(&self.inner.routes).contains_key(&id)
+    /// Whether subscription `id` still routes to `inbox` (its server side not known to be
+    /// gone).
+    pub fn routes_to(&self, id: u32, inbox: &Arc<Inbox>) -> bool {
+        lock(&self.inner.routes)
+            .get(&id)
+            .is_some_and(|r| Arc::ptr_eq(&r.inbox, inbox))
     }
 
     /// Closes the session (its subscriptions with it) within `grace`, then stops the tasks

@@ -94,7 +94,7 @@ impl OpcUaDriver {
         match self.monitor(link, id, nodes, pending).await {
             Ok(()) => Ok(sub),
             Err(e) => {
-                unsubscribe(link, id, timeout).await;
+                unsubscribe(link, &sub, timeout).await;
                 Err(e)
             }
         }
@@ -169,15 +169,18 @@ impl OpcUaDriver {
     }
 }
 
-/// Stops routing subscription `id` and deletes it on the server, best effort within
-/// `timeout` (a closing session deletes it anyway).
-pub(crate) async fn unsubscribe(link: &Link, id: u32, timeout: Duration) {
-    link.remove_route(id);
+/// Stops routing `sub` and deletes it on the server, best effort within `timeout` (a
+/// closing session deletes it anyway). One the link no longer routes is gone already: its
+/// id may name another device's subscription by now, so it is left alone.
+pub(crate) async fn unsubscribe(link: &Link, sub: &Sub, timeout: Duration) {
+    if !link.take_route(sub.id, &sub.inbox) {
+        return;
+    }
     let session = link.session();
     let _ = tokio::time::timeout(
         timeout,
         DeleteSubscriptions::new(session)
-            .subscription(id)
+            .subscription(sub.id)
             .timeout(timeout)
             .send(session.channel()),
     )

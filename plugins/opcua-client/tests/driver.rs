@@ -448,3 +448,74 @@ async fn basic256sha256_sign_and_encrypt_with_username() {
         "an untrusted server was accepted"
     );
 }
+
+/// A server with room for two sessions (as many PLCs have few), read by five devices that
+/// name the same endpoint: they share one session, each with its own subscription, all
+/// five deliver, and the session goes away with the last of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_devices_share_one_session_on_a_server_that_allows_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = UaServer::start(dir.path(), &["--max-sessions", "2"]);
+    let tags = [
+        ("counter", DataType::Int32, "ns=2;s=Line1.Counter"),
+        ("sessions", DataType::UInt32, "ns=2;s=Line1.Sessions"),
+    ];
+    let opts = options(&server, dir.path(), "");
+    let mut devices: Vec<_> = (0..5).map(|_| driver(&opts, &tags)).collect();
+    let connected =
+        futures::future::join_all(devices.iter_mut().map(|d| async move { d.connect().await }))
+            .await;
+    for (i, c) in connected.into_iter().enumerate() {
+        c.unwrap_or_else(|e| panic!("device {i}: {e}"));
+    }
+    let mut latest = Vec::new();
+    for d in devices.iter_mut() {
+        let mut seen = read_all(d, 2).await;
+        assert_eq!(seen[0].quality, Quality::Good);
+        // The counter keeps coming on every device's own subscription.
+        let start = seen[0].value.clone();
+        let moved = until(d, &mut seen, |r| {
+            r[0].value.is_some() && r[0].value != start
+        })
+        .await;
+        assert!(moved, "the counter did not move");
+        latest.push(seen);
+    }
+    let one = until(&mut devices[0], &mut latest[0], |r| {
+        r[1].value == Some(Value::UInt32(1))
+    })
+    .await;
+    assert!(one, "five devices, one session: {:?}", latest[0][1]);
+    for d in devices.iter_mut() {
+        d.close().await;
+    }
+    // The session was closed, not left to time out: a new device gets a slot and is alone.
+    let mut d = driver(&options(&server, dir.path(), ""), &tags);
+    d.connect().await.expect("a slot is free");
+    let mut seen = read_all(&mut d, 2).await;
+    let alone = until(&mut d, &mut seen, |r| r[1].value == Some(Value::UInt32(1))).await;
+    assert!(alone, "the first session was not closed");
+    d.close().await;
+}
+
+/// Reads into `latest` (each tag's latest reading) until `check` holds, for up to 10 s.
+async fn until(
+    d: &mut Box<dyn uaedge_driver::Driver>,
+    latest: &mut [uaedge_driver::Reading],
+    check: impl Fn(&[uaedge_driver::Reading]) -> bool,
+) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check(latest) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut out = Vec::new();
+        d.read(&mut out).await.expect("read");
+        for r in out {
+            let i = r.tag as usize;
+            latest[i] = r;
+        }
+    }
+    false
+}
