@@ -55,49 +55,64 @@ impl Key {
     }
 }
 
-struct Entry {
-    link: Arc<Link>,
+/// One key's link and how many devices use it.
+#[derive(Default)]
+struct Slot {
+    link: Option<Arc<Link>>,
     devices: usize,
 }
 
-static POOL: LazyLock<Mutex<HashMap<Key, Entry>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The process's slots. The map's lock is held only to find a slot; a slot's own lock is
+/// held while its link opens, so devices of one key wait for one session and other keys
+/// (another PLC that is slow to answer) are not held up.
+static POOL: LazyLock<std::sync::Mutex<HashMap<Key, Arc<Mutex<Slot>>>>> =
+    LazyLock::new(|| std::sync::Mutex::new(HashMap::new()));
+
+fn slot(key: &Key) -> Arc<Mutex<Slot>> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.entry(key.clone()).or_default().clone()
+}
 
 /// Attaches a device: the key's link, opened when there is none or it gave up.
 pub(crate) async fn attach(options: &Options) -> Result<Arc<Link>, LinkError> {
-    let key = Key::of(options);
-    // Held while a link opens, so devices of one key wait for one session.
-    let mut pool = POOL.lock().await;
-    if let Some(entry) = pool.get_mut(&key) {
-        if !matches!(entry.link.state(), LinkState::Dead(_)) {
-            entry.devices += 1;
-            return Ok(entry.link.clone());
+    let slot = slot(&Key::of(options));
+    let mut slot = slot.lock().await;
+    let link = match &slot.link {
+        Some(link) if !matches!(link.state(), LinkState::Dead(_)) => link.clone(),
+        _ => {
+            let link = Link::open(options).await?;
+            slot.link = Some(link.clone());
+            link
         }
-    }
-    let link = Link::open(options).await?;
-    let entry = pool.entry(key).or_insert(Entry {
-        link: link.clone(),
-        devices: 0,
-    });
-    entry.link = link.clone();
-    entry.devices += 1;
+    };
+    slot.devices += 1;
     Ok(link)
 }
 
 /// Detaches a device; the last one closes the session within `grace`.
 pub(crate) async fn detach(options: &Options, grace: Duration) {
     let key = Key::of(options);
+    let slot = slot(&key);
     let closing = {
-        let mut pool = POOL.lock().await;
-        match pool.get_mut(&key) {
-            Some(entry) if entry.devices > 1 => {
-                entry.devices -= 1;
-                None
-            }
-            Some(_) => pool.remove(&key).map(|e| e.link),
-            None => None,
+        let mut s = slot.lock().await;
+        s.devices = s.devices.saturating_sub(1);
+        if s.devices == 0 {
+            s.link.take()
+        } else {
+            None
         }
     };
     if let Some(link) = closing {
         link.close(grace).await;
+    }
+    // Forget an empty slot, unless a device attached again meanwhile.
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = pool.get(&key) {
+        if Arc::strong_count(s) <= 2
+            && s.try_lock()
+                .is_ok_and(|s| s.devices == 0 && s.link.is_none())
+        {
+            pool.remove(&key);
+        }
     }
 }

@@ -10,7 +10,7 @@ use opcua::types::{
     DataChangeFilter, DataChangeTrigger, DeadbandType, ExtensionObject, MonitoredItemCreateRequest,
     MonitoringMode, MonitoringParameters, NodeId, TimestampsToReturn,
 };
-use tracing::debug;
+use tracing::info;
 use uaedge_driver::{LinkError, Reading};
 
 use crate::driver::{value_of, OpcUaDriver};
@@ -146,6 +146,7 @@ impl OpcUaDriver {
             })
             .collect();
         let size = batch(link.limits().max_monitored_items_per_call, MAX_BATCH);
+        let started = std::time::Instant::now();
         for chunk in items.chunks(size) {
             let requests = chunk.iter().map(|(_, r)| r.clone()).collect();
             // A large batch takes the server a while: a second per 10,000 items on top.
@@ -164,7 +165,8 @@ impl OpcUaDriver {
                 }
             }
         }
-        debug!(device = %self.device, subscription = id, items = items.len(), batch = size, "subscribed");
+        info!(device = %self.device, subscription = id, items = items.len(), batch = size,
+            elapsed_ms = started.elapsed().as_millis() as u64, "monitored items created");
         Ok(())
     }
 }
