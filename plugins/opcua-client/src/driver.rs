@@ -60,7 +60,7 @@ impl OpcUaDriver {
     /// How long a broken link may take to come back before the tags turn Bad; data the
     /// server kept meanwhile still arrives, late, once it is back.
     fn grace(&self) -> Duration {
-        self.request_timeout().saturating_mul(2)
+        self.request_timeout()
     }
 
     /// Resolves the tags and, in subscription mode, subscribes, on `link`.

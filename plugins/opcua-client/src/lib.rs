@@ -58,7 +58,7 @@
 //! server still keeps it (link.rs). Its subscriptions carry on: the data changes the server
 //! queued meanwhile arrive, and messages lost on the way are asked for again (Republish), so
 //! a short break costs no data change. The tags turn Bad when the break lasts longer than
-//! twice `request_timeout`; what the server kept still arrives, late, once it is back. A
+//! `request_timeout`; what the server kept still arrives, late, once it is back. A
 //! server that lost the session (a restart) gets a new one; subscriptions it still has are
 //! moved over (TransferSubscriptions), the others are created anew through the runtime's
 //! reconnect. A server that refuses the session (credentials, certificates), or never

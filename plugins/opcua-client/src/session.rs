@@ -33,7 +33,9 @@ static CLIENT_SETUP: Mutex<()> = Mutex::new(());
 /// move (link.rs).
 pub(crate) fn client(options: &Options) -> Result<Client, LinkError> {
     let session_timeout = options.session_timeout.get();
-    let retry_max = Duration::from_secs(5).min(session_timeout);
+    // A TCP connect every 2 s at most to a server that is away: cheap for it, and the
+    // session is back within 2 s of the server.
+    let retry_max = Duration::from_secs(2).min(session_timeout);
     let mut builder = ClientBuilder::new()
         .application_name("uaedge")
         .application_uri("urn:uaedge:opcua-client")
