@@ -18,6 +18,8 @@
 mod broker;
 #[path = "loadgen/modbus_server.rs"]
 mod modbus_server;
+#[path = "loadgen/process.rs"]
+mod process;
 #[path = "loadgen/procfs.rs"]
 mod procfs;
 #[path = "loadgen/report.rs"]
@@ -28,13 +30,14 @@ mod scenario;
 mod subscriber;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use modbus_server::CounterServer;
+use process::EdgeProcess;
 use procfs::CpuMeter;
 use report::{mb, Report};
 use scenario::{EdgeConfig, Scenario, Source};
@@ -314,51 +317,6 @@ struct Run<'a> {
     rss_every: Duration,
 }
 
-/// The edge's process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct EdgeProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl EdgeProcess {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            self.stop();
-        }
-    }
-}
-
 impl Run<'_> {
     fn node(&self) -> String {
         format!("{}-{}", self.edge.name(), std::process::id())
@@ -366,8 +324,6 @@ impl Run<'_> {
 
     fn spawn(&self) -> Result<EdgeProcess> {
         std::fs::create_dir_all(&self.dir)?;
-        let log = self.dir.join("edge.log");
-        let stderr = std::fs::File::create(&log)?;
         let node = self.node();
         let mut cmd = match self.edge {
             Edge::Uaedge => {
@@ -388,9 +344,7 @@ impl Run<'_> {
                     },
                 );
                 std::fs::write(&config, yaml)?;
-                let mut c = Command::new(self.uaedge.context("no uaedge binary")?);
-                c.args(["run", "-c"]).arg(&config).env_remove("RUST_LOG");
-                c
+                process::uaedge_run(self.uaedge.context("no uaedge binary")?, &config)
             }
             Edge::Python | Edge::NodeRed => {
                 let mut c = if self.edge == Edge::Python {
@@ -419,14 +373,8 @@ impl Run<'_> {
                 c
             }
         };
-        let child = cmd
-            .current_dir(REPO)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("start {}", self.edge.name()))?;
-        Ok(EdgeProcess { child, log })
+        cmd.current_dir(REPO);
+        EdgeProcess::spawn(cmd, self.dir.join("edge.log"), self.edge.name())
     }
 
     async fn go(&self) -> Result<Report> {
