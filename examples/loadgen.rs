@@ -415,6 +415,31 @@ impl Run<'_> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
+        // Births may come before values (an OPC UA client's monitored items are created
+        // after them), so start-up ends when every tag delivers.
+        let flowing = loop {
+            if sub.with(|st| st.tags_flowing()) >= s.tags() {
+                break started.elapsed();
+            }
+            if let Some(status) = edge.exited() {
+                bail!(
+                    "{} exited with {status} before every tag delivered; log {}:\n{}",
+                    self.edge.name(),
+                    edge.log.display(),
+                    edge.log_tail()
+                );
+            }
+            if started.elapsed() > limit {
+                let got = sub.with(|st| st.tags_flowing());
+                bail!(
+                    "only {got} of {} tags delivered a value after {limit:?}; log {}:\n{}",
+                    s.tags(),
+                    edge.log.display(),
+                    edge.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         let rss_started = procfs::rss_bytes(pid).unwrap_or(0);
         tokio::time::sleep(s.warmup).await;
         let rss_warm = procfs::rss_bytes(pid).unwrap_or(0);
@@ -471,11 +496,14 @@ impl Run<'_> {
             samples: st.samples,
             gaps: st.gaps,
             repeats: st.repeats,
+            backwards: st.backwards,
             historical: st.historical,
             unknown: st.unknown + st.decode_errors,
-            p50_ms: st.latency_ms(0.5),
-            p99_ms: st.latency_ms(0.99),
-            max_ms: st.latency_ms(1.0),
+            p50_ms: st.latency.quantile_ms(0.5),
+            p99_ms: st.latency.quantile_ms(0.99),
+            max_ms: st.latency.quantile_ms(1.0),
+            to_edge_p50_ms: st.to_edge_publish.quantile_ms(0.5),
+            to_edge_p99_ms: st.to_edge_publish.quantile_ms(0.99),
             cpu_pct: cpu,
             broker_cpu_pct: broker_cpu,
             loadgen_cpu_pct: own_cpu,
@@ -486,6 +514,7 @@ impl Run<'_> {
             rss_first_minute: rss_lines.first().copied(),
             nbirth_s: nbirth.as_secs_f64(),
             births_s: births.as_secs_f64(),
+            flowing_s: flowing.as_secs_f64(),
             modbus: s.source == Source::Modbus,
         });
         sub.stop().await;

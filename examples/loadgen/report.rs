@@ -19,11 +19,15 @@ pub struct Report {
     pub samples: u64,
     pub gaps: u64,
     pub repeats: u64,
+    pub backwards: u64,
     pub historical: u64,
     pub unknown: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// Device change → the edge's DDATA timestamp.
+    pub to_edge_p50_ms: Option<f64>,
+    pub to_edge_p99_ms: Option<f64>,
     pub cpu_pct: f64,
     pub broker_cpu_pct: f64,
     pub loadgen_cpu_pct: f64,
@@ -34,6 +38,8 @@ pub struct Report {
     pub rss_first_minute: Option<u64>,
     pub nbirth_s: f64,
     pub births_s: f64,
+    /// Every tag delivered a live value: start-up is over.
+    pub flowing_s: f64,
     pub modbus: bool,
 }
 
@@ -67,12 +73,15 @@ impl Report {
         format!(
             "[{edge}] {scenario}: {tags} tags on {devices} devices every {period} ms \
              ({offered:.0} samples/s offered)\n\
-             \x20 start-up: NBIRTH after {nb:.2} s, all {devices} DBIRTHs after {bs:.2} s\n\
+             \x20 start-up: NBIRTH after {nb:.2} s, all {devices} DBIRTHs after {bs:.2} s, \
+             a value from every tag after {fs:.2} s\n\
              \x20 window: {window:.1} s after {warmup:.0} s warm-up\n\
              \x20 samples/s sustained: {rate:.0} ({samples} samples decoded from DDATA)\n\
-             \x20 gaps (counter values skipped in the live stream): {gaps}{gap_note}; repeated or out of order: {repeats}; \
+             \x20 gaps (counter values skipped in the live stream): {gaps}{gap_note}; repeated: {repeats}; \
+             stepped back (an older value late): {backwards}; \
              replayed late from the edge's store (is_historical): {historical}; unknown metrics: {unknown}\n\
-             \x20 latency device change → MQTT delivery: p50 {p50}, p99 {p99}, max {max}\n\
+             \x20 latency device change → MQTT delivery: p50 {p50}, p99 {p99}, max {max}; \
+             of which device change → the edge's DDATA timestamp: p50 {e50}, p99 {e99}\n\
              \x20 {edge} CPU: {cpu:.1} % of one core; RSS after start-up {r0:.1} MB, after warm-up {r1:.1} MB, end {r2:.1} MB, peak (VmHWM) {rp:.1} MB\n\
              \x20 mosquitto CPU: {bcpu:.1} % of one core; loadgen (subscriber{server}) CPU: {lcpu:.1} %{growth}",
             edge = self.edge,
@@ -83,17 +92,21 @@ impl Report {
             offered = self.offered,
             nb = self.nbirth_s,
             bs = self.births_s,
+            fs = self.flowing_s,
             window = self.window_s,
             warmup = self.warmup_s,
             rate = self.rate(),
             samples = self.samples,
             gaps = self.gaps,
             repeats = self.repeats,
+            backwards = self.backwards,
             historical = self.historical,
             unknown = self.unknown,
             p50 = ms(self.p50_ms),
             p99 = ms(self.p99_ms),
             max = ms(self.max_ms),
+            e50 = ms(self.to_edge_p50_ms),
+            e99 = ms(self.to_edge_p99_ms),
             cpu = self.cpu_pct,
             r0 = mb(self.rss_started),
             r1 = mb(self.rss_warm),
@@ -119,11 +132,14 @@ impl Report {
             "samples_per_s": self.rate().round(),
             "gaps": self.gaps,
             "repeats": self.repeats,
+            "backwards": self.backwards,
             "historical": self.historical,
             "unknown": self.unknown,
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "max_ms": self.max_ms,
+            "to_edge_publish_p50_ms": self.to_edge_p50_ms,
+            "to_edge_publish_p99_ms": self.to_edge_p99_ms,
             "cpu_pct": r1(self.cpu_pct),
             "broker_cpu_pct": r1(self.broker_cpu_pct),
             "loadgen_cpu_pct": r1(self.loadgen_cpu_pct),
@@ -134,6 +150,7 @@ impl Report {
             "rss_first_minute_mb": self.rss_first_minute.map(|b| r1(mb(b))),
             "nbirth_s": (self.nbirth_s * 1000.0).round() / 1000.0,
             "births_s": (self.births_s * 1000.0).round() / 1000.0,
+            "flowing_s": (self.flowing_s * 1000.0).round() / 1000.0,
         })
         .to_string()
     }
