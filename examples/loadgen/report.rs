@@ -1,7 +1,9 @@
 //! One run's figures: a plain-text block, a JSON line for the README table, and the
 //! uaedge/peer ratios of a `--compare`.
 
-use serde_json::json;
+use serde_json::{json, Value};
+
+use crate::procfs::Usage;
 
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -28,14 +30,12 @@ pub struct Report {
     /// Device change → the edge's DDATA timestamp.
     pub to_edge_p50_ms: Option<f64>,
     pub to_edge_p99_ms: Option<f64>,
-    pub cpu_pct: f64,
+    /// The edge under test (in the OPC UA chain, the downstream uaedge).
+    pub usage: Usage,
+    /// The OPC UA chain's upstream uaedge, and when its server listened (s after its start).
+    pub upstream: Option<(Usage, f64)>,
     pub broker_cpu_pct: f64,
     pub loadgen_cpu_pct: f64,
-    pub rss_started: u64,
-    pub rss_warm: u64,
-    pub rss_end: u64,
-    pub rss_peak: u64,
-    pub rss_first_minute: Option<u64>,
     pub nbirth_s: f64,
     pub births_s: f64,
     /// Every tag delivered a live value: start-up is over.
@@ -45,6 +45,51 @@ pub struct Report {
 
 fn ms(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.1} ms"))
+}
+
+impl Usage {
+    fn text(&self, who: &str) -> String {
+        format!(
+            "{who} CPU: {cpu:.1} % of one core; RSS after start-up {r0:.1} MB, after warm-up {r1:.1} MB, \
+             end {r2:.1} MB, peak (VmHWM) {rp:.1} MB",
+            cpu = self.cpu_pct,
+            r0 = mb(self.rss_started),
+            r1 = mb(self.rss_warm),
+            r2 = mb(self.rss_end),
+            rp = mb(self.rss_peak),
+        )
+    }
+
+    fn growth(&self, who: &str) -> String {
+        self.rss_first_minute
+            .map(|first| {
+                format!(
+                    "\n  {who}RSS growth, first minute → end: {:+.1} MB ({:.1} → {:.1} MB)",
+                    mb(self.rss_end) - mb(first),
+                    mb(first),
+                    mb(self.rss_end)
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// `<prefix>cpu_pct`, `<prefix>rss_started_mb`… into `out`.
+    fn json(&self, prefix: &str, out: &mut serde_json::Map<String, Value>) {
+        let r1 = |x: f64| (x * 10.0).round() / 10.0;
+        for (key, value) in [
+            ("cpu_pct", r1(self.cpu_pct)),
+            ("rss_started_mb", r1(mb(self.rss_started))),
+            ("rss_warm_mb", r1(mb(self.rss_warm))),
+            ("rss_end_mb", r1(mb(self.rss_end))),
+            ("rss_peak_mb", r1(mb(self.rss_peak))),
+        ] {
+            out.insert(format!("{prefix}{key}"), json!(value));
+        }
+        out.insert(
+            format!("{prefix}rss_first_minute_mb"),
+            json!(self.rss_first_minute.map(|b| r1(mb(b)))),
+        );
+    }
 }
 
 impl Report {
@@ -59,20 +104,26 @@ impl Report {
         } else {
             ""
         };
-        let growth = self
-            .rss_first_minute
-            .map(|first| {
+        // The edge's, then the upstream's.
+        let mut growth = self.usage.growth("");
+        let (chain, who, upstream) = match &self.upstream {
+            Some((usage, ready)) => (
                 format!(
-                    "\n  RSS growth, first minute → end: {:+.1} MB ({:.1} → {:.1} MB)",
-                    mb(self.rss_end) - mb(first),
-                    mb(first),
-                    mb(self.rss_end)
-                )
-            })
-            .unwrap_or_default();
+                    "\n  chain: devices in an upstream uaedge (its OPC UA server listening after {ready:.2} s) \
+                     → OPC UA subscription → {} → mosquitto",
+                    self.edge
+                ),
+                format!("{} (downstream: OPC UA client, Sparkplug)", self.edge),
+                {
+                    growth.push_str(&usage.growth("upstream "));
+                    format!("\n  {}", usage.text("upstream uaedge (devices, OPC UA server)"))
+                },
+            ),
+            None => (String::new(), self.edge.clone(), String::new()),
+        };
         format!(
             "[{edge}] {scenario}: {tags} tags on {devices} devices every {period} ms \
-             ({offered:.0} samples/s offered)\n\
+             ({offered:.0} samples/s offered){chain}\n\
              \x20 start-up: NBIRTH after {nb:.2} s, all {devices} DBIRTHs after {bs:.2} s, \
              a value from every tag after {fs:.2} s\n\
              \x20 window: {window:.1} s after {warmup:.0} s warm-up\n\
@@ -82,7 +133,7 @@ impl Report {
              replayed late from the edge's store (is_historical): {historical}; unknown metrics: {unknown}\n\
              \x20 latency device change → MQTT delivery: p50 {p50}, p99 {p99}, max {max}; \
              of which device change → the edge's DDATA timestamp: p50 {e50}, p99 {e99}\n\
-             \x20 {edge} CPU: {cpu:.1} % of one core; RSS after start-up {r0:.1} MB, after warm-up {r1:.1} MB, end {r2:.1} MB, peak (VmHWM) {rp:.1} MB\n\
+             \x20 {usage}{upstream}\n\
              \x20 mosquitto CPU: {bcpu:.1} % of one core; loadgen (subscriber{server}) CPU: {lcpu:.1} %{growth}",
             edge = self.edge,
             scenario = self.scenario,
@@ -107,11 +158,7 @@ impl Report {
             max = ms(self.max_ms),
             e50 = ms(self.to_edge_p50_ms),
             e99 = ms(self.to_edge_p99_ms),
-            cpu = self.cpu_pct,
-            r0 = mb(self.rss_started),
-            r1 = mb(self.rss_warm),
-            r2 = mb(self.rss_end),
-            rp = mb(self.rss_peak),
+            usage = self.usage.text(&who),
             bcpu = self.broker_cpu_pct,
             server = if self.modbus { ", Modbus server" } else { "" },
             lcpu = self.loadgen_cpu_pct,
@@ -120,7 +167,7 @@ impl Report {
 
     pub fn json(&self) -> String {
         let r1 = |x: f64| (x * 10.0).round() / 10.0;
-        json!({
+        let mut j = json!({
             "scenario": self.scenario,
             "edge": self.edge,
             "devices": self.devices,
@@ -140,19 +187,22 @@ impl Report {
             "max_ms": self.max_ms,
             "to_edge_publish_p50_ms": self.to_edge_p50_ms,
             "to_edge_publish_p99_ms": self.to_edge_p99_ms,
-            "cpu_pct": r1(self.cpu_pct),
             "broker_cpu_pct": r1(self.broker_cpu_pct),
             "loadgen_cpu_pct": r1(self.loadgen_cpu_pct),
-            "rss_started_mb": r1(mb(self.rss_started)),
-            "rss_warm_mb": r1(mb(self.rss_warm)),
-            "rss_end_mb": r1(mb(self.rss_end)),
-            "rss_peak_mb": r1(mb(self.rss_peak)),
-            "rss_first_minute_mb": self.rss_first_minute.map(|b| r1(mb(b))),
             "nbirth_s": (self.nbirth_s * 1000.0).round() / 1000.0,
             "births_s": (self.births_s * 1000.0).round() / 1000.0,
             "flowing_s": (self.flowing_s * 1000.0).round() / 1000.0,
-        })
-        .to_string()
+        });
+        let out = j.as_object_mut().expect("an object");
+        self.usage.json("", out);
+        if let Some((usage, ready)) = &self.upstream {
+            usage.json("upstream_", out);
+            out.insert(
+                "upstream_ready_s".into(),
+                json!((ready * 1000.0).round() / 1000.0),
+            );
+        }
+        j.to_string()
     }
 }
 
@@ -176,8 +226,8 @@ pub fn print_ratios(reports: &[Report]) {
             "  {:<8}  {:>9}   {:>6}   {:>8}   {:>9}",
             peer.edge,
             ratio(ua.rate(), peer.rate()),
-            ratio(ua.cpu_pct, peer.cpu_pct),
-            ratio(ua.rss_peak as f64, peer.rss_peak as f64),
+            ratio(ua.usage.cpu_pct, peer.usage.cpu_pct),
+            ratio(ua.usage.rss_peak as f64, peer.usage.rss_peak as f64),
             ratio(
                 ua.p99_ms.unwrap_or(f64::NAN),
                 peer.p99_ms.unwrap_or(f64::NAN)
