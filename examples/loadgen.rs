@@ -46,7 +46,7 @@ use chain::Upstream;
 use modbus_server::CounterServer;
 use process::EdgeProcess;
 use procfs::{CpuMeter, Watch};
-use report::{mb, Report};
+use report::{mb, LogNote, Report};
 use scenario::{EdgeConfig, OpcUaUpstream, Scenario, Source};
 use subscriber::{Origin, Subscriber};
 
@@ -516,6 +516,19 @@ impl Run<'_> {
         let upstream_usage = watches.get(1).map(Watch::usage);
         let broker_cpu = broker_cpu.and_then(|m| m.percent()).unwrap_or(f64::NAN);
         let own_cpu = own_cpu.percent().unwrap_or(f64::NAN);
+        let mut logs = Vec::new();
+        if self.edge == Edge::Uaedge {
+            let named = std::iter::once((self.edge.name(), &edge))
+                .chain(upstream.as_ref().map(|up| ("upstream", &up.process)));
+            for (process, p) in named {
+                let (count, first) = p.log_problems(3);
+                logs.push(LogNote {
+                    process: process.to_string(),
+                    count,
+                    first,
+                });
+            }
+        }
         edge.stop();
         if let Some(up) = upstream.as_mut() {
             up.process.stop();
@@ -548,6 +561,7 @@ impl Run<'_> {
             births_s: births.as_secs_f64(),
             flowing_s: flowing.as_secs_f64(),
             modbus: s.source == Source::Modbus,
+            logs,
         });
         sub.stop().await;
         Ok(report)

@@ -46,6 +46,24 @@ impl EdgeProcess {
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
+    /// uaedge's WARN and ERROR lines so far: how many, and the first `keep` of them. A
+    /// report with figures but a link that kept failing would mislead.
+    pub fn log_problems(&self, keep: usize) -> (usize, Vec<String>) {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut first = Vec::new();
+        let mut count = 0;
+        for line in text
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        {
+            count += 1;
+            if first.len() < keep {
+                first.push(line.to_string());
+            }
+        }
+        (count, first)
+    }
+
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

@@ -9,6 +9,13 @@ pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// What a uaedge process logged at WARN or above during the run.
+pub struct LogNote {
+    pub process: String,
+    pub count: usize,
+    pub first: Vec<String>,
+}
+
 pub struct Report {
     pub scenario: String,
     pub edge: String,
@@ -41,6 +48,7 @@ pub struct Report {
     /// Every tag delivered a live value: start-up is over.
     pub flowing_s: f64,
     pub modbus: bool,
+    pub logs: Vec<LogNote>,
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -121,6 +129,27 @@ impl Report {
             ),
             None => (String::new(), self.edge.clone(), String::new()),
         };
+        let logs: String = self
+            .logs
+            .iter()
+            .map(|l| {
+                let first = l
+                    .first
+                    .iter()
+                    .map(|line| format!("\n      {line}"))
+                    .collect::<String>();
+                format!(
+                    "\n  {} log: {} warnings and errors{}{first}",
+                    l.process,
+                    l.count,
+                    if l.first.is_empty() {
+                        ""
+                    } else {
+                        ", the first:"
+                    }
+                )
+            })
+            .collect();
         format!(
             "[{edge}] {scenario}: {tags} tags on {devices} devices every {period} ms \
              ({offered:.0} samples/s offered){chain}\n\
@@ -134,7 +163,7 @@ impl Report {
              \x20 latency device change → MQTT delivery: p50 {p50}, p99 {p99}, max {max}; \
              of which device change → the edge's DDATA timestamp: p50 {e50}, p99 {e99}\n\
              \x20 {usage}{upstream}\n\
-             \x20 mosquitto CPU: {bcpu:.1} % of one core; loadgen (subscriber{server}) CPU: {lcpu:.1} %{growth}",
+             \x20 mosquitto CPU: {bcpu:.1} % of one core; loadgen (subscriber{server}) CPU: {lcpu:.1} %{growth}{logs}",
             edge = self.edge,
             scenario = self.scenario,
             tags = self.tags,
@@ -201,6 +230,14 @@ impl Report {
                 "upstream_ready_s".into(),
                 json!((ready * 1000.0).round() / 1000.0),
             );
+        }
+        if !self.logs.is_empty() {
+            let counts: serde_json::Map<String, Value> = self
+                .logs
+                .iter()
+                .map(|l| (l.process.clone(), json!(l.count)))
+                .collect();
+            out.insert("log_warnings".into(), Value::Object(counts));
         }
         j.to_string()
     }
