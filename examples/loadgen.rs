@@ -1,23 +1,31 @@
 //! End-to-end load harness: simulated or Modbus devices → an edge (uaedge, or one of the
 //! comparison peers in examples/compare/) → a local mosquitto → this program's own
 //! Sparkplug subscriber. Reports samples/s sustained, latency from device change to MQTT
-//! delivery (p50/p99), the edge's CPU and RSS, mosquitto's CPU, start-up time and gaps.
-//! It reports; it asserts nothing about speed.
+//! delivery (p50/p99), the edge's CPU and RSS, mosquitto's CPU, start-up time, and counter
+//! values lost (gaps), repeated or stepping back. It reports; it asserts nothing about speed.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --scenario sim-10k [--duration 30s] [--warmup 5s] [--json]
 //! cargo run --release --example loadgen -- --scenario modbus-10k --compare
+//! cargo run --release --example loadgen -- --scenario opcua-100k      # 100,000 tags @1 s over OPC UA
+//! cargo run --release --example loadgen -- --scenario opcua-100k --tags 10000 --period 100ms
 //! cargo run --release --example loadgen -- --scenario soak            # 50,000 samples/s, 30 min
 //! ```
 //! Scenarios: sim-1k, sim-10k, sim-100k (simulated EtherNet/IP counters inside uaedge),
-//! modbus-10k (10 units × 1,000 holding registers served here, polled every 100 ms), soak.
+//! modbus-10k (10 units × 1,000 holding registers served here, polled every 100 ms),
+//! opcua-100k (10 × 10,000 simulated counters @1 s in an upstream uaedge, read over OPC UA
+//! by subscription by the uaedge under test; CPU and RSS of both; see chain.rs), soak.
 //! `--tags N --devices D --period 100ms` override a scenario's shape. Needs mosquitto
 //! (`bash tests/setup.sh`); the peers need `bash examples/compare/setup.sh`.
 
 #[path = "loadgen/broker.rs"]
 mod broker;
+#[path = "loadgen/chain.rs"]
+mod chain;
 #[path = "loadgen/modbus_server.rs"]
 mod modbus_server;
+#[path = "loadgen/process.rs"]
+mod process;
 #[path = "loadgen/procfs.rs"]
 mod procfs;
 #[path = "loadgen/report.rs"]
@@ -28,16 +36,18 @@ mod scenario;
 mod subscriber;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use chain::Upstream;
 use modbus_server::CounterServer;
-use procfs::CpuMeter;
-use report::{mb, Report};
-use scenario::{EdgeConfig, Scenario, Source};
+use process::EdgeProcess;
+use procfs::{CpuMeter, Watch};
+use report::{mb, LogNote, Report};
+use scenario::{EdgeConfig, OpcUaUpstream, Scenario, Source};
 use subscriber::{Origin, Subscriber};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -46,7 +56,7 @@ const GROUP: &str = "loadgen";
 #[derive(Parser, Debug)]
 #[command(about = "End-to-end load harness: devices → edge → mosquitto → subscriber")]
 struct Args {
-    /// sim-1k | sim-10k | sim-100k | modbus-10k | soak
+    /// sim-1k | sim-10k | sim-100k | modbus-10k | opcua-100k | soak
     #[arg(long, default_value = "sim-10k")]
     scenario: String,
     /// Total tags (split evenly over the devices).
@@ -54,7 +64,8 @@ struct Args {
     tags: Option<usize>,
     #[arg(long)]
     devices: Option<usize>,
-    /// Poll period of every device (and the Modbus server's counter period).
+    /// Poll period of every device (and the Modbus server's counter period, the OPC UA
+    /// chain's publishing interval).
     #[arg(long)]
     period: Option<uaedge_driver::Duration>,
     /// The measured window.
@@ -81,7 +92,8 @@ struct Args {
     /// The uaedge binary; default: next to this example's executable (built if absent).
     #[arg(long)]
     uaedge_bin: Option<PathBuf>,
-    /// Write the scenario's uaedge config here (broker port 1883, Modbus port 502) and exit,
+    /// Write the scenario's uaedge config here (broker port 1883, Modbus port 502; for
+    /// opcua-100k also the upstream's, as <name>.upstream.yaml, OPC UA port 4840) and exit,
     /// e.g. to time `uaedge check` on 100,000 tags.
     #[arg(long)]
     write_config: Option<PathBuf>,
@@ -160,18 +172,34 @@ fn main() -> Result<()> {
         bail!("Modbus has at most 247 units and 65,536 registers per unit");
     }
     if let Some(path) = &args.write_config {
+        let state = std::env::temp_dir().join("uaedge-loadgen-state");
         let yaml = scenario::uaedge_yaml(
             &s,
             &EdgeConfig {
-                state_dir: &std::env::temp_dir().join("uaedge-loadgen-state"),
+                state_dir: &state,
                 broker_port: 1883,
                 group: GROUP,
                 node: "uaedge",
                 modbus_port: Some(502),
                 opcua_port: None,
+                upstream: Some(OpcUaUpstream {
+                    port: 4840,
+                    node: chain::NODE,
+                    pki_dir: &state.join("pki"),
+                }),
             },
         );
         std::fs::write(path, yaml)?;
+        if s.source == Source::OpcUa {
+            // The chain's other end, beside it: config.yaml → config.upstream.yaml.
+            let upstream = path.with_extension("upstream.yaml");
+            let state = std::env::temp_dir().join("uaedge-loadgen-upstream-state");
+            std::fs::write(
+                &upstream,
+                scenario::upstream_yaml(&s, chain::NODE, &state, 4840),
+            )?;
+            println!("loadgen: the upstream's config is {}", upstream.display());
+        }
         return Ok(());
     }
     let edges = if args.compare {
@@ -179,7 +207,7 @@ fn main() -> Result<()> {
     } else {
         vec![Edge::parse(&args.edge)?]
     };
-    if s.source == Source::Sim && edges.iter().any(|e| *e != Edge::Uaedge) {
+    if s.source != Source::Modbus && edges.iter().any(|e| *e != Edge::Uaedge) {
         bail!("the python and nodered peers poll Modbus: use --scenario modbus-10k");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -217,7 +245,7 @@ async fn run_all(args: &Args, s: &Scenario, edges: &[Edge]) -> Result<()> {
                 .await
                 .context("start the Modbus server")?,
         ),
-        Source::Sim => None,
+        Source::Sim | Source::OpcUa => None,
     };
     println!(
         "loadgen: {} — {} devices × {} tags every {} ms = {} tags, {:.0} samples/s offered; \
@@ -314,61 +342,15 @@ struct Run<'a> {
     rss_every: Duration,
 }
 
-/// The edge's process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct EdgeProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl EdgeProcess {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            self.stop();
-        }
-    }
-}
-
 impl Run<'_> {
     fn node(&self) -> String {
         format!("{}-{}", self.edge.name(), std::process::id())
     }
 
-    fn spawn(&self) -> Result<EdgeProcess> {
+    fn spawn(&self, upstream: Option<&Upstream>) -> Result<EdgeProcess> {
         std::fs::create_dir_all(&self.dir)?;
-        let log = self.dir.join("edge.log");
-        let stderr = std::fs::File::create(&log)?;
         let node = self.node();
+        let pki_dir = self.dir.join("pki");
         let mut cmd = match self.edge {
             Edge::Uaedge => {
                 let config = self.dir.join("config.yaml");
@@ -385,12 +367,15 @@ impl Run<'_> {
                         } else {
                             None
                         },
+                        upstream: upstream.map(|up| OpcUaUpstream {
+                            port: up.port,
+                            node: chain::NODE,
+                            pki_dir: &pki_dir,
+                        }),
                     },
                 );
                 std::fs::write(&config, yaml)?;
-                let mut c = Command::new(self.uaedge.context("no uaedge binary")?);
-                c.args(["run", "-c"]).arg(&config).env_remove("RUST_LOG");
-                c
+                process::uaedge_run(self.uaedge.context("no uaedge binary")?, &config)
             }
             Edge::Python | Edge::NodeRed => {
                 let mut c = if self.edge == Edge::Python {
@@ -419,14 +404,8 @@ impl Run<'_> {
                 c
             }
         };
-        let child = cmd
-            .current_dir(REPO)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("start {}", self.edge.name()))?;
-        Ok(EdgeProcess { child, log })
+        cmd.current_dir(REPO);
+        EdgeProcess::spawn(cmd, self.dir.join("edge.log"), self.edge.name())
     }
 
     async fn go(&self) -> Result<Report> {
@@ -435,12 +414,25 @@ impl Run<'_> {
             Some(m) => Origin::ServerSet(m.times.clone()),
             None => Origin::MetricTimestamp,
         };
+        let mut upstream = match s.source {
+            Source::OpcUa => {
+                let bin = self.uaedge.context("no uaedge binary")?;
+                let up = Upstream::start(bin, &self.dir.join("upstream"), s).await?;
+                println!(
+                    "loadgen: upstream uaedge serving OPC UA on 127.0.0.1:{} after {:.2} s",
+                    up.port,
+                    up.ready.as_secs_f64()
+                );
+                Some(up)
+            }
+            _ => None,
+        };
         let sub = Subscriber::start(self.broker_port, &self.node(), s.devices, origin)
             .await
             .map_err(anyhow::Error::msg)?;
         let started = Instant::now();
-        let mut edge = self.spawn()?;
-        let pid = edge.pid();
+        let mut edge = self.spawn(upstream.as_ref())?;
+        let who = self.edge.name();
         // Generous: parsing and building 100k tags takes a while in a debug build.
         let limit = Duration::from_secs(60 + s.tags() as u64 / 500);
         let (nbirth, births) = loop {
@@ -448,14 +440,7 @@ impl Run<'_> {
             if let (Some(n), Some(b)) = (n, b) {
                 break (n - started, b - started);
             }
-            if let Some(status) = edge.exited() {
-                bail!(
-                    "{} exited with {status} before its births; log {}:\n{}",
-                    self.edge.name(),
-                    edge.log.display(),
-                    edge.log_tail()
-                );
-            }
+            ensure_running(&mut edge, who, upstream.as_mut(), "before its births")?;
             if started.elapsed() > limit {
                 let got = sub.with(|st| st.births);
                 bail!(
@@ -467,50 +452,87 @@ impl Run<'_> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let rss_started = procfs::rss_bytes(pid).unwrap_or(0);
-        tokio::time::sleep(s.warmup).await;
-        let rss_warm = procfs::rss_bytes(pid).unwrap_or(0);
-
-        let edge_cpu = CpuMeter::start(pid);
-        let broker_cpu = self.broker_pid.map(CpuMeter::start);
-        let own_cpu = CpuMeter::start(std::process::id());
-        sub.with(|st| st.open_window());
-        let window_start = Instant::now();
-        let mut rss_lines = Vec::new();
-        let mut next_rss = self.rss_every;
-        while window_start.elapsed() < s.duration {
-            let left = s.duration.saturating_sub(window_start.elapsed());
-            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
-            if let Some(status) = edge.exited() {
+        // Births come before values: the chain's downstream creates its monitored items
+        // (100,000 of them) after its births, so start-up ends when every tag delivers.
+        let flowing = loop {
+            if sub.with(|st| st.tags_flowing()) >= s.tags() {
+                break started.elapsed();
+            }
+            ensure_running(
+                &mut edge,
+                who,
+                upstream.as_mut(),
+                "before every tag delivered",
+            )?;
+            if started.elapsed() > limit {
+                let got = sub.with(|st| st.tags_flowing());
                 bail!(
-                    "{} exited with {status} during the window; log {}:\n{}",
-                    self.edge.name(),
+                    "only {got} of {} tags delivered a value after {limit:?}; log {}:\n{}",
+                    s.tags(),
                     edge.log.display(),
                     edge.log_tail()
                 );
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // The edge's, then the upstream's.
+        let mut watches: Vec<Watch> = std::iter::once(edge.pid())
+            .chain(upstream.as_ref().map(|up| up.process.pid()))
+            .map(Watch::new)
+            .collect();
+        watches.iter_mut().for_each(Watch::started);
+        tokio::time::sleep(s.warmup).await;
+
+        watches.iter_mut().for_each(Watch::warm);
+        let broker_cpu = self.broker_pid.map(CpuMeter::start);
+        let own_cpu = CpuMeter::start(std::process::id());
+        sub.with(|st| st.open_window());
+        let window_start = Instant::now();
+        let mut next_rss = self.rss_every;
+        while window_start.elapsed() < s.duration {
+            let left = s.duration.saturating_sub(window_start.elapsed());
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+            ensure_running(&mut edge, who, upstream.as_mut(), "during the window")?;
             if window_start.elapsed() >= next_rss && next_rss < s.duration {
-                let rss = procfs::rss_bytes(pid).unwrap_or(0);
+                let rss: Vec<u64> = watches.iter_mut().map(Watch::rss_now).collect();
                 let samples = sub.with(|st| st.samples);
                 println!(
-                    "  [{}] {:>5.0} s  RSS {:.1} MB  {} samples",
+                    "  [{}] {:>5.0} s  RSS {}  {} samples",
                     self.edge.name(),
                     window_start.elapsed().as_secs_f64(),
-                    mb(rss),
+                    match rss[..] {
+                        [edge, upstream] =>
+                            format!("{:.1} MB (upstream {:.1} MB)", mb(edge), mb(upstream)),
+                        _ => format!("{:.1} MB", mb(rss[0])),
+                    },
                     samples
                 );
-                rss_lines.push(rss);
                 next_rss += self.rss_every;
             }
         }
         sub.with(|st| st.close_window());
         let window = window_start.elapsed();
-        let cpu = edge_cpu.percent().unwrap_or(f64::NAN);
+        let usage = watches[0].usage();
+        let upstream_usage = watches.get(1).map(Watch::usage);
         let broker_cpu = broker_cpu.and_then(|m| m.percent()).unwrap_or(f64::NAN);
         let own_cpu = own_cpu.percent().unwrap_or(f64::NAN);
-        let rss_end = procfs::rss_bytes(pid).unwrap_or(0);
-        let rss_peak = procfs::peak_rss_bytes(pid).unwrap_or(0);
+        let mut logs = Vec::new();
+        if self.edge == Edge::Uaedge {
+            let named = std::iter::once((self.edge.name(), &edge))
+                .chain(upstream.as_ref().map(|up| ("upstream", &up.process)));
+            for (process, p) in named {
+                let (count, first) = p.log_problems(3);
+                logs.push(LogNote {
+                    process: process.to_string(),
+                    count,
+                    first,
+                });
+            }
+        }
         edge.stop();
+        if let Some(up) = upstream.as_mut() {
+            up.process.stop();
+        }
         let report = sub.with(|st| Report {
             scenario: s.name.clone(),
             edge: self.edge.name().to_string(),
@@ -523,24 +545,47 @@ impl Run<'_> {
             samples: st.samples,
             gaps: st.gaps,
             repeats: st.repeats,
+            backwards: st.backwards,
             historical: st.historical,
             unknown: st.unknown + st.decode_errors,
-            p50_ms: st.latency_ms(0.5),
-            p99_ms: st.latency_ms(0.99),
-            max_ms: st.latency_ms(1.0),
-            cpu_pct: cpu,
+            p50_ms: st.latency.quantile_ms(0.5),
+            p99_ms: st.latency.quantile_ms(0.99),
+            max_ms: st.latency.quantile_ms(1.0),
+            to_edge_p50_ms: st.to_edge_publish.quantile_ms(0.5),
+            to_edge_p99_ms: st.to_edge_publish.quantile_ms(0.99),
+            usage,
+            upstream: upstream_usage.zip(upstream.as_ref().map(|up| up.ready.as_secs_f64())),
             broker_cpu_pct: broker_cpu,
             loadgen_cpu_pct: own_cpu,
-            rss_started,
-            rss_warm,
-            rss_end,
-            rss_peak,
-            rss_first_minute: rss_lines.first().copied(),
             nbirth_s: nbirth.as_secs_f64(),
             births_s: births.as_secs_f64(),
+            flowing_s: flowing.as_secs_f64(),
             modbus: s.source == Source::Modbus,
+            logs,
         });
         sub.stop().await;
         Ok(report)
     }
+}
+
+/// Fails the run, with the process's last log lines, once the edge or the chain's upstream
+/// has exited.
+fn ensure_running(
+    edge: &mut EdgeProcess,
+    who: &str,
+    upstream: Option<&mut Upstream>,
+    when: &str,
+) -> Result<()> {
+    let named = std::iter::once((who, edge))
+        .chain(upstream.map(|up| ("the upstream uaedge", &mut up.process)));
+    for (who, p) in named {
+        if let Some(status) = p.exited() {
+            bail!(
+                "{who} exited with {status} {when}; log {}:\n{}",
+                p.log.display(),
+                p.log_tail()
+            );
+        }
+    }
+    Ok(())
 }

@@ -38,6 +38,29 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmHWM")
 }
 
+/// Whether a socket listens on TCP `port` (IPv4, any address), from /proc/net/tcp: finding
+/// out without connecting, since a connection that never sends Hello is a warning in an
+/// OPC UA server's log.
+pub fn tcp_listening(port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // `sl local_address rem_address st …`, the address as hex `IP:PORT`, LISTEN is 0A.
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let (Some(local), Some(_remote), Some(state)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        state == "0A"
+            && local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port)
+    })
+}
+
 /// CPU of a process between two readings, as percent of one core.
 pub struct CpuMeter {
     pid: u32,
@@ -59,5 +82,75 @@ impl CpuMeter {
         let ticks = cpu_ticks(self.pid)?;
         let seconds = self.at.elapsed().as_secs_f64();
         Some(100.0 * (ticks.saturating_sub(self.ticks)) as f64 / TICKS_PER_SECOND / seconds)
+    }
+}
+
+/// One process's CPU and memory over a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// Over the measured window, percent of one core.
+    pub cpu_pct: f64,
+    /// VmRSS once start-up is over, after the warm-up, at the end of the window.
+    pub rss_started: u64,
+    pub rss_warm: u64,
+    pub rss_end: u64,
+    /// VmHWM at the end.
+    pub rss_peak: u64,
+    /// The first VmRSS printed during the window (after a minute, by default): where the
+    /// growth over a long run is measured from, start-up settled.
+    pub rss_first_minute: Option<u64>,
+}
+
+/// Takes a [`Usage`] at the marks of a run: [`Watch::started`], [`Watch::warm`] (which also
+/// starts the CPU meter: the window begins), [`Watch::usage`] at the end of the window.
+pub struct Watch {
+    pid: u32,
+    rss_started: u64,
+    rss_warm: u64,
+    rss_first_minute: Option<u64>,
+    cpu: Option<CpuMeter>,
+}
+
+impl Watch {
+    pub fn new(pid: u32) -> Watch {
+        Watch {
+            pid,
+            rss_started: 0,
+            rss_warm: 0,
+            rss_first_minute: None,
+            cpu: None,
+        }
+    }
+
+    pub fn started(&mut self) {
+        self.rss_started = rss_bytes(self.pid).unwrap_or(0);
+    }
+
+    pub fn warm(&mut self) {
+        self.rss_warm = rss_bytes(self.pid).unwrap_or(0);
+        self.cpu = Some(CpuMeter::start(self.pid));
+    }
+
+    /// VmRSS now, to print during the window; the first is kept.
+    pub fn rss_now(&mut self) -> u64 {
+        let rss = rss_bytes(self.pid).unwrap_or(0);
+        self.rss_first_minute.get_or_insert(rss);
+        rss
+    }
+
+    /// Read before the process is stopped.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            cpu_pct: self
+                .cpu
+                .as_ref()
+                .and_then(CpuMeter::percent)
+                .unwrap_or(f64::NAN),
+            rss_started: self.rss_started,
+            rss_warm: self.rss_warm,
+            rss_end: rss_bytes(self.pid).unwrap_or(0),
+            rss_peak: peak_rss_bytes(self.pid).unwrap_or(0),
+            rss_first_minute: self.rss_first_minute,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The measuring end: an MQTT client subscribed to `spBv1.0/#` that decodes every
 //! Sparkplug payload of the edge under test (sparkplug-rs types, not uaedge's own codec),
-//! counts samples, tracks each counter metric for gaps and measures latency.
+//! counts samples, tracks each counter metric for gaps, repeats and steps back, and measures
+//! latency.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,11 +27,50 @@ pub enum Origin {
 const BUCKET_US: u64 = 100;
 const BUCKETS: usize = 600_000;
 
+pub struct Histogram(Vec<u64>);
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram(vec![0; BUCKETS])
+    }
+
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
+    }
+
+    fn record(&mut self, us: u64) {
+        self.0[((us / BUCKET_US) as usize).min(BUCKETS - 1)] += 1;
+    }
+
+    /// The value at quantile `q` (0..=1), in ms.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.0.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in self.0.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                // The bucket's upper edge: never flatters.
+                return Some(((i as u64 + 1) * BUCKET_US) as f64 / 1000.0);
+            }
+        }
+        None
+    }
+}
+
 struct Track {
     by_alias: HashMap<u64, usize>,
     by_name: HashMap<String, usize>,
     last: Vec<u32>,
     mask: Vec<u32>,
+    /// Whether a live value arrived since the DBIRTH, and how many did: start-up is over
+    /// when every tag delivers (in the OPC UA chain the monitored items come well after
+    /// the births).
+    seen: Vec<bool>,
+    flowing: usize,
 }
 
 pub struct Stats {
@@ -44,12 +84,20 @@ pub struct Stats {
     measuring: bool,
     pub samples: u64,
     pub gaps: u64,
+    /// The same value again: delivered twice.
     pub repeats: u64,
+    /// A value below the last one: an older value delivered late.
+    pub backwards: u64,
     /// Samples flagged `is_historical`: held in the edge's store and forwarded late.
     pub historical: u64,
     pub unknown: u64,
     pub decode_errors: u64,
-    hist: Vec<u64>,
+    /// Device change (the metric's timestamp) → arrival here.
+    pub latency: Histogram,
+    /// Device change → the edge's DDATA timestamp (when it built the payload): the part of
+    /// the latency before the edge published. Where the value's timestamp did not travel
+    /// (an edge stamping its own read time), this would be about zero.
+    pub to_edge_publish: Histogram,
 }
 
 impl Stats {
@@ -66,10 +114,12 @@ impl Stats {
             samples: 0,
             gaps: 0,
             repeats: 0,
+            backwards: 0,
             historical: 0,
             unknown: 0,
             decode_errors: 0,
-            hist: vec![0; BUCKETS],
+            latency: Histogram::new(),
+            to_edge_publish: Histogram::new(),
         }
     }
 
@@ -78,9 +128,11 @@ impl Stats {
         self.samples = 0;
         self.gaps = 0;
         self.repeats = 0;
+        self.backwards = 0;
         self.historical = 0;
         self.unknown = 0;
-        self.hist.iter_mut().for_each(|b| *b = 0);
+        self.latency.clear();
+        self.to_edge_publish.clear();
         self.measuring = true;
     }
 
@@ -88,22 +140,9 @@ impl Stats {
         self.measuring = false;
     }
 
-    /// The latency at quantile `q` (0..=1) of the window, in ms.
-    pub fn latency_ms(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.hist.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
-        for (i, n) in self.hist.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                // The bucket's upper edge: never flatters.
-                return Some(((i as u64 + 1) * BUCKET_US) as f64 / 1000.0);
-            }
-        }
-        None
+    /// Tags that delivered a live value since their DBIRTH, over all devices.
+    pub fn tags_flowing(&self) -> usize {
+        self.devices.values().map(|t| t.flowing).sum()
     }
 
     fn handle(&mut self, topic: &str, bytes: &[u8], arrival_us: u64) {
@@ -141,6 +180,8 @@ impl Stats {
             by_name: HashMap::new(),
             last: Vec::new(),
             mask: Vec::new(),
+            seen: Vec::new(),
+            flowing: 0,
         };
         for m in &payload.metrics {
             let Some(name) = m.name.as_deref() else {
@@ -157,6 +198,7 @@ impl Stats {
                 _ => 0,
             });
             track.mask.push(mask);
+            track.seen.push(false);
             track.by_name.insert(name.to_string(), i);
             if let Some(alias) = m.alias {
                 track.by_alias.insert(alias, i);
@@ -199,13 +241,19 @@ impl Stats {
             }
             let (last, mask) = (track.last[i], track.mask[i]);
             track.last[i] = v;
+            if !track.seen[i] {
+                track.seen[i] = true;
+                track.flowing += 1;
+            }
             if !self.measuring {
                 continue;
             }
             self.samples += 1;
             let step = v.wrapping_sub(last) & mask;
-            if step == 0 || step > mask / 2 {
+            if step == 0 {
                 self.repeats += 1;
+            } else if step > mask / 2 {
+                self.backwards += 1;
             } else {
                 self.gaps += u64::from(step - 1);
             }
@@ -214,8 +262,11 @@ impl Stats {
                 Origin::ServerSet(times) => times.get(v as u16),
             };
             if origin_us > 0 {
-                let bucket = (arrival_us.saturating_sub(origin_us) / BUCKET_US) as usize;
-                self.hist[bucket.min(BUCKETS - 1)] += 1;
+                self.latency.record(arrival_us.saturating_sub(origin_us));
+                if let Some(published_ms) = payload.timestamp {
+                    self.to_edge_publish
+                        .record((published_ms * 1000).saturating_sub(origin_us));
+                }
             }
         }
     }
