@@ -38,6 +38,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Connections handled at once; more are closed at once (and counted), so that a flood
 /// of idle sockets cannot take every file descriptor.
 const MAX_CONNECTIONS: u64 = 1024;
+/// Connections from one address at once, so that one peer cannot take all of them.
+const MAX_PER_ADDRESS: u32 = 64;
 /// A peer address's handshake failures are logged at WARN once per this.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Addresses remembered for the WARN limit before old ones are forgotten.
@@ -77,6 +79,8 @@ enum Failure {
     Closed,
     #[error("too many connections ({0})")]
     Full(u64),
+    #[error("too many connections from this address ({0})")]
+    FullForAddress(u32),
 }
 
 struct Gate {
@@ -84,6 +88,8 @@ struct Gate {
     max_chunk: usize,
     stats: Arc<ConnectionStats>,
     warned: parking_lot::Mutex<HashMap<IpAddr, Instant>>,
+    /// Open connections per peer address.
+    per_address: parking_lot::Mutex<HashMap<IpAddr, u32>>,
 }
 
 /// Accepts on `listener` until `cancel`, relaying each connection to `backend`.
@@ -99,6 +105,7 @@ pub(super) async fn run(
         max_chunk,
         stats,
         warned: parking_lot::Mutex::new(HashMap::new()),
+        per_address: parking_lot::Mutex::new(HashMap::new()),
     });
     loop {
         let accepted = tokio::select! {
@@ -116,11 +123,19 @@ pub(super) async fn run(
         };
         gate.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let open = gate.stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let from_peer = {
+            let mut per = gate.per_address.lock();
+            let n = per.entry(peer.ip()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let gate = gate.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let outcome = if open > MAX_CONNECTIONS {
                 Err(Failure::Full(open - 1))
+            } else if from_peer > MAX_PER_ADDRESS {
+                Err(Failure::FullForAddress(from_peer - 1))
             } else {
                 // On shutdown the server closes its sessions through the relay; a
                 // connection still open after that is cut.
@@ -134,6 +149,15 @@ pub(super) async fn run(
                 }
             };
             gate.stats.open.fetch_sub(1, Ordering::Relaxed);
+            {
+                let mut per = gate.per_address.lock();
+                if let Some(n) = per.get_mut(&peer.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per.remove(&peer.ip());
+                    }
+                }
+            }
             match outcome {
                 Ok(()) => debug!(peer = %peer, "OPC UA connection closed"),
                 Err(failure) => gate.failed(peer, &failure),
@@ -255,17 +279,22 @@ async fn client_to_server(
     unsecured: &AtomicBool,
     max_chunk: usize,
 ) -> Result<(), Failure> {
-    let mut prefix = [0u8; OPEN_PREFIX];
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, client.read_exact(&mut prefix))
-        .await
-        .map_err(|_| Failure::Timeout(HANDSHAKE_TIMEOUT))?
-        .map_err(|_| Failure::Closed)?;
-    let len = uatcp::open_policy_len(&prefix, max_chunk)?;
-    let mut policy = vec![0u8; len];
-    client
-        .read_exact(&mut policy)
-        .await
-        .map_err(|_| Failure::Closed)?;
+    let (prefix, policy) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let mut prefix = [0u8; OPEN_PREFIX];
+        client
+            .read_exact(&mut prefix)
+            .await
+            .map_err(|_| Failure::Closed)?;
+        let len = uatcp::open_policy_len(&prefix, max_chunk)?;
+        let mut policy = vec![0u8; len];
+        client
+            .read_exact(&mut policy)
+            .await
+            .map_err(|_| Failure::Closed)?;
+        Ok::<_, Failure>((prefix, policy))
+    })
+    .await
+    .map_err(|_| Failure::Timeout(HANDSHAKE_TIMEOUT))??;
     unsecured.store(policy == NONE_POLICY, Ordering::Relaxed);
     server
         .write_all(&prefix)
@@ -319,9 +348,12 @@ async fn server_to_client(
             break;
         }
         if opened.load(Ordering::Relaxed) && !none {
-            // Secured: nothing more to look at. The scanner may be mid-chunk; plain
-            // copying from here on carries the rest of that chunk and everything after.
-            let _ = tokio::io::copy(&mut server, &mut client).await;
+            // Secured: nothing more to look at. What the scanner still holds goes first;
+            // plain copying carries the rest of its chunk and everything after.
+            let held = scanner.take_held();
+            if client.write_all(&held).await.is_ok() {
+                let _ = tokio::io::copy(&mut server, &mut client).await;
+            }
             break;
         }
     }

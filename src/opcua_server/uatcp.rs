@@ -198,6 +198,13 @@ impl ServerScanner {
         }
     }
 
+    /// Bytes taken in but not passed on yet (part of a header, or of a chunk held to be
+    /// read), for whoever carries the stream on without the scanner.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        self.state = State::Header;
+        std::mem::take(&mut self.held)
+    }
+
     /// Takes the next bytes from the server and appends to `out` what the client gets.
     /// `unsecured`: the channel runs SecurityPolicy None, so its messages can be read.
     pub fn feed(

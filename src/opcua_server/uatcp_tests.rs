@@ -199,3 +199,20 @@ fn garbage_from_the_server_side_is_an_error_not_a_panic() {
         Err(FrameError::Size(1))
     );
 }
+
+#[test]
+fn bytes_held_back_are_handed_over_when_the_scanner_stops() {
+    let mut s = ServerScanner::new(1 << 20);
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    let mut err = 0x8001_0000u32.to_le_bytes().to_vec();
+    err.extend_from_slice(&(-1i32).to_le_bytes());
+    let err = chunk(b"ERR", b'F', &err);
+    s.feed(&err[..5], true, &mut out, &mut events)
+        .expect("feed");
+    assert!(out.is_empty(), "part of a header waits");
+    assert_eq!(s.take_held(), err[..5]);
+    s.feed(&err[..12], true, &mut out, &mut events)
+        .expect("feed");
+    assert!(out.is_empty(), "an Error message is held whole");
+    assert_eq!(s.take_held(), err[..12]);
+}

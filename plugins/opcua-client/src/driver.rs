@@ -32,24 +32,30 @@ pub(crate) struct OpcUaDriver {
     pub device: String,
     pub options: Options,
     pub tags: Vec<Tag>,
-    pub conn: Option<Conn>,
+    /// The link this device is attached to in the pool, from `connect` to `close`. Set
+    /// before anything else awaits, so that a `connect` cut short (a reload, a shutdown)
+    /// still lets go of it in `close`.
+    pub link: Option<Arc<Link>>,
+    /// This device's subscription (subscription mode), kept across reconnects for as long
+    /// as the server keeps it; set as soon as the server created it, for the same reason.
+    pub sub: Option<Sub>,
+    /// The tags as this session knows them.
+    pub resolved: Option<Resolved>,
     /// Between `disconnect` and the next `connect`: the session and subscription are kept
     /// for a quick resume, but nothing is read or written.
     pub paused: bool,
 }
 
-/// This device's share of a link: attached in the pool until `close`.
-pub(crate) struct Conn {
-    link: Arc<Link>,
+/// The tags' nodes in one session.
+pub(crate) struct Resolved {
     /// The session generation the nodes were resolved in.
     generation: u64,
     /// Each tag's node in this session; `None` when it could not be resolved.
-    nodes: Vec<Option<NodeId>>,
+    pub nodes: Vec<Option<NodeId>>,
     /// Bad readings for tags the server refused at connect, delivered on the next read.
-    pending: Vec<Reading>,
+    pub pending: Vec<Reading>,
     /// Nodes per Read (polling mode).
     chunk: usize,
-    sub: Option<Sub>,
 }
 
 impl OpcUaDriver {
@@ -64,36 +70,43 @@ impl OpcUaDriver {
     }
 
     /// Resolves the tags and, in subscription mode, subscribes, on `link`.
-    async fn setup(&mut self, link: Arc<Link>, generation: u64) -> Result<(), LinkError> {
-        crate::link::read_limits(&link).await;
+    async fn setup(&mut self, link: &Link, generation: u64) -> Result<(), LinkError> {
+        crate::link::read_limits(link).await;
         let mut pending = Vec::new();
         let nodes = self.resolve(link.session(), &mut pending).await?;
         let chunk = batch(
             link.limits().max_nodes_per_read,
             (self.options.max_nodes_per_read as usize).min(MAX_BATCH),
         );
-        let sub = match self.options.mode {
-            Mode::Subscription => Some(self.subscribe(&link, &nodes, &mut pending).await?),
-            Mode::Polling => None,
-        };
-        self.conn = Some(Conn {
-            link,
+        if self.options.mode == Mode::Subscription {
+            self.subscribe(link, &nodes, &mut pending).await?;
+        }
+        self.resolved = Some(Resolved {
             generation,
             nodes,
             pending,
             chunk,
-            sub,
         });
         Ok(())
+    }
+
+    /// Whether the subscription (or, polling, the resolved nodes) can carry on as it is.
+    fn resumable(&self, link: &Link, generation: u64) -> bool {
+        match (&self.sub, &self.resolved) {
+            (Some(sub), Some(_)) => {
+                link.routes_to(sub.id, &sub.inbox) && sub.inbox.lock().lost.is_none()
+            }
+            (None, Some(r)) => self.options.mode == Mode::Polling && r.generation == generation,
+            _ => false,
+        }
     }
 
     /// Leaves the link for good: the subscription deleted, the session closed when this
     /// was its last device.
     async fn release(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let grace = self.request_timeout().min(Duration::from_secs(2));
-            release(conn, &self.options, grace).await;
-        }
+        let grace = self.request_timeout().min(Duration::from_secs(2));
+        release(self.link.take(), self.sub.take(), &self.options, grace).await;
+        self.resolved = None;
     }
 
     /// The link as it stands for reading: an error once it has been down past the grace.
@@ -169,27 +182,28 @@ impl OpcUaDriver {
         }
     }
 
-    fn live(&self) -> Result<&Conn, LinkError> {
-        match &self.conn {
-            Some(conn) if !self.paused => Ok(conn),
+    /// The link, unless the device is between `disconnect` and `connect`.
+    fn live(&self) -> Result<(&Arc<Link>, &Resolved), LinkError> {
+        match (&self.link, &self.resolved) {
+            (Some(link), Some(resolved)) if !self.paused => Ok((link, resolved)),
             _ => Err(LinkError::not_connected("not connected")),
         }
     }
 
     async fn poll(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
-        let conn = self.live()?;
-        if !self.check_link(&conn.link)? {
+        let (link, resolved) = self.live()?;
+        if !self.check_link(link)? {
             return Ok(());
         }
-        let wanted: Vec<(usize, ReadValueId)> = conn
+        let wanted: Vec<(usize, ReadValueId)> = resolved
             .nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| n.as_ref().map(|n| (i, value_of(n))))
             .collect();
-        let session = conn.link.session().clone();
-        let chunk = conn.chunk;
-        out.extend(conn.pending.iter().cloned());
+        let session = link.session().clone();
+        let chunk = resolved.chunk;
+        out.extend(resolved.pending.iter().cloned());
         for batch in wanted.chunks(chunk) {
             let ids: Vec<ReadValueId> = batch.iter().map(|(_, r)| r.clone()).collect();
             let values = session
@@ -212,9 +226,9 @@ impl OpcUaDriver {
     }
 
     fn drain(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
-        let conn = self.live()?;
-        let up = self.check_link(&conn.link)?;
-        let Some(sub) = &conn.sub else {
+        let (link, _) = self.live()?;
+        let up = self.check_link(link)?;
+        let Some(sub) = &self.sub else {
             return Err(LinkError::not_connected("no subscription"));
         };
         let changes = {
@@ -227,15 +241,16 @@ impl OpcUaDriver {
                     .last_publish
                     .is_some_and(|t| t.elapsed() > sub.deadline)
             {
-                return Err(LinkError::timeout(format!(
-                    "no publish response for {:?}",
-                    sub.deadline
-                )));
+                // Silent while the session works: the server dropped it without a word.
+                // Marked lost, so that `connect` makes a new one rather than resume it.
+                let e = LinkError::timeout(format!("no publish response for {:?}", sub.deadline));
+                inbox.lost = Some(e.clone());
+                return Err(e);
             }
             std::mem::take(&mut inbox.changes)
         };
-        if let Some(conn) = self.conn.as_mut() {
-            out.append(&mut conn.pending);
+        if let Some(resolved) = self.resolved.as_mut() {
+            out.append(&mut resolved.pending);
         }
         for (tag, dv) in changes {
             if (tag as usize) < self.tags.len() {
@@ -248,15 +263,19 @@ impl OpcUaDriver {
 }
 
 /// See [`OpcUaDriver::release`].
-async fn release(conn: Conn, options: &Options, grace: Duration) {
-    if let Some(sub) = &conn.sub {
-        if matches!(conn.link.state(), LinkState::Up { .. }) {
-            unsubscribe(&conn.link, sub, grace).await;
+async fn release(link: Option<Arc<Link>>, sub: Option<Sub>, options: &Options, grace: Duration) {
+    let Some(link) = link else {
+        return;
+    };
+    if let Some(sub) = &sub {
+        if matches!(link.state(), LinkState::Up { .. }) {
+            unsubscribe(&link, sub, grace).await;
         } else {
-            conn.link.take_route(sub.id, &sub.inbox);
+            // Gone with the session when it closes; the id must not stay routed.
+            link.take_route(sub.id, &sub.inbox);
         }
     }
-    drop(conn);
+    drop(link);
     pool::detach(options, grace).await;
 }
 
@@ -283,55 +302,37 @@ pub(crate) fn value_of(node: &NodeId) -> ReadValueId {
 impl Driver for OpcUaDriver {
     async fn connect(&mut self) -> Result<(), LinkError> {
         let limit = self.request_timeout().saturating_mul(2);
-        if let Some(conn) = &self.conn {
-            if matches!(conn.link.state(), LinkState::Dead(_)) {
-                self.release().await;
-            }
+        if self
+            .link
+            .as_ref()
+            .is_some_and(|l| matches!(l.state(), LinkState::Dead(_)))
+        {
+            // Given up: a new link (and session) replaces it.
+            self.release().await;
         }
-        if let Some(conn) = &self.conn {
-            // Back after a loss: the same session, and the subscription with the data the
-            // server kept meanwhile, when they are still there.
-            let generation = conn.link.wait_up(limit).await?;
-            let resumable = match &conn.sub {
-                Some(sub) => {
-                    conn.link.routes_to(sub.id, &sub.inbox) && sub.inbox.lock().lost.is_none()
-                }
-                None => generation == conn.generation,
-            };
-            self.paused = false;
-            if resumable {
-                if let Some(sub) = &conn.sub {
-                    // Silence while away was the link's; the deadline counts from now.
-                    sub.inbox.published();
-                }
-                debug!(device = %self.device, "resumed on the same session");
-                return Ok(());
+        let link = match &self.link {
+            Some(link) => link.clone(),
+            None => {
+                let link = pool::attach(&self.options).await?;
+                self.link = Some(link.clone());
+                link
             }
-            let Some(conn) = self.conn.take() else {
-                return Err(LinkError::not_connected("not connected"));
-            };
-            if let Some(sub) = &conn.sub {
-                unsubscribe(&conn.link, sub, self.request_timeout()).await;
-            }
-            let link = conn.link.clone();
-            drop(conn);
-            return match self.setup(link, generation).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    pool::detach(&self.options, Duration::from_millis(500)).await;
-                    Err(e)
-                }
-            };
-        }
-        let link = pool::attach(&self.options).await?;
-        let setup = match link.wait_up(limit).await {
-            Ok(generation) => self.setup(link, generation).await,
-            Err(e) => Err(e),
         };
-        if let Err(e) = setup {
-            pool::detach(&self.options, Duration::from_millis(500)).await;
-            return Err(e);
+        let generation = link.wait_up(limit).await?;
+        if self.resumable(&link, generation) {
+            if let Some(sub) = &self.sub {
+                // Silence while away was the link's; the deadline counts from now.
+                sub.inbox.published();
+            }
+            debug!(device = %self.device, "resumed on the same session");
+            self.paused = false;
+            return Ok(());
         }
+        if let Some(sub) = self.sub.take() {
+            unsubscribe(&link, &sub, self.request_timeout()).await;
+        }
+        self.resolved = None;
+        self.setup(&link, generation).await?;
         self.paused = false;
         Ok(())
     }
@@ -344,8 +345,8 @@ impl Driver for OpcUaDriver {
     }
 
     async fn write(&mut self, tag: u32, value: &Value) -> Result<(), WriteError> {
-        let conn = self.live()?;
-        if !matches!(conn.link.state(), LinkState::Up { .. }) {
+        let (link, resolved) = self.live()?;
+        if !matches!(link.state(), LinkState::Up { .. }) {
             return Err(WriteError::Link(LinkError::not_connected(
                 "reconnecting to the server",
             )));
@@ -354,7 +355,7 @@ impl Driver for OpcUaDriver {
         let Some(t) = self.tags.get(i) else {
             return Err(WriteError::Rejected(format!("no tag {tag}")));
         };
-        let Some(node) = conn.nodes.get(i).and_then(Option::as_ref) else {
+        let Some(node) = resolved.nodes.get(i).and_then(Option::as_ref) else {
             return Err(WriteError::Rejected(format!(
                 "`{}` is not on the server ({})",
                 t.name,
@@ -370,8 +371,7 @@ impl Driver for OpcUaDriver {
             index_range: Default::default(),
             value: DataValue::value_only(convert::variant(&value)),
         };
-        let results = conn
-            .link
+        let results = link
             .session()
             .write(&[request])
             .await
@@ -398,12 +398,14 @@ impl Driver for OpcUaDriver {
 impl Drop for OpcUaDriver {
     /// A driver dropped without `close` still leaves its link, in the background.
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
+        let (Some(link), sub) = (self.link.take(), self.sub.take()) else {
             return;
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let options = self.options.clone();
-            rt.spawn(async move { release(conn, &options, Duration::from_secs(1)).await });
+            rt.spawn(
+                async move { release(Some(link), sub, &options, Duration::from_secs(1)).await },
+            );
         }
     }
 }

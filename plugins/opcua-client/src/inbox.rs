@@ -32,7 +32,11 @@ pub(crate) struct Inbox {
 impl Inbox {
     pub fn new(capacity: usize, device: &str) -> Arc<Inbox> {
         Arc::new(Inbox {
-            state: Mutex::new(State::default()),
+            // A subscription that never publishes at all times out like one that stopped.
+            state: Mutex::new(State {
+                last_publish: Some(Instant::now()),
+                ..State::default()
+            }),
             capacity,
             device: device.to_string(),
         })

@@ -72,6 +72,7 @@ mod inbox;
 mod link;
 mod options;
 mod pool;
+mod publish;
 mod resolve;
 mod sequence;
 mod session;
@@ -128,7 +129,9 @@ impl DriverFactory for OpcUaClientFactory {
                     problem: None,
                 })
                 .collect(),
-            conn: None,
+            link: None,
+            sub: None,
+            resolved: None,
             paused: false,
         })
     }

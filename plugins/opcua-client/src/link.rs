@@ -1,16 +1,12 @@
 //! One session to one server, shared by every device that reaches it the same way
-//! (pool.rs), and the publish loop that serves all their subscriptions.
+//! (pool.rs): its state, the routes from its subscriptions to the devices' inboxes, and the
+//! task that follows async-opcua's session event loop. The publish loop (publish.rs) serves
+//! the routes.
 //!
 //! async-opcua drives the session: it notices a broken connection, opens a new secure
 //! channel and reactivates the same session on it, or creates a new session when the old
-//! one is gone. This module does what async-opcua's own subscription handling does not:
-//! - the publish loop keeps several Publish requests outstanding and routes each
-//!   NotificationMessage to its device's inbox;
-//! - it follows every subscription's sequence numbers, and asks for messages that were
-//!   sent but never arrived (a connection cut mid-response) with Republish before it
-//!   delivers what came after them, so a short break loses no data change;
-//! - on a new session it moves the subscriptions over with TransferSubscriptions; those
-//!   the server no longer has are reported to their devices, which create them anew.
+//! one is gone. A new session passes through `Settling` while the publish loop moves the
+//! subscriptions over, before devices look at theirs again.
 //!
 //! A link that never came up, or whose server refuses it (credentials, certificates),
 //! gives up at once and reports why: the runtime's backoff decides when to try again.
@@ -21,14 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::stream::FuturesOrdered;
 use futures::StreamExt;
-use opcua::client::services::{Publish, Republish, TransferSubscriptions};
-use opcua::client::{Client, Session, SessionConnectMode, SessionPollResult, UARequest};
-use opcua::types::{
-    DataChangeNotification, ExtensionObject, NotificationMessage, PublishResponse,
-    StatusChangeNotification, StatusCode, SubscriptionAcknowledgement,
-};
+use opcua::client::{Client, Session, SessionConnectMode, SessionPollResult};
+use opcua::types::StatusCode;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -36,14 +27,8 @@ use uaedge_driver::LinkError;
 
 use crate::inbox::Inbox;
 use crate::options::Options;
-use crate::sequence::{numbers, Sequence, Step};
+use crate::sequence::Sequence;
 use crate::session::{self, link_error};
-
-/// Publish requests kept outstanding per subscription (plus one), within these bounds:
-/// enough that a response is always on its way at tens of thousands of changes a second,
-/// few enough to stay inside what servers allow (async-opcua: 4 per subscription).
-const MIN_PUBLISH: usize = 2;
-const MAX_PUBLISH: usize = 10;
 
 #[derive(Debug, Clone)]
 pub(crate) enum LinkState {
@@ -68,23 +53,27 @@ pub(crate) struct ServerLimits {
     pub max_monitored_items_per_call: u32,
 }
 
-struct Route {
-    inbox: Arc<Inbox>,
-    sequence: Sequence,
+pub(crate) struct Route {
+    pub inbox: Arc<Inbox>,
+    pub sequence: Sequence,
     /// Longest time the server may take to answer a Publish for this subscription: its
     /// publishing interval times its keep-alive count.
-    keep_alive: Duration,
+    pub keep_alive: Duration,
+    /// When it was added: a BadNoSubscription answer to a Publish sent before does not
+    /// concern it.
+    pub added: Instant,
 }
 
-struct Inner {
-    session: Arc<Session>,
-    endpoint: String,
-    state: watch::Sender<LinkState>,
-    routes: Mutex<HashMap<u32, Route>>,
+/// What the link's tasks share.
+pub(crate) struct Inner {
+    pub session: Arc<Session>,
+    pub endpoint: String,
+    pub state: watch::Sender<LinkState>,
+    pub routes: Mutex<HashMap<u32, Route>>,
     /// Rings when routes come or go, so the publish loop adjusts.
-    wake: Notify,
+    pub wake: Notify,
     limits: Mutex<ServerLimits>,
-    request_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 pub(crate) struct Link {
@@ -94,7 +83,7 @@ pub(crate) struct Link {
     _client: Client,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -129,7 +118,7 @@ impl Link {
             request_timeout: options.request_timeout.get(),
         });
         let drive = tokio::spawn(drive(event_loop.enter(), inner.clone()));
-        let publish = tokio::spawn(publish_loop(inner.clone()));
+        let publish = tokio::spawn(crate::publish::run(inner.clone()));
         Ok(Arc::new(Link {
             inner,
             tasks: Mutex::new(vec![drive, publish]),
@@ -183,6 +172,7 @@ impl Link {
                 inbox,
                 sequence: Sequence::default(),
                 keep_alive,
+                added: Instant::now(),
             },
         );
         self.inner.wake.notify_one();
@@ -320,251 +310,6 @@ fn refused(code: StatusCode) -> bool {
             | S::BadSecurityModeRejected
             | S::BadTooManySessions
     )
-}
-
-impl Inner {
-    fn up(&self, generation: u64) -> bool {
-        matches!(&*self.state.borrow(), LinkState::Up { generation: g } if *g == generation)
-    }
-
-    /// Publish requests to keep outstanding, and how long each may wait for its answer: a
-    /// queued request is answered at the latest one keep-alive after the one before it.
-    fn publish_plan(&self, cap: usize) -> Option<(usize, Duration)> {
-        let routes = lock(&self.routes);
-        let longest = routes.values().map(|r| r.keep_alive).max()?;
-        let n = (routes.len() + 1)
-            .clamp(MIN_PUBLISH, MAX_PUBLISH)
-            .min(cap.max(1));
-        let wait = longest.saturating_mul(n as u32 + 1) + self.request_timeout;
-        Some((n, wait))
-    }
-
-    /// After a new session: moves the subscriptions over; those the server no longer has
-    /// are reported to their devices.
-    async fn transfer(&self) {
-        let ids: Vec<u32> = lock(&self.routes).keys().copied().collect();
-        if ids.is_empty() {
-            return;
-        }
-        let result = TransferSubscriptions::new(&self.session)
-            .subscription_ids(ids.clone())
-            .send_initial_values(false)
-            .send(self.session.channel())
-            .await;
-        let results = match result {
-            Ok(r) => r.results.unwrap_or_default(),
-            Err(e) => {
-                debug!(endpoint = %self.endpoint, error = %e, "TransferSubscriptions failed");
-                Vec::new()
-            }
-        };
-        let mut routes = lock(&self.routes);
-        for (i, id) in ids.iter().enumerate() {
-            let status = results
-                .get(i)
-                .map_or(StatusCode::BadSubscriptionIdInvalid, |r| r.status_code);
-            if status.is_good() {
-                info!(endpoint = %self.endpoint, subscription = id, "subscription moved to the new session");
-            } else if let Some(route) = routes.remove(id) {
-                route.inbox.fail(LinkError::protocol(format!(
-                    "the server lost the subscription with the old session ({status})"
-                )));
-            }
-        }
-    }
-
-    /// Fails and forgets every route: the server has none of our subscriptions.
-    fn lose_all(&self, why: &str) {
-        for (_, route) in lock(&self.routes).drain() {
-            route.inbox.fail(LinkError::protocol(why.to_string()));
-        }
-    }
-
-    /// One Publish response: asks again for what never arrived, then delivers in order.
-    async fn handle(&self, response: PublishResponse, acks: &mut Vec<SubscriptionAcknowledgement>) {
-        let id = response.subscription_id;
-        let message = response.notification_message;
-        let seq = message.sequence_number;
-        let has_data = message
-            .notification_data
-            .as_ref()
-            .is_some_and(|d| !d.is_empty());
-        let ack = SubscriptionAcknowledgement {
-            subscription_id: id,
-            sequence_number: seq,
-        };
-        let found = {
-            let mut routes = lock(&self.routes);
-            routes.get_mut(&id).map(|r| {
-                let step = if has_data {
-                    r.sequence.data(seq)
-                } else {
-                    match r.sequence.keep_alive(seq) {
-                        Some((from, count)) => Step::Gap { from, count },
-                        None => Step::Seen,
-                    }
-                };
-                (step, r.inbox.clone())
-            })
-        };
-        let Some((step, inbox)) = found else {
-            // A subscription we no longer route: acknowledge so the server can let go.
-            if has_data {
-                acks.push(ack);
-            }
-            return;
-        };
-        if let Step::Gap { from, count } = step {
-            let available = response.available_sequence_numbers.unwrap_or_default();
-            let mut missed = 0u64;
-            for n in numbers(from, count) {
-                if !available.contains(&n) {
-                    missed += 1;
-                    continue;
-                }
-                match Republish::new(id, n, &self.session)
-                    .send(self.session.channel())
-                    .await
-                {
-                    Ok(r) => {
-                        self.deliver(id, &inbox, r.notification_message);
-                        acks.push(SubscriptionAcknowledgement {
-                            subscription_id: id,
-                            sequence_number: n,
-                        });
-                    }
-                    Err(e) => {
-                        debug!(endpoint = %self.endpoint, subscription = id, sequence = n, error = %e, "Republish failed");
-                        missed += 1;
-                    }
-                }
-            }
-            if missed > 0 {
-                inbox.missed(missed);
-            } else {
-                debug!(endpoint = %self.endpoint, subscription = id, from, count, "notifications republished");
-            }
-        }
-        if has_data {
-            if step != Step::Seen {
-                self.deliver(id, &inbox, message);
-            }
-            acks.push(ack);
-        }
-        inbox.published();
-    }
-
-    fn deliver(&self, id: u32, inbox: &Inbox, message: NotificationMessage) {
-        for data in message.notification_data.into_iter().flatten() {
-            if let Some(changes) = data.inner_as::<DataChangeNotification>() {
-                inbox.push(changes.monitored_items.iter().flatten().filter_map(|n| {
-                    n.client_handle
-                        .checked_sub(1)
-                        .map(|tag| (tag, n.value.clone()))
-                }));
-            } else if let Some(status) = data.inner_as::<StatusChangeNotification>() {
-                if !status.status.is_good() {
-                    inbox.fail(LinkError::protocol(format!(
-                        "subscription ended by the server: {}",
-                        status.status
-                    )));
-                    lock(&self.routes).remove(&id);
-                }
-            } else {
-                debug!(endpoint = %self.endpoint, kind = ?ExtensionObject::type_id(&data), "notification ignored");
-            }
-        }
-    }
-}
-
-/// Keeps Publish requests outstanding while the session is up and some device subscribes,
-/// and hands each response to [`Inner::handle`] in the order they were sent.
-async fn publish_loop(inner: Arc<Inner>) {
-    let mut state = inner.state.subscribe();
-    let mut acks: Vec<SubscriptionAcknowledgement> = Vec::new();
-    let mut seen_generation = 0u64;
-    loop {
-        // Up, with something to publish for.
-        let generation = loop {
-            let now = state.borrow_and_update().clone();
-            match now {
-                LinkState::Settling {
-                    generation,
-                    new_session,
-                } => {
-                    // A new session after a first one: move what can be moved before
-                    // devices look at their subscriptions again.
-                    if new_session && seen_generation != 0 {
-                        inner.transfer().await;
-                    }
-                    seen_generation = generation;
-                    inner.state.send_if_modified(|s| match s {
-                        LinkState::Settling { generation: g, .. } if *g == generation => {
-                            *s = LinkState::Up { generation };
-                            true
-                        }
-                        _ => false,
-                    });
-                    continue;
-                }
-                LinkState::Up { generation } if !lock(&inner.routes).is_empty() => {
-                    break generation
-                }
-                LinkState::Dead(_) => return,
-                _ => {}
-            }
-            tokio::select! {
-                r = state.changed() => if r.is_err() { return },
-                _ = inner.wake.notified() => {}
-            }
-        };
-        let mut cap = MAX_PUBLISH;
-        let mut inflight = FuturesOrdered::new();
-        while let Some((want, wait)) = inner.publish_plan(cap) {
-            while inflight.len() < want {
-                let session = inner.session.clone();
-                let sent = std::mem::take(&mut acks);
-                inflight.push_back(async move {
-                    let r = Publish::new(&session)
-                        .acks(sent.clone())
-                        .timeout(wait)
-                        .send(session.channel())
-                        .await;
-                    (sent, r)
-                });
-            }
-            tokio::select! {
-                Some((sent, result)) = inflight.next() => match result {
-                    Ok(response) => inner.handle(response, &mut acks).await,
-                    Err(e) => {
-                        // Not acknowledged after all: send them with the next request.
-                        acks.extend(sent);
-                        let code = e.status();
-                        if code == StatusCode::BadTooManyPublishRequests {
-                            cap = inflight.len().max(1);
-                            debug!(endpoint = %inner.endpoint, outstanding = cap, "the server takes fewer Publish requests");
-                        } else if code == StatusCode::BadNoSubscription {
-                            inner.lose_all("the server has no subscription for us");
-                        } else if code != StatusCode::BadTimeout && !inner.up(generation) {
-                            break;
-                        } else if code != StatusCode::BadTimeout {
-                            debug!(endpoint = %inner.endpoint, status = %code, "Publish failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                },
-                r = state.changed() => {
-                    if r.is_err() || !inner.up(generation) {
-                        break;
-                    }
-                }
-                _ = inner.wake.notified() => {}
-            }
-        }
-        // Keep only the acknowledgements of subscriptions still routed.
-        let routes = lock(&inner.routes);
-        acks.retain(|a| routes.contains_key(&a.subscription_id));
-    }
 }
 
 /// The server's per-call limits, read once the session is up (0 where it states none).

@@ -45,6 +45,11 @@ fn ahead(from: u32, to: u32) -> u32 {
 }
 
 impl Sequence {
+    /// Expects `seq` next again: the messages from it on are to be asked for once more.
+    pub(crate) fn rewind(&mut self, seq: u32) {
+        self.next = Some(seq);
+    }
+
     /// A data message numbered `seq` arrived.
     pub(crate) fn data(&mut self, seq: u32) -> Step {
         let Some(next) = self.next else {
@@ -115,6 +120,12 @@ mod tests {
             "two messages lost before it"
         );
         assert_eq!(s.data(13), Step::InOrder);
+        s.rewind(12);
+        assert_eq!(
+            s.data(14),
+            Step::Gap { from: 12, count: 2 },
+            "asked for again"
+        );
     }
 
     #[test]

@@ -51,14 +51,14 @@ pub(crate) fn default_queue_size(sampling: Duration) -> u32 {
 }
 
 impl OpcUaDriver {
-    /// Creates the subscription and its monitored items; tags the server refuses get Bad
-    /// readings in `pending`.
+    /// Creates the subscription (kept in `self.sub` from the moment the server has it) and
+    /// its monitored items; tags the server refuses get Bad readings in `pending`.
     pub(crate) async fn subscribe(
         &mut self,
         link: &Link,
         nodes: &[Option<NodeId>],
         pending: &mut Vec<Reading>,
-    ) -> Result<Sub, LinkError> {
+    ) -> Result<(), LinkError> {
         let session = link.session();
         let o = &self.options;
         let publishing = o.publishing_interval.get();
@@ -80,24 +80,29 @@ impl OpcUaDriver {
             .await
             .map_err(|e| link_error(e.status(), &format!("create subscription: {e}")))?;
         let id = created.subscription_id;
-        let interval =
-            Duration::from_secs_f64(created.revised_publishing_interval.max(1.0) / 1000.0);
-        let keep_alive = interval.saturating_mul(created.revised_max_keep_alive_count.max(1));
+        // Whatever the server says, within reason: a day at most.
+        let interval = Duration::try_from_secs_f64(created.revised_publishing_interval / 1000.0)
+            .unwrap_or(publishing)
+            .clamp(Duration::from_millis(1), Duration::from_secs(86_400));
+        let keep_alive =
+            interval.saturating_mul(created.revised_max_keep_alive_count.clamp(1, 1000));
         let inbox = Inbox::new(o.buffer, &self.device);
         link.add_route(id, inbox.clone(), keep_alive);
-        let sub = Sub {
+        self.sub = Some(Sub {
             id,
             inbox,
-            deadline: keep_alive.saturating_mul(2).max(Duration::from_secs(2))
-                + timeout.saturating_mul(2),
-        };
-        match self.monitor(link, id, nodes, pending).await {
-            Ok(()) => Ok(sub),
-            Err(e) => {
+            deadline: keep_alive
+                .saturating_mul(2)
+                .max(Duration::from_secs(2))
+                .saturating_add(timeout.saturating_mul(2)),
+        });
+        if let Err(e) = self.monitor(link, id, nodes, pending).await {
+            if let Some(sub) = self.sub.take() {
                 unsubscribe(link, &sub, timeout).await;
-                Err(e)
             }
+            return Err(e);
         }
+        Ok(())
     }
 
     async fn monitor(
@@ -150,7 +155,9 @@ impl OpcUaDriver {
         for chunk in items.chunks(size) {
             let requests = chunk.iter().map(|(_, r)| r.clone()).collect();
             // A large batch takes the server a while: a second per 10,000 items on top.
-            let timeout = self.request_timeout() + Duration::from_millis(chunk.len() as u64 / 10);
+            let timeout = self
+                .request_timeout()
+                .saturating_add(Duration::from_millis(chunk.len() as u64 / 10));
             let created = CreateMonitoredItems::new(id, session)
                 .timestamps_to_return(TimestampsToReturn::Both)
                 .items_to_create(requests)
