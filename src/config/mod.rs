@@ -405,16 +405,20 @@ impl Config {
             &tags.iter().map(|(t, _, _)| t).collect::<Vec<_>>(),
             errors,
         );
-        let Some(prepared) = prepared else { return };
+        let Some(mut prepared) = prepared else { return };
         let driver_tags = u32::try_from(tags.len()).unwrap_or(u32::MAX);
         let mut with_checks = Vec::new();
-        for (local, ((_, mut def, checks), address)) in
-            tags.into_iter().zip(&prepared.addresses).enumerate()
+        // Moved, not copied: a second string a tag, made while the parse's garbage is being
+        // freed, would scatter across the heap and keep its pages from going back.
+        for (local, ((_, mut def, checks), address)) in tags
+            .into_iter()
+            .zip(std::mem::take(&mut prepared.addresses))
+            .enumerate()
         {
             def.id = TagId(first_tag + local as u32);
             def.device = id;
             def.local = local as u32;
-            def.address = address.as_str().into();
+            def.address = address.into_boxed_str();
             if !checks.is_empty() {
                 with_checks.push((self.tag_defs.len(), checks));
             }

@@ -1,5 +1,7 @@
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use opcua::types::{NodeId, QualifiedName};
 
@@ -11,9 +13,24 @@ pub enum OpcAddress {
     /// `ns=3;s=Line1.Speed`, `ns=2;i=1001`, `ns=1;g=…`, `ns=1;b=…`, `i=2258`.
     Node(NodeId),
     /// `nsu=urn:plant;s=Line1.Speed`: the identifier, with namespace index 0 until resolved.
-    NamespaceUri { uri: String, node: NodeId },
+    /// The URI is shared by every address that names it.
+    NamespaceUri { uri: Arc<str>, node: NodeId },
     /// `/Objects/2:Plant/2:Line1/2:Speed`: browse names below the Objects folder.
     BrowsePath(Vec<(u16, String)>),
+}
+
+/// Every namespace URI parsed so far: a device of 10,000 tags on one server names the same
+/// few URIs 10,000 times, and a copy each would cost an allocation a tag.
+static URIS: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Default::default);
+
+fn intern(uri: &str) -> Arc<str> {
+    let mut uris = URIS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = uris.get(uri) {
+        return known.clone();
+    }
+    let new: Arc<str> = Arc::from(uri);
+    uris.insert(new.clone());
+    new
 }
 
 const EXPECTED: &str = "expected a NodeId (`ns=2;s=Line1.Speed`, `ns=2;i=1001`, `ns=1;g=<guid>`, `ns=1;b=<base64>`, `nsu=<uri>;s=…`) or a browse path from Objects (`/Objects/2:Plant/2:Speed`)";
@@ -36,7 +53,7 @@ impl FromStr for OpcAddress {
             let node =
                 NodeId::from_str(id).map_err(|_| format!("invalid address `{s}`: {EXPECTED}"))?;
             return Ok(OpcAddress::NamespaceUri {
-                uri: uri.to_string(),
+                uri: intern(uri),
                 node,
             });
         }

@@ -5,13 +5,40 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use opcua::types::DataValue;
-use uaedge_driver::LinkError;
+use opcua::types::{DataValue, StatusCode, Variant};
+use uaedge_driver::{LinkError, Timestamp};
+
+use crate::convert;
+
+/// One data change as it waits for the runtime: what of a DataValue a reading needs, in
+/// 48 bytes rather than 80 (at 100,000 changes a second, a second of them is 5 MB).
+pub(crate) struct Change {
+    pub tag: u32,
+    pub status: StatusCode,
+    /// The source timestamp, else the server's.
+    pub time: Option<Timestamp>,
+    pub value: Option<Variant>,
+}
+
+impl Change {
+    pub fn new(tag: u32, dv: DataValue) -> Change {
+        Change {
+            tag,
+            status: dv.status.unwrap_or(StatusCode::Good),
+            time: dv
+                .source_timestamp
+                .as_ref()
+                .or(dv.server_timestamp.as_ref())
+                .map(convert::timestamp),
+            value: dv.value,
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct State {
-    /// (tag index, value), oldest first.
-    pub changes: VecDeque<(u32, DataValue)>,
+    /// Oldest first.
+    pub changes: VecDeque<Change>,
     /// Data changes dropped because the runtime did not drain in time.
     pub dropped: u64,
     /// Data changes the server sent but could not send again when asked (Republish), so
@@ -48,7 +75,7 @@ impl Inbox {
     }
 
     /// Queues a notification's data changes, dropping the oldest when full.
-    pub fn push(&self, changes: impl IntoIterator<Item = (u32, DataValue)>) {
+    pub fn push(&self, changes: impl IntoIterator<Item = Change>) {
         let mut state = self.lock();
         for change in changes {
             if state.changes.len() >= self.capacity {

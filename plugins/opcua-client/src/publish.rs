@@ -29,7 +29,7 @@ use opcua::types::{
 use tracing::{debug, info};
 use uaedge_driver::LinkError;
 
-use crate::inbox::Inbox;
+use crate::inbox::{Change, Inbox};
 use crate::link::{lock, Inner, LinkState};
 use crate::sequence::{numbers, Step};
 
@@ -345,12 +345,21 @@ impl Loop {
 
     fn deliver(&self, id: u32, inbox: &Inbox, message: NotificationMessage) {
         for data in message.notification_data.into_iter().flatten() {
-            if let Some(changes) = data.inner_as::<DataChangeNotification>() {
-                inbox.push(changes.monitored_items.iter().flatten().filter_map(|n| {
-                    n.client_handle
-                        .checked_sub(1)
-                        .map(|tag| (tag, n.value.clone()))
-                }));
+            if data.inner_as::<DataChangeNotification>().is_some() {
+                let Some(changes) = data.into_inner_as::<DataChangeNotification>() else {
+                    continue;
+                };
+                inbox.push(
+                    changes
+                        .monitored_items
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| {
+                            n.client_handle
+                                .checked_sub(1)
+                                .map(|tag| Change::new(tag, n.value))
+                        }),
+                );
             } else if let Some(status) = data.inner_as::<StatusChangeNotification>() {
                 if !status.status.is_good() {
                     inbox.fail(LinkError::protocol(format!(

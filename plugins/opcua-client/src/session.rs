@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use opcua::client::{Client, ClientBuilder, IdentityToken};
+use opcua::client::{Client, ClientBuilder, ClientEndpoint, IdentityToken};
 use opcua::crypto::SecurityPolicy as Policy;
 use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode, UserTokenPolicy};
 use uaedge_driver::LinkError;
@@ -57,6 +57,13 @@ pub(crate) fn client(options: &Options) -> Result<Client, LinkError> {
         .max_string_length(MAX_STRING_LENGTH)
         .max_byte_string_length(MAX_STRING_LENGTH)
         .session_name("uaedge");
+    // The session is opened with `endpoint()`; named here too, so that async-opcua's check
+    // of its config finds an endpoint (it warns on every start otherwise).
+    let (policy, mode) = security(options);
+    let mut named = ClientEndpoint::new(options.endpoint.clone());
+    named.security_policy = policy.to_str().into();
+    named.security_mode = mode.into();
+    builder = builder.endpoint("device", named).default_endpoint("device");
     if let (Some(cert), Some(key)) = (&options.client_certificate, &options.client_key) {
         builder = builder
             .certificate_path(absolute(cert))
@@ -107,7 +114,7 @@ pub(crate) fn identity(options: &Options) -> Result<IdentityToken, LinkError> {
     Ok(IdentityToken::new_user_name(user.clone(), password))
 }
 
-pub(crate) fn endpoint(options: &Options) -> EndpointDescription {
+fn security(options: &Options) -> (Policy, MessageSecurityMode) {
     let policy = match options.security_policy {
         SecurityPolicy::None => Policy::None,
         SecurityPolicy::Basic256Sha256 => Policy::Basic256Sha256,
@@ -119,6 +126,11 @@ pub(crate) fn endpoint(options: &Options) -> EndpointDescription {
         SecurityMode::Sign => MessageSecurityMode::Sign,
         SecurityMode::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
     };
+    (policy, mode)
+}
+
+pub(crate) fn endpoint(options: &Options) -> EndpointDescription {
+    let (policy, mode) = security(options);
     (
         options.endpoint.as_str(),
         policy.to_str(),
