@@ -61,67 +61,68 @@ fn child(client: &mut Scada, node: &str, name: &str) -> Value {
         .unwrap_or_else(|| panic!("{}: no {name} under {node}: {answer}", client.name()))
 }
 
+/// The shipped config, as a plant engineer first starts it: browse to a tag, read the
+/// setpoint, and follow the press's ram through a subscription.
 async fn anonymous_none(start: fn() -> Scada) {
-    let edge = Edge::start("  endpoints: [none]\n  anonymous: read", CELL).await;
+    let edge = Edge::shipped().await;
     let mut client = start();
     let pki = edge.state.path().join("client-pki").display().to_string();
     client.ok(json!({"op": "connect", "url": edge.url, "security": "None", "pki": pki}));
 
-    // Objects/uaedge/Devices/cell/line, each an Object, then the tags in it.
+    // Objects/uaedge/Devices/press3/hydraulics, each an Object, then the tag in it.
     let mut at = "i=85".to_string();
-    for name in ["uaedge", "Devices", "cell", "line"] {
+    for name in ["uaedge", "Devices", "press3", "hydraulics"] {
         let found = child(&mut client, &at, name);
         assert_eq!(found["class"], "Object", "{}: {found}", client.name());
         at = found["nodeid"].as_str().unwrap_or_default().to_string();
     }
-    for tag in ["count", "temperature", "setpoint"] {
-        let found = child(&mut client, &at, tag);
-        assert_eq!(
-            (found["class"].clone(), found["nodeid"].clone()),
-            (
-                json!("Variable"),
-                json!(edge.nsu(&format!("cell/line/{tag}")))
-            ),
-            "{}",
-            client.name()
-        );
-    }
-
-    let temperature = wait_good(&mut client, &edge.nsu("cell/line/temperature")).await;
+    let found = child(&mut client, &at, "pressure");
     assert_eq!(
-        (temperature["value"].clone(), temperature["variant"].clone()),
-        (json!(21.5), json!("Double")),
-        "{}: {temperature}",
+        (found["class"].clone(), found["nodeid"].clone()),
+        (
+            json!("Variable"),
+            json!(edge.nsu("press3/hydraulics/pressure"))
+        ),
+        "{}",
         client.name()
     );
-    assert!(temperature["source"].is_f64(), "{temperature}");
 
-    // The counter steps every poll: at least three notifications, each one higher.
-    let count = edge.nsu("cell/line/count");
-    let r = client.ok(json!({"op": "subscribe", "nodes": [count], "interval": 100}));
+    let setpoint = wait_good(&mut client, &edge.nsu("press3/pressure_setpoint")).await;
+    assert_eq!(
+        (setpoint["value"].as_f64(), setpoint["variant"].clone()),
+        (Some(180.0), json!("Float")),
+        "{}: {setpoint}",
+        client.name()
+    );
+    assert!(setpoint["source"].is_f64(), "{setpoint}");
+
+    // The ram moves every poll: at least three notifications, each a new value, in time
+    // order.
+    let ram = edge.nsu("press3/ram/position");
+    let r = client.ok(json!({"op": "subscribe", "nodes": [ram], "interval": 100}));
     assert_eq!(r["results"], json!(["Good"]), "{}: {r}", client.name());
     let mut seen: Vec<Value> = Vec::new();
-    eventually(Duration::from_secs(20), "three counter changes", || {
+    eventually(Duration::from_secs(20), "three ram positions", || {
         seen.extend(
             client
                 .changes(Duration::from_millis(500))
                 .into_iter()
-                .filter(|c| c["nodeid"] == json!(count) && c["status"] == "Good"),
+                .filter(|c| c["nodeid"] == json!(ram) && c["status"] == "Good"),
         );
         let done = seen.len() >= 3;
         async move { done.then_some(()) }
     })
     .await;
-    let values: Vec<u64> = seen.iter().filter_map(|c| c["value"].as_u64()).collect();
+    let values: Vec<f64> = seen.iter().filter_map(|c| c["value"].as_f64()).collect();
     assert_eq!(values.len(), seen.len(), "{}: {seen:?}", client.name());
     assert!(
-        values.windows(2).all(|w| w[1] > w[0]),
+        values.windows(2).all(|w| w[1] != w[0]),
         "{}: {values:?}",
         client.name()
     );
     let sources: Vec<f64> = seen.iter().filter_map(|c| c["source"].as_f64()).collect();
     assert!(
-        sources.len() == seen.len() && sources.windows(2).all(|w| w[1] >= w[0]),
+        sources.len() == seen.len() && sources.windows(2).all(|w| w[1] > w[0]),
         "{}: source times {sources:?}",
         client.name()
     );

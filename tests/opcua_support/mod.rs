@@ -159,7 +159,33 @@ impl Edge {
             "node: {{ name: test }}\nstate_dir: {}\nopcua:\n  listen: 127.0.0.1:0\n{opcua}\ndevices:\n{devices}",
             state.path().display()
         );
-        let config = Config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        Edge::serve(state, &text).await
+    }
+
+    /// The shipped `config.example.yaml` as it is, but for what lets tests run side by side:
+    /// its own state folder, a free OPC UA port, and a broker address where none listens.
+    pub async fn shipped() -> Edge {
+        let state = tempfile::tempdir().expect("state dir");
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+                .expect("read config.example.yaml");
+        for line in ["listen: 0.0.0.0:4840", "broker: mqtt://127.0.0.1:1883"] {
+            assert!(text.contains(line), "the example's `{line}` changed");
+        }
+        let text = format!(
+            "state_dir: {}\n{}",
+            state.path().display(),
+            text.replace("listen: 0.0.0.0:4840", "listen: 127.0.0.1:0")
+                .replace(
+                    "broker: mqtt://127.0.0.1:1883",
+                    &format!("broker: mqtt://127.0.0.1:{}", crate::common::free_port()),
+                )
+        );
+        Edge::serve(state, &text).await
+    }
+
+    async fn serve(state: tempfile::TempDir, text: &str) -> Edge {
+        let config = Config::parse("test.yaml", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let namespace_uri = config
             .opcua
             .as_ref()
