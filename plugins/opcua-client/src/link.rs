@@ -35,7 +35,7 @@ pub(crate) enum LinkState {
     /// Not up yet.
     Connecting,
     /// Connected; a new session's subscriptions are being moved over before devices use
-    /// it (see `publish_loop`).
+    /// it (see publish.rs).
     Settling { generation: u64, new_session: bool },
     /// The session is usable; `generation` counts sessions, a new one after a server lost
     /// the old.

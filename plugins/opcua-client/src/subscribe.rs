@@ -29,8 +29,11 @@ const BREAK_COVERED: Duration = Duration::from_secs(10);
 pub(crate) struct Sub {
     pub id: u32,
     pub inbox: Arc<Inbox>,
-    /// Longest silence of the subscription before it counts as dead: the server owes a
-    /// keep-alive every publishing interval × keep-alive count.
+    /// Longest silence of the subscription, while the session works, before it counts as
+    /// gone: its lifetime. A server owes a keep-alive every publishing interval ×
+    /// keep-alive count, but one busy with other subscriptions of the session may not
+    /// answer this one for a while (async-opcua serves equal priorities in a fixed order,
+    /// not round robin); only past its lifetime has the server certainly dropped it.
     pub deadline: Duration,
 }
 
@@ -88,12 +91,12 @@ impl OpcUaDriver {
             interval.saturating_mul(created.revised_max_keep_alive_count.clamp(1, 1000));
         let inbox = Inbox::new(o.buffer, &self.device);
         link.add_route(id, inbox.clone(), keep_alive);
+        let lifetime = interval.saturating_mul(created.revised_lifetime_count.max(1));
         self.sub = Some(Sub {
             id,
             inbox,
-            deadline: keep_alive
-                .saturating_mul(2)
-                .max(Duration::from_secs(2))
+            deadline: lifetime
+                .max(keep_alive.saturating_mul(3))
                 .saturating_add(timeout.saturating_mul(2)),
         });
         if let Err(e) = self.monitor(link, id, nodes, pending).await {
