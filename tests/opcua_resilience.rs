@@ -61,6 +61,7 @@ impl Relay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_second_break_resumes_the_same_session_and_loses_no_value() {
+    chain_support::log_warnings();
     let edge = Edge::start(
         "  endpoints: [none]\n  anonymous: read",
         &upstream_devices(2, 500, "100ms"),
@@ -112,6 +113,7 @@ async fn a_five_second_break_resumes_the_same_session_and_loses_no_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_upstream_restarts_never_leave_a_session_behind() {
+    chain_support::log_warnings();
     let state = tempfile::tempdir().expect("state");
     let port = common::free_port();
     let devices = upstream_devices(2, 500, "100ms");

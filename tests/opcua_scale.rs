@@ -20,6 +20,7 @@ use uaedge::runtime::Runtime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_counters_at_100ms_arrive_one_by_one_over_one_session_for_a_minute() {
+    chain_support::log_warnings();
     let edge = Edge::start(
         "  endpoints: [none]\n  anonymous: read",
         &upstream_devices(2, 5_000, "100ms"),

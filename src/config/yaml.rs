@@ -1,8 +1,8 @@
 //! YAML config loading that keeps source positions, so every config error can
 //! be reported as `file:line:column: key.path: message`.
 //!
-//! [`Document::parse`] builds a small node tree from yaml-rust2's marked event
-//! stream; [`RawNode::deserialize`] drives serde over a subtree. Because a
+//! [`Document::parse`] builds a flat node tree (`tree.rs`) from yaml-rust2's marked
+//! event stream; [`RawNode::deserialize`] drives serde over a subtree. Because a
 //! field can be typed [`RawNode`], a config can be deserialized piecewise and
 //! every piece's error collected, instead of stopping at the first one.
 //!
@@ -19,12 +19,13 @@
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use tree::{Id, Kind, Scalar, Tree};
+use yaml_rust2::scanner::Marker;
+
+mod tree;
 
 /// A position in the source text, 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,120 +68,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-#[derive(Debug)]
-struct Node {
-    pos: Pos,
-    kind: Kind,
-}
-
-#[derive(Debug)]
-enum Kind {
-    /// `plain` is false for quoted, block and `!!str` scalars: those are never
-    /// resolved to null/bool/number.
-    ///
-    /// Boxed slices and strings, not vectors: a 100,000-tag config is over a million nodes,
-    /// all alive at once while it loads, and their spare capacity added 22 MB to its peak.
-    Scalar {
-        text: Box<str>,
-        plain: bool,
-    },
-    Seq(Box<[Arc<Node>]>),
-    /// Keys are always scalar nodes (checked while parsing).
-    Map(Box<[(Arc<Node>, Arc<Node>)]>),
-}
-
-impl Node {
-    fn null(pos: Pos) -> Arc<Node> {
-        let kind = Kind::Scalar {
-            text: Box::default(),
-            plain: true,
-        };
-        Arc::new(Node { pos, kind })
-    }
-
-    fn text(&self) -> &str {
-        match &self.kind {
-            Kind::Scalar { text, .. } => text,
-            _ => "",
-        }
-    }
-
-    fn scalar(&self) -> Option<Scalar<'_>> {
-        match &self.kind {
-            Kind::Scalar { text, plain } => Some(resolve(text, *plain)),
-            _ => None,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self.scalar() {
-            None if matches!(self.kind, Kind::Seq(_)) => "a sequence".into(),
-            None => "a mapping".into(),
-            Some(Scalar::Null) => "null".into(),
-            Some(Scalar::Bool(b)) => format!("boolean `{b}`"),
-            Some(Scalar::Int(i)) => format!("integer {i}"),
-            Some(Scalar::Float(_)) => format!("float {}", self.text()),
-            Some(Scalar::Str(s)) => format!("string {s:?}"),
-        }
-    }
-}
-
-/// YAML 1.2 core-schema resolution of one scalar.
-enum Scalar<'a> {
-    Null,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(&'a str),
-}
-
-fn resolve(text: &str, plain: bool) -> Scalar<'_> {
-    if !plain {
-        return Scalar::Str(text);
-    }
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
-        "true" | "True" | "TRUE" => return Scalar::Bool(true),
-        "false" | "False" | "FALSE" => return Scalar::Bool(false),
-        ".nan" | ".NaN" | ".NAN" => return Scalar::Float(f64::NAN),
-        _ => {}
-    }
-    let (neg, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let radix = |prefix: &str, radix: u32| {
-        let digits = body.strip_prefix(prefix)?;
-        let v = i128::from_str_radix(digits, radix).ok()?;
-        // from_str_radix accepts its own sign, which YAML does not allow here.
-        (!digits.starts_with(['+', '-'])).then_some(if neg { -v } else { v })
-    };
-    if let Some(v) = radix("0x", 16)
-        .or_else(|| radix("0o", 8))
-        .or_else(|| radix("", 10))
-    {
-        return Scalar::Int(v);
-    }
-    if matches!(body, ".inf" | ".Inf" | ".INF") {
-        return Scalar::Float(if neg {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        });
-    }
-    // Rust's float parser also takes "inf"/"nan"/"infinity"; YAML only takes
-    // digits, dots and exponents here.
-    let numeric = body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && body
-            .chars()
-            .all(|c| c.is_ascii_digit() || ".eE+-".contains(c));
-    match text.parse::<f64>() {
-        Ok(f) if numeric => Scalar::Float(f),
-        _ => Scalar::Str(text),
-    }
-}
-
 fn key_path(base: &str, key: &str) -> String {
     let bare =
         !key.is_empty() && !key.contains(|c: char| c.is_whitespace() || ".[]\"'".contains(c));
@@ -203,159 +90,28 @@ fn pos_of(m: &Marker) -> Pos {
     }
 }
 
-/// Deep enough for any sane config, shallow enough that the recursive parser
-/// and deserializer cannot overflow the stack on hostile input.
-const MAX_DEPTH: usize = 128;
-
-struct Builder<'t> {
-    parser: Parser<std::str::Chars<'t>>,
-    file: &'t str,
-    anchors: std::collections::HashMap<usize, Arc<Node>>,
-}
-
-impl Builder<'_> {
-    fn next(&mut self) -> Result<(Event, Pos), ConfigError> {
-        match self.parser.next_token() {
-            Ok((ev, m)) => Ok((ev, pos_of(&m))),
-            Err(e) => Err(ConfigError::at(self.file, pos_of(e.marker()), "", e.info())),
-        }
-    }
-
-    fn node(
-        &mut self,
-        ev: Event,
-        pos: Pos,
-        path: &str,
-        depth: usize,
-    ) -> Result<Arc<Node>, ConfigError> {
-        let err = |msg: &str| ConfigError::at(self.file, pos, path, msg);
-        if depth > MAX_DEPTH {
-            return Err(err("document is nested too deeply"));
-        }
-        let (anchor, kind) = match ev {
-            Event::Alias(id) => {
-                // The parser already rejects unknown anchors, so a miss here
-                // means the alias sits inside its own anchored node.
-                return self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| err("recursive alias"));
-            }
-            Event::Scalar(text, style, anchor, tag) => {
-                let is_str = tag.is_some_and(|t| t.suffix == "str");
-                let plain = style == TScalarStyle::Plain && !is_str;
-                (
-                    anchor,
-                    Kind::Scalar {
-                        text: text.into_boxed_str(),
-                        plain,
-                    },
-                )
-            }
-            Event::SequenceStart(anchor, _) => {
-                let mut items = Vec::new();
-                loop {
-                    let (ev, p) = self.next()?;
-                    if ev == Event::SequenceEnd {
-                        break;
-                    }
-                    let child = index_path(path, items.len());
-                    items.push(self.node(ev, p, &child, depth + 1)?);
-                }
-                (anchor, Kind::Seq(items.into_boxed_slice()))
-            }
-            Event::MappingStart(anchor, _) => {
-                let mut entries: Vec<(Arc<Node>, Arc<Node>)> = Vec::new();
-                let mut seen = HashSet::new();
-                loop {
-                    let (ev, kpos) = self.next()?;
-                    if ev == Event::MappingEnd {
-                        break;
-                    }
-                    let key = self.node(ev, kpos, path, depth + 1)?;
-                    let Kind::Scalar { text, .. } = &key.kind else {
-                        let msg = "mapping keys must be scalars";
-                        return Err(ConfigError::at(self.file, kpos, path, msg));
-                    };
-                    let child = key_path(path, text);
-                    if !seen.insert(text.clone()) {
-                        let msg = format!("duplicate key `{text}`");
-                        return Err(ConfigError::at(self.file, kpos, &child, msg));
-                    }
-                    let (ev, vpos) = self.next()?;
-                    let value = self.node(ev, vpos, &child, depth + 1)?;
-                    entries.push((key, value));
-                }
-                (anchor, Kind::Map(entries.into_boxed_slice()))
-            }
-            other => return Err(err(&format!("unexpected YAML event {other:?}"))),
-        };
-        // A block mapping's start mark is its first `:`; users expect the first key.
-        let pos = match &kind {
-            Kind::Map(entries) => entries.first().map_or(pos, |(k, _)| {
-                std::cmp::min_by_key(pos, k.pos, |p| (p.line, p.col))
-            }),
-            _ => pos,
-        };
-        let node = Arc::new(Node { pos, kind });
-        if anchor != 0 {
-            self.anchors.insert(anchor, Arc::clone(&node));
-        }
-        Ok(node)
-    }
-}
-
 /// A parsed YAML document with positions. Parse once, deserialize parts of it many times.
 #[derive(Debug, Clone)]
 pub struct Document {
     file: Arc<str>,
-    root: Arc<Node>,
+    tree: Arc<Tree>,
+    root: Id,
 }
 
 impl Document {
     /// Parses a single YAML document. An empty text yields a null root;
     /// a stream with more than one document is an error.
     pub fn parse(file: &str, text: &str) -> Result<Document, ConfigError> {
-        let mut b = Builder {
-            parser: Parser::new_from_str(text),
-            file,
-            anchors: Default::default(),
-        };
-
-        let mut root = None;
-        loop {
-            let (ev, pos) = b.next()?;
-            match ev {
-                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
-                Event::StreamEnd => break,
-                Event::DocumentStart if root.is_some() => {
-                    let msg = "multiple YAML documents in one file are not supported";
-                    return Err(ConfigError::at(file, pos, "", msg));
-                }
-                Event::DocumentStart => {
-                    let (ev, pos) = b.next()?;
-                    let empty = ev == Event::DocumentEnd;
-                    root = Some(if empty {
-                        Node::null(pos)
-                    } else {
-                        b.node(ev, pos, "", 0)?
-                    });
-                }
-                other => {
-                    let msg = format!("unexpected YAML event {other:?}");
-                    return Err(ConfigError::at(file, pos, "", msg));
-                }
-            }
-        }
+        let (tree, root) = tree::parse(file, text)?;
         Ok(Document {
             file: file.into(),
-            root: root.unwrap_or_else(|| Node::null(Pos { line: 1, col: 1 })),
+            tree: Arc::new(tree),
+            root,
         })
     }
 
     pub fn root(&self) -> RawNode {
-        RawNode::new(&self.root, "", &self.file)
+        RawNode::new(&self.tree, self.root, "", &self.file)
     }
 
     pub fn file(&self) -> &str {
@@ -367,32 +123,34 @@ impl Document {
 ///
 /// Usable as a field type in config structs. An absent field needs
 /// `#[serde(default)]` (giving a null node without position) or, better,
-/// `Option<RawNode>`.
+/// `Option<RawNode>`. It holds the whole document's tree, which goes when the
+/// last `RawNode` of it does.
 #[derive(Clone, Debug)]
 pub struct RawNode {
-    node: Arc<Node>,
+    tree: Arc<Tree>,
+    id: Id,
     path: Arc<str>,
     file: Arc<str>,
 }
 
 impl Default for RawNode {
     fn default() -> Self {
-        RawNode::new(&Node::null(Pos::default()), "", &"".into())
+        RawNode::new(&Arc::new(Tree::null(Pos::default())), 0, "", &"".into())
     }
 }
 
 impl RawNode {
-    fn new(node: &Arc<Node>, path: &str, file: &Arc<str>) -> RawNode {
-        let (node, file) = (Arc::clone(node), Arc::clone(file));
+    fn new(tree: &Arc<Tree>, id: Id, path: &str, file: &Arc<str>) -> RawNode {
         RawNode {
-            node,
+            tree: Arc::clone(tree),
+            id,
             path: path.into(),
-            file,
+            file: Arc::clone(file),
         }
     }
 
     pub fn pos(&self) -> Pos {
-        self.node.pos
+        self.tree.pos(self.id)
     }
 
     pub fn path(&self) -> &str {
@@ -404,14 +162,15 @@ impl RawNode {
     }
 
     pub fn is_null(&self) -> bool {
-        matches!(self.node.scalar(), Some(Scalar::Null))
+        matches!(self.tree.scalar(self.id), Some(Scalar::Null))
     }
 
     /// Deserializes this subtree. Stops at the first error, which carries the
     /// offending node's position and its full path from the document root.
     pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let de = De {
-            node: &self.node,
+            tree: &self.tree,
+            id: self.id,
             path: self.path.to_string(),
             file: &self.file,
         };
@@ -423,47 +182,42 @@ impl RawNode {
 
     /// An error located at this node, for validation done after deserializing.
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError::at(&self.file, self.node.pos, &self.path, message)
+        ConfigError::at(&self.file, self.pos(), &self.path, message)
     }
 
-    fn child(&self, node: &Arc<Node>, path: String) -> RawNode {
-        RawNode::new(node, &path, &self.file)
+    fn child(&self, id: Id, path: String) -> RawNode {
+        RawNode::new(&self.tree, id, &path, &self.file)
     }
 
     pub fn get(&self, key: &str) -> Option<RawNode> {
-        let Kind::Map(entries) = &self.node.kind else {
-            return None;
-        };
-        let (_, v) = entries.iter().find(|(k, _)| k.text() == key)?;
-        Some(self.child(v, key_path(&self.path, key)))
+        let entries = self.tree.entries(self.id);
+        let pair = entries
+            .chunks_exact(2)
+            .find(|kv| self.tree.text(kv[0]) == key)?;
+        Some(self.child(pair[1], key_path(&self.path, key)))
     }
 
     pub fn index(&self, i: usize) -> Option<RawNode> {
-        let Kind::Seq(items) = &self.node.kind else {
-            return None;
-        };
-        Some(self.child(items.get(i)?, index_path(&self.path, i)))
+        let item = *self.tree.items(self.id).get(i)?;
+        Some(self.child(item, index_path(&self.path, i)))
     }
 
     /// Map keys with their value nodes, in source order.
     pub fn entries(&self) -> Vec<(String, RawNode)> {
-        let Kind::Map(entries) = &self.node.kind else {
-            return Vec::new();
-        };
-        let child = |(k, v): &(Arc<Node>, Arc<Node>)| {
-            let key = k.text().to_string();
-            let node = self.child(v, key_path(&self.path, &key));
+        let child = |kv: &[Id]| {
+            let key = self.tree.text(kv[0]).to_string();
+            let node = self.child(kv[1], key_path(&self.path, &key));
             (key, node)
         };
-        entries.iter().map(child).collect()
+        self.tree
+            .entries(self.id)
+            .chunks_exact(2)
+            .map(child)
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        match &self.node.kind {
-            Kind::Seq(items) => items.len(),
-            Kind::Map(entries) => entries.len(),
-            Kind::Scalar { .. } => 0,
-        }
+        self.tree.len(self.id)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -585,7 +339,8 @@ impl de::Error for DeError {
 
 #[derive(Clone)]
 struct De<'a> {
-    node: &'a Arc<Node>,
+    tree: &'a Arc<Tree>,
+    id: Id,
     path: String,
     file: &'a Arc<str>,
 }
@@ -599,7 +354,7 @@ fn locate<T>(r: Result<T, DeError>, pos: Pos, path: &str) -> Result<T, DeError> 
 
 impl<'a> De<'a> {
     fn err(&self, msg: impl Into<String>) -> DeError {
-        let loc = Some((self.node.pos, self.path.clone()));
+        let loc = Some((self.tree.pos(self.id), self.path.clone()));
         DeError {
             msg: msg.into(),
             loc,
@@ -607,20 +362,32 @@ impl<'a> De<'a> {
     }
 
     fn expected(&self, what: &str) -> DeError {
-        self.err(format!("expected {what}, found {}", self.node.describe()))
+        self.err(format!(
+            "expected {what}, found {}",
+            self.tree.describe(self.id)
+        ))
     }
 
-    fn child(&self, node: &'a Arc<Node>, path: String) -> De<'a> {
+    fn child(&self, id: Id, path: String) -> De<'a> {
         De {
-            node,
+            tree: self.tree,
+            id,
             path,
             file: self.file,
         }
     }
 
+    fn scalar(&self) -> Option<Scalar<'a>> {
+        self.tree.scalar(self.id)
+    }
+
+    fn text(&self) -> &'a str {
+        self.tree.text(self.id)
+    }
+
     fn int(&self, ty: &str) -> Result<i128, DeError> {
-        let text = self.node.text();
-        match self.node.scalar() {
+        let text = self.text();
+        match self.scalar() {
             Some(Scalar::Int(i)) => Ok(i),
             // Integer digits too long for i128 resolve as a float.
             Some(Scalar::Float(_))
@@ -639,15 +406,11 @@ impl<'a> De<'a> {
     /// any error without a location, whether from a visitor or from a custom
     /// impl after our methods returned, gets this node's position and path.
     fn seed<'de, S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, DeError> {
-        let (pos, path) = (self.node.pos, self.path.clone());
+        let (pos, path) = (self.tree.pos(self.id), self.path.clone());
         locate(seed.deserialize(self), pos, &path)
     }
 
-    fn visit_seq<'de, V: Visitor<'de>>(
-        &self,
-        v: V,
-        items: &'a [Arc<Node>],
-    ) -> Result<V::Value, DeError> {
+    fn visit_seq<'de, V: Visitor<'de>>(&self, v: V, items: &'a [Id]) -> Result<V::Value, DeError> {
         let mut acc = SeqAcc {
             de: self.clone(),
             iter: items.iter().enumerate(),
@@ -685,9 +448,9 @@ impl<'de> Deserializer<'de> for De<'_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match (&self.node.kind, self.node.scalar()) {
-            (Kind::Seq(items), _) => self.visit_seq(v, items),
-            (Kind::Map(entries), _) => v.visit_map(MapAcc::new(&self, entries)),
+        match (self.tree.kind(self.id), self.scalar()) {
+            (Kind::Seq { .. }, _) => self.visit_seq(v, self.tree.items(self.id)),
+            (Kind::Map { .. }, _) => v.visit_map(MapAcc::new(&self)),
             (_, Some(Scalar::Null)) => v.visit_unit(),
             (_, Some(Scalar::Bool(b))) => v.visit_bool(b),
             (_, Some(Scalar::Int(i))) => match (i64::try_from(i), u64::try_from(i)) {
@@ -696,7 +459,7 @@ impl<'de> Deserializer<'de> for De<'_> {
                 _ => v.visit_i128(i),
             },
             (_, Some(Scalar::Float(f))) => v.visit_f64(f),
-            (_, _) => v.visit_str(self.node.text()),
+            (_, _) => v.visit_str(self.text()),
         }
     }
 
@@ -717,7 +480,7 @@ impl<'de> Deserializer<'de> for De<'_> {
     );
 
     fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match self.node.scalar() {
+        match self.scalar() {
             Some(Scalar::Float(f)) => v.visit_f64(f),
             Some(Scalar::Int(i)) => v.visit_f64(i as f64),
             _ => Err(self.expected("a number")),
@@ -725,7 +488,7 @@ impl<'de> Deserializer<'de> for De<'_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match self.node.scalar() {
+        match self.scalar() {
             Some(Scalar::Bool(b)) => v.visit_bool(b),
             _ => Err(self.expected("a boolean")),
         }
@@ -733,29 +496,29 @@ impl<'de> Deserializer<'de> for De<'_> {
 
     /// Any non-null scalar's source text, so `name: 123` fills a String field.
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match self.node.scalar() {
+        match self.scalar() {
             None | Some(Scalar::Null) => Err(self.expected("a string")),
-            Some(_) => v.visit_str(self.node.text()),
+            Some(_) => v.visit_str(self.text()),
         }
     }
 
     /// Unlike `deserialize_str`, a null key is still the name `null`.
     fn deserialize_identifier<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match &self.node.kind {
-            Kind::Scalar { text, .. } => v.visit_str(text),
+        match self.tree.kind(self.id) {
+            Kind::Scalar { .. } => v.visit_str(self.text()),
             _ => Err(self.expected("a name")),
         }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match self.node.scalar() {
+        match self.scalar() {
             Some(Scalar::Null) => v.visit_none(),
             _ => v.visit_some(self),
         }
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match self.node.scalar() {
+        match self.scalar() {
             Some(Scalar::Null) => v.visit_unit(),
             _ => Err(self.expected("null")),
         }
@@ -768,13 +531,17 @@ impl<'de> Deserializer<'de> for De<'_> {
     ) -> Result<V::Value, DeError> {
         // Clear the slot afterwards too, so nothing stale outlives this call.
         if name == RAW_NODE_MAGIC {
-            let raw = RawNode::new(self.node, &self.path, self.file);
+            let raw = RawNode::new(self.tree, self.id, &self.path, self.file);
             CAPTURED.with(|c| c.set(Some(raw)));
             let r = v.visit_unit();
             CAPTURED.with(Cell::take);
             r
         } else if name == SPANNED_MAGIC {
-            let span = (self.node.pos, self.path.clone(), Arc::clone(self.file));
+            let span = (
+                self.tree.pos(self.id),
+                self.path.clone(),
+                Arc::clone(self.file),
+            );
             SPAN.with(|s| s.set(Some(span)));
             let r = v.visit_newtype_struct(self);
             SPAN.with(Cell::take);
@@ -785,15 +552,15 @@ impl<'de> Deserializer<'de> for De<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match &self.node.kind {
-            Kind::Seq(items) => self.visit_seq(v, items),
+        match self.tree.kind(self.id) {
+            Kind::Seq { .. } => self.visit_seq(v, self.tree.items(self.id)),
             _ => Err(self.expected("a sequence")),
         }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match &self.node.kind {
-            Kind::Map(entries) => v.visit_map(MapAcc::new(&self, entries)),
+        match self.tree.kind(self.id) {
+            Kind::Map { .. } => v.visit_map(MapAcc::new(&self)),
             _ => Err(self.expected("a mapping")),
         }
     }
@@ -806,18 +573,14 @@ impl<'de> Deserializer<'de> for De<'_> {
         _: &[&str],
         v: V,
     ) -> Result<V::Value, DeError> {
-        let single = match &self.node.kind {
-            Kind::Map(entries) => &entries[..],
-            _ => &[],
-        };
-        match (&self.node.kind, single) {
+        match (self.tree.kind(self.id), self.tree.entries(self.id)) {
             (Kind::Scalar { .. }, _) => v.visit_enum(EnumAcc {
                 variant: self.clone(),
                 content: None,
                 at: self,
             }),
-            (_, [(k, val)]) => {
-                let path = key_path(&self.path, k.text());
+            (_, &[k, val]) => {
+                let path = key_path(&self.path, self.tree.text(k));
                 let content = Some(self.child(val, path.clone()));
                 v.visit_enum(EnumAcc {
                     variant: self.child(k, path),
@@ -840,7 +603,7 @@ impl<'de> Deserializer<'de> for De<'_> {
 
 struct SeqAcc<'a> {
     de: De<'a>,
-    iter: std::iter::Enumerate<std::slice::Iter<'a, Arc<Node>>>,
+    iter: std::iter::Enumerate<std::slice::Iter<'a, Id>>,
 }
 
 impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
@@ -850,11 +613,11 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, DeError> {
-        let Some((i, node)) = self.iter.next() else {
+        let Some((i, &item)) = self.iter.next() else {
             return Ok(None);
         };
         self.de
-            .child(node, index_path(&self.de.path, i))
+            .child(item, index_path(&self.de.path, i))
             .seed(seed)
             .map(Some)
     }
@@ -866,15 +629,15 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_> {
 
 struct MapAcc<'a> {
     de: De<'a>,
-    iter: std::slice::Iter<'a, (Arc<Node>, Arc<Node>)>,
+    iter: std::slice::ChunksExact<'a, Id>,
     value: Option<De<'a>>,
 }
 
 impl<'a> MapAcc<'a> {
-    fn new(de: &De<'a>, entries: &'a [(Arc<Node>, Arc<Node>)]) -> Self {
+    fn new(de: &De<'a>) -> Self {
         MapAcc {
             de: de.clone(),
-            iter: entries.iter(),
+            iter: de.tree.entries(de.id).chunks_exact(2),
             value: None,
         }
     }
@@ -887,11 +650,11 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_> {
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, DeError> {
-        let Some((k, v)) = self.iter.next() else {
+        let Some(&[k, v]) = self.iter.next() else {
             return Ok(None);
         };
         // The key carries the child's path so an unknown-field error names it.
-        let path = key_path(&self.de.path, k.text());
+        let path = key_path(&self.de.path, self.de.tree.text(k));
         self.value = Some(self.de.child(v, path.clone()));
         self.de.child(k, path).seed(seed).map(Some)
     }
@@ -937,9 +700,7 @@ impl<'de> de::VariantAccess<'de> for EnumAcc<'_> {
 
     fn unit_variant(self) -> Result<(), DeError> {
         match self.content {
-            Some(de) if !matches!(de.node.scalar(), Some(Scalar::Null)) => {
-                Err(de.expected("no value"))
-            }
+            Some(de) if !matches!(de.scalar(), Some(Scalar::Null)) => Err(de.expected("no value")),
             _ => Ok(()),
         }
     }

@@ -15,6 +15,17 @@ use uaedge_driver::{Quality, Value};
 
 use crate::common::eventually;
 
+/// Both uaedges' warnings (or what `RUST_LOG` asks for) into the test's output, shown when
+/// it fails: a lost value is then explained by the side that lost it.
+pub fn log_warnings() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// `devices` enip-sim devices of `tags` counters each, stepping every `period`.
 pub fn upstream_devices(devices: usize, tags: usize, period: &str) -> String {
     let mut y = String::new();

@@ -362,6 +362,14 @@ fn document_level_errors_and_edge_cases() {
         parse_err("a: 1\nb:\n  x: 1\n  x: 2\n"),
         "cfg.yaml:4:3: b.x: duplicate key `x`"
     );
+    // Past the first few keys duplicates are found through a set; same answer.
+    let many: String = (0..40).map(|i| format!("  k{i}: {i}\n")).collect();
+    assert_eq!(
+        parse_err(&format!("a: 1\nb:\n{many}  k7: x\n")),
+        "cfg.yaml:43:3: b.k7: duplicate key `k7`"
+    );
+    let seq = "a:\n  - {x: 1}\n  - {x: 1, y: 2, x: 3}\n";
+    assert_eq!(parse_err(seq), "cfg.yaml:3:18: a[1].x: duplicate key `x`");
     let multi = "cfg.yaml:2:1: multiple YAML documents in one file are not supported";
     assert_eq!(parse_err("a: 1\n---\nb: 2\n"), multi);
     assert_eq!(
