@@ -78,11 +78,18 @@ fn scrape(addr: SocketAddr) -> String {
     body
 }
 
-#[test]
-fn garbage_connections_are_counted_not_logged_one_by_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A uaedge with an anonymous None endpoint and a metrics port, once its OPC UA port
+/// takes connections: the child, its log lines and the two ports.
+fn start(
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    u16,
+    u16,
+) {
     let (opcua, metrics) = (common::free_port(), common::free_port());
-    let config = dir.path().join("gate.yaml");
+    let config = dir.join("gate.yaml");
     std::fs::write(
         &config,
         format!(
@@ -90,11 +97,11 @@ fn garbage_connections_are_counted_not_logged_one_by_one() {
              opcua: {{ listen: 127.0.0.1:{opcua}, endpoints: [none], anonymous: read }}\n\
              devices:\n  - name: cell\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      \
              - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n",
-            dir.path().join("state").display()
+            dir.join("state").display()
         ),
     )
     .expect("config");
-    let (mut child, lines) = common::spawn_uaedge(&config);
+    let (child, lines) = common::spawn_uaedge(&config);
     common::wait_for(Duration::from_secs(60), "the OPC UA server", || {
         lines
             .try_iter()
@@ -102,10 +109,18 @@ fn garbage_connections_are_counted_not_logged_one_by_one() {
             .then_some(())
     });
     let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
-    let url = format!("opc.tcp://127.0.0.1:{opcua}/");
     common::wait_for(Duration::from_secs(10), "the OPC UA port", || {
         TcpStream::connect(addr).ok()
     });
+    (child, lines, opcua, metrics)
+}
+
+#[test]
+fn garbage_connections_are_counted_not_logged_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, lines, opcua, metrics) = start(dir.path());
+    let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
+    let url = format!("opc.tcp://127.0.0.1:{opcua}/");
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics));
     let failures = || {
         metric(
@@ -175,6 +190,148 @@ fn garbage_connections_are_counted_not_logged_one_by_one() {
         "a good session is no failure"
     );
     assert!(metric(&body, "uaedge_opcua_connections_total").is_some_and(|n| n >= 201.0));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// An Argument ExtensionObject whose ValueRank asks for 2,147,483,647 array dimensions
+/// and gives none: async-opcua 0.19's own decoder pads them, 8 GiB of zeros.
+fn hostile_argument() -> Vec<u8> {
+    use opcua::types::{BinaryEncodable, ContextOwned, LocalizedText, NodeId, ObjectId, UAString};
+    let owned = ContextOwned::default();
+    let ctx = owned.context();
+    let mut body = Vec::new();
+    UAString::from("a").encode(&mut body, &ctx).expect("name");
+    NodeId::null().encode(&mut body, &ctx).expect("data type");
+    i32::MAX.encode(&mut body, &ctx).expect("value rank");
+    Some(Vec::<u32>::new())
+        .encode(&mut body, &ctx)
+        .expect("dimensions");
+    LocalizedText::null()
+        .encode(&mut body, &ctx)
+        .expect("description");
+    let mut out = Vec::new();
+    NodeId::new(0, ObjectId::Argument_Encoding_DefaultBinary as u32)
+        .encode(&mut out, &ctx)
+        .expect("type id");
+    out.push(1);
+    out.extend_from_slice(&(body.len() as i32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// A client's first OpenSecureChannel over None, carrying `additional` as its request
+/// header's AdditionalHeader.
+fn open_with_header(additional: &[u8]) -> Vec<u8> {
+    use opcua::types::{
+        BinaryEncodable, ByteString, ContextOwned, DateTime, NodeId, ObjectId, UAString,
+    };
+    let owned = ContextOwned::default();
+    let ctx = owned.context();
+    let mut m = Vec::new();
+    let request = ObjectId::OpenSecureChannelRequest_Encoding_DefaultBinary as u32;
+    NodeId::new(0, request).encode(&mut m, &ctx).expect("type");
+    NodeId::null().encode(&mut m, &ctx).expect("token");
+    DateTime::now().encode(&mut m, &ctx).expect("timestamp");
+    for v in [1u32, 0] {
+        v.encode(&mut m, &ctx).expect("handle, diagnostics");
+    }
+    UAString::null().encode(&mut m, &ctx).expect("audit entry");
+    10_000u32.encode(&mut m, &ctx).expect("timeout hint");
+    m.extend_from_slice(additional);
+    // Protocol version, Issue, security mode None, no nonce, a minute's lifetime.
+    for v in [0u32, 0, 1] {
+        v.encode(&mut m, &ctx).expect("open");
+    }
+    ByteString::null().encode(&mut m, &ctx).expect("nonce");
+    60_000u32.encode(&mut m, &ctx).expect("lifetime");
+    let mut chunk = Vec::new();
+    0u32.encode(&mut chunk, &ctx).expect("channel");
+    UAString::from("http://opcfoundation.org/UA/SecurityPolicy#None")
+        .encode(&mut chunk, &ctx)
+        .expect("policy");
+    ByteString::null()
+        .encode(&mut chunk, &ctx)
+        .expect("certificate");
+    ByteString::null()
+        .encode(&mut chunk, &ctx)
+        .expect("thumbprint");
+    for v in [1u32, 1] {
+        v.encode(&mut chunk, &ctx).expect("sequence, request id");
+    }
+    chunk.extend(m);
+    let mut out = b"OPNF".to_vec();
+    out.extend_from_slice(&((8 + chunk.len()) as u32).to_le_bytes());
+    out.extend(chunk);
+    out
+}
+
+/// One whole message (all of its chunk) from the server.
+fn message(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).expect("a message header");
+    let size = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    let mut m = head.to_vec();
+    m.resize(size.max(8), 0);
+    s.read_exact(&mut m[8..]).expect("a message body");
+    m
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_extension_object_built_to_exhaust_memory_is_refused_before_a_secure_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, _lines, opcua, _) = start(dir.path());
+    let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
+    let url = format!("opc.tcp://127.0.0.1:{opcua}/");
+    let before = peak_rss_kb(child.id());
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(&hello(&url)).expect("hello");
+    assert!(message(&mut s).starts_with(b"ACKF"));
+    s.write_all(&open_with_header(&hostile_argument()))
+        .expect("open");
+    // The server refuses the request (a fault or an Error message) or hangs up.
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with(b"ERRF") || answer.starts_with(b"MSGF"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(64)])
+    );
+    let after = peak_rss_kb(child.id());
+    assert!(
+        after < before + 100_000,
+        "the peak RSS went from {before} kB to {after} kB"
+    );
+    // The same request with an ordinary (empty) header opens a channel, and a real client
+    // still gets its session.
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(&hello(&url)).expect("hello");
+    assert!(message(&mut s).starts_with(b"ACKF"));
+    s.write_all(&open_with_header(&[0, 0, 0])).expect("open");
+    let answer = message(&mut s);
+    assert_eq!(
+        &answer[..4],
+        b"OPNF",
+        "an ordinary OpenSecureChannel is answered"
+    );
+    drop(s);
+    let mut scada = Scada::start();
+    scada.connect_none(&url);
+    let value = scada.read_one("ns=2;s=cell/count");
+    assert_eq!(value["status"], json!("Good"), "{value}");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -44,6 +44,7 @@ use opcua::types::MessageSecurityMode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+use uaedge_opcua_client::hardening::harden;
 
 pub use address_space::tag_node_id;
 pub use config::{Access, Endpoint, OpcUaSettings, Password, User};
@@ -274,6 +275,13 @@ fn build(
     let auth = Arc::new(Authenticator::new(settings));
     let builder = server_builder(settings, port, pki, auth, handle, token);
     let (server, server_handle) = builder.build().map_err(OpcUaError::Build)?;
+    // A client's ExtensionObjects are decoded before anything about it is checked (see
+    // uaedge_opcua_client::hardening); every connection copies these loaders when it opens.
+    {
+        let info = server_handle.info();
+        let hardened = harden(&info.type_loaders.read());
+        *info.type_loaders.write() = hardened;
+    }
     let cert = pki.join("own").join("cert.der");
     if settings.endpoints.iter().any(|e| e.is_secure()) && !cert.exists() {
         return Err(OpcUaError::Certificate(cert.display().to_string()));

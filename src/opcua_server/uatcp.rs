@@ -6,7 +6,9 @@
 
 use opcua::types::{
     ActivateSessionResponse, BinaryDecodable, BinaryEncodable, ByteString, ContextOwned,
+    TypeLoaderCollection,
 };
+use uaedge_opcua_client::hardening::harden;
 
 /// Every chunk starts with message type (3 bytes), chunk type (1) and size (u32 LE).
 pub const HEADER: usize = 8;
@@ -295,7 +297,8 @@ pub fn with_server_nonce(chunk: &[u8]) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let context = ContextOwned::default();
+    let loaders = harden(&TypeLoaderCollection::new());
+    let context = ContextOwned::new(Default::default(), loaders, Default::default());
     let ctx = context.context();
     let mut body = &chunk[MSG_BODY + 4..];
     let mut response = ActivateSessionResponse::decode(&mut body, &ctx).ok()?;

@@ -68,6 +68,7 @@ mod address;
 mod convert;
 mod discover;
 mod driver;
+pub mod hardening;
 mod inbox;
 mod link;
 mod options;

@@ -107,6 +107,13 @@ impl Link {
         .await
         .map_err(|_| LinkError::timeout("no answer to GetEndpoints"))?
         .map_err(|e| link_error(e.status(), &format!("endpoint: {e}")))?;
+        // Before the event loop runs: the server's first answers are decoded with them too.
+        {
+            let context = session.context();
+            let mut context = context.write();
+            let hardened = crate::hardening::harden(context.loaders_mut());
+            *context.loaders_mut() = hardened;
+        }
         let (state, _) = watch::channel(LinkState::Connecting);
         let inner = Arc::new(Inner {
             session,
