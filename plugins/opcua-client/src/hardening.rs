@@ -2,23 +2,25 @@
 //! its own: uaedge's OPC UA server, its gate and this client decode with [`harden`]ed type
 //! loaders.
 //!
-//! `Argument` (binary encoding i=298): async-opcua-types pads `ArrayDimensions` with zeros
-//! up to `ValueRank` entries without a bound (src/argument.rs), so an ExtensionObject of
-//! about 60 bytes with a ValueRank of 2,147,483,647 makes the decoder write 8 GiB. Every
-//! ExtensionObject from a peer reaches that decoder: the AdditionalHeader of the very first
-//! OpenSecureChannel an unauthenticated client sends, a monitored item's filter, a Variant
-//! in a Write, a response's header. Found by the `opcua_frames` fuzz target. The upstream
-//! fix is to refuse a ValueRank above the context's `max_array_length` before padding;
-//! until it ships, this decoder does that and is otherwise the same.
+//! `Argument`: async-opcua-types pads `ArrayDimensions` with zeros up to `ValueRank` entries
+//! without a bound (src/argument.rs), so an ExtensionObject of about 60 bytes with a
+//! ValueRank of 2,147,483,647 makes the decoder write 8 GiB. Every ExtensionObject from a
+//! peer reaches that decoder: the AdditionalHeader of the very first OpenSecureChannel an
+//! unauthenticated client sends, a monitored item's filter, a Variant in a Write, a
+//! response's header. Arguments come on their own (named by their encoding's id or, as
+//! async-opcua also takes it, their DataType's) and inside the two ProgramDiagnostic
+//! structures, so all of those are decoded here. Found by the `opcua_frames` fuzz target.
+//! The upstream fix is to refuse a ValueRank above the context's `max_array_length`
+//! before padding; until it ships, these decoders do that and are otherwise the same.
 
 use std::cmp::Ordering;
 use std::io::Read;
 use std::sync::Arc;
 
 use opcua::types::{
-    Argument, BinaryDecodable, Context, DynEncodable, EncodingResult, Error, Identifier,
-    LocalizedText, NodeId, ObjectId, TypeLoader, TypeLoaderCollection, TypeLoaderPriority,
-    UAString,
+    Argument, BinaryDecodable, Context, DataTypeId, DynEncodable, EncodingResult, Error,
+    Identifier, LocalizedText, NodeId, ObjectId, ProgramDiagnostic2DataType,
+    ProgramDiagnosticDataType, TypeLoader, TypeLoaderCollection, TypeLoaderPriority, UAString,
 };
 
 /// `loaders` with [`HardenedTypes`] ahead of them all. `TypeLoaderCollection::add` puts a
@@ -44,11 +46,35 @@ impl TypeLoader for HardenedTypes {
         ctx: &Context<'_>,
         _length: Option<usize>,
     ) -> Option<EncodingResult<Box<dyn DynEncodable>>> {
-        let argument = ObjectId::Argument_Encoding_DefaultBinary as u32;
-        if node_id.namespace != 0 || node_id.identifier != Identifier::Numeric(argument) {
+        let Identifier::Numeric(id) = node_id.identifier else {
+            return None;
+        };
+        if node_id.namespace != 0 {
             return None;
         }
-        Some(decode_argument(stream, ctx).map(|a| Box::new(a) as Box<dyn DynEncodable>))
+        // async-opcua takes a DataType's id for its encoding's too.
+        let is = |encoding: ObjectId, data_type: DataTypeId| {
+            id == encoding as u32 || id == data_type as u32
+        };
+        let boxed = |v: Box<dyn DynEncodable>| v;
+        if is(
+            ObjectId::Argument_Encoding_DefaultBinary,
+            DataTypeId::Argument,
+        ) {
+            Some(decode_argument(stream, ctx).map(|a| boxed(Box::new(a))))
+        } else if is(
+            ObjectId::ProgramDiagnosticDataType_Encoding_DefaultBinary,
+            DataTypeId::ProgramDiagnosticDataType,
+        ) {
+            Some(decode_program_diagnostic(stream, ctx).map(|d| boxed(Box::new(d))))
+        } else if is(
+            ObjectId::ProgramDiagnostic2DataType_Encoding_DefaultBinary,
+            DataTypeId::ProgramDiagnostic2DataType,
+        ) {
+            Some(decode_program_diagnostic_2(stream, ctx).map(|d| boxed(Box::new(d))))
+        } else {
+            None
+        }
     }
 
     fn priority(&self) -> TypeLoaderPriority {
@@ -90,6 +116,65 @@ fn decode_argument(stream: &mut dyn Read, ctx: &Context<'_>) -> EncodingResult<A
     })
 }
 
+/// An array of Arguments, each through [`decode_argument`].
+fn decode_arguments(
+    stream: &mut dyn Read,
+    ctx: &Context<'_>,
+) -> EncodingResult<Option<Vec<Argument>>> {
+    let len = match i32::decode(stream, ctx)? {
+        -1 => return Ok(None),
+        n => usize::try_from(n).map_err(|_| Error::decoding("Array length is negative"))?,
+    };
+    if len > ctx.options().max_array_length {
+        return Err(Error::decoding(format!(
+            "Array length {len} exceeds decoding limit {}",
+            ctx.options().max_array_length
+        )));
+    }
+    (0..len)
+        .map(|_| decode_argument(stream, ctx))
+        .collect::<EncodingResult<Vec<_>>>()
+        .map(Some)
+}
+
+fn decode_program_diagnostic(
+    stream: &mut dyn Read,
+    ctx: &Context<'_>,
+) -> EncodingResult<ProgramDiagnosticDataType> {
+    Ok(ProgramDiagnosticDataType {
+        create_session_id: BinaryDecodable::decode(stream, ctx)?,
+        create_client_name: BinaryDecodable::decode(stream, ctx)?,
+        invocation_creation_time: BinaryDecodable::decode(stream, ctx)?,
+        last_transition_time: BinaryDecodable::decode(stream, ctx)?,
+        last_method_call: BinaryDecodable::decode(stream, ctx)?,
+        last_method_session_id: BinaryDecodable::decode(stream, ctx)?,
+        last_method_input_arguments: decode_arguments(stream, ctx)?,
+        last_method_output_arguments: decode_arguments(stream, ctx)?,
+        last_method_call_time: BinaryDecodable::decode(stream, ctx)?,
+        last_method_return_status: BinaryDecodable::decode(stream, ctx)?,
+    })
+}
+
+fn decode_program_diagnostic_2(
+    stream: &mut dyn Read,
+    ctx: &Context<'_>,
+) -> EncodingResult<ProgramDiagnostic2DataType> {
+    Ok(ProgramDiagnostic2DataType {
+        create_session_id: BinaryDecodable::decode(stream, ctx)?,
+        create_client_name: BinaryDecodable::decode(stream, ctx)?,
+        invocation_creation_time: BinaryDecodable::decode(stream, ctx)?,
+        last_transition_time: BinaryDecodable::decode(stream, ctx)?,
+        last_method_call: BinaryDecodable::decode(stream, ctx)?,
+        last_method_session_id: BinaryDecodable::decode(stream, ctx)?,
+        last_method_input_arguments: decode_arguments(stream, ctx)?,
+        last_method_output_arguments: decode_arguments(stream, ctx)?,
+        last_method_input_values: BinaryDecodable::decode(stream, ctx)?,
+        last_method_output_values: BinaryDecodable::decode(stream, ctx)?,
+        last_method_call_time: BinaryDecodable::decode(stream, ctx)?,
+        last_method_return_status: BinaryDecodable::decode(stream, ctx)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +188,14 @@ mod tests {
     /// An Argument ExtensionObject as a peer may send it: async-opcua's encoder refuses a
     /// rank that does not match the dimensions, so the body is written field by field.
     fn encoded(value_rank: i32, dims: Option<Vec<u32>>) -> Vec<u8> {
+        encoded_as(
+            ObjectId::Argument_Encoding_DefaultBinary as u32,
+            value_rank,
+            dims,
+        )
+    }
+
+    fn encoded_as(type_id: u32, value_rank: i32, dims: Option<Vec<u32>>) -> Vec<u8> {
         let owned = ContextOwned::default();
         let ctx = owned.context();
         let mut body = Vec::new();
@@ -114,7 +207,7 @@ mod tests {
             .encode(&mut body, &ctx)
             .expect("description");
         let mut out = Vec::new();
-        let id = NodeId::new(0, ObjectId::Argument_Encoding_DefaultBinary as u32);
+        let id = NodeId::new(0, type_id);
         id.encode(&mut out, &ctx).expect("type id");
         1u8.encode(&mut out, &ctx).expect("encoding");
         (body.len() as i32).encode(&mut out, &ctx).expect("length");
@@ -125,10 +218,83 @@ mod tests {
     #[test]
     fn a_huge_value_rank_is_refused_without_allocating_it() {
         let ctx = context();
-        let bytes = encoded(i32::MAX, Some(Vec::new()));
+        // Named by its encoding or (as async-opcua also takes it) by its DataType.
+        for id in [
+            ObjectId::Argument_Encoding_DefaultBinary as u32,
+            DataTypeId::Argument as u32,
+        ] {
+            let bytes = encoded_as(id, i32::MAX, Some(Vec::new()));
+            let r = ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context());
+            // Not the value in the message: a wrong answer holds two billion zeros.
+            assert!(r.is_err(), "decoded as {id}");
+        }
+    }
+
+    /// A ProgramDiagnostic2DataType whose input arguments are `arguments` (bodies of
+    /// Arguments as `encoded_as` writes them, without their ExtensionObject header).
+    fn diagnostic_with(arguments: &[Vec<u8>]) -> Vec<u8> {
+        let owned = ContextOwned::default();
+        let ctx = owned.context();
+        let d = ProgramDiagnostic2DataType::default();
+        let mut body = Vec::new();
+        d.create_session_id.encode(&mut body, &ctx).expect("id");
+        d.create_client_name.encode(&mut body, &ctx).expect("name");
+        d.invocation_creation_time
+            .encode(&mut body, &ctx)
+            .expect("time");
+        d.last_transition_time
+            .encode(&mut body, &ctx)
+            .expect("time");
+        d.last_method_call.encode(&mut body, &ctx).expect("call");
+        d.last_method_session_id
+            .encode(&mut body, &ctx)
+            .expect("id");
+        (arguments.len() as i32)
+            .encode(&mut body, &ctx)
+            .expect("count");
+        for a in arguments {
+            body.extend_from_slice(a);
+        }
+        (-1i32).encode(&mut body, &ctx).expect("outputs");
+        (-1i32).encode(&mut body, &ctx).expect("input values");
+        (-1i32).encode(&mut body, &ctx).expect("output values");
+        d.last_method_call_time
+            .encode(&mut body, &ctx)
+            .expect("time");
+        d.last_method_return_status
+            .encode(&mut body, &ctx)
+            .expect("status");
+        let mut out = Vec::new();
+        let id = ObjectId::ProgramDiagnostic2DataType_Encoding_DefaultBinary as u32;
+        NodeId::new(0, id).encode(&mut out, &ctx).expect("type id");
+        1u8.encode(&mut out, &ctx).expect("encoding");
+        (body.len() as i32).encode(&mut out, &ctx).expect("length");
+        out.extend(body);
+        out
+    }
+
+    /// The body of an Argument ExtensionObject from `encoded`.
+    fn argument_body(value_rank: i32, dims: Option<Vec<u32>>) -> Vec<u8> {
+        // Type id (four bytes), encoding byte, length.
+        encoded(value_rank, dims).split_off(4 + 1 + 4)
+    }
+
+    #[test]
+    fn arguments_inside_program_diagnostics_are_bounded_too() {
+        let ctx = context();
+        let bytes = diagnostic_with(&[argument_body(i32::MAX, Some(Vec::new()))]);
         let r = ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context());
-        // Not the value in the message: a wrong answer holds two billion zeros.
         assert!(r.is_err(), "decoded");
+        let bytes = diagnostic_with(&[argument_body(2, Some(vec![3]))]);
+        let object =
+            ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context()).expect("decodes");
+        let d = object
+            .inner_as::<ProgramDiagnostic2DataType>()
+            .expect("a ProgramDiagnostic2DataType");
+        let inputs = d.last_method_input_arguments.as_deref().unwrap_or_default();
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].array_dimensions, Some(vec![3, 0]));
+        assert_eq!(d.last_method_output_arguments, None);
     }
 
     #[test]
