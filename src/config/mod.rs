@@ -270,12 +270,20 @@ impl Config {
                 message: format!("cannot read config file: {e}"),
             }])
         })?;
-        Config::parse(&file, &text)
+        let doc = yaml::Document::parse(&file, &text).map_err(|e| ConfigErrors(vec![e]))?;
+        // The tree has every scalar it needs: the text (9 MB for 100,000 tags) goes before
+        // the model is built, not after.
+        drop(text);
+        Config::from_document(&file, doc)
     }
 
     /// Validates config text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         let doc = yaml::Document::parse(file, text).map_err(|e| ConfigErrors(vec![e]))?;
+        Config::from_document(file, doc)
+    }
+
+    fn from_document(file: &str, doc: yaml::Document) -> Result<Config, ConfigErrors> {
         let mut raw: RawConfig = doc
             .root()
             .deserialize()

@@ -19,6 +19,7 @@ use crate::inbox::Change;
 use crate::link::{Link, LinkState};
 use crate::options::{Mode, Options};
 use crate::pool;
+use crate::resolve::Nodes;
 use crate::session::{link_error, MAX_BATCH};
 use crate::subscribe::{batch, unsubscribe, Sub};
 
@@ -52,8 +53,8 @@ pub(crate) struct OpcUaDriver {
 pub(crate) struct Resolved {
     /// The session generation the nodes were resolved in.
     generation: u64,
-    /// Each tag's node in this session; `None` when it could not be resolved.
-    pub nodes: Vec<Option<NodeId>>,
+    /// Each tag's node in this session.
+    pub nodes: Nodes,
     /// Bad readings for tags the server refused at connect, delivered on the next read.
     pub pending: Vec<Reading>,
     /// Nodes per Read (polling mode).
@@ -194,17 +195,19 @@ impl OpcUaDriver {
         if !self.check_link(link)? {
             return Ok(());
         }
-        let wanted: Vec<(usize, ReadValueId)> = resolved
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.as_ref().map(|n| (i, value_of(n))))
-            .collect();
+        let wanted: Vec<usize> = resolved.nodes.found().collect();
         let session = link.session().clone();
         let chunk = resolved.chunk;
         out.extend(resolved.pending.iter().cloned());
         for batch in wanted.chunks(chunk) {
-            let ids: Vec<ReadValueId> = batch.iter().map(|(_, r)| r.clone()).collect();
+            // Each batch's requests made for it alone, as in `monitor`.
+            let Some(nodes) = self.resolved.as_ref().map(|r| &r.nodes) else {
+                return Err(LinkError::not_connected("not connected"));
+            };
+            let (batch, ids): (Vec<usize>, Vec<ReadValueId>) = batch
+                .iter()
+                .filter_map(|&i| Some((i, value_of(&nodes.get(&self.tags, i)?))))
+                .unzip();
             let values = session
                 .read(&ids, TimestampsToReturn::Both, 0.0)
                 .await
@@ -216,8 +219,8 @@ impl OpcUaDriver {
                     values.len()
                 )));
             }
-            for ((i, _), dv) in batch.iter().zip(values) {
-                let r = self.reading(Change::new(index(*i), dv));
+            for (i, dv) in batch.into_iter().zip(values) {
+                let r = self.reading(Change::new(index(i), dv));
                 out.push(r);
             }
         }
@@ -358,7 +361,7 @@ impl Driver for OpcUaDriver {
         let Some(t) = self.tags.get(i) else {
             return Err(WriteError::Rejected(format!("no tag {tag}")));
         };
-        let Some(node) = resolved.nodes.get(i).and_then(Option::as_ref) else {
+        let Some(node) = resolved.nodes.get(&self.tags, i) else {
             return Err(WriteError::Rejected(format!(
                 "`{}` is not on the server ({})",
                 t.name,
@@ -369,7 +372,7 @@ impl Driver for OpcUaDriver {
             .convert(t.data_type)
             .map_err(|e| WriteError::TypeMismatch(e.to_string()))?;
         let request = WriteValue {
-            node_id: node.clone(),
+            node_id: node,
             attribute_id: AttributeId::Value as u32,
             index_range: Default::default(),
             value: DataValue::value_only(convert::variant(&value)),

@@ -17,6 +17,7 @@ use crate::driver::{value_of, OpcUaDriver};
 use crate::inbox::Inbox;
 use crate::link::Link;
 use crate::options::Deadband;
+use crate::resolve::Nodes;
 use crate::session::{link_error, NOTIFICATIONS_PER_PUBLISH};
 
 /// The server sends at least a keep-alive publish every this many publishing intervals.
@@ -65,7 +66,7 @@ impl OpcUaDriver {
     pub(crate) async fn subscribe(
         &mut self,
         link: &Link,
-        nodes: &[Option<NodeId>],
+        nodes: &Nodes,
         pending: &mut Vec<Reading>,
     ) -> Result<(), LinkError> {
         let session = link.session();
@@ -118,7 +119,7 @@ impl OpcUaDriver {
         &mut self,
         link: &Link,
         id: u32,
-        nodes: &[Option<NodeId>],
+        nodes: &Nodes,
         pending: &mut Vec<Reading>,
     ) -> Result<(), LinkError> {
         let session = link.session();
@@ -153,9 +154,7 @@ impl OpcUaDriver {
                 },
             }
         };
-        let items: Vec<usize> = (0..nodes.len())
-            .filter(|&i| matches!(nodes.get(i), Some(Some(_))))
-            .collect();
+        let items: Vec<usize> = nodes.found().collect();
         let size = batch(link.limits().max_monitored_items_per_call, MONITOR_BATCH);
         let started = std::time::Instant::now();
         let mut refused = Vec::new();
@@ -164,7 +163,7 @@ impl OpcUaDriver {
             // 100,000-tag gateway's peak memory.
             let requests = chunk
                 .iter()
-                .filter_map(|&i| Some(request(i, nodes.get(i)?.as_ref()?)))
+                .filter_map(|&i| Some(request(i, &nodes.get(&self.tags, i)?)))
                 .collect();
             // A large batch takes the server a while: a second per 10,000 items on top.
             let timeout = self
