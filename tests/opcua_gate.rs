@@ -287,7 +287,7 @@ fn peak_rss_kb(pid: u32) -> u64 {
 }
 
 #[test]
-fn an_extension_object_built_to_exhaust_memory_is_refused_before_a_secure_channel() {
+fn an_extension_object_built_to_exhaust_memory_costs_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, _lines, opcua, _) = start(dir.path());
     let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
@@ -300,14 +300,15 @@ fn an_extension_object_built_to_exhaust_memory_is_refused_before_a_secure_channe
     assert!(message(&mut s).starts_with(b"ACKF"));
     s.write_all(&open_with_header(&hostile_argument()))
         .expect("open");
-    // The server refuses the request (a fault or an Error message) or hangs up.
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
+    // Answered at once, the header decoded with the dimensions it was sent with (without
+    // the fix: 40 s of writing zeros in a debug build, past this read's timeout).
+    let answer = message(&mut s);
     assert!(
-        answer.is_empty() || answer.starts_with(b"ERRF") || answer.starts_with(b"MSGF"),
+        [&b"OPNF"[..], b"MSGF", b"ERRF"].contains(&&answer[..4]),
         "{:?}",
         String::from_utf8_lossy(&answer[..answer.len().min(64)])
     );
+    drop(s);
     let after = peak_rss_kb(child.id());
     assert!(
         after < before + 100_000,

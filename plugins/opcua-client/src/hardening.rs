@@ -10,8 +10,15 @@
 //! response's header. Arguments come on their own (named by their encoding's id or, as
 //! async-opcua also takes it, their DataType's) and inside the two ProgramDiagnostic
 //! structures, so all of those are decoded here. Found by the `opcua_frames` fuzz target.
-//! The upstream fix is to refuse a ValueRank above the context's `max_array_length`
-//! before padding; until it ships, these decoders do that and are otherwise the same.
+//! One answer escapes them: the client's GetEndpoints, which async-opcua makes on a channel
+//! of its own inside `connect_to_matching_endpoint`, before a session (and its decoding
+//! context) exists; only the server the device names can send that one.
+//! Here the padding stops at [`MAX_PADDED_RANK`]: an Argument of a higher declared rank
+//! keeps the dimensions it was sent with. Bounding the rank by `max_array_length` instead
+//! would not do: 100,000 dimensions of 4 bytes for each 15-byte Argument, thousands of
+//! Arguments in one ProgramDiagnostic, is still gigabytes from a 64 KB message. The
+//! upstream fix is the same (pad to a small rank at most, or not at all); until it ships,
+//! these decoders are otherwise the same as async-opcua's.
 
 use std::cmp::Ordering;
 use std::io::Read;
@@ -82,21 +89,20 @@ impl TypeLoader for HardenedTypes {
     }
 }
 
+/// The highest ValueRank whose missing ArrayDimensions are filled in (Part 3 sets no
+/// limit; real arrays have a handful of dimensions).
+const MAX_PADDED_RANK: usize = 32;
+
 fn decode_argument(stream: &mut dyn Read, ctx: &Context<'_>) -> EncodingResult<Argument> {
     let name = UAString::decode(stream, ctx)?;
     let data_type = NodeId::decode(stream, ctx)?;
     let value_rank = i32::decode(stream, ctx)?;
     let mut array_dimensions: Option<Vec<u32>> = BinaryDecodable::decode(stream, ctx)?;
     if let (Ok(rank), Some(dims)) = (usize::try_from(value_rank), array_dimensions.as_mut()) {
-        if rank > ctx.options().max_array_length {
-            return Err(Error::decoding(format!(
-                "Argument value rank {rank} exceeds the array length limit {}",
-                ctx.options().max_array_length
-            )));
-        }
         match dims.len().cmp(&rank) {
-            // Fewer dimensions than the rank: the rest are unknown (0), as upstream does.
-            Ordering::Less if rank > 0 => dims.resize(rank, 0),
+            // Fewer dimensions than the rank: the rest are unknown (0), as upstream does,
+            // for any rank an array really has.
+            Ordering::Less if rank <= MAX_PADDED_RANK => dims.resize(rank, 0),
             Ordering::Greater if rank > 0 => {
                 return Err(Error::decoding(format!(
                     "Argument has {} array dimensions for value rank {rank}",
@@ -216,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_value_rank_is_refused_without_allocating_it() {
+    fn a_huge_value_rank_keeps_the_dimensions_it_was_sent_with() {
         let ctx = context();
         // Named by its encoding or (as async-opcua also takes it) by its DataType.
         for id in [
@@ -224,9 +230,16 @@ mod tests {
             DataTypeId::Argument as u32,
         ] {
             let bytes = encoded_as(id, i32::MAX, Some(Vec::new()));
-            let r = ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context());
-            // Not the value in the message: a wrong answer holds two billion zeros.
-            assert!(r.is_err(), "decoded as {id}");
+            let object = ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context())
+                .unwrap_or_else(|e| panic!("type {id}: {e}"));
+            let argument = object.inner_as::<Argument>().expect("an Argument");
+            // Lengths only: a wrong answer would print two billion zeros.
+            let dims = argument.array_dimensions.as_ref().map(Vec::len);
+            assert_eq!(
+                (argument.value_rank, dims),
+                (i32::MAX, Some(0)),
+                "type {id}"
+            );
         }
     }
 
@@ -280,11 +293,20 @@ mod tests {
     }
 
     #[test]
-    fn arguments_inside_program_diagnostics_are_bounded_too() {
+    fn arguments_inside_program_diagnostics_are_not_padded_either() {
         let ctx = context();
-        let bytes = diagnostic_with(&[argument_body(i32::MAX, Some(Vec::new()))]);
-        let r = ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context());
-        assert!(r.is_err(), "decoded");
+        let hostile = argument_body(i32::MAX, Some(Vec::new()));
+        let bytes = diagnostic_with(&vec![hostile; 1000]);
+        let object =
+            ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context()).expect("decodes");
+        let d = object
+            .inner_as::<ProgramDiagnostic2DataType>()
+            .expect("a ProgramDiagnostic2DataType");
+        let inputs = d.last_method_input_arguments.as_deref().unwrap_or_default();
+        assert_eq!(inputs.len(), 1000);
+        assert!(inputs
+            .iter()
+            .all(|a| a.array_dimensions.as_ref().map(Vec::len) == Some(0)));
         let bytes = diagnostic_with(&[argument_body(2, Some(vec![3]))]);
         let object =
             ExtensionObject::decode(&mut bytes.as_slice(), &ctx.context()).expect("decodes");
@@ -305,6 +327,8 @@ mod tests {
             (2, Some(vec![4]), Some(vec![4, 0])),
             (-1, None, None),
             (0, Some(vec![]), Some(vec![])),
+            (32, Some(vec![]), Some(vec![0; 32])),
+            (33, Some(vec![]), Some(vec![])),
         ] {
             let bytes = encoded(rank, dims);
             let object =

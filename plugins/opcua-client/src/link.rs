@@ -107,7 +107,9 @@ impl Link {
         .await
         .map_err(|_| LinkError::timeout("no answer to GetEndpoints"))?
         .map_err(|e| link_error(e.status(), &format!("endpoint: {e}")))?;
-        // Before the event loop runs: the server's first answers are decoded with them too.
+        // Before the event loop runs, so the session's channel decodes every answer with
+        // them. The GetEndpoints just made ran on async-opcua's own channel, which cannot
+        // be given loaders (see hardening.rs).
         {
             let context = session.context();
             let mut context = context.write();

@@ -161,10 +161,10 @@ impl OpcUaDriver {
         for chunk in items.chunks(size) {
             // Each batch's requests made only for it: all of them at once were most of a
             // 100,000-tag gateway's peak memory.
-            let requests = chunk
+            let (chunk, requests): (Vec<usize>, Vec<MonitoredItemCreateRequest>) = chunk
                 .iter()
-                .filter_map(|&i| Some(request(i, &nodes.get(&self.tags, i)?)))
-                .collect();
+                .filter_map(|&i| Some((i, request(i, &nodes.get(&self.tags, i)?))))
+                .unzip();
             // A large batch takes the server a while: a second per 10,000 items on top.
             let timeout = self
                 .request_timeout()

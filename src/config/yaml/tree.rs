@@ -336,9 +336,16 @@ impl Builder<'_> {
             Event::Scalar(text, style, anchor, tag) => {
                 let is_str = tag.is_some_and(|t| t.suffix == "str");
                 let plain = style == TScalarStyle::Plain && !is_str;
-                // The whole text is below 4 GiB (checked in `parse`), so is every part.
-                let start = clamp(self.tree.text.len());
-                let len = clamp(text.len());
+                // Escapes can make a scalar longer than its source, so the text is checked
+                // here again, not only in `parse`.
+                let (start, len) = (self.tree.text.len(), text.len());
+                let (Ok(start), Ok(len), Ok(_)) = (
+                    u32::try_from(start),
+                    u32::try_from(len),
+                    u32::try_from(start + len),
+                ) else {
+                    return Err(self.too_large(pos));
+                };
                 self.tree.text.push_str(&text);
                 (anchor, Kind::Scalar { start, len, plain }, pos)
             }
