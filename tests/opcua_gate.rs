@@ -277,22 +277,13 @@ fn message(s: &mut TcpStream) -> Vec<u8> {
     m
 }
 
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn an_extension_object_built_to_exhaust_memory_costs_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, _lines, opcua, _) = start(dir.path());
     let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
     let url = format!("opc.tcp://127.0.0.1:{opcua}/");
-    let before = peak_rss_kb(child.id());
+    let before = common::proc_status_kib(child.id(), "VmHWM").expect("uaedge is running");
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -309,7 +300,7 @@ fn an_extension_object_built_to_exhaust_memory_costs_none() {
         String::from_utf8_lossy(&answer[..answer.len().min(64)])
     );
     drop(s);
-    let after = peak_rss_kb(child.id());
+    let after = common::proc_status_kib(child.id(), "VmHWM").expect("uaedge is running");
     assert!(
         after < before + 100_000,
         "the peak RSS went from {before} kB to {after} kB"

@@ -117,13 +117,7 @@ impl Node {
 
     /// Resident memory (VmRSS), KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/<pid>/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+        crate::common::proc_status_kib(self.pid(), "VmRSS").expect("VmRSS in /proc/<pid>/status")
     }
 
     /// Log lines containing `text`.
