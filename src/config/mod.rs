@@ -16,7 +16,9 @@ use serde::Deserialize;
 use uaedge_driver::{DataType, Duration};
 
 use crate::drivers::{self, Prepared};
-use crate::model::{Deadband, DeviceDef, DeviceId, Scaling, TagDef, TagId, TagPath, TagTable};
+use crate::model::{
+    Deadband, DeviceDef, DeviceId, Gain, Scaling, TagDef, TagId, TagPath, TagTable,
+};
 pub use size::ByteSize;
 pub use yaml::{ConfigError, RawNode, Spanned};
 
@@ -605,7 +607,7 @@ fn tag_def(
                     errors.push(s.error("gain must be a finite non-zero number"));
                     return None;
                 }
-                Some(Scaling::Gain { gain, offset })
+                Some(Scaling::Gain(Gain::new(gain, offset)))
             }
         }
     });

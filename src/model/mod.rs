@@ -10,6 +10,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use uaedge_driver::{DataType, Quality, Timestamp, Value, ValueError};
 
+mod scaling;
+pub use scaling::{Gain, Scaling};
+
 /// Dense index of a tag in the [`TagTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TagId(pub u32);
@@ -56,61 +59,6 @@ pub struct Sample {
     pub value: Option<Value>,
     pub quality: Quality,
     pub time: Timestamp,
-}
-
-/// Linear scaling from the device's raw value to engineering units.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Scaling {
-    /// `raw` range maps onto `eng` range; with `clamp`, values outside stay at the ends.
-    Range {
-        raw: [f64; 2],
-        eng: [f64; 2],
-        clamp: bool,
-    },
-    /// `eng = raw * gain + offset`.
-    Gain { gain: f64, offset: f64 },
-}
-
-impl Scaling {
-    pub fn to_eng(&self, raw: f64) -> f64 {
-        match *self {
-            Scaling::Range {
-                raw: r,
-                eng: e,
-                clamp,
-            } => map_range(raw, r, e, clamp),
-            Scaling::Gain { gain, offset } => raw * gain + offset,
-        }
-    }
-
-    pub fn to_raw(&self, eng: f64) -> f64 {
-        match *self {
-            Scaling::Range {
-                raw: r,
-                eng: e,
-                clamp,
-            } => map_range(eng, e, r, clamp),
-            Scaling::Gain { gain, offset } => (eng - offset) / gain,
-        }
-    }
-
-    /// The engineering range, where the scaling defines one.
-    pub fn eng_range(&self) -> Option<[f64; 2]> {
-        match *self {
-            Scaling::Range { eng, .. } => Some(eng),
-            Scaling::Gain { .. } => None,
-        }
-    }
-}
-
-/// Maps `x` from the range `from` onto the range `to`, linearly; with `clamp`, results stay
-/// inside `to`.
-fn map_range(x: f64, from: [f64; 2], to: [f64; 2], clamp: bool) -> f64 {
-    let mut t = (x - from[0]) / (from[1] - from[0]);
-    if clamp {
-        t = t.clamp(0.0, 1.0);
-    }
-    to[0] + t * (to[1] - to[0])
 }
 
 /// Report-by-exception threshold: a new value is reported only when it moved more than this
@@ -570,28 +518,13 @@ mod tests {
 
     #[test]
     fn gain_offset_scaling_and_out_of_range_writes() {
-        let t = tag(
-            Some(Scaling::Gain {
-                gain: 0.1,
-                offset: -40.0,
-            }),
-            None,
-            None,
-        );
+        let t = tag(Some(Scaling::Gain(Gain::new(0.1, -40.0))), None, None);
         assert_eq!(t.from_raw(&Value::Int16(650)), Ok(Value::Double(25.0)));
+        // Served and published as the decimal, not 21.700000000000003.
+        assert_eq!(t.from_raw(&Value::Int16(617)), Ok(Value::Double(21.7)));
+        assert_eq!(t.to_raw(&Value::Double(21.7)), Ok(Value::Int16(617)));
         assert_eq!(t.to_raw(&Value::Double(25.0)), Ok(Value::Int16(650)));
         assert!(t.to_raw(&Value::Double(1e6)).is_err());
-    }
-
-    #[test]
-    fn clamp_keeps_values_in_the_engineering_range() {
-        let s = Scaling::Range {
-            raw: [4000.0, 20000.0],
-            eng: [0.0, 10.0],
-            clamp: true,
-        };
-        assert_eq!(s.to_eng(0.0), 0.0);
-        assert_eq!(s.to_eng(24000.0), 10.0);
     }
 
     #[test]
