@@ -36,8 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use uaedge::bus::ModelEvent;
 use uaedge::config::Config;
-use uaedge::runtime::{ModelEvent, Runtime};
+use uaedge::runtime::Runtime;
 
 /// Tags per device: steps add devices, because a simulator's config check is quadratic in
 /// its own tag count (40,000 tags on one device take minutes to load).
@@ -164,7 +165,7 @@ async fn step(
     let counter = count.clone();
     let reader = tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let ModelEvent::Samples(batch) = event {
+            if let ModelEvent::Samples(_, batch) = event {
                 counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
         }

@@ -69,8 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 time: Timestamp(start.0 + k * 10_000),
             })
             .collect();
-        let refs: Vec<&Sample> = samples.iter().collect();
-        let (bytes, newest) = record::encode(&table, "press", &refs);
+        let (bytes, newest) = record::encode(&table, "press", &samples);
         journal.append(newest.as_micros(), bytes);
         if journal
             .next_commit_due()

@@ -1,7 +1,9 @@
 //! uaedge: an OPC UA-centric industrial edge runtime.
 //!
-//! [`runtime::run`] is the entry point both `main` and the integration tests call.
+//! [`runtime::Runtime::start`] is the entry point both `main` and the integration tests
+//! call; components meet the model through the [`bus`].
 pub mod anomaly;
+pub mod bus;
 pub mod config;
 pub mod drivers;
 pub mod logging;

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::runtime::Handle;
+use crate::bus::Handle;
 
 /// A request line longer than this is not a scraper; it is dropped.
 const MAX_REQUEST: usize = 4096;

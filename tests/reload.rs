@@ -14,8 +14,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
+use uaedge::bus::ModelEvent;
 use uaedge::config::Config;
-use uaedge::runtime::{ModelEvent, Runtime};
+use uaedge::runtime::Runtime;
 use uaedge_driver::{Quality, Value};
 
 use opcua_support::Scada;
@@ -161,7 +162,7 @@ fn watch_press(runtime: &Runtime) -> Seen {
         let mut table = handle.table();
         while let Some(event) = events.recv().await {
             match event {
-                ModelEvent::Samples(batch) => {
+                ModelEvent::Samples(_, batch) => {
                     for s in batch.iter() {
                         if table
                             .tag(s.tag)

@@ -93,6 +93,15 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+impl Backoff {
+    /// The wait before reconnect attempt `attempt` (0 for the first): `min * 2^attempt`,
+    /// capped at `max`.
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.min.get().saturating_mul(factor).min(self.max.get())
+    }
+}
+
 fn default_backoff_min() -> Duration {
     Duration::from_millis(500)
 }
@@ -738,5 +747,22 @@ mod referenced_file_tests {
         let ok = dir.path().join("ok");
         std::fs::write(&ok, "secret\n").expect("write");
         assert_eq!(read_referenced_file(&ok).expect("read"), b"secret\n");
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        assert_eq!(b.delay(0), std::time::Duration::from_millis(100));
+        assert_eq!(b.delay(3), std::time::Duration::from_millis(800));
+        assert_eq!(b.delay(5), std::time::Duration::from_secs(2));
+        assert_eq!(b.delay(1000), std::time::Duration::from_secs(2));
     }
 }

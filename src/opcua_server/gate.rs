@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::uatcp::{self, Event, FrameError, ServerScanner, HEADER, NONE_POLICY, OPEN_PREFIX};
+use crate::bus::ConnectionStats;
 
 /// How long a new connection may take to send its Hello, and then its OpenSecureChannel.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,25 +45,6 @@ const MAX_PER_ADDRESS: u32 = 64;
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Addresses remembered for the WARN limit before old ones are forgotten.
 const MAX_REMEMBERED: usize = 4096;
-
-/// What the gate has seen since the process started, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct ConnectionStats {
-    pub accepted: AtomicU64,
-    pub open: AtomicU64,
-    /// Connections that ended before their secure channel opened.
-    pub handshake_failures: AtomicU64,
-}
-
-impl ConnectionStats {
-    pub fn snapshot(&self) -> (u64, u64, u64) {
-        (
-            self.accepted.load(Ordering::Relaxed),
-            self.open.load(Ordering::Relaxed),
-            self.handshake_failures.load(Ordering::Relaxed),
-        )
-    }
-}
 
 /// Why a connection never got a secure channel.
 #[derive(Debug, thiserror::Error)]

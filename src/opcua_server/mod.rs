@@ -48,13 +48,12 @@ use uaedge_opcua_client::hardening::harden;
 
 pub use address_space::tag_node_id;
 pub use config::{Access, Endpoint, OpcUaSettings, Password, User};
-pub use gate::ConnectionStats;
 pub use limits::Limits;
 
 use auth::Authenticator;
 use node_manager::{ModelManagerBuilder, ModelNodeManager};
 
-use crate::runtime::Handle;
+use crate::bus::Handle;
 
 /// How long shutdown waits for sessions to close.
 const STOP_DEADLINE: Duration = Duration::from_secs(3);

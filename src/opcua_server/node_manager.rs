@@ -32,8 +32,8 @@ use uaedge_driver::{Timestamp, WriteError};
 use super::address_space::{self, Node, RuntimeField, Space, StatusField, Target};
 use super::auth::Authenticator;
 use super::convert;
+use crate::bus::Handle;
 use crate::model::{Sample, TagId, TagTable};
-use crate::runtime::Handle;
 
 pub struct ModelManagerBuilder {
     pub namespace_uri: String,

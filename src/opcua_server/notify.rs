@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::node_manager::ModelNodeManager;
-use crate::runtime::{Handle, ModelEvent};
+use crate::bus::{Handle, ModelEvent};
 
 /// Model event batches queued for the notifier; when full, the router waits (the notifier
 /// only does in-memory work, so that is brief).
@@ -37,7 +37,7 @@ pub async fn run(
             e = events.recv() => e,
         };
         match event {
-            Some(ModelEvent::Samples(batch)) => manager.notify(&subscriptions, &batch),
+            Some(ModelEvent::Samples(_, batch)) => manager.notify(&subscriptions, &batch),
             Some(ModelEvent::Reloaded(r)) => manager.reload(r.table.clone()),
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}

@@ -2,52 +2,21 @@
 //! transitions out as samples of the alarm tags (so every consumer carries them like any
 //! tag), one log line per transition, and reactions handed to their own task.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use uaedge_driver::{Quality, Timestamp, Value};
 
-use super::Handle;
 use crate::anomaly::{alarm_path, AlarmEvent, AnomalyEngine, CheckSpec, ReactionRequest};
+use crate::bus::{AlarmStatus, Handle};
 use crate::model::{Sample, TagId, TagTable};
 
 /// Reactions waiting for their write. Alarms turn Active rarely; a full queue means the
 /// devices do not take writes, and waiting would stall the router, so the reaction is
 /// dropped with a warning instead.
 pub(super) const REACTION_QUEUE: usize = 64;
-
-/// Live alarm counters, shared with the diagnostics (OPC UA Runtime object, Sparkplug
-/// node metrics). Plain atomics: readers never wait on the router.
-#[derive(Debug, Default)]
-pub struct AlarmStatus {
-    checks: AtomicU64,
-    active: AtomicU64,
-    transitions: AtomicU64,
-}
-
-/// A copy of [`AlarmStatus`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AlarmCounts {
-    /// Configured checks (one alarm each).
-    pub checks: u64,
-    /// Alarms Active now.
-    pub active: u64,
-    /// Alarm transitions either way since start.
-    pub transitions: u64,
-}
-
-impl AlarmStatus {
-    pub fn snapshot(&self) -> AlarmCounts {
-        let r = Ordering::Relaxed;
-        AlarmCounts {
-            checks: self.checks.load(r),
-            active: self.active.load(r),
-            transitions: self.transitions.load(r),
-        }
-    }
-}
 
 /// A reaction on its way to the writer task.
 pub(super) struct Reaction {

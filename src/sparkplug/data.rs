@@ -22,44 +22,28 @@ const DRAIN_BATCH: usize = 64;
 const DRAIN_READS_PER_TICK: usize = 8;
 
 impl Node {
-    pub(super) fn on_samples(&mut self, batch: &[Sample]) {
+    /// One device's batch, as the router reported it.
+    pub(super) fn on_samples(&mut self, device: DeviceId, batch: &[Sample]) {
         let now = uaedge_driver::Timestamp::now();
-        // A batch comes from one device read; group anyway, keeping order within a device.
-        let mut groups: Vec<(DeviceId, Vec<&Sample>)> = Vec::new();
-        for (i, s) in batch.iter().enumerate() {
+        for s in batch {
             if let Some(state) = self.seen.get_mut(s.tag.index()) {
                 state.apply(s, now);
             }
-            let Some(def) = self.table.tag(s.tag) else {
-                continue;
-            };
-            match groups.iter_mut().find(|(d, _)| *d == def.device) {
-                Some((_, v)) => v.push(s),
-                None => {
-                    // Room for the rest of the batch: one allocation for the usual batch
-                    // of one device, not a doubling series of them.
-                    let mut v = Vec::with_capacity(batch.len() - i);
-                    v.push(s);
-                    groups.push((def.device, v));
-                }
-            }
         }
-        for (device, samples) in groups {
-            if self.settings.publish_period.is_none() {
-                self.on_device_samples(device, &samples);
-                continue;
+        if self.settings.publish_period.is_none() {
+            self.on_device_samples(device, batch);
+            return;
+        }
+        let d = device.index();
+        let full = match self.gathered.get_mut(d) {
+            Some(g) => {
+                g.extend(batch.iter().cloned());
+                g.len() >= MAX_GATHERED
             }
-            let d = device.index();
-            let full = match self.gathered.get_mut(d) {
-                Some(g) => {
-                    g.extend(samples.iter().map(|s| (*s).clone()));
-                    g.len() >= MAX_GATHERED
-                }
-                None => false,
-            };
-            if full {
-                self.flush_device(d);
-            }
+            None => false,
+        };
+        if full {
+            self.flush_device(d);
         }
     }
 
@@ -69,8 +53,7 @@ impl Node {
             return;
         };
         let samples = std::mem::take(gathered);
-        let refs: Vec<&Sample> = samples.iter().collect();
-        self.on_device_samples(DeviceId(u16::try_from(d).unwrap_or(u16::MAX)), &refs);
+        self.on_device_samples(DeviceId(u16::try_from(d).unwrap_or(u16::MAX)), &samples);
     }
 
     pub(super) fn flush_all(&mut self) {
@@ -79,7 +62,7 @@ impl Node {
         }
     }
 
-    fn on_device_samples(&mut self, device: DeviceId, samples: &[&Sample]) {
+    fn on_device_samples(&mut self, device: DeviceId, samples: &[Sample]) {
         let d = device.index();
         let Some(name) = self.table.device(device).map(|x| x.name.clone()) else {
             return;

@@ -109,80 +109,8 @@ mod session;
 pub mod topics;
 mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-
 pub use config::{RawSparkplug, SparkplugSettings};
 pub use node::{EdgeNode, MODEL_QUEUE, SHUTDOWN_DEADLINE};
-
-/// Live state of the edge node, shared with the rest of the runtime (OPC UA Runtime
-/// object, diagnostics). Plain atomics: readers never wait on the node.
-#[derive(Debug, Default)]
-pub struct SparkplugStatus {
-    pub(crate) connected: AtomicBool,
-    pub(crate) born: AtomicBool,
-    pub(crate) host_online: AtomicBool,
-    pub(crate) bd_seq: AtomicU64,
-    pub(crate) backlog_records: AtomicU64,
-    pub(crate) backlog_bytes: AtomicU64,
-    pub(crate) published: AtomicU64,
-    pub(crate) replayed: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    /// Publish → PUBACK of journal records, summed in µs, and how many: a Prometheus summary.
-    pub(crate) latency_sum_us: AtomicU64,
-    pub(crate) latency_count: AtomicU64,
-}
-
-/// A copy of [`SparkplugStatus`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatusSnapshot {
-    /// The MQTT connection is up (CONNACK received).
-    pub mqtt_connected: bool,
-    /// NBIRTH is out: data flows.
-    pub born: bool,
-    /// The primary host is online (always true without `primary_host_id`).
-    pub primary_host_online: bool,
-    pub bd_seq: u64,
-    /// Journal records (one device's batch each) not yet acknowledged by the broker.
-    pub backlog_records: u64,
-    pub backlog_bytes: u64,
-    /// Samples acknowledged by the broker (live and historical).
-    pub samples_published: u64,
-    /// Historical samples sent from the backlog.
-    pub samples_replayed: u64,
-    /// Journal records dropped: bounds, unreadable, or naming tags no longer configured.
-    pub records_dropped: u64,
-    /// Publish → PUBACK time of journal records: total in µs and how many were measured.
-    pub publish_latency_sum_us: u64,
-    pub publish_latency_count: u64,
-}
-
-impl SparkplugStatus {
-    pub fn snapshot(&self) -> StatusSnapshot {
-        let r = Ordering::Relaxed;
-        StatusSnapshot {
-            mqtt_connected: self.connected.load(r),
-            born: self.born.load(r),
-            primary_host_online: self.host_online.load(r),
-            bd_seq: self.bd_seq.load(r),
-            backlog_records: self.backlog_records.load(r),
-            backlog_bytes: self.backlog_bytes.load(r),
-            samples_published: self.published.load(r),
-            samples_replayed: self.replayed.load(r),
-            records_dropped: self.dropped.load(r),
-            publish_latency_sum_us: self.latency_sum_us.load(r),
-            publish_latency_count: self.latency_count.load(r),
-        }
-    }
-
-    pub(crate) fn record_latency(&self, latency: Option<std::time::Duration>) {
-        if let Some(l) = latency {
-            let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
-            self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
-            self.latency_count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Errors of the edge node that end up in logs.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +124,3 @@ pub enum SparkplugError {
         source: std::io::Error,
     },
 }
-
-/// Shared handle to the status.
-pub type StatusHandle = Arc<SparkplugStatus>;

@@ -18,9 +18,10 @@ use super::codec::{self, MetricSpec};
 use super::inflight::{Inflight, Track};
 use super::session::{Session, SessionEvent};
 use super::topics::Topics;
-use super::{SparkplugError, SparkplugSettings, SparkplugStatus};
+use super::{SparkplugError, SparkplugSettings};
+use crate::bus::SparkplugStatus;
+use crate::bus::{Handle, ModelEvent, Reloaded};
 use crate::model::{DeviceId, TagState, TagTable};
-use crate::runtime::{Handle, ModelEvent, Reloaded};
 use crate::store::{Journal, JournalConfig};
 
 /// Meta key of the last bdSeq used.
@@ -144,7 +145,7 @@ async fn run(
                 _ = stop.cancelled() => return,
                 _ = &mut retry => break,
                 ev = model.recv() => match ev {
-                    Some(ModelEvent::Samples(s)) => {
+                    Some(ModelEvent::Samples(_, s)) => {
                         status.dropped.fetch_add(1, Ordering::Relaxed);
                         debug!(samples = s.len(), "journal unavailable: batch dropped");
                     }
@@ -315,9 +316,7 @@ impl Node {
     }
 
     fn backoff(&mut self) {
-        let b = self.settings.reconnect;
-        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
-        let delay = b.min.get().saturating_mul(factor).min(b.max.get());
+        let delay = self.settings.reconnect.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         self.phase = Phase::Down {
             retry_at: Instant::now() + delay,
@@ -611,21 +610,11 @@ impl Node {
         // What was gathered names tags by the old table's ids.
         self.flush_all();
         let old = std::mem::replace(&mut self.table, reloaded.table.clone());
-        // What this node has seen, carried to the new ids by path; a new tag starts empty and
-        // fills from its first samples.
-        let seen = std::mem::take(&mut self.seen);
-        self.seen = self
-            .table
-            .tags()
-            .iter()
-            .map(|t| {
-                old.find_path(&t.path)
-                    .and_then(|id| seen.get(id.index()))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
-        if old.same_tag_set(&self.table) {
+        // The router's states at the swap: what a later birth reports is what the table
+        // held at this point of the stream, new tags (alarms `false`, disabled devices Bad)
+        // included.
+        self.seen.clone_from(&reloaded.states);
+        if !reloaded.tag_set_changed {
             debug!("reload kept the tag set: no rebirth");
             return;
         }
@@ -642,12 +631,7 @@ impl Node {
             }
         }
         let devices = self.table.devices().len();
-        self.up = self
-            .table
-            .devices()
-            .iter()
-            .map(|d| self.table.device_state(d.id).is_some_and(|s| s.connected))
-            .collect();
+        self.up.clone_from(&reloaded.connected);
         self.born = vec![false; devices];
         self.birth_due = vec![None; devices];
         self.gathered = vec![Vec::new(); devices];
@@ -660,7 +644,7 @@ impl Node {
     fn on_model(&mut self, ev: ModelEvent) {
         match ev {
             ModelEvent::Reloaded(r) => self.on_reload(&r),
-            ModelEvent::Samples(batch) => self.on_samples(&batch),
+            ModelEvent::Samples(device, batch) => self.on_samples(device, &batch),
             ModelEvent::DeviceUp(id) => {
                 let d = id.index();
                 if let Some(u) = self.up.get_mut(d) {

@@ -44,7 +44,7 @@ pub enum RecordError {
 }
 
 /// Encodes samples of one device. Returns the record and its newest sample time.
-pub fn encode(table: &TagTable, device: &str, samples: &[&Sample]) -> (Vec<u8>, Timestamp) {
+pub fn encode(table: &TagTable, device: &str, samples: &[Sample]) -> (Vec<u8>, Timestamp) {
     let mut newest = Timestamp(i64::MIN);
     let name = device.as_bytes();
     let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
@@ -203,8 +203,7 @@ mod tests {
                 time: Timestamp(1_700_000_000_123_457),
             },
         ];
-        let refs: Vec<&Sample> = samples.iter().collect();
-        let (bytes, newest) = encode(&t, "press3", &refs);
+        let (bytes, newest) = encode(&t, "press3", &samples);
         assert_eq!(newest, Timestamp(1_700_000_000_123_457));
         let (record, bad) = decode(&bytes).expect("decode");
         assert!(bad.is_empty());

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use uaedge::bus::ModelEvent;
 use uaedge::model::TagId;
-use uaedge::runtime::{ModelEvent, Runtime};
+use uaedge::runtime::Runtime;
 use uaedge_driver::{Quality, Value};
 
 use crate::common::eventually;
@@ -136,7 +137,7 @@ pub fn watch(rt: &Runtime, prefix: &str) -> Arc<Mutex<Seen>> {
     let out = seen.clone();
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            let ModelEvent::Samples(batch) = event else {
+            let ModelEvent::Samples(_, batch) = event else {
                 continue;
             };
             let mut s = out.lock();

@@ -1,0 +1,71 @@
+//! What subscribers receive from the router, in the order it happened.
+
+use std::sync::Arc;
+
+use crate::model::{DeviceId, Sample, TagState, TagTable};
+
+/// Samples a queue of batches may hold. A batch is one device read, from a handful of tags
+/// to tens of thousands, so a depth in batches alone would let a consumer that falls behind
+/// (an overloaded broker, a slow disk) queue hundreds of megabytes of big devices' reads.
+const SAMPLES_IN_FLIGHT: usize = 65_536;
+/// Batches a queue keeps at least, so devices still interleave.
+const MIN_QUEUE: usize = 4;
+
+/// What subscribers receive, in order. The router is the only sender, and the only writer
+/// of the [`TagTable`]: a subscriber that applies every event to the states it started
+/// from holds exactly what the table held at that point of the stream.
+#[derive(Debug, Clone)]
+pub enum ModelEvent {
+    /// Samples that passed report-by-exception (and alarm transitions), all of one device,
+    /// as one batch from one read.
+    Samples(DeviceId, Arc<Vec<Sample>>),
+    /// A device's link came up (its tags follow as samples).
+    DeviceUp(DeviceId),
+    /// A device's link went down; its tags are Bad from now on.
+    DeviceDown(DeviceId),
+    /// A reload replaced the table: TagIds and DeviceIds of every later event refer to the
+    /// new one.
+    Reloaded(Arc<Reloaded>),
+}
+
+/// What a reload changed, as subscribers learn it: the new table and what it held at the
+/// moment of the swap, so that a subscriber takes its state from the router rather than
+/// working it out again.
+pub struct Reloaded {
+    pub table: Arc<TagTable>,
+    /// Every tag's state at the swap, by [`crate::model::TagId`] of `table`: the kept
+    /// devices' carried over, the new ones as configured (alarm tags `false`, disabled
+    /// devices' tags Bad OutOfService).
+    pub states: Vec<TagState>,
+    /// Every device's link at the swap, by [`DeviceId`] of `table`.
+    pub connected: Vec<bool>,
+    /// `false` when every tag kept its id, type, units and access (see
+    /// [`TagTable::same_tag_set`]): Sparkplug needs no rebirth then.
+    pub tag_set_changed: bool,
+}
+
+impl std::fmt::Debug for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloaded")
+            .field("devices", &self.table.devices().len())
+            .field("tags", &self.table.tags().len())
+            .field("tag_set_changed", &self.tag_set_changed)
+            .finish()
+    }
+}
+
+/// `wanted` batches, but no more than [`SAMPLES_IN_FLIGHT`] samples of the largest device's
+/// batches (at least [`MIN_QUEUE`]). Sized when the queue is made: a reload that adds a
+/// bigger device keeps the depths it finds.
+pub fn queue_depth(table: &TagTable, wanted: usize) -> usize {
+    let largest = table
+        .devices()
+        .iter()
+        .map(|d| d.tag_count as usize)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    wanted
+        .min((SAMPLES_IN_FLIGHT / largest).max(MIN_QUEUE))
+        .max(1)
+}

@@ -1,0 +1,185 @@
+//! The way into the running model, and its one writer's side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+use uaedge_driver::{LinkError, Value, WriteError};
+
+use super::event::{queue_depth, ModelEvent};
+use super::status::{AlarmCounts, ConnectionStats, SparkplugStatus, Status};
+use crate::model::{TagId, TagTable};
+
+/// How long a write may wait for its device (queued behind a slow poll, say).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The model as a [`Handle`] sees it, swapped as one by a reload: the table and the ways
+/// to its devices always belong together.
+pub struct ModelView {
+    pub table: Arc<TagTable>,
+    /// Each device's write queue, by [`crate::model::DeviceId`]; `None` while disabled.
+    pub writers: Vec<Option<mpsc::Sender<WriteRequest>>>,
+}
+
+/// A write on its way to a device's task.
+pub struct WriteRequest {
+    /// The tag's index within its device.
+    pub local: u32,
+    /// Already unscaled to the device's raw type.
+    pub value: Value,
+    pub reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+type Subscribers = Arc<Mutex<Vec<mpsc::Sender<ModelEvent>>>>;
+
+/// A cheap, cloneable way into the running model: read it, write to devices, subscribe.
+/// It follows reloads: each call sees the table in force at that moment.
+#[derive(Clone)]
+pub struct Handle {
+    view: Arc<RwLock<Arc<ModelView>>>,
+    subscribers: Subscribers,
+    status: Arc<Status>,
+    probes: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// The router's side of the bus: it alone changes the view and sends events, so both
+/// change between the same two events.
+pub struct Publisher {
+    view: Arc<RwLock<Arc<ModelView>>>,
+    subscribers: Subscribers,
+}
+
+impl Handle {
+    /// A bus over `view`, the handle into it and its publisher. `probes` reach whoever
+    /// answers [`Handle::probe`] (the router).
+    pub fn new(view: ModelView, probes: mpsc::Sender<oneshot::Sender<()>>) -> (Handle, Publisher) {
+        let view = Arc::new(RwLock::new(Arc::new(view)));
+        let subscribers = Subscribers::default();
+        let publisher = Publisher {
+            view: view.clone(),
+            subscribers: subscribers.clone(),
+        };
+        let handle = Handle {
+            view,
+            subscribers,
+            status: Arc::default(),
+            probes,
+        };
+        (handle, publisher)
+    }
+
+    /// The table in force now. Hold the `Arc` for a consistent view across several calls;
+    /// a reload replaces it (subscribers learn when from [`ModelEvent::Reloaded`]).
+    pub fn table(&self) -> Arc<TagTable> {
+        self.view.read().table.clone()
+    }
+
+    /// Where components report how they are doing.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    /// The Sparkplug edge node's live status (MQTT connected, primary host, backlog), when
+    /// the config has a `sparkplug:` section.
+    pub fn sparkplug_status(&self) -> Option<Arc<SparkplugStatus>> {
+        self.status.sparkplug()
+    }
+
+    /// Connections to the OPC UA port: accepted, open, failed before a secure channel.
+    pub fn opcua_connections(&self) -> &Arc<ConnectionStats> {
+        &self.status.opcua_connections
+    }
+
+    /// Anomaly alarms: configured, Active now, transitions since start.
+    pub fn alarm_counts(&self) -> AlarmCounts {
+        self.status.alarms.snapshot()
+    }
+
+    /// Whether the router answers within `limit`: the liveness the systemd watchdog reports.
+    /// It travels the router's own loop, so a wedged pipeline stops the pings.
+    pub async fn probe(&self, limit: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        tokio::time::timeout(limit, async {
+            self.probes.send(tx).await.is_ok() && rx.await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Subscribes to model events. The router waits for a full subscriber (backpressure
+    /// reaches the drivers), so a subscriber must keep reading; `capacity` is in batches, and
+    /// fewer where the devices' batches are big (see [`queue_depth`]).
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<ModelEvent> {
+        let (tx, rx) = mpsc::channel(queue_depth(&self.table(), capacity));
+        self.subscribers.lock().push(tx);
+        rx
+    }
+
+    /// Writes a value to a tag's device. The value may be of any type that converts to the
+    /// tag's type; scaling is undone before it reaches the driver.
+    pub async fn write(&self, tag: TagId, value: &Value) -> Result<(), WriteError> {
+        let view = self.view.read().clone();
+        let def = view
+            .table
+            .tag(tag)
+            .ok_or_else(|| WriteError::Rejected(format!("no tag with id {}", tag.0)))?;
+        if !def.writable {
+            return Err(WriteError::NotWritable);
+        }
+        let raw = def
+            .to_raw(value)
+            .map_err(|e| WriteError::TypeMismatch(e.to_string()))?;
+        let sender = view
+            .writers
+            .get(def.device.index())
+            .and_then(Option::as_ref)
+            .ok_or_else(|| WriteError::Link(LinkError::not_connected("device is disabled")))?;
+        let (reply, answer) = oneshot::channel();
+        let request = WriteRequest {
+            local: def.local,
+            value: raw,
+            reply,
+        };
+        let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
+            sender
+                .send(request)
+                .await
+                .map_err(|_| WriteError::Link(LinkError::not_connected("device task stopped")))?;
+            answer
+                .await
+                .map_err(|_| WriteError::Link(LinkError::not_connected("device task stopped")))?
+        })
+        .await;
+        let result = sent.unwrap_or_else(|_| {
+            Err(WriteError::Link(LinkError::timeout(
+                "the device did not take the write in time",
+            )))
+        });
+        match &result {
+            Ok(()) => info!(tag = %def.path, value = %value, "write done"),
+            Err(e) => warn!(tag = %def.path, value = %value, error = %e, "write failed"),
+        }
+        result
+    }
+}
+
+impl Publisher {
+    /// Replaces what handles see, between two events.
+    pub fn install(&self, view: Arc<ModelView>) {
+        *self.view.write() = view;
+    }
+
+    /// Sends `event` to every subscriber, waiting for the full ones; forgets the gone.
+    pub async fn publish(&self, event: ModelEvent) {
+        let subscribers: Vec<_> = self.subscribers.lock().clone();
+        let mut gone = false;
+        for s in &subscribers {
+            gone |= s.send(event.clone()).await.is_err();
+        }
+        if gone {
+            self.subscribers.lock().retain(|s| !s.is_closed());
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! What components report about themselves, in one neutral place: the component writes,
+//! readers (`/metrics`, the OPC UA Runtime object, the Sparkplug node metrics) read. Plain
+//! atomics: a reader never waits on the component it watches.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+/// Every component's status, shared by all [`super::Handle`]s of one runtime. It outlives
+/// component restarts by a reload, so counters that only grow keep growing.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Written by the router's anomaly checks.
+    pub alarms: Arc<AlarmStatus>,
+    /// Written by the OPC UA server's gate.
+    pub opcua_connections: Arc<ConnectionStats>,
+    /// The edge node running now, when the config has a `sparkplug:` section; a restarted
+    /// node starts with a fresh one.
+    sparkplug: RwLock<Option<Arc<SparkplugStatus>>>,
+}
+
+impl Status {
+    pub fn sparkplug(&self) -> Option<Arc<SparkplugStatus>> {
+        self.sparkplug.read().clone()
+    }
+
+    /// Set by whoever starts (or stops, with `None`) the edge node.
+    pub fn set_sparkplug(&self, status: Option<Arc<SparkplugStatus>>) {
+        *self.sparkplug.write() = status;
+    }
+}
+
+/// Live alarm counters, shared with the diagnostics (OPC UA Runtime object, Sparkplug
+/// node metrics). Plain atomics: readers never wait on the router.
+#[derive(Debug, Default)]
+pub struct AlarmStatus {
+    pub(crate) checks: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) transitions: AtomicU64,
+}
+
+/// A copy of [`AlarmStatus`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmCounts {
+    /// Configured checks (one alarm each).
+    pub checks: u64,
+    /// Alarms Active now.
+    pub active: u64,
+    /// Alarm transitions either way since start.
+    pub transitions: u64,
+}
+
+impl AlarmStatus {
+    pub fn snapshot(&self) -> AlarmCounts {
+        let r = Ordering::Relaxed;
+        AlarmCounts {
+            checks: self.checks.load(r),
+            active: self.active.load(r),
+            transitions: self.transitions.load(r),
+        }
+    }
+}
+
+/// Live state of the edge node, shared with the rest of the runtime (OPC UA Runtime
+/// object, diagnostics). Plain atomics: readers never wait on the node.
+#[derive(Debug, Default)]
+pub struct SparkplugStatus {
+    pub(crate) connected: AtomicBool,
+    pub(crate) born: AtomicBool,
+    pub(crate) host_online: AtomicBool,
+    pub(crate) bd_seq: AtomicU64,
+    pub(crate) backlog_records: AtomicU64,
+    pub(crate) backlog_bytes: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    /// Publish → PUBACK of journal records, summed in µs, and how many: a Prometheus summary.
+    pub(crate) latency_sum_us: AtomicU64,
+    pub(crate) latency_count: AtomicU64,
+}
+
+/// A copy of [`SparkplugStatus`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    /// The MQTT connection is up (CONNACK received).
+    pub mqtt_connected: bool,
+    /// NBIRTH is out: data flows.
+    pub born: bool,
+    /// The primary host is online (always true without `primary_host_id`).
+    pub primary_host_online: bool,
+    pub bd_seq: u64,
+    /// Journal records (one device's batch each) not yet acknowledged by the broker.
+    pub backlog_records: u64,
+    pub backlog_bytes: u64,
+    /// Samples acknowledged by the broker (live and historical).
+    pub samples_published: u64,
+    /// Historical samples sent from the backlog.
+    pub samples_replayed: u64,
+    /// Journal records dropped: bounds, unreadable, or naming tags no longer configured.
+    pub records_dropped: u64,
+    /// Publish → PUBACK time of journal records: total in µs and how many were measured.
+    pub publish_latency_sum_us: u64,
+    pub publish_latency_count: u64,
+}
+
+impl SparkplugStatus {
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let r = Ordering::Relaxed;
+        StatusSnapshot {
+            mqtt_connected: self.connected.load(r),
+            born: self.born.load(r),
+            primary_host_online: self.host_online.load(r),
+            bd_seq: self.bd_seq.load(r),
+            backlog_records: self.backlog_records.load(r),
+            backlog_bytes: self.backlog_bytes.load(r),
+            samples_published: self.published.load(r),
+            samples_replayed: self.replayed.load(r),
+            records_dropped: self.dropped.load(r),
+            publish_latency_sum_us: self.latency_sum_us.load(r),
+            publish_latency_count: self.latency_count.load(r),
+        }
+    }
+
+    pub(crate) fn record_latency(&self, latency: Option<std::time::Duration>) {
+        if let Some(l) = latency {
+            let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
+            self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+            self.latency_count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the gate has seen since the process started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    /// Connections that ended before their secure channel opened.
+    pub handshake_failures: AtomicU64,
+}
+
+impl ConnectionStats {
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.accepted.load(Ordering::Relaxed),
+            self.open.load(Ordering::Relaxed),
+            self.handshake_failures.load(Ordering::Relaxed),
+        )
+    }
+}

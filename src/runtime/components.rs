@@ -1,0 +1,183 @@
+//! The components the runtime starts over the bus (Sparkplug edge node, OPC UA server,
+//! metrics endpoint), each from its own config section, each restarted alone when only
+//! its section changes. A new component is one field here and one in [`Sections`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::device_task::STAGE_DEADLINE;
+use crate::bus::{Handle, SparkplugStatus};
+use crate::config::{Config, MetricsConfig};
+use crate::opcua_server::{OpcUaServer, OpcUaSettings};
+use crate::sparkplug::{EdgeNode, SparkplugSettings};
+
+/// The sections whose change restarts their component.
+#[derive(PartialEq)]
+pub(super) struct Sections {
+    state_dir: PathBuf,
+    sparkplug: Option<SparkplugSettings>,
+    opcua: Option<OpcUaSettings>,
+    metrics: Option<MetricsConfig>,
+}
+
+impl Sections {
+    pub fn take(config: &mut Config) -> Sections {
+        Sections {
+            state_dir: std::mem::take(&mut config.state_dir),
+            sparkplug: config.sparkplug.take(),
+            opcua: config.opcua.take(),
+            metrics: config.metrics.take(),
+        }
+    }
+
+    /// The edge node journals under `state_dir`, so a new one restarts it too.
+    fn sparkplug_differs(&self, other: &Sections) -> bool {
+        self.sparkplug != other.sparkplug || self.state_dir != other.state_dir
+    }
+
+    /// The server keeps its PKI under `state_dir`.
+    fn opcua_differs(&self, other: &Sections) -> bool {
+        self.opcua != other.opcua || self.state_dir != other.state_dir
+    }
+}
+
+pub(super) struct Components {
+    sections: Sections,
+    sparkplug: Option<EdgeNode>,
+    opcua: Option<OpcUaServer>,
+    metrics: Option<(CancellationToken, JoinHandle<()>)>,
+}
+
+impl Components {
+    /// Starts every configured component. The edge node subscribes here, so when this
+    /// runs before the devices start it sees every first event.
+    pub fn start(sections: Sections, handle: &Handle, cancel: &CancellationToken) -> Components {
+        Components {
+            sparkplug: start_sparkplug(&sections, handle),
+            opcua: crate::opcua_server::start_from_config(
+                sections.opcua.clone(),
+                &sections.state_dir,
+                handle,
+            ),
+            metrics: start_metrics(sections.metrics, handle, cancel),
+            sections,
+        }
+    }
+
+    pub fn opcua(&self) -> Option<&OpcUaServer> {
+        self.opcua.as_ref()
+    }
+
+    /// The first half of a reload, before the new table is in force: an edge node whose
+    /// section changed stops, so that its successor subscribes to the new table. `true`
+    /// when it must restart.
+    pub async fn stop_changed_sparkplug(&mut self, next: &Sections) -> bool {
+        if !next.sparkplug_differs(&self.sections) {
+            return false;
+        }
+        if let Some(node) = self.sparkplug.take() {
+            if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
+                warn!("Sparkplug edge node did not stop within the shutdown deadline");
+            }
+        }
+        true
+    }
+
+    /// The second half, after the swap: the changed components start again. Returns their
+    /// names.
+    pub async fn restart_changed(
+        &mut self,
+        next: Sections,
+        sparkplug_stopped: bool,
+        handle: &Handle,
+        cancel: &CancellationToken,
+    ) -> Vec<&'static str> {
+        let mut restarted = Vec::new();
+        if sparkplug_stopped {
+            self.sparkplug = start_sparkplug(&next, handle);
+            restarted.push("sparkplug");
+        }
+        if next.opcua_differs(&self.sections) {
+            if let Some(server) = self.opcua.take() {
+                if !server.shutdown().await {
+                    warn!("OPC UA server did not stop within the shutdown deadline");
+                }
+            }
+            self.opcua =
+                crate::opcua_server::start_from_config(next.opcua.clone(), &next.state_dir, handle);
+            restarted.push("opcua");
+        }
+        if next.metrics != self.sections.metrics {
+            if let Some((cancel, task)) = self.metrics.take() {
+                cancel.cancel();
+                if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
+                    warn!("metrics endpoint did not stop within the shutdown deadline");
+                }
+            }
+            self.metrics = start_metrics(next.metrics, handle, cancel);
+            restarted.push("metrics");
+        }
+        self.sections = next;
+        restarted
+    }
+
+    /// Stops them after the router drained: the edge node journals the last samples,
+    /// commits the store, publishes NDEATH and disconnects; the OPC UA server goes last,
+    /// so SCADA clients keep seeing values and qualities until everything else stopped.
+    /// The names of those that missed their deadline go to `late`.
+    pub async fn shutdown(self, late: &mut Vec<String>) {
+        if let Some(node) = self.sparkplug {
+            if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
+                warn!("Sparkplug edge node did not stop within the shutdown deadline");
+                late.push("sparkplug".to_string());
+            }
+        }
+        // Cancelled with the runtime's token.
+        if let Some((_, task)) = self.metrics {
+            if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
+                late.push("metrics".to_string());
+            }
+        }
+        if let Some(server) = self.opcua {
+            if !server.shutdown().await {
+                warn!("OPC UA server did not stop within the shutdown deadline");
+                late.push("opcua".to_string());
+            }
+        }
+    }
+}
+
+fn start_sparkplug(sections: &Sections, handle: &Handle) -> Option<EdgeNode> {
+    let node = sections.sparkplug.clone().map(|settings| {
+        let events = handle.subscribe(crate::sparkplug::MODEL_QUEUE);
+        let status = Arc::new(SparkplugStatus::default());
+        EdgeNode::start(settings, handle.clone(), events, status)
+    });
+    handle
+        .status()
+        .set_sparkplug(node.as_ref().map(EdgeNode::status));
+    node
+}
+
+fn start_metrics(
+    config: Option<MetricsConfig>,
+    handle: &Handle,
+    cancel: &CancellationToken,
+) -> Option<(CancellationToken, JoinHandle<()>)> {
+    config.map(|m| {
+        let (handle, cancel) = (handle.clone(), cancel.child_token());
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            match crate::metrics::bind(m.listen).await {
+                Ok(listener) => crate::metrics::serve(listener, handle, cancel).await,
+                // Metrics are for watching; the plant's data keeps flowing without them.
+                Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
+            }
+        });
+        (stop, task)
+    })
+}

@@ -1,0 +1,386 @@
+//! The router: readings in from the device tasks, the model out to the subscribers. It is
+//! the only writer of the [`TagTable`], so the table and the event stream never disagree.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
+
+use super::alarms::Alarms;
+use crate::anomaly::CheckSpec;
+use crate::bus::{ModelEvent, ModelView, Publisher, Reloaded};
+use crate::model::{DeviceId, Sample, TagId, TagTable};
+
+/// How often time-based checks (flatline by duration, `delay`) are judged without samples.
+const ALARM_TICK: Duration = Duration::from_secs(1);
+
+/// Names a device task. It stays the same across reloads while the device's
+/// [`DeviceId`] (its place in the config) may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct TaskId(pub u64);
+
+/// What the router's queue carries.
+pub(super) enum RouterMsg {
+    /// From a device task.
+    Device(TaskId, DeviceEvent),
+    /// From [`super::Runtime::reload`]: a new table, between two device events.
+    Install(Box<Install>),
+}
+
+pub(super) enum DeviceEvent {
+    Readings(Vec<Reading>, Timestamp),
+    Up,
+    Down(LinkError),
+}
+
+/// A table for the router, and everything that goes with it.
+pub(super) struct Install {
+    pub view: Arc<ModelView>,
+    pub tasks: HashMap<TaskId, DeviceId>,
+    /// Devices whose links keep running: their state carries over.
+    pub kept: HashSet<String>,
+    /// Devices not started: their driver tags are Bad OutOfService.
+    pub disabled: Vec<DeviceId>,
+    pub checks: Vec<CheckSpec>,
+    pub log_values: bool,
+    /// Answered once the table is in force: whether the tag set changed.
+    pub done: oneshot::Sender<bool>,
+}
+
+pub(super) struct Router {
+    table: Arc<TagTable>,
+    bus: Publisher,
+    tasks: HashMap<TaskId, DeviceId>,
+    log_values: bool,
+    /// Last reported value and quality per tag: the router's own copy, so report-by-exception
+    /// needs no lock on the table.
+    reported: Vec<Option<(Option<Value>, Quality)>>,
+    alarms: Alarms,
+}
+
+impl Router {
+    /// A router over the table the bus starts with; `disabled` devices' tags turn Bad
+    /// OutOfService before anyone reads them.
+    pub fn new(
+        table: Arc<TagTable>,
+        bus: Publisher,
+        tasks: HashMap<TaskId, DeviceId>,
+        disabled: &[DeviceId],
+        log_values: bool,
+        alarms: Alarms,
+    ) -> Router {
+        mark_out_of_service(&table, disabled);
+        Router {
+            reported: vec![None; table.tags().len()],
+            table,
+            bus,
+            tasks,
+            log_values,
+            alarms,
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<RouterMsg>,
+        mut probes: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut alarm_tick = tokio::time::interval(ALARM_TICK);
+        alarm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Only the queue decides when the router ends: handles keep the probe channel
+            // open for as long as they live.
+            tokio::select! {
+                msg = queue.recv() => match msg {
+                    Some(RouterMsg::Device(task, event)) => self.on_device(task, event).await,
+                    Some(RouterMsg::Install(install)) => self.install(*install).await,
+                    None => break,
+                },
+                Some(probe) = probes.recv() => {
+                    // The prober may have given up already; nothing to tell it then.
+                    let _ = probe.send(());
+                }
+                _ = alarm_tick.tick() => self.tick_alarms().await,
+            }
+        }
+        debug!("router stopped");
+    }
+
+    pub(super) async fn on_device(&mut self, task: TaskId, event: DeviceEvent) {
+        // A task stopped by a reload may have sent a last event; its device is gone.
+        let Some(&device) = self.tasks.get(&task) else {
+            return;
+        };
+        match event {
+            DeviceEvent::Readings(readings, read_time) => {
+                let samples = self.process(device, &readings, read_time);
+                self.publish_samples(device, samples).await;
+            }
+            DeviceEvent::Up => {
+                self.table.update_device(device, |s| {
+                    if s.last_error.is_some() {
+                        s.reconnects += 1;
+                    }
+                    s.connected = true;
+                });
+                self.bus.publish(ModelEvent::DeviceUp(device)).await;
+            }
+            DeviceEvent::Down(error) => {
+                self.table.update_device(device, |s| {
+                    s.connected = false;
+                    s.last_error = Some(error.to_string());
+                });
+                let quality = error.quality();
+                let now = Timestamp::now();
+                // The driver's tags only: alarm tags keep their state (the checks hold
+                // them while samples are Bad).
+                let readings: Vec<Reading> =
+                    (0..self.table.device(device).map_or(0, |d| d.driver_tags))
+                        .map(|local| Reading {
+                            tag: local,
+                            value: None,
+                            quality,
+                            source_time: Some(now),
+                        })
+                        .collect();
+                let samples = self.process(device, &readings, now);
+                self.bus.publish(ModelEvent::DeviceDown(device)).await;
+                self.publish_samples(device, samples).await;
+            }
+        }
+    }
+
+    /// Takes over a reload's table: the kept devices' state by path, the new checks, and
+    /// the handles' view, then tells the subscribers with the states of this moment.
+    pub(super) async fn install(&mut self, install: Install) {
+        let table = install.view.table.clone();
+        table.carry_over(&self.table, &install.kept);
+        mark_out_of_service(&table, &install.disabled);
+        let mut reported = vec![None; table.tags().len()];
+        for device in table
+            .devices()
+            .iter()
+            .filter(|d| install.kept.contains(&d.name))
+        {
+            for id in device.driver_tag_ids() {
+                let old = table
+                    .tag(id)
+                    .and_then(|t| self.table.find_path(&t.path))
+                    .and_then(|o| self.reported.get(o.index()).cloned().flatten());
+                if let Some(slot) = reported.get_mut(id.index()) {
+                    *slot = old;
+                }
+            }
+        }
+        // The checks start afresh, so their alarms start normal; an alarm that was Active
+        // is told to clear, or clients would hold it Active with nothing left to end it.
+        let now = Timestamp::now();
+        let mut cleared = Vec::new();
+        for device in table.devices() {
+            for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
+                let was_active = table
+                    .tag(id)
+                    .and_then(|t| self.table.find_path(&t.path))
+                    .and_then(|o| self.table.state(o))
+                    .is_some_and(|s| s.value == Some(Value::Boolean(true)));
+                if was_active {
+                    cleared.push(Sample {
+                        tag: id,
+                        value: Some(Value::Boolean(false)),
+                        quality: Quality::Good,
+                        time: now,
+                    });
+                }
+            }
+        }
+        for s in &cleared {
+            if let Some(slot) = reported.get_mut(s.tag.index()) {
+                *slot = Some((s.value.clone(), s.quality));
+            }
+        }
+        self.reported = reported;
+        self.alarms.replace(install.checks);
+        self.log_values = install.log_values;
+        self.tasks = install.tasks;
+        let old = std::mem::replace(&mut self.table, table.clone());
+        self.bus.install(install.view);
+        let tag_set_changed = !old.same_tag_set(&table);
+        // The reload waits for this, not for the subscribers.
+        let _ = install.done.send(tag_set_changed);
+        let reloaded = Reloaded {
+            states: table.states(|s| s.to_vec()),
+            connected: (0..table.devices().len())
+                .map(|d| {
+                    let id = DeviceId(u16::try_from(d).unwrap_or(u16::MAX));
+                    table.device_state(id).is_some_and(|s| s.connected)
+                })
+                .collect(),
+            table: table.clone(),
+            tag_set_changed,
+        };
+        self.bus
+            .publish(ModelEvent::Reloaded(Arc::new(reloaded)))
+            .await;
+        if !cleared.is_empty() {
+            info!(
+                alarms = cleared.len(),
+                "alarms cleared: the reload restarted their checks"
+            );
+            self.publish_mixed(cleared, now).await;
+        }
+    }
+
+    /// Scaling, checks and report-by-exception over one device's readings; what is to be
+    /// reported (with the alarm transitions they caused) is applied to the table and
+    /// returned.
+    pub(super) fn process(
+        &mut self,
+        device: DeviceId,
+        readings: &[Reading],
+        read_time: Timestamp,
+    ) -> Vec<Sample> {
+        let Some(def) = self.table.device(device) else {
+            return Vec::new();
+        };
+        let (first, count) = (def.first_tag, def.driver_tags);
+        let mut samples = Vec::with_capacity(readings.len());
+        for r in readings {
+            if r.tag >= count {
+                warn!(device = %def.name, tag = r.tag, "driver reported a tag it does not have");
+                continue;
+            }
+            let id = TagId(first + r.tag);
+            let Some(tag) = self.table.tag(id) else {
+                continue;
+            };
+            let (value, quality) = match &r.value {
+                Some(raw) => match tag.from_raw(raw) {
+                    Ok(v) => (Some(v), r.quality),
+                    Err(e) => {
+                        debug!(tag = %tag.path, error = %e, "value does not fit the tag");
+                        (None, Quality::Bad(BadReason::ConfigError))
+                    }
+                },
+                None => (None, r.quality),
+            };
+            let time = r.source_time.unwrap_or(read_time);
+            // Before report-by-exception: a flatline must see the unchanged values too.
+            if self.alarms.has_checks(id) {
+                self.alarms.observe(id, value.as_ref(), quality, time);
+            }
+            let Some(last) = self.reported.get_mut(id.index()) else {
+                continue;
+            };
+            let report = match last {
+                None => true,
+                Some((old_value, old_quality)) => {
+                    *old_quality != quality
+                        || match (old_value.as_ref(), value.as_ref()) {
+                            (Some(a), Some(b)) => tag.exceeds_deadband(a, b),
+                            (None, Some(_)) => true,
+                            _ => false,
+                        }
+                }
+            };
+            if !report {
+                continue;
+            }
+            let kept = value
+                .clone()
+                .or_else(|| last.as_ref().and_then(|s| s.0.clone()));
+            *last = Some((kept, quality));
+            if self.log_values {
+                match &value {
+                    Some(v) => {
+                        info!(target: "uaedge::values", device = %def.name, tag = %tag.path.tag, value = %v, units = tag.units.as_deref().unwrap_or(""), quality = %quality, "value")
+                    }
+                    None => {
+                        info!(target: "uaedge::values", device = %def.name, tag = %tag.path.tag, quality = %quality, "no value")
+                    }
+                }
+            }
+            samples.push(Sample {
+                tag: id,
+                value,
+                quality,
+                time,
+            });
+        }
+        let reported = samples.len() as u64;
+        self.table.update_device(device, |s| {
+            s.samples_in += readings.len() as u64;
+            s.samples_out += reported;
+        });
+        // Alarm transitions travel in the same batch as the reading that caused them; an
+        // alarm tag belongs to the device of the tag its check watches.
+        self.alarms
+            .drain(&self.table, &mut samples, &mut self.reported);
+        self.table.apply(&samples, read_time);
+        samples
+    }
+
+    /// Time-based alarm transitions, published as batches of their own.
+    async fn tick_alarms(&mut self) {
+        let now = Timestamp::now();
+        self.alarms.tick(now);
+        let mut samples = Vec::new();
+        self.alarms
+            .drain(&self.table, &mut samples, &mut self.reported);
+        self.publish_mixed(samples, now).await;
+    }
+
+    /// Applies and publishes samples of any devices, one batch per device in the order
+    /// each device first appears.
+    async fn publish_mixed(&mut self, samples: Vec<Sample>, now: Timestamp) {
+        if samples.is_empty() {
+            return;
+        }
+        self.table.apply(&samples, now);
+        let mut batches: Vec<(DeviceId, Vec<Sample>)> = Vec::new();
+        for s in samples {
+            let Some(device) = self.table.tag(s.tag).map(|t| t.device) else {
+                continue;
+            };
+            match batches.iter_mut().find(|(d, _)| *d == device) {
+                Some((_, batch)) => batch.push(s),
+                None => batches.push((device, vec![s])),
+            }
+        }
+        for (device, batch) in batches {
+            self.publish_samples(device, batch).await;
+        }
+    }
+
+    async fn publish_samples(&self, device: DeviceId, samples: Vec<Sample>) {
+        if !samples.is_empty() {
+            self.bus
+                .publish(ModelEvent::Samples(device, Arc::new(samples)))
+                .await;
+        }
+    }
+}
+
+/// Disabled devices' driver tags turn Bad OutOfService. Alarm tags stay Good and false:
+/// no check runs on a disabled device.
+fn mark_out_of_service(table: &TagTable, devices: &[DeviceId]) {
+    let now = Timestamp::now();
+    for &id in devices {
+        info!(device = %table.device(id).map_or("?", |d| d.name.as_str()), "device disabled in config");
+        let samples: Vec<Sample> = table
+            .device(id)
+            .map(|d| d.driver_tag_ids())
+            .into_iter()
+            .flatten()
+            .map(|tag| Sample {
+                tag,
+                value: None,
+                quality: Quality::Bad(BadReason::OutOfService),
+                time: now,
+            })
+            .collect();
+        table.apply(&samples, now);
+    }
+}

@@ -1,0 +1,280 @@
+//! The router alone: a table from a real config, the bus's own channels, events handed in
+//! as the device tasks would. No sockets, no drivers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
+
+use super::alarms::{self, Alarms};
+use super::router::{DeviceEvent, Install, Router, TaskId};
+use crate::bus::{Handle, ModelEvent, ModelView};
+use crate::config::Config;
+use crate::model::{DeviceId, Sample, TagTable};
+
+const LINE: &str = "  - name: line\n    driver: enip-sim\n    tags:\n      - { name: temp, type: int16, address: Temp, scale: { gain: 0.1 } }\n      - { name: flow, type: float64, address: Flow, deadband: { absolute: 0.5 } }\n";
+const PRESS: &str = "  - name: press\n    driver: enip-sim\n    tags:\n      - name: pressure\n        type: float64\n        address: P\n        checks: [{ kind: limits, hi: 100 }]\n";
+const SPARE: &str = "  - name: spare\n    driver: enip-sim\n    enabled: false\n    tags:\n      - { name: x, type: float64, address: X }\n";
+
+fn config(devices: &[&str]) -> Config {
+    let text = format!("devices:\n{}", devices.concat());
+    Config::parse("t.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+struct Rig {
+    router: Router,
+    handle: Handle,
+    events: mpsc::Receiver<ModelEvent>,
+    table: Arc<TagTable>,
+    _reactions: mpsc::Receiver<alarms::Reaction>,
+}
+
+/// A router over `devices`, task `i + 1` feeding device `i`.
+fn rig(devices: &[&str]) -> Rig {
+    let mut config = config(devices);
+    let table = Arc::new(config.take_tag_table());
+    let view = ModelView {
+        table: table.clone(),
+        writers: vec![None; table.devices().len()],
+    };
+    let (probes, _) = mpsc::channel(1);
+    let (handle, publisher) = Handle::new(view, probes);
+    let events = handle.subscribe(64);
+    let (reactions_tx, reactions) = mpsc::channel(4);
+    let alarms = Alarms::new(
+        std::mem::take(&mut config.checks),
+        handle.status().alarms.clone(),
+        reactions_tx,
+    );
+    let tasks = (0..table.devices().len())
+        .map(|i| (TaskId(i as u64 + 1), DeviceId(i as u16)))
+        .collect();
+    let disabled: Vec<DeviceId> = config
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.enabled)
+        .map(|(i, _)| DeviceId(i as u16))
+        .collect();
+    let router = Router::new(table.clone(), publisher, tasks, &disabled, false, alarms);
+    Rig {
+        router,
+        handle,
+        events,
+        table,
+        _reactions: reactions,
+    }
+}
+
+fn reading(tag: u32, value: Value) -> Reading {
+    Reading {
+        tag,
+        value: Some(value),
+        quality: Quality::Good,
+        source_time: None,
+    }
+}
+
+impl Rig {
+    async fn read(&mut self, task: u64, readings: Vec<Reading>) {
+        let event = DeviceEvent::Readings(readings, Timestamp::now());
+        self.router.on_device(TaskId(task), event).await;
+    }
+
+    /// The next event's samples, checked to come from `device`.
+    fn samples(&mut self, device: u16) -> Vec<Sample> {
+        match self.events.try_recv() {
+            Ok(ModelEvent::Samples(d, batch)) => {
+                assert_eq!(d, DeviceId(device), "batch from another device");
+                batch.to_vec()
+            }
+            other => panic!("expected samples, got {other:?}"),
+        }
+    }
+
+    fn nothing_more(&mut self) {
+        if let Ok(event) = self.events.try_recv() {
+            panic!("no event expected, got {event:?}");
+        }
+    }
+
+    fn value(&self, path: &str) -> (Option<Value>, Quality) {
+        let table = self.handle.table();
+        let id = table.find(path).unwrap_or_else(|| panic!("no tag {path}"));
+        let state = table
+            .state(id)
+            .unwrap_or_else(|| panic!("no state of {path}"));
+        (state.value, state.quality)
+    }
+}
+
+#[tokio::test]
+async fn scaling_gives_the_decimal_and_an_unchanged_value_is_not_reported_again() {
+    let mut rig = rig(&[LINE]);
+    rig.read(1, vec![reading(0, Value::Int16(217))]).await;
+    let samples = rig.samples(0);
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].value, Some(Value::Double(21.7)));
+    assert_eq!(
+        rig.value("line/temp"),
+        (Some(Value::Double(21.7)), Quality::Good)
+    );
+    // Report-by-exception: the same value again is no event at all.
+    rig.read(1, vec![reading(0, Value::Int16(217))]).await;
+    rig.nothing_more();
+    // A quality change is reported even with the value unchanged.
+    let uncertain = Reading {
+        quality: Quality::Uncertain(uaedge_driver::UncertainReason::LastUsableValue),
+        ..reading(0, Value::Int16(217))
+    };
+    rig.read(1, vec![uncertain]).await;
+    assert_eq!(rig.samples(0)[0].quality, uncertain_quality());
+    let state = rig.table.device_state(DeviceId(0)).unwrap_or_default();
+    assert_eq!((state.samples_in, state.samples_out), (3, 2));
+}
+
+fn uncertain_quality() -> Quality {
+    Quality::Uncertain(uaedge_driver::UncertainReason::LastUsableValue)
+}
+
+#[tokio::test]
+async fn a_change_inside_the_deadband_waits_for_one_beyond_the_last_reported_value() {
+    let mut rig = rig(&[LINE]);
+    rig.read(1, vec![reading(1, Value::Double(10.0))]).await;
+    assert_eq!(rig.samples(0).len(), 1);
+    rig.read(1, vec![reading(1, Value::Double(10.3))]).await;
+    rig.nothing_more();
+    // 0.6 from the last reported value, though only 0.3 from the last reading.
+    rig.read(1, vec![reading(1, Value::Double(10.6))]).await;
+    assert_eq!(rig.samples(0)[0].value, Some(Value::Double(10.6)));
+    assert_eq!(rig.value("line/flow").0, Some(Value::Double(10.6)));
+}
+
+#[tokio::test]
+async fn a_lost_link_turns_the_driver_tags_bad_and_keeps_their_last_values() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.read(2, vec![reading(0, Value::Double(50.0))]).await;
+    rig.samples(1);
+    let lost = DeviceEvent::Down(LinkError::not_connected("cable pulled"));
+    rig.router.on_device(TaskId(2), lost).await;
+    assert!(matches!(
+        rig.events.try_recv(),
+        Ok(ModelEvent::DeviceDown(DeviceId(1)))
+    ));
+    let bad = rig.samples(1);
+    // The driver's one tag; its alarm tag keeps its state.
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].quality, Quality::Bad(BadReason::NotConnected));
+    assert_eq!(
+        rig.value("press/pressure"),
+        (
+            Some(Value::Double(50.0)),
+            Quality::Bad(BadReason::NotConnected)
+        )
+    );
+    assert_eq!(
+        rig.value("press/pressure/Alarms/limits"),
+        (Some(Value::Boolean(false)), Quality::Good)
+    );
+    let state = rig.table.device_state(DeviceId(1)).unwrap_or_default();
+    assert!(!state.connected);
+    assert!(state.last_error.is_some_and(|e| e.contains("cable pulled")));
+    // The other device is untouched: still waiting for its first read.
+    assert_eq!(
+        rig.value("line/temp").1,
+        Quality::Bad(BadReason::NotConnected)
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_travels_in_the_batch_of_the_reading_that_raised_it() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    let batch = rig.samples(1);
+    let alarm = rig.table.find("press/pressure/Alarms/limits");
+    assert_eq!(batch.len(), 2);
+    assert_eq!(Some(batch[1].tag), alarm);
+    assert_eq!(batch[1].value, Some(Value::Boolean(true)));
+    assert_eq!(rig.handle.alarm_counts().active, 1);
+}
+
+#[tokio::test]
+async fn a_disabled_device_is_out_of_service_from_the_start() {
+    let rig = rig(&[LINE, SPARE]);
+    assert_eq!(
+        rig.value("spare/x"),
+        (None, Quality::Bad(BadReason::OutOfService))
+    );
+    assert_eq!(
+        rig.value("line/temp").1,
+        Quality::Bad(BadReason::NotConnected)
+    );
+}
+
+#[tokio::test]
+async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_that_moment() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.read(1, vec![reading(0, Value::Int16(217))]).await;
+    rig.samples(0);
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    rig.samples(1);
+    // The new config: press gone, a disabled device and a new press first, line kept.
+    let mut next = config(&[SPARE, PRESS, LINE]);
+    let table = Arc::new(next.take_tag_table());
+    let (done, swapped) = oneshot::channel();
+    let install = Install {
+        view: Arc::new(ModelView {
+            table: table.clone(),
+            writers: vec![None; 3],
+        }),
+        tasks: HashMap::from([(TaskId(1), DeviceId(2)), (TaskId(3), DeviceId(1))]),
+        kept: HashSet::from(["line".to_string()]),
+        disabled: vec![DeviceId(0)],
+        checks: std::mem::take(&mut next.checks),
+        log_values: false,
+        done,
+    };
+    rig.router.install(install).await;
+    assert_eq!(swapped.await, Ok(true), "the tag set changed");
+    let reloaded = match rig.events.try_recv() {
+        Ok(ModelEvent::Reloaded(r)) => r,
+        other => panic!("expected Reloaded, got {other:?}"),
+    };
+    assert!(Arc::ptr_eq(&reloaded.table, &table));
+    assert!(Arc::ptr_eq(&rig.handle.table(), &table), "handles follow");
+    // The states of the swap are the table's (the cleared alarm below only renews a time).
+    let values = |s: &[crate::model::TagState]| -> Vec<_> {
+        s.iter().map(|s| (s.value.clone(), s.quality)).collect()
+    };
+    assert_eq!(values(&reloaded.states), table.states(values));
+    let at = |path: &str| {
+        table
+            .find(path)
+            .map(|id| reloaded.states[id.index()].clone())
+    };
+    assert_eq!(
+        at("line/temp").and_then(|s| s.value),
+        Some(Value::Double(21.7))
+    );
+    let spare = at("spare/x").map(|s| s.quality);
+    assert_eq!(spare, Some(Quality::Bad(BadReason::OutOfService)));
+    let alarm = at("press/pressure/Alarms/limits").map(|s| (s.value, s.quality));
+    assert_eq!(alarm, Some((Some(Value::Boolean(false)), Quality::Good)));
+    // The old press's alarm was Active; the reload restarted its check, so it clears.
+    let cleared = rig.samples(1);
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].value, Some(Value::Boolean(false)));
+    assert_eq!(rig.handle.alarm_counts().active, 0);
+    // The stopped press task's last event finds no device.
+    rig.read(2, vec![reading(0, Value::Double(1.0))]).await;
+    rig.nothing_more();
+    // The kept line's task now feeds device 2, with its report-by-exception state kept.
+    rig.read(1, vec![reading(0, Value::Int16(217))]).await;
+    rig.nothing_more();
+    rig.read(1, vec![reading(0, Value::Int16(218))]).await;
+    assert_eq!(rig.samples(2)[0].value, Some(Value::Double(21.8)));
+    // The new press's task feeds device 1.
+    rig.read(3, vec![reading(0, Value::Double(5.0))]).await;
+    assert_eq!(rig.samples(1)[0].value, Some(Value::Double(5.0)));
+}
