@@ -5,7 +5,6 @@
 pub mod anomaly;
 pub mod bus;
 pub mod config;
-pub mod drivers;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -12,7 +12,6 @@
 
 mod alarm;
 mod checks;
-pub mod config;
 mod engine;
 mod median_mad;
 mod moments;
@@ -21,7 +20,6 @@ mod spec;
 mod window;
 
 pub use alarm::AlarmState;
-pub use config::{validate_checks, CheckConfig};
 pub use engine::{AlarmEvent, AnomalyEngine, AnomalyStats, ReactionRequest};
 pub use spec::{alarm_path, CheckKind, CheckParams, CheckSpec, Debounce, FlatSpan, Reaction};
 pub use window::Window;

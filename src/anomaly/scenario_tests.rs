@@ -6,8 +6,8 @@ use std::time::Instant;
 use uaedge_driver::{BadReason, DataType, Quality, Timestamp};
 
 use super::checks::Detector;
-use super::config::CheckConfig;
 use super::*;
+use crate::config::checks::{validate_checks, CheckConfig};
 use crate::config::yaml::Document;
 use crate::model::{DeviceId, TagDef, TagId, TagPath};
 

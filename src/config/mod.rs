@@ -5,8 +5,13 @@
 //! (duplicate paths, scaling, addresses parsed by each driver's factory) run over what was
 //! read. Every error names the file, line, column and key path, and all of them are returned.
 
-mod alarms;
+mod alarm_tags;
+pub mod checks;
+mod drivers;
+pub mod opcua;
+mod opcua_limits;
 mod size;
+pub mod sparkplug;
 pub mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -15,10 +20,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use uaedge_driver::{DataType, Duration};
 
-use crate::drivers::{self, Prepared};
 use crate::model::{
     Deadband, DeviceDef, DeviceId, Gain, Scaling, TagDef, TagId, TagPath, TagTable,
 };
+use drivers::Prepared;
 pub use size::ByteSize;
 pub use yaml::{ConfigError, RawNode, Spanned};
 
@@ -232,7 +237,7 @@ pub(crate) struct RawTag {
     pub options: Option<RawNode>,
     /// Anomaly checks on this tag; each adds an alarm tag `<tag>/Alarms/<check>`.
     #[serde(default)]
-    checks: Vec<crate::anomaly::CheckConfig>,
+    checks: Vec<checks::CheckConfig>,
 }
 
 /// A device ready to run: validated settings, its tags, and its driver waiting to be built.
@@ -256,9 +261,9 @@ pub struct Config {
     pub devices: Vec<DeviceSetup>,
     /// `state_dir:`, or `$STATE_DIRECTORY`, or `/var/lib/uaedge`.
     pub state_dir: std::path::PathBuf,
-    pub sparkplug: Option<crate::sparkplug::SparkplugSettings>,
+    pub sparkplug: Option<sparkplug::SparkplugSettings>,
     /// `opcua:`; `None` when absent or `enabled: false`.
-    pub opcua: Option<crate::opcua_server::OpcUaSettings>,
+    pub opcua: Option<opcua::OpcUaSettings>,
     /// `metrics:`; `None` when absent.
     pub metrics: Option<MetricsConfig>,
     /// The model's static part, built while validating; the runtime turns it into a TagTable.
@@ -344,11 +349,11 @@ impl Config {
             config.add_device(node, device, &mut pending, &mut errors);
         }
         // After every device: a reaction may write to a tag of a device further down.
-        config.checks = alarms::validate(&mut config.tag_defs, pending, &mut errors);
+        config.checks = alarm_tags::validate(&mut config.tag_defs, pending, &mut errors);
         if let Some(node) = raw.sparkplug.filter(|n| !n.is_null()) {
-            match node.deserialize::<crate::sparkplug::RawSparkplug>() {
+            match node.deserialize::<sparkplug::RawSparkplug>() {
                 Ok(sp) => {
-                    config.sparkplug = crate::sparkplug::SparkplugSettings::from_raw(
+                    config.sparkplug = sparkplug::SparkplugSettings::from_raw(
                         sp,
                         file,
                         &config.node.name,
@@ -362,12 +367,7 @@ impl Config {
         }
         if let Some(node) = &raw.opcua {
             let base = Path::new(file).parent().unwrap_or(Path::new(""));
-            config.opcua = crate::opcua_server::OpcUaSettings::load(
-                node,
-                base,
-                &config.node.name,
-                &mut errors,
-            );
+            config.opcua = opcua::OpcUaSettings::load(node, base, &config.node.name, &mut errors);
         }
         if errors.is_empty() {
             Ok(config)
@@ -382,7 +382,7 @@ impl Config {
         &mut self,
         node: &RawNode,
         device: RawDevice,
-        pending: &mut Vec<alarms::PendingChecks>,
+        pending: &mut Vec<alarm_tags::PendingChecks>,
         errors: &mut Vec<ConfigError>,
     ) {
         let id = DeviceId(u16::try_from(self.device_defs.len()).unwrap_or(u16::MAX));
@@ -452,11 +452,12 @@ impl Config {
                     continue;
                 };
                 let next = driver_tags.saturating_add(alarm_tags.len() as u32);
-                for mut alarm in alarms::alarm_defs(owner, &checks, &device_paths, next, errors) {
+                for mut alarm in alarm_tags::alarm_defs(owner, &checks, &device_paths, next, errors)
+                {
                     alarm.id = TagId(first_tag + alarm.local);
                     alarm_tags.push(alarm);
                 }
-                pending.push(alarms::PendingChecks {
+                pending.push(alarm_tags::PendingChecks {
                     owner: owner.id,
                     checks,
                 });

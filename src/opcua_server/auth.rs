@@ -19,7 +19,7 @@ use opcua::server::ServerEndpoint;
 use opcua::types::{Error, NodeId, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 use tracing::{info, warn};
 
-use super::config::{Access, OpcUaSettings, Password};
+use crate::config::opcua::{Access, OpcUaSettings, Password};
 
 /// Prefix of the session tokens of configured users, so that no user name can pass for the
 /// anonymous token.

@@ -24,7 +24,6 @@
 
 mod address_space;
 mod auth;
-pub mod config;
 mod convert;
 mod gate;
 mod limits;
@@ -47,13 +46,12 @@ use tracing::{error, info};
 use uaedge_opcua_client::hardening::harden;
 
 pub use address_space::tag_node_id;
-pub use config::{Access, Endpoint, OpcUaSettings, Password, User};
-pub use limits::Limits;
 
 use auth::Authenticator;
 use node_manager::{ModelManagerBuilder, ModelNodeManager};
 
 use crate::bus::Handle;
+use crate::config::opcua::{Access, Endpoint, OpcUaSettings};
 
 /// How long shutdown waits for sessions to close.
 const STOP_DEADLINE: Duration = Duration::from_secs(3);
@@ -358,9 +356,9 @@ fn server_builder(
             ServerEndpoint::new("/", policy, mode, &anonymous),
         );
     }
-    let limits = builder.limits_mut();
-    settings.limits.apply(limits);
-    limits.subscriptions.min_sampling_interval_ms =
+    let server_limits = builder.limits_mut();
+    limits::apply(&settings.limits, server_limits);
+    server_limits.subscriptions.min_sampling_interval_ms =
         settings.min_sampling_interval.as_secs_f64() * 1000.0;
     builder
 }

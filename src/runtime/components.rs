@@ -11,9 +11,11 @@ use tracing::warn;
 
 use super::device_task::STAGE_DEADLINE;
 use crate::bus::{Handle, SparkplugStatus};
+use crate::config::opcua::OpcUaSettings;
+use crate::config::sparkplug::SparkplugSettings;
 use crate::config::{Config, MetricsConfig};
-use crate::opcua_server::{OpcUaServer, OpcUaSettings};
-use crate::sparkplug::{EdgeNode, SparkplugSettings};
+use crate::opcua_server::OpcUaServer;
+use crate::sparkplug::EdgeNode;
 
 /// The sections whose change restarts their component.
 #[derive(PartialEq)]

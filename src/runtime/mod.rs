@@ -15,7 +15,7 @@
 //! The router applies scaling and report-by-exception, is the only writer of the
 //! [`TagTable`](crate::model::TagTable), and fans the reported samples out to subscribers.
 //! Anomaly checks judge every reading before report-by-exception; their alarms are tags
-//! of the model (see `alarms.rs`).
+//! of the model (see `router_checks.rs`).
 //!
 //! # Reload
 //! [`Runtime::reload`] applies a new config in place. Devices are matched by name; one
@@ -33,11 +33,11 @@
 //! `sparkplug:`, `opcua:` or `metrics:` section (or `state_dir`) restarts that one
 //! component.
 
-mod alarms;
 mod components;
 mod device_task;
 mod reload;
 mod router;
+mod router_checks;
 #[cfg(test)]
 mod router_tests;
 mod supervisor;

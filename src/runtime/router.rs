@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 
-use super::alarms::Alarms;
+use super::router_checks::Alarms;
 use crate::anomaly::CheckSpec;
 use crate::bus::{ModelEvent, ModelView, Publisher, Reloaded};
 use crate::model::{DeviceId, Sample, TagId, TagTable};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 
-use super::alarms::{self, Alarms};
 use super::router::{DeviceEvent, Install, Router, TaskId};
+use super::router_checks::{self, Alarms};
 use crate::bus::{Handle, ModelEvent, ModelView};
 use crate::config::Config;
 use crate::model::{DeviceId, Sample, TagTable};
@@ -27,7 +27,7 @@ struct Rig {
     handle: Handle,
     events: mpsc::Receiver<ModelEvent>,
     table: Arc<TagTable>,
-    _reactions: mpsc::Receiver<alarms::Reaction>,
+    _reactions: mpsc::Receiver<router_checks::Reaction>,
 }
 
 /// A router over `devices`, task `i + 1` feeding device `i`.

@@ -9,10 +9,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::alarms::{self, Alarms};
 use super::components::{Components, Sections};
 use super::device_task::{self, PendingTask, RunningDevice, STAGE_DEADLINE};
 use super::router::{Router, RouterMsg, TaskId};
+use super::router_checks::{self, Alarms};
 use crate::bus::{queue_depth, Handle, ModelView};
 use crate::config::Config;
 use crate::model::DeviceId;
@@ -70,7 +70,7 @@ impl Runtime {
         };
         let (probe_tx, probe_rx) = mpsc::channel(1);
         let (handle, publisher) = Handle::new(view, probe_tx);
-        let (reaction_tx, reaction_rx) = mpsc::channel(alarms::REACTION_QUEUE);
+        let (reaction_tx, reaction_rx) = mpsc::channel(router_checks::REACTION_QUEUE);
         let alarms = Alarms::new(
             std::mem::take(&mut config.checks),
             handle.status().alarms.clone(),
@@ -85,7 +85,7 @@ impl Runtime {
             alarms,
         );
         let router = tokio::spawn(router.run(queue_rx, probe_rx));
-        let reactions = tokio::spawn(alarms::react(handle.clone(), reaction_rx));
+        let reactions = tokio::spawn(router_checks::react(handle.clone(), reaction_rx));
         // Before the devices: the components' subscriptions see every first event.
         let components = Components::start(Sections::take(&mut config), &handle, &cancel);
         start_tasks(&mut devices, pending);

@@ -100,7 +100,6 @@
 
 pub mod codec;
 mod commands;
-pub mod config;
 mod data;
 mod inflight;
 mod node;
@@ -109,7 +108,6 @@ mod session;
 pub mod topics;
 mod wire;
 
-pub use config::{RawSparkplug, SparkplugSettings};
 pub use node::{EdgeNode, MODEL_QUEUE, SHUTDOWN_DEADLINE};
 
 /// Errors of the edge node that end up in logs.

@@ -18,9 +18,10 @@ use super::codec::{self, MetricSpec};
 use super::inflight::{Inflight, Track};
 use super::session::{Session, SessionEvent};
 use super::topics::Topics;
-use super::{SparkplugError, SparkplugSettings};
+use super::SparkplugError;
 use crate::bus::SparkplugStatus;
 use crate::bus::{Handle, ModelEvent, Reloaded};
+use crate::config::sparkplug::SparkplugSettings;
 use crate::model::{DeviceId, TagState, TagTable};
 use crate::store::{Journal, JournalConfig};
 

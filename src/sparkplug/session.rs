@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::codec;
-use super::config::SparkplugSettings;
 use super::topics::Topics;
+use crate::config::sparkplug::SparkplugSettings;
 
 /// Unacknowledged QoS 1 publishes in flight (rumqttc's window).
 pub const INFLIGHT: u16 = 100;

@@ -3,8 +3,8 @@
 
 use uaedge_driver::{DeviceInfo, Driver, DriverFactory, TagSpec};
 
-use crate::config::yaml::Document;
-use crate::config::{ConfigError, RawNode, RawTag, Spanned};
+use super::yaml::Document;
+use super::{ConfigError, RawNode, RawTag, Spanned};
 
 /// Every driver name a config may use.
 pub const DRIVERS: &[&str] = &["modbus", "profinet-sim", "enip-sim", "opcua-client"];

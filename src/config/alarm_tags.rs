@@ -13,10 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use uaedge_driver::DataType;
 
+use super::checks::{validate_checks, CheckConfig};
 use super::ConfigError;
-use crate::anomaly::{
-    alarm_path, validate_checks, CheckConfig, CheckParams, CheckSpec, Debounce, FlatSpan, Window,
-};
+use crate::anomaly::{alarm_path, CheckParams, CheckSpec, Debounce, FlatSpan, Window};
 use crate::model::{TagDef, TagId, TagPath};
 
 /// One tag's checks, waiting for the second pass.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use uaedge_driver::Duration;
 
-use crate::config::{Backoff, ByteSize, ConfigError, Spanned};
+use super::{Backoff, ByteSize, ConfigError, Spanned};
 
 /// `sparkplug:` as written in YAML.
 #[derive(Deserialize)]

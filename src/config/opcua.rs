@@ -12,8 +12,8 @@ use std::path::Path;
 use serde::Deserialize;
 use uaedge_driver::Duration;
 
-use super::limits::Limits;
-use crate::config::{ConfigError, RawNode, Spanned};
+pub use super::opcua_limits::Limits;
+use super::{ConfigError, RawNode, Spanned};
 
 /// `opcua:` as written in YAML.
 #[derive(Deserialize)]

@@ -23,9 +23,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use uaedge_driver::{DataType, Duration, Value};
 
-use super::spec::{CheckKind, CheckParams, CheckSpec, Debounce, FlatSpan, Reaction};
-use super::window::Window;
-use crate::config::{ConfigError, Spanned};
+use super::{ConfigError, Spanned};
+use crate::anomaly::{CheckKind, CheckParams, CheckSpec, Debounce, FlatSpan, Reaction, Window};
 use crate::model::TagDef;
 
 /// Largest `window_samples`: rings are allocated up front, and 10^7 samples of a spike
@@ -521,5 +520,5 @@ fn reaction<'a>(
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
+#[path = "checks_tests.rs"]
 mod tests;

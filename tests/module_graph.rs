@@ -1,0 +1,145 @@
+//! Dependencies point one way between the crate's top-level modules: a component may use
+//! the bus, the config and the model, never the runtime that starts it, and the config
+//! knows no component. The graph is read from the source (`crate::<module>` paths outside
+//! test code), so a new import that closes a circle fails here with the circle named.
+//!
+//! `cargo test --test module_graph -- --nocapture` prints the graph.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// `crate::x` paths of non-test code, by top-level module.
+fn graph() -> Graph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph = Graph::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.ends_with(".rs") || name.ends_with("tests.rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap_or(&path);
+            let top = rel
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .unwrap_or("")
+                .trim_end_matches(".rs")
+                .to_string();
+            if top == "lib" || top == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            let uses = graph.entry(top.clone()).or_default();
+            for module in crate_paths(&non_test_code(&text)) {
+                if module != top {
+                    uses.insert(module);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// The file up to its first inline `#[cfg(test)] mod … {`.
+fn non_test_code(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| {
+            let next = w[1].trim_start();
+            w[0].trim() == "#[cfg(test)]"
+                && (next.starts_with("mod ") || next.starts_with("pub mod "))
+                && !next.trim_end().ends_with(';')
+        })
+        .unwrap_or(lines.len());
+    lines[..end].join("\n")
+}
+
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    code.match_indices("crate::")
+        .map(|(at, m)| {
+            code[at + m.len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// A circle through `from`, if any: the modules in order, `from` first and last.
+fn circle(graph: &Graph, from: &str) -> Option<Vec<String>> {
+    fn walk(graph: &Graph, at: &str, path: &mut Vec<String>, from: &str) -> bool {
+        for next in graph.get(at).into_iter().flatten() {
+            if next == from {
+                path.push(next.clone());
+                return true;
+            }
+            if path.contains(next) {
+                continue;
+            }
+            path.push(next.clone());
+            if walk(graph, next, path, from) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let mut path = vec![from.to_string()];
+    walk(graph, from, &mut path, from).then_some(path)
+}
+
+#[test]
+fn no_module_circle_and_the_bus_imports_no_component() {
+    let graph = graph();
+    for (module, uses) in &graph {
+        let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
+        println!("{module} -> {}", uses.join(", "));
+    }
+    for module in graph.keys() {
+        if let Some(circle) = circle(&graph, module) {
+            panic!("module circle: {}", circle.join(" -> "));
+        }
+    }
+    let only_model = BTreeSet::from(["model".to_string()]);
+    for leaf in ["bus", "anomaly"] {
+        let uses = graph.get(leaf).cloned().unwrap_or_default();
+        assert!(uses.is_subset(&only_model), "{leaf} uses {uses:?}");
+    }
+    let config = graph.get("config").cloned().unwrap_or_default();
+    for component in ["runtime", "sparkplug", "opcua_server", "metrics", "bus"] {
+        assert!(!config.contains(component), "config uses {component}");
+    }
+    for component in ["sparkplug", "opcua_server", "metrics"] {
+        let uses = graph.get(component).cloned().unwrap_or_default();
+        assert!(!uses.contains("runtime"), "{component} uses the runtime");
+    }
+}
+
+#[test]
+fn the_reader_finds_paths_and_skips_test_modules() {
+    let code = "use crate::bus::Handle;\nfn f() { crate::model::x(); }\n#[cfg(test)]\nmod tests {\n    use crate::runtime::R;\n}\n";
+    let paths = crate_paths(&non_test_code(code));
+    assert_eq!(
+        paths,
+        BTreeSet::from(["bus".to_string(), "model".to_string()])
+    );
+    let mut g = Graph::new();
+    g.entry("a".into()).or_default().insert("b".into());
+    g.entry("b".into()).or_default().insert("a".into());
+    assert_eq!(
+        circle(&g, "a"),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
+}
