@@ -10,7 +10,7 @@ use sparkplug_rs::protobuf::{Message, MessageField};
 use sparkplug_rs::{DataType as SpType, Payload};
 use uaedge_driver::{DataType, Quality, Timestamp, Value};
 
-use super::node::TAG_ALIAS_BASE;
+use super::aliases;
 use crate::model::{TagId, TagTable};
 
 /// A metric value that could not be turned into a model value.
@@ -284,9 +284,7 @@ pub fn device_command(
             .and_then(|n| table.find(&format!("{device}/{n}")));
         let by_alias = m
             .alias
-            .and_then(|a| a.checked_sub(TAG_ALIAS_BASE))
-            .and_then(|i| u32::try_from(i).ok())
-            .map(TagId)
+            .and_then(aliases::tag)
             .filter(|id| table.tag(*id).is_some_and(|t| t.device == dev));
         let Some(tag) = by_name.or(by_alias).and_then(|id| table.tag(id)) else {
             out.refused.push(Refused::UnknownMetric {
@@ -405,7 +403,7 @@ devices:
             m.value = Some(v);
             m
         };
-        let alias = |path: &str| TAG_ALIAS_BASE + u64::from(id(path).0);
+        let alias = |path: &str| aliases::of_tag(id(path));
         let bytes = encode(&payload(
             None,
             vec![

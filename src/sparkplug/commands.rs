@@ -8,8 +8,10 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 use uaedge_driver::{DataType, Value};
 
+use super::aliases::{REBIRTH, REBIRTH_ALIAS};
 use super::codec::{self, DeviceCommandError, Refused};
-use super::node::{Node, Phase, REBIRTH, REBIRTH_ALIAS};
+use super::link::Phase;
+use super::node::NodeTask;
 use super::topics::Incoming;
 use crate::model::TagId;
 
@@ -20,7 +22,7 @@ struct HostState {
     timestamp: u64,
 }
 
-impl Node {
+impl NodeTask {
     pub(super) fn on_message(&mut self, topic: &str, payload: &[u8]) {
         match self.topics.classify(topic) {
             Incoming::NodeCommand => self.on_ncmd(payload),

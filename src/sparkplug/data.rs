@@ -7,9 +7,11 @@ use tokio::time::Instant;
 use tracing::warn;
 use uaedge_driver::Timestamp;
 
+use super::aliases;
 use super::codec::{self, MetricSpec};
 use super::inflight::Track;
-use super::node::{blocking, Node, Phase, TAG_ALIAS_BASE, TICK};
+use super::link::Phase;
+use super::node::{blocking, NodeTask, TICK};
 use super::record;
 use super::wire;
 use crate::model::{DeviceId, Sample};
@@ -21,7 +23,7 @@ const DRAIN_BATCH: usize = 64;
 /// Looks at the backlog per tick, bounding the time one tick may take.
 const DRAIN_READS_PER_TICK: usize = 8;
 
-impl Node {
+impl NodeTask {
     /// One device's batch, as the router reported it.
     pub(super) fn on_samples(&mut self, device: DeviceId, batch: &[Sample]) {
         let now = uaedge_driver::Timestamp::now();
@@ -35,10 +37,10 @@ impl Node {
             return;
         }
         let d = device.index();
-        let full = match self.gathered.get_mut(d) {
-            Some(g) => {
-                g.extend(batch.iter().cloned());
-                g.len() >= MAX_GATHERED
+        let full = match self.devices.get_mut(d) {
+            Some(device) => {
+                device.gathered.extend(batch.iter().cloned());
+                device.gathered.len() >= MAX_GATHERED
             }
             None => false,
         };
@@ -49,7 +51,10 @@ impl Node {
 
     /// Journals and publishes what `publish_period` gathered for one device.
     pub(super) fn flush_device(&mut self, d: usize) {
-        let Some(gathered) = self.gathered.get_mut(d).filter(|g| !g.is_empty()) else {
+        let Some(gathered) = (self.devices.get_mut(d))
+            .map(|x| &mut x.gathered)
+            .filter(|g| !g.is_empty())
+        else {
             return;
         };
         let samples = std::mem::take(gathered);
@@ -57,7 +62,7 @@ impl Node {
     }
 
     pub(super) fn flush_all(&mut self) {
-        for d in 0..self.gathered.len() {
+        for d in 0..self.devices.len() {
             self.flush_device(d);
         }
     }
@@ -74,10 +79,11 @@ impl Node {
         }
         // A device that came back is born with its first samples: `on_samples` took them into
         // `seen` already, so the DBIRTH carries them.
-        if !self.born.get(d).copied().unwrap_or(true) && self.up.get(d).copied().unwrap_or(false) {
+        let link = self.devices.get(d);
+        if link.is_some_and(|x| !x.born && x.up) {
             self.dbirth(d);
         }
-        if !self.born.get(d).copied().unwrap_or(false) {
+        if !self.devices.get(d).is_some_and(|x| x.born) {
             // Held in the journal until the device's next DBIRTH.
             return;
         }
@@ -98,7 +104,7 @@ impl Node {
             };
             let spec = MetricSpec {
                 name: None,
-                alias: Some(TAG_ALIAS_BASE + u64::from(s.tag.0)),
+                alias: Some(aliases::of_tag(s.tag)),
                 data_type: def.data_type,
                 value: s.value.as_ref(),
                 quality: codec::data_quality(s.quality),
@@ -196,7 +202,7 @@ impl Node {
             return Replay::Skipped;
         };
         let d = def.id.index();
-        if !self.born.get(d).copied().unwrap_or(false) {
+        if !self.devices.get(d).is_some_and(|x| x.born) {
             // Held until the device's next DBIRTH resets the cursor.
             return Replay::Skipped;
         }
@@ -218,7 +224,7 @@ impl Node {
             };
             metrics.push(codec::metric(&MetricSpec {
                 name: None,
-                alias: Some(TAG_ALIAS_BASE + u64::from(tag.id.0)),
+                alias: Some(aliases::of_tag(tag.id)),
                 data_type: tag.data_type,
                 value: value.as_ref(),
                 quality: (s.quality != 192).then_some(s.quality),

@@ -47,7 +47,11 @@
 //!    older timestamp than the last seen is ignored). Without one: go on at once.
 //! 5. NBIRTH (seq 0, bdSeq, `Node Control/Rebirth` false, diagnostics), then a DBIRTH for
 //!    every device whose link is up, each with every tag: name, alias, datatype, current
-//!    value from the TagTable (or `is_null`), `Quality` (192/64/0) and `engUnit`.
+//!    value (or `is_null`), `Quality` (192/64/0) and `engUnit`. "Current" is the state as
+//!    of the last event this node took from the model stream: the states the stream started
+//!    from (or a reload's `Reloaded` carried) with every later sample applied. The router
+//!    writes the table before its events reach the node, so a birth read from the table
+//!    could announce a value that samples still queued here would then take back.
 //!    NBIRTH/DBIRTH/DDEATH are QoS 0, not retained, as the specification says.
 //!    Anomaly alarms are tags too (`<tag>/Alarms/<check>`, Boolean), so they are metrics
 //!    of their device like any other; NBIRTH and the diagnostics NDATA carry the node's
@@ -98,10 +102,13 @@
 //! drains after the first birth. Journal full or too old → the oldest records go, counted in
 //! the `Node Info/Store Dropped Records` metric and logged by the journal.
 
+mod aliases;
+mod births;
 pub mod codec;
 mod commands;
 mod data;
 mod inflight;
+mod link;
 mod node;
 pub mod record;
 mod session;
