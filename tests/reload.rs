@@ -1,8 +1,9 @@
 //! `systemctl reload` (SIGHUP): a config with errors is refused with every error logged and
 //! the running config keeps going; a good changed config is applied in place. Untouched
 //! devices keep their links, an OPC UA client's session and monitored items, and the
-//! Sparkplug session (same bdSeq, re-birth only when the tag set changed); `log.level`
-//! follows the file.
+//! Sparkplug session (same bdSeq, re-birth only when the tag set changed); after a reload
+//! every DBIRTH says what an OPC UA Read returns, alarm tags the reload added included;
+//! `log.level` follows the file.
 
 mod common;
 mod opcua_support;
@@ -477,4 +478,106 @@ fn rust_log_wins_over_the_config_on_reload() {
     lines.until(&["RUST_LOG is set"], Duration::from_secs(20));
     lines.no_debug_until_reloaded("under RUST_LOG=info");
     stop(child);
+}
+
+/// A device of constant values, so that what a birth announced is still what a later Read
+/// returns. `checks` go on `level` (42.5).
+fn steady(name: &str, checks: &str) -> String {
+    format!(
+        "  - name: {name}\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - {{ name: level, type: float64, address: Level, units: m, options: {{ signal: constant, value: 42.5 }}{checks} }}\n      - {{ name: temp, type: int16, address: Temp, scale: {{ gain: 0.1 }}, options: {{ signal: constant, value: 217 }} }}\n      - {{ name: state/text, type: string, address: Text, options: {{ signal: constant, value: run }} }}\n"
+    )
+}
+
+/// `device`'s DBIRTH metrics as (name, value, quality code); a null metric's value is null.
+fn birth_values(birth: &Json) -> Vec<(String, Json, i64)> {
+    metrics(birth)
+        .iter()
+        .map(|m| {
+            let value = if m["is_null"] == true {
+                Json::Null
+            } else {
+                m["value"].clone()
+            };
+            let quality = m["properties"]["Quality"].as_i64().unwrap_or(-1);
+            (m["name"].as_str().unwrap_or("").to_string(), value, quality)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reload_that_adds_alarms_every_dbirth_says_what_an_opcua_read_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let host = Host::start(broker.port);
+    let limit = Duration::from_secs(30);
+    let mut runtime = Runtime::start(edge_config(dir.path(), broker.port, &[steady("press", "")]));
+    let addr = common::eventually(limit, "the OPC UA server", || async {
+        runtime.opcua().and_then(|s| s.local_addr())
+    })
+    .await;
+    host.wait(limit, "DBIRTH press", |m| {
+        topic(m) == "spBv1.0/plant/DBIRTH/edge1/press"
+    });
+
+    // press (kept: checks do not touch its link) gains an alarm that stays normal; mixer
+    // comes with one that is Active from its first read and one that never fires.
+    let before = host.len();
+    let summary = runtime
+        .reload(edge_config(
+            dir.path(),
+            broker.port,
+            &[
+                steady("press", ", checks: [{ kind: limits, name: high, hi: 100 }]"),
+                steady(
+                    "mixer",
+                    ", checks: [{ kind: limits, name: high, hi: 40 }, { kind: limits, name: low, lo: 10 }]",
+                ),
+            ],
+        ))
+        .await;
+    assert_eq!(summary.kept, ["press"]);
+    assert_eq!(summary.started, ["mixer"]);
+    assert!(summary.tag_set_changed);
+    let ns = runtime
+        .opcua()
+        .and_then(|s| s.namespace_index())
+        .expect("ns");
+    let mut scada = Scada::start();
+    scada.connect_none(&format!("opc.tcp://127.0.0.1:{}/", addr.port()));
+    for device in ["press", "mixer"] {
+        let t = format!("spBv1.0/plant/DBIRTH/edge1/{device}");
+        let birth = host.wait_after(before, limit, "DBIRTH after the reload", |m| topic(m) == t);
+        let born = birth_values(&birth);
+        let names: Vec<&str> = born.iter().map(|(n, _, _)| n.as_str()).collect();
+        let alarms: &[&str] = if device == "press" {
+            &["level/Alarms/high"]
+        } else {
+            &["level/Alarms/high", "level/Alarms/low"]
+        };
+        for tag in ["level", "temp", "state/text"].iter().chain(alarms) {
+            assert!(names.contains(tag), "{device}/{tag} not born: {birth}");
+        }
+        assert_eq!(names.len(), 3 + alarms.len(), "{birth}");
+        let nodes: Vec<String> = names
+            .iter()
+            .map(|n| format!("ns={ns};s={device}/{n}"))
+            .collect();
+        let read = scada.read(&nodes);
+        for ((name, value, quality), dv) in born.iter().zip(&read) {
+            let good = dv["status"] == "Good";
+            assert_eq!(
+                (value, *quality == 192),
+                (&dv["value"], good),
+                "{device}/{name}: DBIRTH {value} (quality {quality}) but OPC UA reads {dv}"
+            );
+        }
+        let value_of = |n: &str| born.iter().find(|b| b.0 == n).map(|b| b.1.clone());
+        // The decimal a plant engineer expects, on both sides.
+        assert_eq!(value_of("temp"), Some(json!(21.7)));
+        assert_eq!(
+            value_of("level/Alarms/high"),
+            Some(json!(device == "mixer"))
+        );
+    }
+    runtime.shutdown().await.expect("shutdown");
 }
