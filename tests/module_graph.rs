@@ -50,19 +50,30 @@ fn graph() -> Graph {
     graph
 }
 
-/// The file up to its first inline `#[cfg(test)] mod … {`.
+/// The file without its inline `#[cfg(test)] mod … { … }` blocks (top-level ones, which
+/// close with a `}` in the first column).
 fn non_test_code(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let end = lines
-        .windows(2)
-        .position(|w| {
-            let next = w[1].trim_start();
-            w[0].trim() == "#[cfg(test)]"
-                && (next.starts_with("mod ") || next.starts_with("pub mod "))
-                && !next.trim_end().ends_with(';')
-        })
-        .unwrap_or(lines.len());
-    lines[..end].join("\n")
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let opens_tests = lines[i].trim() == "#[cfg(test)]"
+            && lines.get(i + 1).is_some_and(|next| {
+                let next = next.trim_start();
+                (next.starts_with("mod ") || next.starts_with("pub mod "))
+                    && next.trim_end().ends_with('{')
+            });
+        if opens_tests {
+            i += 2;
+            while i < lines.len() && lines[i] != "}" {
+                i += 1;
+            }
+        } else {
+            out.push(lines[i]);
+        }
+        i += 1;
+    }
+    out.join("\n")
 }
 
 fn crate_paths(code: &str) -> BTreeSet<String> {
@@ -129,7 +140,7 @@ fn no_module_circle_and_the_bus_imports_no_component() {
 
 #[test]
 fn the_reader_finds_paths_and_skips_test_modules() {
-    let code = "use crate::bus::Handle;\nfn f() { crate::model::x(); }\n#[cfg(test)]\nmod tests {\n    use crate::runtime::R;\n}\n";
+    let code = "use crate::bus::Handle;\n#[cfg(test)]\nmod tests {\n    use crate::runtime::R;\n}\nfn f() { crate::model::x(); }\n";
     let paths = crate_paths(&non_test_code(code));
     assert_eq!(
         paths,

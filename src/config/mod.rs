@@ -10,6 +10,7 @@ pub mod checks;
 mod drivers;
 pub mod opcua;
 mod opcua_limits;
+mod referenced_file;
 mod size;
 pub mod sparkplug;
 pub mod yaml;
@@ -24,6 +25,7 @@ use crate::model::{
     Deadband, DeviceDef, DeviceId, Gain, Scaling, TagDef, TagId, TagPath, TagTable,
 };
 use drivers::Prepared;
+pub use referenced_file::read_referenced_file;
 pub use size::ByteSize;
 pub use yaml::{ConfigError, RawNode, Spanned};
 
@@ -40,10 +42,10 @@ fn render(errors: &[ConfigError]) -> String {
         .join("\n")
 }
 
-/// Identity of this gateway.
+/// The `node:` section: who this gateway is.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct NodeConfig {
+pub struct GatewayConfig {
     /// Names the gateway in logs, its OPC UA application and (by default) its Sparkplug
     /// edge node id.
     #[serde(default = "default_node_name")]
@@ -54,9 +56,9 @@ fn default_node_name() -> String {
     "uaedge".to_string()
 }
 
-impl Default for NodeConfig {
+impl Default for GatewayConfig {
     fn default() -> Self {
-        NodeConfig {
+        GatewayConfig {
             name: default_node_name(),
         }
     }
@@ -128,7 +130,7 @@ impl Default for Backoff {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    node: NodeConfig,
+    node: GatewayConfig,
     #[serde(default)]
     log: LogConfig,
     #[serde(default)]
@@ -256,7 +258,7 @@ pub struct DeviceSetup {
 /// A loaded, fully validated configuration.
 pub struct Config {
     pub file: String,
-    pub node: NodeConfig,
+    pub node: GatewayConfig,
     pub log: LogConfig,
     pub devices: Vec<DeviceSetup>,
     /// `state_dir:`, or `$STATE_DIRECTORY`, or `/var/lib/uaedge`.
@@ -675,8 +677,8 @@ fn tag_def(
 }
 
 #[cfg(test)]
-mod fingerprint_tests {
-    use super::Config;
+mod tests {
+    use super::*;
 
     const BASE: &str = "devices:\n  - name: a\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - name: t\n        type: float64\n        address: Count\n        checks: [{ kind: limits, hi: 10 }]\n";
 
@@ -695,65 +697,6 @@ mod fingerprint_tests {
         assert_ne!(base, fingerprint(&BASE.replace("50ms", "60ms")));
         assert_ne!(base, fingerprint(&BASE.replace("float64", "float32")));
     }
-}
-
-/// The largest file a config may point at: certificates, keys, CA bundles, password files.
-const MAX_REFERENCED_FILE: u64 = 1 << 20;
-
-/// Reads a file the config names (a certificate, a key, a password). Only a regular file of
-/// at most 1 MiB: a path to a device or a pipe (a slip of the pen, or `/dev/zero`) is an
-/// error, where a plain read would exhaust memory or wait forever for a writer.
-pub fn read_referenced_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    // stat, not open: opening a FIFO blocks until someone writes to it.
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let too_big = || std::io::Error::other(format!("larger than {MAX_REFERENCED_FILE} bytes"));
-    if meta.len() > MAX_REFERENCED_FILE {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_REFERENCED_FILE + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_REFERENCED_FILE {
-        return Err(too_big());
-    }
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod referenced_file_tests {
-    use super::read_referenced_file;
-
-    #[test]
-    fn devices_pipes_and_huge_files_are_refused() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(made.success());
-        let e = read_referenced_file(&fifo).expect_err("a FIFO");
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        let e = read_referenced_file(std::path::Path::new("/dev/zero")).expect_err("a device");
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        let big = dir.path().join("big");
-        std::fs::write(&big, vec![b'x'; 2 << 20]).expect("write");
-        let e = read_referenced_file(&big).expect_err("too big");
-        assert!(e.to_string().contains("larger than"), "{e}");
-        let ok = dir.path().join("ok");
-        std::fs::write(&ok, "secret\n").expect("write");
-        assert_eq!(read_referenced_file(&ok).expect("read"), b"secret\n");
-    }
-}
-
-#[cfg(test)]
-mod backoff_tests {
-    use super::*;
 
     #[test]
     fn backoff_doubles_and_caps() {

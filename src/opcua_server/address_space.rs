@@ -152,9 +152,9 @@ impl Property {
     }
 }
 
-/// A node of uaedge's namespace.
+/// A node of uaedge's OPC UA namespace, as the address space works it out from the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
+pub enum UaNode {
     Root,
     Devices,
     Runtime,
@@ -179,7 +179,7 @@ pub struct Ref {
 
 #[derive(Debug, Clone)]
 pub enum Target {
-    Ours(Node),
+    Ours(UaNode),
     Core(NodeId),
 }
 
@@ -196,7 +196,7 @@ pub struct Space<'a> {
 
 impl Space<'_> {
     /// The node `id` names, if it exists.
-    pub fn node(&self, id: &NodeId) -> Option<Node> {
+    pub fn node(&self, id: &NodeId) -> Option<UaNode> {
         if id.namespace != self.ns {
             return None;
         }
@@ -205,40 +205,40 @@ impl Space<'_> {
         };
         let s = s.as_ref();
         match s {
-            ROOT => return Some(Node::Root),
-            DEVICES => return Some(Node::Devices),
-            RUNTIME => return Some(Node::Runtime),
+            ROOT => return Some(UaNode::Root),
+            DEVICES => return Some(UaNode::Devices),
+            RUNTIME => return Some(UaNode::Runtime),
             _ => {}
         }
         if let Some(field) = s.strip_prefix(RUNTIME_PREFIX) {
             return RuntimeField::ALL
                 .into_iter()
                 .find(|f| f.name() == field)
-                .map(Node::RuntimeVar);
+                .map(UaNode::RuntimeVar);
         }
         let Some((device, rest)) = s.split_once('/') else {
-            return self.table.device_id(s).map(Node::Device);
+            return self.table.device_id(s).map(UaNode::Device);
         };
         let device = self.table.device_id(device)?;
         if let Some(status) = rest.strip_prefix('/') {
             if status == STATUS {
-                return Some(Node::Status(device));
+                return Some(UaNode::Status(device));
             }
             let field = status.strip_prefix(STATUS)?.strip_prefix('/')?;
             return StatusField::ALL
                 .into_iter()
                 .find(|f| f.name() == field)
-                .map(|f| Node::StatusVar(device, f));
+                .map(|f| UaNode::StatusVar(device, f));
         }
         if let Some((tag, property)) = rest.split_once("//") {
             let id = self.tag(device, tag)?;
             let def = self.table.tag(id)?;
             return match property {
                 "EngineeringUnits" if def.units.is_some() => {
-                    Some(Node::Property(id, Property::EngineeringUnits))
+                    Some(UaNode::Property(id, Property::EngineeringUnits))
                 }
                 "EURange" if def.eng_range().is_some() => {
-                    Some(Node::Property(id, Property::EURange))
+                    Some(UaNode::Property(id, Property::EURange))
                 }
                 _ => None,
             };
@@ -246,9 +246,9 @@ impl Space<'_> {
         if let Some(prefix) = rest.strip_suffix('/') {
             return self
                 .is_folder(device, prefix)
-                .then(|| Node::Folder(device, prefix.into()));
+                .then(|| UaNode::Folder(device, prefix.into()));
         }
-        self.tag(device, rest).map(Node::Tag)
+        self.tag(device, rest).map(UaNode::Tag)
     }
 
     fn tag(&self, device: DeviceId, name: &str) -> Option<TagId> {
@@ -263,7 +263,7 @@ impl Space<'_> {
     }
 
     /// The NodeId of `node`.
-    pub fn node_id(&self, node: &Node) -> NodeId {
+    pub fn node_id(&self, node: &UaNode) -> NodeId {
         let device = |d: &DeviceId| self.table.device(*d).map_or("", |d| d.name.as_str());
         let tag = |t: &TagId| {
             self.table
@@ -271,74 +271,77 @@ impl Space<'_> {
                 .map_or_else(String::new, |t| t.path.to_string())
         };
         let s = match node {
-            Node::Root => ROOT.to_string(),
-            Node::Devices => DEVICES.to_string(),
-            Node::Runtime => RUNTIME.to_string(),
-            Node::RuntimeVar(f) => format!("{RUNTIME_PREFIX}{}", f.name()),
-            Node::Device(d) => device(d).to_string(),
-            Node::Status(d) => format!("{}//{STATUS}", device(d)),
-            Node::StatusVar(d, f) => format!("{}//{STATUS}/{}", device(d), f.name()),
-            Node::Folder(d, prefix) => format!("{}/{prefix}/", device(d)),
-            Node::Tag(t) => tag(t),
-            Node::Property(t, p) => format!("{}//{}", tag(t), p.name()),
+            UaNode::Root => ROOT.to_string(),
+            UaNode::Devices => DEVICES.to_string(),
+            UaNode::Runtime => RUNTIME.to_string(),
+            UaNode::RuntimeVar(f) => format!("{RUNTIME_PREFIX}{}", f.name()),
+            UaNode::Device(d) => device(d).to_string(),
+            UaNode::Status(d) => format!("{}//{STATUS}", device(d)),
+            UaNode::StatusVar(d, f) => format!("{}//{STATUS}/{}", device(d), f.name()),
+            UaNode::Folder(d, prefix) => format!("{}/{prefix}/", device(d)),
+            UaNode::Tag(t) => tag(t),
+            UaNode::Property(t, p) => format!("{}//{}", tag(t), p.name()),
         };
         NodeId::new(self.ns, s)
     }
 
     /// The browse name and display name of `node`. Properties have the standard browse
     /// names of namespace 0, as OPC UA Part 8 defines them.
-    pub fn names(&self, node: &Node) -> (QualifiedName, LocalizedText) {
+    pub fn names(&self, node: &UaNode) -> (QualifiedName, LocalizedText) {
         let ours = |s: &str| (QualifiedName::new(self.ns, s), LocalizedText::from(s));
         match node {
-            Node::Root => ours("uaedge"),
-            Node::Devices => ours("Devices"),
-            Node::Runtime => ours("Runtime"),
-            Node::RuntimeVar(f) => ours(f.name()),
-            Node::Device(d) => ours(self.table.device(*d).map_or("", |d| d.name.as_str())),
-            Node::Status(_) => ours(STATUS),
-            Node::StatusVar(_, f) => ours(f.name()),
-            Node::Folder(_, prefix) => ours(leaf(prefix)),
-            Node::Tag(t) => ours(self.table.tag(*t).map_or("", |t| leaf(&t.path.tag))),
-            Node::Property(_, p) => (QualifiedName::from(p.name()), LocalizedText::from(p.name())),
-        }
-    }
-
-    pub fn node_class(node: &Node) -> NodeClass {
-        match node {
-            Node::Root
-            | Node::Devices
-            | Node::Runtime
-            | Node::Device(_)
-            | Node::Status(_)
-            | Node::Folder(..) => NodeClass::Object,
-            Node::RuntimeVar(_) | Node::StatusVar(..) | Node::Tag(_) | Node::Property(..) => {
-                NodeClass::Variable
+            UaNode::Root => ours("uaedge"),
+            UaNode::Devices => ours("Devices"),
+            UaNode::Runtime => ours("Runtime"),
+            UaNode::RuntimeVar(f) => ours(f.name()),
+            UaNode::Device(d) => ours(self.table.device(*d).map_or("", |d| d.name.as_str())),
+            UaNode::Status(_) => ours(STATUS),
+            UaNode::StatusVar(_, f) => ours(f.name()),
+            UaNode::Folder(_, prefix) => ours(leaf(prefix)),
+            UaNode::Tag(t) => ours(self.table.tag(*t).map_or("", |t| leaf(&t.path.tag))),
+            UaNode::Property(_, p) => {
+                (QualifiedName::from(p.name()), LocalizedText::from(p.name()))
             }
         }
     }
 
-    pub fn type_definition(&self, node: &Node) -> NodeId {
+    pub fn node_class(node: &UaNode) -> NodeClass {
         match node {
-            Node::Root | Node::Devices | Node::Device(_) | Node::Folder(..) => {
+            UaNode::Root
+            | UaNode::Devices
+            | UaNode::Runtime
+            | UaNode::Device(_)
+            | UaNode::Status(_)
+            | UaNode::Folder(..) => NodeClass::Object,
+            UaNode::RuntimeVar(_)
+            | UaNode::StatusVar(..)
+            | UaNode::Tag(_)
+            | UaNode::Property(..) => NodeClass::Variable,
+        }
+    }
+
+    pub fn type_definition(&self, node: &UaNode) -> NodeId {
+        match node {
+            UaNode::Root | UaNode::Devices | UaNode::Device(_) | UaNode::Folder(..) => {
                 ObjectTypeId::FolderType.into()
             }
-            Node::Runtime | Node::Status(_) => ObjectTypeId::BaseObjectType.into(),
-            Node::RuntimeVar(_) | Node::StatusVar(..) => {
+            UaNode::Runtime | UaNode::Status(_) => ObjectTypeId::BaseObjectType.into(),
+            UaNode::RuntimeVar(_) | UaNode::StatusVar(..) => {
                 VariableTypeId::BaseDataVariableType.into()
             }
-            Node::Tag(t) => {
+            UaNode::Tag(t) => {
                 if self.table.tag(*t).is_some_and(|t| t.range.is_some()) {
                     VariableTypeId::AnalogItemType.into()
                 } else {
                     VariableTypeId::BaseDataVariableType.into()
                 }
             }
-            Node::Property(..) => VariableTypeId::PropertyType.into(),
+            UaNode::Property(..) => VariableTypeId::PropertyType.into(),
         }
     }
 
     /// Every reference of `node`, both ways.
-    pub fn references(&self, node: &Node) -> Vec<Ref> {
+    pub fn references(&self, node: &UaNode) -> Vec<Ref> {
         let mut refs = vec![Ref {
             kind: ReferenceTypeId::HasTypeDefinition,
             direction: ReferenceDirection::Forward,
@@ -354,62 +357,66 @@ impl Space<'_> {
         use ReferenceDirection::{Forward, Inverse};
         use ReferenceTypeId::{HasComponent, HasProperty, Organizes};
         match node {
-            Node::Root => {
+            UaNode::Root => {
                 add(
                     Organizes,
                     Inverse,
                     Target::Core(ObjectId::ObjectsFolder.into()),
                 );
-                add(Organizes, Forward, Target::Ours(Node::Devices));
-                add(HasComponent, Forward, Target::Ours(Node::Runtime));
+                add(Organizes, Forward, Target::Ours(UaNode::Devices));
+                add(HasComponent, Forward, Target::Ours(UaNode::Runtime));
             }
-            Node::Devices => {
-                add(Organizes, Inverse, Target::Ours(Node::Root));
+            UaNode::Devices => {
+                add(Organizes, Inverse, Target::Ours(UaNode::Root));
                 for d in self.table.devices() {
-                    add(Organizes, Forward, Target::Ours(Node::Device(d.id)));
+                    add(Organizes, Forward, Target::Ours(UaNode::Device(d.id)));
                 }
             }
-            Node::Runtime => {
-                add(HasComponent, Inverse, Target::Ours(Node::Root));
+            UaNode::Runtime => {
+                add(HasComponent, Inverse, Target::Ours(UaNode::Root));
                 for f in RuntimeField::ALL {
-                    add(HasComponent, Forward, Target::Ours(Node::RuntimeVar(f)));
+                    add(HasComponent, Forward, Target::Ours(UaNode::RuntimeVar(f)));
                 }
             }
-            Node::RuntimeVar(_) => add(HasComponent, Inverse, Target::Ours(Node::Runtime)),
-            Node::Device(d) => {
-                add(Organizes, Inverse, Target::Ours(Node::Devices));
-                add(HasComponent, Forward, Target::Ours(Node::Status(*d)));
+            UaNode::RuntimeVar(_) => add(HasComponent, Inverse, Target::Ours(UaNode::Runtime)),
+            UaNode::Device(d) => {
+                add(Organizes, Inverse, Target::Ours(UaNode::Devices));
+                add(HasComponent, Forward, Target::Ours(UaNode::Status(*d)));
                 for child in self.children(*d, "") {
                     add(Organizes, Forward, Target::Ours(child));
                 }
             }
-            Node::Status(d) => {
-                add(HasComponent, Inverse, Target::Ours(Node::Device(*d)));
+            UaNode::Status(d) => {
+                add(HasComponent, Inverse, Target::Ours(UaNode::Device(*d)));
                 for f in StatusField::ALL {
-                    add(HasComponent, Forward, Target::Ours(Node::StatusVar(*d, f)));
+                    add(
+                        HasComponent,
+                        Forward,
+                        Target::Ours(UaNode::StatusVar(*d, f)),
+                    );
                 }
             }
-            Node::StatusVar(d, _) => add(HasComponent, Inverse, Target::Ours(Node::Status(*d))),
-            Node::Folder(d, prefix) => {
+            UaNode::StatusVar(d, _) => add(HasComponent, Inverse, Target::Ours(UaNode::Status(*d))),
+            UaNode::Folder(d, prefix) => {
                 let (kind, parent) = self.parent(*d, prefix);
                 add(kind, Inverse, Target::Ours(parent));
                 for child in self.children(*d, prefix) {
                     add(Organizes, Forward, Target::Ours(child));
                 }
             }
-            Node::Tag(t) => {
+            UaNode::Tag(t) => {
                 if let Some(def) = self.table.tag(*t) {
                     let (kind, parent) = self.parent(def.device, &def.path.tag);
                     add(kind, Inverse, Target::Ours(parent));
                     for p in properties(def) {
-                        add(HasProperty, Forward, Target::Ours(Node::Property(*t, p)));
+                        add(HasProperty, Forward, Target::Ours(UaNode::Property(*t, p)));
                     }
                     for child in self.children(def.device, &def.path.tag) {
                         add(HasComponent, Forward, Target::Ours(child));
                     }
                 }
             }
-            Node::Property(t, _) => add(HasProperty, Inverse, Target::Ours(Node::Tag(*t))),
+            UaNode::Property(t, _) => add(HasProperty, Inverse, Target::Ours(UaNode::Tag(*t))),
         }
         refs
     }
@@ -417,11 +424,11 @@ impl Space<'_> {
     /// The forward references of `node` a TranslateBrowsePaths step may follow to a target
     /// named `name`, found by looking the name up instead of listing every child (a device
     /// may hold 100,000 tags). `None` for nodes with few references: list them.
-    pub fn forward_named(&self, node: &Node, name: &QualifiedName) -> Option<Vec<Ref>> {
+    pub fn forward_named(&self, node: &UaNode, name: &QualifiedName) -> Option<Vec<Ref>> {
         let (device, prefix, kind) = match node {
-            Node::Device(d) => (*d, "", ReferenceTypeId::Organizes),
-            Node::Folder(d, prefix) => (*d, &**prefix, ReferenceTypeId::Organizes),
-            Node::Tag(t) => {
+            UaNode::Device(d) => (*d, "", ReferenceTypeId::Organizes),
+            UaNode::Folder(d, prefix) => (*d, &**prefix, ReferenceTypeId::Organizes),
+            UaNode::Tag(t) => {
                 let def = self.table.tag(*t)?;
                 (def.device, &*def.path.tag, ReferenceTypeId::HasComponent)
             }
@@ -447,19 +454,19 @@ impl Space<'_> {
                 format!("{prefix}/{segment}")
             };
             if let Some(tag) = self.tag(device, &path) {
-                add(kind, Node::Tag(tag));
+                add(kind, UaNode::Tag(tag));
             } else if self.is_folder(device, &path) {
-                add(kind, Node::Folder(device, path.into()));
+                add(kind, UaNode::Folder(device, path.into()));
             }
-            if matches!(node, Node::Device(_)) && segment == STATUS {
-                add(ReferenceTypeId::HasComponent, Node::Status(device));
+            if matches!(node, UaNode::Device(_)) && segment == STATUS {
+                add(ReferenceTypeId::HasComponent, UaNode::Status(device));
             }
         }
-        if let Node::Tag(t) = node {
+        if let UaNode::Tag(t) = node {
             let def = self.table.tag(*t)?;
             for p in properties(def) {
                 if name.namespace_index == 0 && segment == p.name() {
-                    add(ReferenceTypeId::HasProperty, Node::Property(*t, p));
+                    add(ReferenceTypeId::HasProperty, UaNode::Property(*t, p));
                 }
             }
         }
@@ -474,7 +481,7 @@ impl Space<'_> {
             vec![Ref {
                 kind: ReferenceTypeId::Organizes,
                 direction: ReferenceDirection::Forward,
-                target: Target::Ours(Node::Root),
+                target: Target::Ours(UaNode::Root),
             }]
         } else {
             Vec::new()
@@ -482,7 +489,7 @@ impl Space<'_> {
     }
 
     /// What a Browse shows of `node` at the other end of a reference.
-    pub fn metadata(&self, node: &Node) -> NodeMetadata {
+    pub fn metadata(&self, node: &UaNode) -> NodeMetadata {
         let (browse_name, display_name) = self.names(node);
         NodeMetadata {
             node_id: ExpandedNodeId::new(self.node_id(node)),
@@ -540,14 +547,14 @@ impl Space<'_> {
     /// The node that holds `name` (a tag's name or a folder's part of one) and the type of
     /// its reference to it: a tag holds its children as components, a folder or the device
     /// organizes them.
-    fn parent(&self, device: DeviceId, name: &str) -> (ReferenceTypeId, Node) {
+    fn parent(&self, device: DeviceId, name: &str) -> (ReferenceTypeId, UaNode) {
         match name.rsplit_once('/') {
-            None => (ReferenceTypeId::Organizes, Node::Device(device)),
+            None => (ReferenceTypeId::Organizes, UaNode::Device(device)),
             Some((prefix, _)) => match self.tag(device, prefix) {
-                Some(tag) => (ReferenceTypeId::HasComponent, Node::Tag(tag)),
+                Some(tag) => (ReferenceTypeId::HasComponent, UaNode::Tag(tag)),
                 None => (
                     ReferenceTypeId::Organizes,
-                    Node::Folder(device, prefix.into()),
+                    UaNode::Folder(device, prefix.into()),
                 ),
             },
         }
@@ -555,7 +562,7 @@ impl Space<'_> {
 
     /// The tags and folders directly inside `prefix` of `device` (its top level for an
     /// empty prefix), in name order.
-    fn children(&self, device: DeviceId, prefix: &str) -> Vec<Node> {
+    fn children(&self, device: DeviceId, prefix: &str) -> Vec<UaNode> {
         let skip = if prefix.is_empty() {
             0
         } else {
@@ -571,11 +578,11 @@ impl Space<'_> {
             }
             let name = t.path.tag.get(..skip + segment.len()).unwrap_or_default();
             out.push(if name.len() == t.path.tag.len() {
-                Node::Tag(t.id)
+                UaNode::Tag(t.id)
             } else {
                 match self.tag(device, name) {
-                    Some(tag) => Node::Tag(tag),
-                    None => Node::Folder(device, name.into()),
+                    Some(tag) => UaNode::Tag(tag),
+                    None => UaNode::Folder(device, name.into()),
                 }
             });
         }
@@ -585,7 +592,7 @@ impl Space<'_> {
     /// `node` as an async-opcua node, with the attributes a client reads (values of tags,
     /// Status and Runtime variables aside: those come from the model). `None` when the
     /// node cannot be made (never for a node [`Space::node`] found).
-    pub fn build(&self, node: &Node) -> Option<NodeType> {
+    pub fn build(&self, node: &UaNode) -> Option<NodeType> {
         let id = self.node_id(node);
         let (browse, display) = self.names(node);
         let object = |description: Option<String>| {
@@ -603,29 +610,29 @@ impl Space<'_> {
         };
         let new_variable = || VariableBuilder::new(&id, browse.clone(), display.clone());
         match node {
-            Node::Root => object(Some(
+            UaNode::Root => object(Some(
                 "uaedge edge runtime: devices and their tags, runtime status".into(),
             )),
-            Node::Devices => object(None),
-            Node::Runtime => object(Some(
+            UaNode::Devices => object(None),
+            UaNode::Runtime => object(Some(
                 "State of the runtime: Sparkplug link, store-and-forward, throughput, alarms"
                     .into(),
             )),
-            Node::RuntimeVar(f) => variable(
+            UaNode::RuntimeVar(f) => variable(
                 new_variable()
                     .data_type(f.data_type())
                     .description(f.description()),
             ),
-            Node::Device(d) => {
+            UaNode::Device(d) => {
                 let d = self.table.device(*d)?;
                 object(Some(format!("device `{}` (driver {})", d.name, d.driver)))
             }
-            Node::Status(_) => object(Some(
+            UaNode::Status(_) => object(Some(
                 "the device link: connected, last error, driver, counters".into(),
             )),
-            Node::StatusVar(_, f) => variable(new_variable().data_type(f.data_type())),
-            Node::Folder(..) => object(None),
-            Node::Tag(t) => {
+            UaNode::StatusVar(_, f) => variable(new_variable().data_type(f.data_type())),
+            UaNode::Folder(..) => object(None),
+            UaNode::Tag(t) => {
                 let tag = self.table.tag(*t)?;
                 let access = access_level(tag);
                 let description = match &tag.description {
@@ -640,7 +647,7 @@ impl Space<'_> {
                         .description(description),
                 )
             }
-            Node::Property(t, p) => {
+            UaNode::Property(t, p) => {
                 let tag = self.table.tag(*t)?;
                 let b = new_variable();
                 variable(match p {
@@ -682,260 +689,5 @@ fn leaf(name: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    /// Names chosen so that a folder's children are not neighbours in name order
-    /// (`b` < `b-x` < `b/c`), with an alarm under a tag and a tag in nested folders.
-    const CONFIG: &str = r#"
-devices:
-  - name: d
-    driver: enip-sim
-    tags:
-      - { name: a/b, type: int32, address: X1 }
-      - { name: a/b-x, type: int32, address: X2, units: bar }
-      - { name: a/b/c, type: int32, address: X3, range: [0, 10] }
-      - { name: a/e/f/g, type: int32, address: X4 }
-      - { name: top, type: float64, address: X5, units: "°C", range: [0, 100], writable: true, checks: [{ name: high, kind: limits, hi: 10 }] }
-  - name: other
-    driver: enip-sim
-    tags:
-      - { name: t, type: bool, address: Y1 }
-"#;
-
-    fn table() -> TagTable {
-        let mut config = Config::parse("t.yaml", CONFIG).unwrap_or_else(|e| panic!("{e}"));
-        config.take_tag_table()
-    }
-
-    /// Every node reachable from the root, each once.
-    fn walk(space: &Space) -> Vec<Node> {
-        let mut seen = vec![Node::Root];
-        let mut i = 0;
-        while let Some(node) = seen.get(i).cloned() {
-            for r in space.references(&node) {
-                if let (ReferenceDirection::Forward, Target::Ours(t)) = (r.direction, r.target) {
-                    if !seen.contains(&t) {
-                        seen.push(t);
-                    }
-                }
-            }
-            i += 1;
-        }
-        seen
-    }
-
-    fn name(space: &Space, node: &Node) -> String {
-        match &space.node_id(node).identifier {
-            opcua::types::Identifier::String(s) => s.as_ref().to_string(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn every_node_is_found_again_from_its_node_id_and_nothing_else_is() {
-        let table = table();
-        let space = Space {
-            ns: 2,
-            table: &table,
-        };
-        let nodes = walk(&space);
-        let names: Vec<String> = nodes.iter().map(|n| name(&space, n)).collect();
-        for (node, s) in nodes.iter().zip(&names) {
-            assert_eq!(
-                space.node(&NodeId::new(2, s.clone())).as_ref(),
-                Some(node),
-                "{s}"
-            );
-            assert!(space.build(node).is_some(), "{s}");
-        }
-        for expected in [
-            "d/a/",
-            "d/a/b",
-            "d/a/b-x",
-            "d/a/b/c",
-            "d/a/e/",
-            "d/a/e/f/",
-            "d/a/e/f/g",
-            "d/top",
-            "d/top/Alarms/",
-            "d/top/Alarms/high",
-            "d/top//EngineeringUnits",
-            "d/top//EURange",
-            "d/a/b-x//EngineeringUnits",
-            "d/a/b/c//EURange",
-            "d//Status",
-            "d//Status/Connected",
-            "other",
-            "/uaedge/Runtime/SamplesIn",
-        ] {
-            assert!(
-                names.iter().any(|n| n == expected),
-                "{expected} not reached: {names:?}"
-            );
-        }
-        // Five tags, one alarm, one in `other`.
-        assert_eq!(
-            nodes.iter().filter(|n| matches!(n, Node::Tag(_))).count(),
-            7
-        );
-        for missing in [
-            "d/a/b/",
-            "d/a",
-            "d/a/e",
-            "d/nope",
-            "d/a/b//EngineeringUnits",
-            "d/top//Other",
-            "d//Status/Nope",
-            "d//Nope",
-            "nope",
-            "nope/t",
-            "/uaedge/Runtime/Nope",
-            "d/",
-        ] {
-            assert_eq!(space.node(&NodeId::new(2, missing)), None, "{missing}");
-        }
-        assert_eq!(
-            space.node(&NodeId::new(3, "d/a/b")),
-            None,
-            "another namespace"
-        );
-        assert_eq!(space.node(&NodeId::new(2, 7u32)), None, "a numeric NodeId");
-    }
-
-    #[test]
-    fn every_hierarchical_reference_has_its_inverse() {
-        let table = table();
-        let space = Space {
-            ns: 2,
-            table: &table,
-        };
-        for node in walk(&space) {
-            for r in space.references(&node) {
-                let Target::Ours(target) = &r.target else {
-                    continue;
-                };
-                let back = space.references(target).into_iter().any(|b| {
-                    b.kind == r.kind
-                        && b.direction != r.direction
-                        && matches!(&b.target, Target::Ours(n) if *n == node)
-                });
-                assert!(
-                    back,
-                    "{} -> {} has no way back",
-                    name(&space, &node),
-                    name(&space, target)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_tag_holds_its_children_as_components_and_folders_organize_theirs() {
-        let table = table();
-        let space = Space {
-            ns: 2,
-            table: &table,
-        };
-        let top = space
-            .node(&NodeId::new(2, "d/top"))
-            .unwrap_or_else(|| panic!("top"));
-        let refs = space.references(&top);
-        let kinds = |want: ReferenceTypeId| {
-            refs.iter()
-                .filter(|r| r.kind == want && r.direction == ReferenceDirection::Forward)
-                .count()
-        };
-        assert_eq!(kinds(ReferenceTypeId::HasComponent), 1, "the Alarms folder");
-        assert_eq!(
-            kinds(ReferenceTypeId::HasProperty),
-            2,
-            "EngineeringUnits and EURange"
-        );
-        assert_eq!(
-            space.type_definition(&top),
-            NodeId::from(VariableTypeId::AnalogItemType)
-        );
-        let folder = space
-            .node(&NodeId::new(2, "d/a/"))
-            .unwrap_or_else(|| panic!("a/"));
-        let children: Vec<String> = space
-            .references(&folder)
-            .iter()
-            .filter_map(|r| match (&r.target, r.kind) {
-                (Target::Ours(n), ReferenceTypeId::Organizes)
-                    if r.direction == ReferenceDirection::Forward =>
-                {
-                    Some(name(&space, n))
-                }
-                _ => None,
-            })
-            .collect();
-        assert_eq!(children, ["d/a/b", "d/a/b-x", "d/a/e/"]);
-        let (browse, _) = space.names(&Node::Property(TagId(0), Property::EURange));
-        assert_eq!(
-            browse,
-            QualifiedName::new(0, "EURange"),
-            "a standard property name"
-        );
-    }
-
-    #[test]
-    fn a_child_looked_up_by_name_is_what_listing_the_references_finds() {
-        let table = table();
-        let space = Space {
-            ns: 2,
-            table: &table,
-        };
-        let key = |refs: Vec<Ref>| {
-            let mut keys: Vec<String> = refs
-                .into_iter()
-                .filter(|r| r.direction == ReferenceDirection::Forward)
-                .map(|r| match r.target {
-                    Target::Ours(n) => format!("{:?} {}", r.kind, name(&space, &n)),
-                    Target::Core(id) => format!("{:?} {id}", r.kind),
-                })
-                .collect();
-            keys.sort();
-            keys
-        };
-        let mut names: Vec<QualifiedName> = walk(&space).iter().map(|n| space.names(n).0).collect();
-        names.extend([
-            QualifiedName::new(2, "nope"),
-            QualifiedName::new(3, "b"),
-            QualifiedName::new(0, "b"),
-        ]);
-        let mut looked_up = 0;
-        for node in walk(&space) {
-            for wanted in &names {
-                let Some(by_name) = space.forward_named(&node, wanted) else {
-                    continue;
-                };
-                looked_up += 1;
-                let listed: Vec<Ref> = space
-                    .references(&node)
-                    .into_iter()
-                    .filter(|r| match &r.target {
-                        Target::Ours(n) => space.names(n).0 == *wanted,
-                        Target::Core(_) => true,
-                    })
-                    .collect();
-                let by_name: Vec<Ref> = by_name
-                    .into_iter()
-                    .filter(|r| match &r.target {
-                        Target::Ours(n) => space.names(n).0 == *wanted,
-                        Target::Core(_) => true,
-                    })
-                    .collect();
-                assert_eq!(
-                    key(by_name),
-                    key(listed),
-                    "{} / {wanted}",
-                    name(&space, &node)
-                );
-            }
-        }
-        assert!(looked_up > 100, "{looked_up}");
-    }
-}
+#[path = "address_space_tests.rs"]
+mod tests;

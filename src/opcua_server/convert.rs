@@ -1,10 +1,12 @@
 //! The one-to-one mapping between the model and OPC UA's built-in types: data types,
 //! values, qualities and timestamps.
 
-use opcua::types::{DataTypeId, DataValue, DateTime, StatusCode, UAString, Variant};
+use opcua::types::{
+    DataTypeId, DataValue, DateTime, StatusCode, TimestampsToReturn, UAString, Variant,
+};
 use uaedge_driver::{BadReason, DataType, Quality, Timestamp, UncertainReason, Value};
 
-use crate::model::TagState;
+use crate::model::{TagId, TagState};
 
 /// 100 ns ticks between 1601-01-01 (OPC UA's epoch) and 1970-01-01 (the model's).
 const UNIX_EPOCH_TICKS: i64 = 116_444_736_000_000_000;
@@ -121,6 +123,41 @@ pub fn data_value(
 
 pub fn state_value(s: &TagState) -> DataValue {
     data_value(s.value.as_ref(), s.quality, s.source_time, s.server_time)
+}
+
+/// A tag's value from the table's states, with the timestamps the client asked for.
+pub fn tag_value(states: &[TagState], tag: TagId, ttr: TimestampsToReturn) -> DataValue {
+    match states.get(tag.index()) {
+        Some(s) => apply_timestamps(state_value(s), ttr),
+        None => status_only(StatusCode::BadNodeIdUnknown),
+    }
+}
+
+/// A value-less answer: the status says why.
+pub fn status_only(code: StatusCode) -> DataValue {
+    DataValue {
+        status: Some(code),
+        ..Default::default()
+    }
+}
+
+/// Drops the timestamps a client did not ask for.
+pub fn apply_timestamps(mut dv: DataValue, ttr: TimestampsToReturn) -> DataValue {
+    if matches!(
+        ttr,
+        TimestampsToReturn::Neither | TimestampsToReturn::Server
+    ) {
+        dv.source_timestamp = None;
+        dv.source_picoseconds = None;
+    }
+    if matches!(
+        ttr,
+        TimestampsToReturn::Neither | TimestampsToReturn::Source
+    ) {
+        dv.server_timestamp = None;
+        dv.server_picoseconds = None;
+    }
+    dv
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod auth;
 mod convert;
 mod gate;
 mod limits;
+mod live_values;
 mod node_manager;
 mod notify;
 pub mod uatcp;

@@ -24,14 +24,15 @@ use opcua::server::node_manager::{
 use opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use opcua::types::{
     AttributeId, BrowseDescriptionResultMask, DataValue, ExpandedNodeId, MonitoringMode, NodeId,
-    NumericRange, ReferenceDescription, StatusCode, TimestampsToReturn, UAString, Variant,
+    NumericRange, ReferenceDescription, StatusCode, TimestampsToReturn, Variant,
 };
 use tracing::{debug, info};
 use uaedge_driver::{Timestamp, WriteError};
 
-use super::address_space::{self, Node, RuntimeField, Space, StatusField, Target};
+use super::address_space::{self, Space, Target, UaNode};
 use super::auth::Authenticator;
-use super::convert;
+use super::convert::{self, apply_timestamps, status_only, tag_value};
+use super::live_values::{live, LiveSampler};
 use crate::bus::Handle;
 use crate::model::{Sample, TagId, TagTable};
 
@@ -122,7 +123,7 @@ impl ModelNodeManager {
             .nodes
             .keys()
             .filter_map(|n| match space.node(n) {
-                Some(Node::Tag(t)) => Some((t, n.clone())),
+                Some(UaNode::Tag(t)) => Some((t, n.clone())),
                 _ => None,
             })
             .collect();
@@ -167,7 +168,7 @@ impl ModelNodeManager {
         let space = self.space(&table);
         for node in nodes {
             *watched.nodes.entry(node.clone()).or_default() += 1;
-            if let Some(Node::Tag(t)) = space.node(node) {
+            if let Some(UaNode::Tag(t)) = space.node(node) {
                 watched.tags.insert(t, node.clone());
             }
         }
@@ -184,7 +185,7 @@ impl ModelNodeManager {
         }
         watched.nodes.remove(node);
         let table = self.table();
-        if let Some(Node::Tag(t)) = self.space(&table).node(node) {
+        if let Some(UaNode::Tag(t)) = self.space(&table).node(node) {
             if watched.tags.get(&t) == Some(node) {
                 watched.tags.remove(&t);
             }
@@ -212,7 +213,7 @@ impl ModelNodeManager {
         let Some(node) = space.node(&n.node_id) else {
             return Answer::Now(status_only(StatusCode::BadNodeIdUnknown));
         };
-        if let (AttributeId::Value, Node::Tag(tag)) = (n.attribute_id, &node) {
+        if let (AttributeId::Value, UaNode::Tag(tag)) = (n.attribute_id, &node) {
             // The hot path (a SCADA poll of thousands of tags) builds no node.
             let Some(def) = space.table.tag(*tag) else {
                 return Answer::Now(status_only(StatusCode::BadNodeIdUnknown));
@@ -243,7 +244,9 @@ impl ModelNodeManager {
             return Answer::Now(status_only(e));
         }
         Answer::Now(match node {
-            Node::StatusVar(..) | Node::RuntimeVar(_) if n.attribute_id == AttributeId::Value => {
+            UaNode::StatusVar(..) | UaNode::RuntimeVar(_)
+                if n.attribute_id == AttributeId::Value =>
+            {
                 if n.index_range == NumericRange::None {
                     apply_timestamps(live(&self.handle, space.table, &node), ttr)
                 } else {
@@ -396,7 +399,7 @@ impl ModelNodeManager {
         let table = self.table();
         let space = self.space(&table);
         let tag = match space.node(&w.node_id) {
-            Some(Node::Tag(tag)) => tag,
+            Some(UaNode::Tag(tag)) => tag,
             Some(_) => return Err(StatusCode::BadNotWritable),
             None => return Err(StatusCode::BadNodeIdUnknown),
         };
@@ -474,7 +477,7 @@ impl ModelNodeManager {
         item.set_status(StatusCode::Good);
         // Other attributes do not change while the table stands; a tag refused its value
         // (a user without read access) has nothing to be fed.
-        if let (AttributeId::Value, Node::StatusVar(..) | Node::RuntimeVar(_)) =
+        if let (AttributeId::Value, UaNode::StatusVar(..) | UaNode::RuntimeVar(_)) =
             (target.attribute_id, &node)
         {
             let sampler = LiveSampler {
@@ -501,38 +504,6 @@ enum Answer {
     Now(DataValue),
     /// A tag's value, checked and ready to be read from the table's states.
     TagValue(TagId),
-}
-
-fn tag_value(states: &[crate::model::TagState], tag: TagId, ttr: TimestampsToReturn) -> DataValue {
-    match states.get(tag.index()) {
-        Some(s) => apply_timestamps(convert::state_value(s), ttr),
-        None => status_only(StatusCode::BadNodeIdUnknown),
-    }
-}
-
-fn status_only(code: StatusCode) -> DataValue {
-    DataValue {
-        status: Some(code),
-        ..Default::default()
-    }
-}
-
-fn apply_timestamps(mut dv: DataValue, ttr: TimestampsToReturn) -> DataValue {
-    if matches!(
-        ttr,
-        TimestampsToReturn::Neither | TimestampsToReturn::Server
-    ) {
-        dv.source_timestamp = None;
-        dv.source_picoseconds = None;
-    }
-    if matches!(
-        ttr,
-        TimestampsToReturn::Neither | TimestampsToReturn::Source
-    ) {
-        dv.server_timestamp = None;
-        dv.server_picoseconds = None;
-    }
-    dv
 }
 
 #[async_trait]
@@ -744,96 +715,5 @@ impl NodeManager for ModelNodeManager {
                 .remove_sampler(it.node_id(), it.attribute(), it.handle());
             self.unwatch(it.node_id());
         }
-    }
-}
-
-/// What a sampler closure needs to read one Status or Runtime variable without the node
-/// manager itself (the sampler runs on its own task). It holds the NodeId, not the node:
-/// a reload may give the device another DeviceId, never another NodeId.
-struct LiveSampler {
-    handle: Handle,
-    ns: u16,
-    node: NodeId,
-}
-
-impl LiveSampler {
-    fn sample(&self) -> DataValue {
-        let table = self.handle.table();
-        let space = Space {
-            ns: self.ns,
-            table: &table,
-        };
-        match space.node(&self.node) {
-            Some(node) => live(&self.handle, &table, &node),
-            // Its device went with a reload.
-            None => status_only(StatusCode::BadNodeIdUnknown),
-        }
-    }
-}
-
-/// The current value of a Status or Runtime variable.
-fn live(handle: &Handle, table: &TagTable, node: &Node) -> DataValue {
-    let sparkplug = handle.sparkplug_status();
-    let now = convert::date_time(Timestamp::now());
-    let good = |v: Variant| DataValue {
-        value: Some(v),
-        status: Some(StatusCode::Good),
-        source_timestamp: Some(now),
-        server_timestamp: Some(now),
-        ..Default::default()
-    };
-    match *node {
-        Node::StatusVar(device, field) => {
-            let Some(state) = table.device_state(device) else {
-                return status_only(StatusCode::BadNodeIdUnknown);
-            };
-            good(match field {
-                StatusField::Connected => Variant::Boolean(state.connected),
-                StatusField::LastError => Variant::String(
-                    state
-                        .last_error
-                        .as_deref()
-                        .map_or_else(UAString::null, UAString::from),
-                ),
-                StatusField::Driver => Variant::String(UAString::from(
-                    table.device(device).map_or("", |d| d.driver.as_str()),
-                )),
-                StatusField::Reconnects => Variant::UInt64(state.reconnects),
-                StatusField::SamplesIn => Variant::UInt64(state.samples_in),
-            })
-        }
-        Node::RuntimeVar(RuntimeField::SamplesIn) => {
-            let total = table
-                .devices()
-                .iter()
-                .filter_map(|d| table.device_state(d.id))
-                .map(|s| s.samples_in)
-                .sum::<u64>();
-            good(Variant::UInt64(total))
-        }
-        // Alarms are the runtime's own: they exist with or without MQTT.
-        Node::RuntimeVar(RuntimeField::AlarmsActive) => {
-            good(Variant::UInt64(handle.alarm_counts().active))
-        }
-        Node::RuntimeVar(RuntimeField::AlarmTransitions) => {
-            good(Variant::UInt64(handle.alarm_counts().transitions))
-        }
-        Node::RuntimeVar(field) => {
-            // Without a `sparkplug:` section there is no MQTT link to describe.
-            let Some(sparkplug) = sparkplug else {
-                return status_only(StatusCode::BadOutOfService);
-            };
-            let s = sparkplug.snapshot();
-            good(match field {
-                RuntimeField::MqttConnected => Variant::Boolean(s.mqtt_connected),
-                RuntimeField::PrimaryHostOnline => Variant::Boolean(s.primary_host_online),
-                RuntimeField::StoreBacklog => Variant::UInt64(s.backlog_records),
-                RuntimeField::SamplesOut
-                | RuntimeField::SamplesIn
-                | RuntimeField::AlarmsActive
-                | RuntimeField::AlarmTransitions => Variant::UInt64(s.samples_published),
-            })
-        }
-        _ => status_only(StatusCode::BadNodeIdUnknown),
     }
 }

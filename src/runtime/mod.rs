@@ -38,8 +38,6 @@ mod device_task;
 mod reload;
 mod router;
 mod router_checks;
-#[cfg(test)]
-mod router_tests;
 mod supervisor;
 
 pub use reload::ReloadSummary;

@@ -109,14 +109,14 @@ impl Router {
         debug!("router stopped");
     }
 
-    pub(super) async fn on_device(&mut self, task: TaskId, event: DeviceEvent) {
+    async fn on_device(&mut self, task: TaskId, event: DeviceEvent) {
         // A task stopped by a reload may have sent a last event; its device is gone.
         let Some(&device) = self.tasks.get(&task) else {
             return;
         };
         match event {
             DeviceEvent::Readings(readings, read_time) => {
-                let samples = self.process(device, &readings, read_time);
+                let samples = self.take_readings(device, &readings, read_time);
                 self.publish_samples(device, samples).await;
             }
             DeviceEvent::Up => {
@@ -146,7 +146,7 @@ impl Router {
                             source_time: Some(now),
                         })
                         .collect();
-                let samples = self.process(device, &readings, now);
+                let samples = self.take_readings(device, &readings, now);
                 self.bus.publish(ModelEvent::DeviceDown(device)).await;
                 self.publish_samples(device, samples).await;
             }
@@ -155,7 +155,7 @@ impl Router {
 
     /// Takes over a reload's table: the kept devices' state by path, the new checks, and
     /// the handles' view, then tells the subscribers with the states of this moment.
-    pub(super) async fn install(&mut self, install: Install) {
+    async fn install(&mut self, install: Install) {
         let table = install.view.table.clone();
         table.carry_over(&self.table, &install.kept);
         mark_out_of_service(&table, &install.disabled);
@@ -236,7 +236,7 @@ impl Router {
     /// Scaling, checks and report-by-exception over one device's readings; what is to be
     /// reported (with the alarm transitions they caused) is applied to the table and
     /// returned.
-    pub(super) fn process(
+    fn take_readings(
         &mut self,
         device: DeviceId,
         readings: &[Reading],
@@ -384,3 +384,7 @@ fn mark_out_of_service(table: &TagTable, devices: &[DeviceId]) {
         table.apply(&samples, now);
     }
 }
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

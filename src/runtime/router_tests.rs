@@ -7,11 +7,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 
-use super::router::{DeviceEvent, Install, Router, TaskId};
-use super::router_checks::{self, Alarms};
+use super::{DeviceEvent, Install, Router, TaskId};
 use crate::bus::{Handle, ModelEvent, ModelView};
 use crate::config::Config;
 use crate::model::{DeviceId, Sample, TagTable};
+use crate::runtime::router_checks::{self, Alarms};
 
 const LINE: &str = "  - name: line\n    driver: enip-sim\n    tags:\n      - { name: temp, type: int16, address: Temp, scale: { gain: 0.1 } }\n      - { name: flow, type: float64, address: Flow, deadband: { absolute: 0.5 } }\n";
 const PRESS: &str = "  - name: press\n    driver: enip-sim\n    tags:\n      - name: pressure\n        type: float64\n        address: P\n        checks: [{ kind: limits, hi: 100 }]\n";

@@ -44,6 +44,7 @@ mod device;
 mod factory;
 mod fault;
 pub mod image;
+mod names;
 mod rng;
 mod signal;
 

@@ -18,7 +18,7 @@ use yaml_rust2::scanner::TScalarStyle;
 pub(super) type Id = u32;
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Node {
+pub(super) struct YamlNode {
     line: u32,
     col: u32,
     pub(super) kind: Kind,
@@ -37,7 +37,7 @@ pub(super) enum Kind {
 }
 
 /// Where an index that cannot come from the parser points (and a default `RawNode`).
-const NULL: Node = Node {
+const NULL: YamlNode = YamlNode {
     line: 0,
     col: 0,
     kind: Kind::Scalar {
@@ -58,7 +58,7 @@ pub(super) enum Scalar<'a> {
 
 #[derive(Debug, Default)]
 pub(super) struct Tree {
-    nodes: Vec<Node>,
+    nodes: Vec<YamlNode>,
     kids: Vec<Id>,
     text: String,
 }
@@ -67,7 +67,7 @@ impl Tree {
     /// A tree of one null node at `pos`, id 0.
     pub(super) fn null(pos: Pos) -> Tree {
         let mut tree = Tree::default();
-        tree.nodes.push(Node {
+        tree.nodes.push(YamlNode {
             line: clamp(pos.line),
             col: clamp(pos.col),
             ..NULL
@@ -75,7 +75,7 @@ impl Tree {
         tree
     }
 
-    fn node(&self, id: Id) -> Node {
+    fn node(&self, id: Id) -> YamlNode {
         self.nodes.get(id as usize).copied().unwrap_or(NULL)
     }
 
@@ -304,7 +304,7 @@ impl Builder<'_> {
 
     fn push(&mut self, pos: Pos, kind: Kind) -> Result<Id, ConfigError> {
         let id = u32::try_from(self.tree.nodes.len()).map_err(|_| self.too_large(pos))?;
-        self.tree.nodes.push(Node {
+        self.tree.nodes.push(YamlNode {
             line: clamp(pos.line),
             col: clamp(pos.col),
             kind,
