@@ -55,8 +55,7 @@ impl NodeTask {
                 self.dbirth(d);
             }
         }
-        self.drain_cursor = 0;
-        self.drain_idle = false;
+        self.drain.restart();
         info!(
             bd_seq,
             devices = self.devices.iter().filter(|d| d.born).count(),
@@ -103,8 +102,7 @@ impl NodeTask {
                 device.birth_due = None;
             }
             // Records held while the device was down can go now.
-            self.drain_cursor = 0;
-            self.drain_idle = false;
+            self.drain.restart();
             debug!(device = %name, "DBIRTH published");
         } else {
             warn!(device = %name, "MQTT request queue full: DBIRTH deferred");

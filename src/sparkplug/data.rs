@@ -23,6 +23,40 @@ const DRAIN_BATCH: usize = 64;
 /// Looks at the backlog per tick, bounding the time one tick may take.
 const DRAIN_READS_PER_TICK: usize = 8;
 
+/// Where the backlog drain stands.
+#[derive(Debug)]
+pub(super) struct Drain {
+    /// Highest journal seq looked at since the last birth.
+    cursor: u64,
+    /// Nothing to drain past the cursor (cleared by anything that may add some).
+    idle: bool,
+    /// Token bucket, in samples.
+    tokens: f64,
+    last_refill: Instant,
+}
+
+impl Drain {
+    pub fn new(tokens: f64) -> Drain {
+        Drain {
+            cursor: 0,
+            idle: false,
+            tokens,
+            last_refill: Instant::now(),
+        }
+    }
+
+    /// After a birth: the backlog is looked at from its oldest record again.
+    pub fn restart(&mut self) {
+        self.cursor = 0;
+        self.idle = false;
+    }
+
+    /// Something may have been added to the backlog.
+    pub fn wake(&mut self) {
+        self.idle = false;
+    }
+}
+
 impl NodeTask {
     /// One device's batch, as the router reported it.
     pub(super) fn on_samples(&mut self, device: DeviceId, batch: &[Sample]) {
@@ -89,7 +123,7 @@ impl NodeTask {
         }
         if !self.room_for_data() {
             // Stays in the journal; the drain sends it as historical once there is room.
-            self.drain_idle = false;
+            self.drain.wake();
             return;
         }
         // Written straight to protobuf (see `wire`), sized up front for the batch.
@@ -128,7 +162,7 @@ impl NodeTask {
         });
         if !sent {
             // Stays in the journal; the drain sends it as historical.
-            self.drain_idle = false;
+            self.drain.wake();
         }
     }
 
@@ -138,17 +172,17 @@ impl NodeTask {
         // A bucket of one tick's worth (at least one sample) keeps the rate smooth.
         let capacity = (rate * TICK.as_secs_f64()).max(1.0);
         let now = Instant::now();
-        let dt = now.duration_since(self.last_refill).as_secs_f64();
-        self.last_refill = now;
-        self.tokens = (self.tokens + rate * dt).min(capacity);
-        if self.drain_idle {
+        let dt = now.duration_since(self.drain.last_refill).as_secs_f64();
+        self.drain.last_refill = now;
+        self.drain.tokens = (self.drain.tokens + rate * dt).min(capacity);
+        if self.drain.idle {
             return;
         }
         for _ in 0..DRAIN_READS_PER_TICK {
             if !self.may_replay(capacity) {
                 return;
             }
-            let cursor = self.drain_cursor;
+            let cursor = self.drain.cursor;
             let batch = match blocking(|| self.journal.oldest_after(cursor, DRAIN_BATCH)) {
                 Ok(b) => b,
                 Err(e) => {
@@ -157,19 +191,19 @@ impl NodeTask {
                 }
             };
             if batch.is_empty() {
-                self.drain_idle = true;
+                self.drain.idle = true;
                 return;
             }
             for (seq, _ts, bytes) in batch {
                 if self.inflight.contains(seq) {
-                    self.drain_cursor = seq;
+                    self.drain.cursor = seq;
                     continue;
                 }
                 if !self.may_replay(capacity) {
                     return;
                 }
                 match self.replay(seq, &bytes, capacity) {
-                    Replay::Sent | Replay::Skipped => self.drain_cursor = seq,
+                    Replay::Sent | Replay::Skipped => self.drain.cursor = seq,
                     Replay::Wait => return,
                 }
             }
@@ -184,7 +218,7 @@ impl NodeTask {
     /// a large record may still be decoded once in vain while the bucket refills past one
     /// token; after that it waits for a full bucket, which one tick brings.
     fn may_replay(&self, capacity: f64) -> bool {
-        self.tokens >= capacity.min(1.0) && self.room_for_data()
+        self.drain.tokens >= capacity.min(1.0) && self.room_for_data()
     }
 
     fn replay(&mut self, seq: u64, bytes: &[u8], capacity: f64) -> Replay {
@@ -240,7 +274,7 @@ impl NodeTask {
             return Replay::Skipped;
         }
         let n = metrics.len() as f64;
-        if self.tokens < n.min(capacity) {
+        if self.drain.tokens < n.min(capacity) {
             return Replay::Wait;
         }
         let samples = u32::try_from(metrics.len()).unwrap_or(u32::MAX);
@@ -251,7 +285,7 @@ impl NodeTask {
         }) {
             return Replay::Wait;
         }
-        self.tokens -= n;
+        self.drain.tokens -= n;
         self.status
             .replayed
             .fetch_add(u64::from(samples), Ordering::Relaxed);

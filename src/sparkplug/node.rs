@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use super::aliases::Diagnostics;
 use super::births::DBIRTH_DEFER;
+use super::data::Drain;
 use super::inflight::Inflight;
 use super::link::{next_session_event, Phase};
 use super::session::Session;
@@ -142,7 +143,7 @@ async fn run(
     let host_online = settings.primary_host_id.is_none();
     let node = NodeTask {
         topics: Topics::new(&settings.group_id, &settings.edge_node_id),
-        tokens: f64::from(settings.store.drain_rate) * TICK.as_secs_f64(),
+        drain: Drain::new(f64::from(settings.store.drain_rate) * TICK.as_secs_f64()),
         settings,
         table,
         handle,
@@ -159,9 +160,6 @@ async fn run(
         host_online,
         host_ts: None,
         inflight: Inflight::default(),
-        drain_cursor: 0,
-        drain_idle: false,
-        last_refill: Instant::now(),
         next_diag: Instant::now(),
         last_diag: None,
         writes: Arc::new(Semaphore::new(MAX_WRITES)),
@@ -224,13 +222,7 @@ pub(super) struct NodeTask {
     /// Timestamp of the newest STATE message seen.
     pub(super) host_ts: Option<u64>,
     pub(super) inflight: Inflight,
-    /// Highest journal seq the drain has looked at since the last birth.
-    pub(super) drain_cursor: u64,
-    /// Nothing to drain past the cursor (cleared by anything that may add some).
-    pub(super) drain_idle: bool,
-    /// Drain token bucket, in samples.
-    pub(super) tokens: f64,
-    pub(super) last_refill: Instant,
+    pub(super) drain: Drain,
     pub(super) next_diag: Instant,
     pub(super) last_diag: Option<Diagnostics>,
     pub(super) writes: Arc<Semaphore>,
