@@ -313,8 +313,6 @@ async fn writes_reach_the_device_and_read_back() {
         all_settled(&rt).await.then_some(())
     })
     .await;
-    let table = handle.table().clone();
-    let id = |p: &str| table.find(p).expect("tag");
     let entry = |name: &str| {
         entries()
             .into_iter()
@@ -324,15 +322,15 @@ async fn writes_reach_the_device_and_read_back() {
     let (setpoint, batch) = (entry("setpoint"), entry("batch"));
 
     handle
-        .write(id("plc/setpoint"), &Value::Double(42.5))
+        .write("plc/setpoint", &Value::Double(42.5))
         .await
         .expect("write setpoint");
     handle
-        .write(id("plc/batch"), &Value::Int64(-9))
+        .write("plc/batch", &Value::Int64(-9))
         .await
         .expect("write batch");
     handle
-        .write(id("plc/coils/start"), &Value::Boolean(true))
+        .write("plc/coils/start", &Value::Boolean(true))
         .await
         .expect("write coil");
 
@@ -363,11 +361,11 @@ async fn writes_reach_the_device_and_read_back() {
     .await;
     // Read-only tags and values that do not fit are refused before reaching the device.
     assert_eq!(
-        handle.write(id("plc/flow"), &Value::Float(1.0)).await,
+        handle.write("plc/flow", &Value::Float(1.0)).await,
         Err(uaedge_driver::WriteError::NotWritable)
     );
     assert!(matches!(
-        handle.write(id("plc/recipe"), &Value::Int32(70000)).await,
+        handle.write("plc/recipe", &Value::Int32(70000)).await,
         Err(uaedge_driver::WriteError::TypeMismatch(_))
     ));
     rt.shutdown().await.expect("clean shutdown");

@@ -39,8 +39,10 @@ fn graph() -> Graph {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            let top_level_file = rel.components().count() == 1;
             let uses = graph.entry(top.clone()).or_default();
-            for module in crate_paths(&non_test_code(&text)) {
+            let code = without_comments(&non_test_code(&text));
+            for module in crate_paths(&code, top_level_file) {
                 if module != top {
                     uses.insert(module);
                 }
@@ -76,16 +78,69 @@ fn non_test_code(text: &str) -> String {
     out.join("\n")
 }
 
-fn crate_paths(code: &str) -> BTreeSet<String> {
-    code.match_indices("crate::")
-        .map(|(at, m)| {
-            code[at + m.len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect::<String>()
+/// The top-level modules `code` names: `crate::x`, each `x` of `crate::{x::…, y}`, and,
+/// in a top-level file (`src/x.rs`, whose parent is the crate root), `super::x`.
+fn crate_paths(code: &str, top_level_file: bool) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    let mut prefixes = vec!["crate::"];
+    if top_level_file {
+        prefixes.push("super::");
+    }
+    for prefix in prefixes {
+        for (at, m) in code.match_indices(prefix) {
+            // `foo_crate::` or `self::super::` are not paths from the crate root.
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let rest = &code[at + m.len()..];
+            match rest.strip_prefix('{') {
+                Some(group) => {
+                    let mut depth = 0;
+                    let mut start = 0;
+                    for (i, c) in group.char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => {
+                                out.insert(ident(&group[start..i]));
+                                break;
+                            }
+                            '}' => depth -= 1,
+                            ',' if depth == 0 => {
+                                out.insert(ident(&group[start..i]));
+                                start = i + 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                None => {
+                    out.insert(ident(rest));
+                }
+            }
+        }
+    }
+    out.remove("");
+    out.remove("self");
+    out
+}
+
+/// `code` without `//` comments (doc links name modules without depending on them).
+fn without_comments(code: &str) -> String {
+    code.lines()
+        .map(|line| match line.find("//") {
+            // Not a URL inside a string (`"mqtt://…"`).
+            Some(at) if !line[..at].ends_with(':') => &line[..at],
+            _ => line,
         })
-        .filter(|m| !m.is_empty())
-        .collect()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A circle through `from`, if any: the modules in order, `from` first and last.
@@ -132,19 +187,32 @@ fn no_module_circle_and_the_bus_imports_no_component() {
     for component in ["runtime", "sparkplug", "opcua_server", "metrics", "bus"] {
         assert!(!config.contains(component), "config uses {component}");
     }
-    for component in ["sparkplug", "opcua_server", "metrics"] {
+    let components = ["sparkplug", "opcua_server", "metrics"];
+    for component in components {
         let uses = graph.get(component).cloned().unwrap_or_default();
         assert!(!uses.contains("runtime"), "{component} uses the runtime");
+        for other in components.iter().filter(|c| **c != component) {
+            assert!(
+                !uses.contains(*other),
+                "{component} uses {other}: go through the bus"
+            );
+        }
     }
 }
 
 #[test]
 fn the_reader_finds_paths_and_skips_test_modules() {
     let code = "use crate::bus::Handle;\n#[cfg(test)]\nmod tests {\n    use crate::runtime::R;\n}\nfn f() { crate::model::x(); }\n";
-    let paths = crate_paths(&non_test_code(code));
+    let paths = crate_paths(&non_test_code(code), false);
     assert_eq!(
         paths,
         BTreeSet::from(["bus".to_string(), "model".to_string()])
+    );
+    let grouped = "use crate::{\n    config::{A, B},\n    model::C,\n};\nuse super::metrics; // crate::runtime\n";
+    let paths = crate_paths(&without_comments(grouped), true);
+    assert_eq!(
+        paths,
+        BTreeSet::from(["config".into(), "metrics".into(), "model".into()])
     );
     let mut g = Graph::new();
     g.entry("a".into()).or_default().insert("b".into());

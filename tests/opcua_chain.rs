@@ -120,9 +120,8 @@ async fn chain(mode: &str) {
     .await;
     // A write downstream reaches the upstream instance's device and comes back.
     let handle = down.handle();
-    let id = handle.table().find("upstream/line/setpoint").expect("tag");
     handle
-        .write(id, &Value::Double(42.5))
+        .write("upstream/line/setpoint", &Value::Double(42.5))
         .await
         .expect("chained write");
     eventually(Duration::from_secs(10), "the write upstream", || async {

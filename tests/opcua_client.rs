@@ -121,8 +121,10 @@ async fn restarts(mode: &str, rounds: u32) {
     eprintln!("{mode}: {rounds} restarts in {:?}", started.elapsed());
     // Writes still go through on the last session (a browse-path tag, resolved anew).
     let handle = rt.handle();
-    let id = handle.table().find("upstream/line1/speed").expect("tag");
-    handle.write(id, &Value::Double(77.5)).await.expect("write");
+    handle
+        .write("upstream/line1/speed", &Value::Double(77.5))
+        .await
+        .expect("write");
     let log = std::fs::read_to_string(dir.path().join("ua.log")).unwrap_or_default();
     assert!(log.contains("WRITE ns=2;i=1001 Double 77.5 Good"), "{log}");
     eventually(Duration::from_secs(5), "the write read back", || async {

@@ -21,7 +21,7 @@ use uaedge::runtime::Runtime;
 use uaedge_driver::{Quality, Value};
 
 use opcua_support::Scada;
-use sparkplug_support::{bd_seq, kind, metrics, topic, Broker, Host};
+use sparkplug_support::{bd_seq, kind, metrics, received, topic, Broker, Host};
 
 fn device(name: &str) -> String {
     format!(
@@ -579,5 +579,61 @@ async fn after_a_reload_that_adds_alarms_every_dbirth_says_what_an_opcua_read_re
             Some(json!(device == "mixer"))
         );
     }
+    runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_sparkplug_section_restarts_the_node_and_loses_no_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let host = Host::start(broker.port);
+    let limit = Duration::from_secs(30);
+    let devices = [counter("press", 1, 4_100_000_000)];
+    let mut runtime = Runtime::start(edge_config(dir.path(), broker.port, &devices));
+    let nbirth = host.wait(limit, "NBIRTH", |m| kind(m) == "NBIRTH");
+    let b0 = bd_seq(&nbirth).expect("bdSeq");
+    let press = "spBv1.0/plant/DDATA/edge1/press";
+    host.wait(limit, "DDATA press", |m| topic(m) == press);
+
+    // Another reconnect backoff: the node restarts on the same journal, with the press
+    // counting on all along.
+    let mut next = edge_config(dir.path(), broker.port, &devices);
+    if let Some(s) = next.sparkplug.as_mut() {
+        s.reconnect.max = uaedge_driver::Duration::from_millis(400);
+    }
+    let before = host.len();
+    let summary = runtime.reload(next).await;
+    assert_eq!(summary.restarted, ["sparkplug"], "{summary:?}");
+    assert_eq!(summary.kept, ["press"]);
+    let rebirth = host.wait_after(before, limit, "NBIRTH of the new node", |m| {
+        kind(m) == "NBIRTH"
+    });
+    assert_ne!(bd_seq(&rebirth), Some(b0), "the same MQTT session");
+    let marker = host.len();
+    host.wait_after(marker, limit, "DDATA after the restart", |m| {
+        topic(m) == press
+    });
+    let status = runtime.handle().sparkplug_status().expect("status");
+    common::eventually(limit, "the backlog sent", || async {
+        (status.snapshot().backlog_records == 0).then_some(())
+    })
+    .await;
+
+    // Every count from the first to the last reached the host: nothing fell between the
+    // node that stopped and the one that took over (some may come twice).
+    let mut values: Vec<u64> = received(&host, "plant", "edge1", "press", "count")
+        .iter()
+        .map(|r| r.value)
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    let (first, last) = (values[0], values[values.len() - 1]);
+    let missing: Vec<u64> = (first..=last)
+        .filter(|v| values.binary_search(v).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "counts {first}..={last}, missing {missing:?}"
+    );
     runtime.shutdown().await.expect("shutdown");
 }

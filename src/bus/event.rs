@@ -16,8 +16,9 @@ const MIN_QUEUE: usize = 4;
 /// from holds exactly what the table held at that point of the stream.
 #[derive(Debug, Clone)]
 pub enum ModelEvent {
-    /// Samples that passed report-by-exception (and alarm transitions), all of one device,
-    /// as one batch from one read.
+    /// Samples of one device: those of one read that passed report-by-exception, with the
+    /// alarm transitions they caused; or transitions that time alone brought about; or,
+    /// at a reload, the restarted alarms and the tags of a device that started over.
     Samples(DeviceId, Arc<Vec<Sample>>),
     /// A device's link came up (its tags follow as samples).
     DeviceUp(DeviceId),
@@ -51,6 +52,58 @@ impl std::fmt::Debug for Reloaded {
             .field("tags", &self.table.tags().len())
             .field("tag_set_changed", &self.tag_set_changed)
             .finish()
+    }
+}
+
+/// Where a subscriber's stream starts: the table and what it held when the subscription
+/// was made (see [`super::Handle::subscribe_from`]). A subscriber that applies every event
+/// to these holds, at each point of its stream, what the table held there.
+pub struct Start {
+    pub table: Arc<TagTable>,
+    /// Every tag's state, by [`crate::model::TagId`] of `table`.
+    pub states: Vec<TagState>,
+    /// Every device's link, by [`DeviceId`] of `table`.
+    pub connected: Vec<bool>,
+}
+
+impl Start {
+    /// `table` as it stands now.
+    pub fn of(table: Arc<TagTable>) -> Start {
+        let connected = (0..table.devices().len())
+            .map(|d| {
+                let id = DeviceId(u16::try_from(d).unwrap_or(u16::MAX));
+                table.device_state(id).is_some_and(|s| s.connected)
+            })
+            .collect();
+        Start {
+            states: table.states(|s| s.to_vec()),
+            connected,
+            table,
+        }
+    }
+
+    /// Keeps up with the stream while the subscriber cannot act on it yet.
+    pub fn apply(&mut self, event: &ModelEvent) {
+        match event {
+            ModelEvent::Samples(_, batch) => {
+                let now = uaedge_driver::Timestamp::now();
+                for s in batch.iter() {
+                    if let Some(state) = self.states.get_mut(s.tag.index()) {
+                        state.apply(s, now);
+                    }
+                }
+            }
+            ModelEvent::DeviceUp(id) | ModelEvent::DeviceDown(id) => {
+                if let Some(up) = self.connected.get_mut(id.index()) {
+                    *up = matches!(event, ModelEvent::DeviceUp(_));
+                }
+            }
+            ModelEvent::Reloaded(r) => {
+                self.table = r.table.clone();
+                self.states.clone_from(&r.states);
+                self.connected.clone_from(&r.connected);
+            }
+        }
     }
 }
 

@@ -8,9 +8,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 use uaedge_driver::{LinkError, Value, WriteError};
 
-use super::event::{queue_depth, ModelEvent};
+use super::event::{queue_depth, ModelEvent, Start};
 use super::status::{AlarmCounts, ConnectionStats, SparkplugStatus, Status};
-use crate::model::{TagId, TagTable};
+use crate::model::TagTable;
 
 /// How long a write may wait for its device (queued behind a slow poll, say).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,14 +117,30 @@ impl Handle {
         rx
     }
 
-    /// Writes a value to a tag's device. The value may be of any type that converts to the
-    /// tag's type; scaling is undone before it reaches the driver.
-    pub async fn write(&self, tag: TagId, value: &Value) -> Result<(), WriteError> {
+    /// Subscribes like [`Handle::subscribe`] and says where the stream starts. Made in
+    /// this order, an event published in between is both in the states and in the stream,
+    /// which applying it again leaves as it was; the other order would lose it. Exact as
+    /// long as no reload swaps the table in between, which holds where the runtime starts
+    /// its components: before the devices run, or within a reload before its new table.
+    pub fn subscribe_from(&self, capacity: usize) -> (mpsc::Receiver<ModelEvent>, Start) {
+        let events = self.subscribe(capacity);
+        (events, Start::of(self.table()))
+    }
+
+    /// Writes a value to the tag at `path` (`device/tag`). The value may be of any type that
+    /// converts to the tag's type; scaling is undone before it reaches the driver.
+    ///
+    /// By path, not by TagId: an id belongs to one table, and a caller's table may trail
+    /// the one in force (a reload between looking the tag up and writing would otherwise
+    /// send the value to whatever tag the id names now). The path is resolved here, in the
+    /// same view as the device's write queue.
+    pub async fn write(&self, path: &str, value: &Value) -> Result<(), WriteError> {
         let view = self.view.read().clone();
         let def = view
             .table
-            .tag(tag)
-            .ok_or_else(|| WriteError::Rejected(format!("no tag with id {}", tag.0)))?;
+            .find(path)
+            .and_then(|id| view.table.tag(id))
+            .ok_or_else(|| WriteError::Rejected(format!("no tag {path}")))?;
         if !def.writable {
             return Err(WriteError::NotWritable);
         }

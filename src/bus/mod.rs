@@ -4,15 +4,15 @@
 //!
 //! Dependencies point one way: this module imports the model and nothing else of the
 //! crate. The runtime builds the bus and starts the components with a [`Handle`]; a
-//! component imports this module, never the runtime that started it. What a component
-//! reports about itself (MQTT link, OPC UA connections, alarm counts) lives in
-//! [`status`], which the component writes and readers (`/metrics`, the OPC UA Runtime
-//! object, the Sparkplug node metrics) read.
+//! component imports this module, never the runtime that started it. How the parts are
+//! doing (the MQTT link, OPC UA connections, the router's alarm counts) lives in
+//! [`status`]: the part it describes writes it, readers (`/metrics`, the OPC UA Runtime
+//! object, the Sparkplug node metrics) read it.
 
 mod event;
 mod handle;
 pub mod status;
 
-pub use event::{queue_depth, ModelEvent, Reloaded};
+pub use event::{queue_depth, ModelEvent, Reloaded, Start};
 pub use handle::{Handle, ModelView, Publisher, WriteRequest};
 pub use status::{AlarmCounts, AlarmStatus, ConnectionStats, SparkplugStatus, StatusSnapshot};

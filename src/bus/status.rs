@@ -26,7 +26,7 @@ impl Status {
     }
 
     /// Set by whoever starts (or stops, with `None`) the edge node.
-    pub fn set_sparkplug(&self, status: Option<Arc<SparkplugStatus>>) {
+    pub(crate) fn set_sparkplug(&self, status: Option<Arc<SparkplugStatus>>) {
         *self.sparkplug.write() = status;
     }
 }

@@ -379,7 +379,7 @@ impl ModelNodeManager {
                 return;
             }
         };
-        let code = match self.handle.write(tag, &value).await {
+        let code = match self.handle.write(&tag, &value).await {
             Ok(()) => StatusCode::Good,
             Err(WriteError::NotWritable) => StatusCode::BadNotWritable,
             Err(WriteError::TypeMismatch(_)) => StatusCode::BadTypeMismatch,
@@ -394,7 +394,7 @@ impl ModelNodeManager {
         &self,
         context: &RequestContext,
         write: &WriteNode,
-    ) -> Result<(TagId, uaedge_driver::Value), StatusCode> {
+    ) -> Result<(String, uaedge_driver::Value), StatusCode> {
         let w = write.value();
         let table = self.table();
         let space = self.space(&table);
@@ -424,7 +424,7 @@ impl ModelNodeManager {
             .as_ref()
             .and_then(convert::model_value)
             .ok_or(StatusCode::BadTypeMismatch)?;
-        Ok((tag, value))
+        Ok((def.path.to_string(), value))
     }
 
     /// Sets up one monitored item on one of our nodes, with the status codes async-opcua's

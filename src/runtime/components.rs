@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::device_task::STAGE_DEADLINE;
-use crate::bus::{Handle, SparkplugStatus};
+use super::STAGE_DEADLINE;
+use crate::bus::{Handle, ModelEvent, SparkplugStatus, Start};
 use crate::config::opcua::OpcUaSettings;
 use crate::config::sparkplug::SparkplugSettings;
 use crate::config::{Config, MetricsConfig};
@@ -59,7 +60,14 @@ impl Components {
     /// runs before the devices start it sees every first event.
     pub fn start(sections: Sections, handle: &Handle, cancel: &CancellationToken) -> Components {
         Components {
-            sparkplug: start_sparkplug(&sections, handle),
+            sparkplug: start_sparkplug(
+                &sections,
+                handle,
+                sections
+                    .sparkplug
+                    .as_ref()
+                    .map(|_| handle.subscribe_from(crate::sparkplug::MODEL_QUEUE)),
+            ),
             opcua: crate::opcua_server::start_from_config(
                 sections.opcua.clone(),
                 &sections.state_dir,
@@ -74,33 +82,39 @@ impl Components {
         self.opcua.as_ref()
     }
 
-    /// The first half of a reload, before the new table is in force: an edge node whose
-    /// section changed stops, so that its successor subscribes to the new table. `true`
-    /// when it must restart.
-    pub async fn stop_changed_sparkplug(&mut self, next: &Sections) -> bool {
+    /// The first part of a reload, before the new table is in force: an edge node whose
+    /// section changed hands over to its successor. The successor subscribes first, so
+    /// that every event the old node did not journal reaches it (those both saw are
+    /// journaled twice, and delivered at least once as always); it runs once the old one
+    /// has stopped and closed the journal. `true` when it was replaced.
+    pub async fn replace_changed_sparkplug(&mut self, next: &Sections, handle: &Handle) -> bool {
         if !next.sparkplug_differs(&self.sections) {
             return false;
         }
+        let events = next
+            .sparkplug
+            .as_ref()
+            .map(|_| handle.subscribe_from(crate::sparkplug::MODEL_QUEUE));
         if let Some(node) = self.sparkplug.take() {
             if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
                 warn!("Sparkplug edge node did not stop within the shutdown deadline");
             }
         }
+        self.sparkplug = start_sparkplug(next, handle, events);
         true
     }
 
-    /// The second half, after the swap: the changed components start again. Returns their
-    /// names.
+    /// The rest, after the swap: the other changed components start again. Returns the
+    /// names of all those restarted.
     pub async fn restart_changed(
         &mut self,
         next: Sections,
-        sparkplug_stopped: bool,
+        sparkplug_replaced: bool,
         handle: &Handle,
         cancel: &CancellationToken,
     ) -> Vec<&'static str> {
         let mut restarted = Vec::new();
-        if sparkplug_stopped {
-            self.sparkplug = start_sparkplug(&next, handle);
+        if sparkplug_replaced {
             restarted.push("sparkplug");
         }
         if next.opcua_differs(&self.sections) {
@@ -153,12 +167,21 @@ impl Components {
     }
 }
 
-fn start_sparkplug(sections: &Sections, handle: &Handle) -> Option<EdgeNode> {
-    let node = sections.sparkplug.clone().map(|settings| {
-        let events = handle.subscribe(crate::sparkplug::MODEL_QUEUE);
-        let status = Arc::new(SparkplugStatus::default());
-        EdgeNode::start(settings, handle.clone(), events, status)
-    });
+/// The edge node of `sections` (none without a `sparkplug:` section) on `events`, and its
+/// status where readers find it.
+fn start_sparkplug(
+    sections: &Sections,
+    handle: &Handle,
+    events: Option<(mpsc::Receiver<ModelEvent>, Start)>,
+) -> Option<EdgeNode> {
+    let node = sections
+        .sparkplug
+        .clone()
+        .zip(events)
+        .map(|(settings, events)| {
+            let status = Arc::new(SparkplugStatus::default());
+            EdgeNode::start(settings, handle.clone(), events, status)
+        });
     handle
         .status()
         .set_sparkplug(node.as_ref().map(EdgeNode::status));

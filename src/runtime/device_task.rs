@@ -10,11 +10,10 @@ use tracing::{debug, info, warn};
 use uaedge_driver::{DeviceInfo, Driver, LinkError, Timestamp, WriteError};
 
 use super::router::{DeviceEvent, RouterMsg, TaskId};
+use super::STAGE_DEADLINE;
 use crate::bus::WriteRequest;
 use crate::config::DeviceSetup;
 
-/// How long shutdown waits for each stage before it logs the laggard and moves on.
-pub(super) const STAGE_DEADLINE: Duration = Duration::from_secs(3);
 /// Writes queued per device.
 const WRITE_QUEUE: usize = 16;
 

@@ -5,9 +5,11 @@
 //!
 //! ```text
 //!  device tasks ──RouterMsg──▶ router ──ModelEvent──▶ subscribers (Sparkplug, OPC UA)
-//!  (device_task.rs)  bounded   (router.rs)  bounded   │
-//!        ▲                        │ only writer        │ read the table, write through
-//!        └── WriteRequest ─── Handle ◀─ TagTable ◀────┘ the Handle (bus/handle.rs)
+//!  (device_task.rs)  bounded   (router.rs)  bounded    │
+//!        ▲                        │ writes (alone)      │ read the table and write to
+//!        │                        ▼                     │ devices through the Handle
+//!        │                     TagTable ◀── read ── Handle (bus/handle.rs)
+//!        └──────── WriteRequest, bounded, per device ◀──┘
 //! ```
 //!
 //! Device tasks own their driver and its reconnect loop; they hand readings to the router
@@ -41,4 +43,8 @@ mod router_checks;
 mod supervisor;
 
 pub use reload::ReloadSummary;
+
+/// How long shutdown (and a reload) waits for each stage before it logs the laggard and
+/// moves on.
+const STAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 pub use supervisor::{Runtime, RuntimeError};

@@ -84,7 +84,10 @@ impl Runtime {
             }
         }
         let sections = Sections::take(&mut config);
-        let sparkplug_stopped = self.components.stop_changed_sparkplug(&sections).await;
+        let sparkplug_replaced = self
+            .components
+            .replace_changed_sparkplug(&sections, &self.handle)
+            .await;
         let view = ModelView {
             table,
             writers: self.devices.iter().map(|d| d.writer.clone()).collect(),
@@ -99,9 +102,15 @@ impl Runtime {
             log_values: config.log.values,
             done,
         };
-        let sent = self.queue.send(RouterMsg::Install(Box::new(install))).await;
+        // A failed send hands the install (and its `done`) back: drop it before waiting, or
+        // the wait would never end.
+        let sent = self
+            .queue
+            .send(RouterMsg::Install(Box::new(install)))
+            .await
+            .is_ok();
         match swapped.await {
-            Ok(changed) if sent.is_ok() => summary.tag_set_changed = changed,
+            Ok(changed) if sent => summary.tag_set_changed = changed,
             _ => warn!("router gone; the new table was not applied"),
         }
         // After the swap: their first events must find their ids.
@@ -115,7 +124,7 @@ impl Runtime {
         );
         summary.restarted = self
             .components
-            .restart_changed(sections, sparkplug_stopped, &self.handle, &self.cancel)
+            .restart_changed(sections, sparkplug_replaced, &self.handle, &self.cancel)
             .await;
         summary
     }

@@ -11,7 +11,7 @@ use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 
 use super::router_checks::Alarms;
 use crate::anomaly::CheckSpec;
-use crate::bus::{ModelEvent, ModelView, Publisher, Reloaded};
+use crate::bus::{ModelEvent, ModelView, Publisher, Reloaded, Start};
 use crate::model::{DeviceId, Sample, TagId, TagTable};
 
 /// How often time-based checks (flatline by duration, `delay`) are judged without samples.
@@ -50,6 +50,9 @@ pub(super) struct Install {
     pub done: oneshot::Sender<bool>,
 }
 
+/// A tag's last reported value and quality; `None` until its first report.
+type Reported = Option<(Option<Value>, Quality)>;
+
 pub(super) struct Router {
     table: Arc<TagTable>,
     bus: Publisher,
@@ -57,7 +60,7 @@ pub(super) struct Router {
     log_values: bool,
     /// Last reported value and quality per tag: the router's own copy, so report-by-exception
     /// needs no lock on the table.
-    reported: Vec<Option<(Option<Value>, Quality)>>,
+    reported: Vec<Reported>,
     alarms: Alarms,
 }
 
@@ -159,25 +162,73 @@ impl Router {
         let table = install.view.table.clone();
         table.carry_over(&self.table, &install.kept);
         mark_out_of_service(&table, &install.disabled);
+        let now = Timestamp::now();
+        let mut reported = self.carried_reports(&table, &install.kept);
+        let cleared = self.alarms_to_clear(&table, now);
+        for s in &cleared {
+            if let Some(last) = reported.get_mut(s.tag.index()) {
+                *last = Some((s.value.clone(), s.quality));
+            }
+        }
+        let replaced = self.start_replaced_over(&table, &install.kept, now);
+        self.reported = reported;
+        self.alarms.replace(install.checks);
+        self.log_values = install.log_values;
+        self.tasks = install.tasks;
+        let old = std::mem::replace(&mut self.table, table.clone());
+        self.bus.install(install.view);
+        let tag_set_changed = !old.same_tag_set(&table);
+        // The reload waits for this, not for the subscribers.
+        let _ = install.done.send(tag_set_changed);
+        let now_in_force = Start::of(table);
+        let reloaded = Reloaded {
+            table: now_in_force.table,
+            states: now_in_force.states,
+            connected: now_in_force.connected,
+            tag_set_changed,
+        };
+        self.bus
+            .publish(ModelEvent::Reloaded(Arc::new(reloaded)))
+            .await;
+        // Said as a link loss says it, for subscribers that carry state across the swap
+        // (born Sparkplug devices, OPC UA monitored items): the link went down, and the
+        // tags are what the new table holds (Bad, OutOfService where disabled).
+        for (device, connected, samples) in replaced {
+            if connected {
+                self.bus.publish(ModelEvent::DeviceDown(device)).await;
+            }
+            self.publish_samples(device, samples).await;
+        }
+        if !cleared.is_empty() {
+            info!(
+                alarms = cleared.len(),
+                "alarms cleared: the reload restarted their checks"
+            );
+            self.publish_mixed(cleared, now).await;
+        }
+    }
+
+    /// Report-by-exception's memory for `table`: the kept devices' driver tags carry theirs
+    /// over by path, everything else reports its next reading.
+    fn carried_reports(&self, table: &TagTable, kept: &HashSet<String>) -> Vec<Reported> {
         let mut reported = vec![None; table.tags().len()];
-        for device in table
-            .devices()
-            .iter()
-            .filter(|d| install.kept.contains(&d.name))
-        {
+        for device in table.devices().iter().filter(|d| kept.contains(&d.name)) {
             for id in device.driver_tag_ids() {
                 let old = table
                     .tag(id)
                     .and_then(|t| self.table.find_path(&t.path))
                     .and_then(|o| self.reported.get(o.index()).cloned().flatten());
-                if let Some(slot) = reported.get_mut(id.index()) {
-                    *slot = old;
+                if let Some(last) = reported.get_mut(id.index()) {
+                    *last = old;
                 }
             }
         }
-        // The checks start afresh, so their alarms start normal; an alarm that was Active
-        // is told to clear, or clients would hold it Active with nothing left to end it.
-        let now = Timestamp::now();
+        reported
+    }
+
+    /// The checks start afresh, so their alarms start normal; an alarm that was Active is
+    /// told to clear, or clients would hold it Active with nothing left to end it.
+    fn alarms_to_clear(&self, table: &TagTable, now: Timestamp) -> Vec<Sample> {
         let mut cleared = Vec::new();
         for device in table.devices() {
             for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
@@ -196,41 +247,40 @@ impl Router {
                 }
             }
         }
-        for s in &cleared {
-            if let Some(slot) = reported.get_mut(s.tag.index()) {
-                *slot = Some((s.value.clone(), s.quality));
-            }
-        }
-        self.reported = reported;
-        self.alarms.replace(install.checks);
-        self.log_values = install.log_values;
-        self.tasks = install.tasks;
-        let old = std::mem::replace(&mut self.table, table.clone());
-        self.bus.install(install.view);
-        let tag_set_changed = !old.same_tag_set(&table);
-        // The reload waits for this, not for the subscribers.
-        let _ = install.done.send(tag_set_changed);
-        let reloaded = Reloaded {
-            states: table.states(|s| s.to_vec()),
-            connected: (0..table.devices().len())
-                .map(|d| {
-                    let id = DeviceId(u16::try_from(d).unwrap_or(u16::MAX));
-                    table.device_state(id).is_some_and(|s| s.connected)
-                })
-                .collect(),
-            table: table.clone(),
-            tag_set_changed,
-        };
-        self.bus
-            .publish(ModelEvent::Reloaded(Arc::new(reloaded)))
-            .await;
-        if !cleared.is_empty() {
-            info!(
-                alarms = cleared.len(),
-                "alarms cleared: the reload restarted their checks"
-            );
-            self.publish_mixed(cleared, now).await;
-        }
+        cleared
+    }
+
+    /// Devices the reload stopped and started anew (changed, or now disabled): their old
+    /// links ended with their old tasks, and their tags start over in `table`. Returns, for
+    /// each, whether its old link was up and samples of its driver tags as `table` holds
+    /// them, stamped with the time of this swap (and applied, so the table agrees).
+    fn start_replaced_over(
+        &self,
+        table: &TagTable,
+        kept: &HashSet<String>,
+        now: Timestamp,
+    ) -> Vec<(DeviceId, bool, Vec<Sample>)> {
+        let replaced = table.devices().iter().filter(|d| !kept.contains(&d.name));
+        replaced
+            .filter_map(|d| {
+                let was = self.table.device_id(&d.name)?;
+                let connected = self.table.device_state(was).is_some_and(|s| s.connected);
+                let samples: Vec<Sample> = d
+                    .driver_tag_ids()
+                    .filter_map(|tag| {
+                        let quality = table.state(tag)?.quality;
+                        Some(Sample {
+                            tag,
+                            value: None,
+                            quality,
+                            time: now,
+                        })
+                    })
+                    .collect();
+                table.apply(&samples, now);
+                Some((d.id, connected, samples))
+            })
+            .collect()
     }
 
     /// Scaling, checks and report-by-exception over one device's readings; what is to be

@@ -148,13 +148,10 @@ impl Alarms {
 /// Carries out reactions one after the other, until the router (the only sender) is gone.
 pub(super) async fn react(handle: Handle, mut reactions: mpsc::Receiver<Reaction>) {
     while let Some(Reaction { alarm, request }) = reactions.recv().await {
-        // By path: a reload between the alarm and its write may have given the tag another
-        // id (or taken it away).
-        let Some(tag) = handle.table().find(&request.path) else {
-            warn!(alarm = %alarm, tag = %request.path, "alarm reaction dropped: its tag is no longer configured");
-            continue;
-        };
-        match handle.write(tag, &request.value).await {
+        // By path, resolved in the table in force when the write goes: a reload between the
+        // alarm and its write may have given the tag another id (or taken it away, which
+        // the write refuses).
+        match handle.write(&request.path, &request.value).await {
             Ok(()) => {
                 info!(alarm = %alarm, tag = %request.path, value = %request.value, "alarm reaction done")
             }

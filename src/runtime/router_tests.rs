@@ -1,7 +1,6 @@
 //! The router alone: a table from a real config, the bus's own channels, events handed in
 //! as the device tasks would. No sockets, no drivers.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -77,6 +76,49 @@ fn reading(tag: u32, value: Value) -> Reading {
 }
 
 impl Rig {
+    async fn up(&mut self, task: u64) {
+        self.router.on_device(TaskId(task), DeviceEvent::Up).await;
+        let up = self.events.try_recv();
+        assert!(matches!(up, Ok(ModelEvent::DeviceUp(_))), "{up:?}");
+    }
+
+    /// Installs a table of `devices` as a reload would: `tasks` maps task ids to device
+    /// indexes, `kept` names the devices whose links carry on, `disabled` their indexes.
+    async fn install(
+        &mut self,
+        devices: &[&str],
+        tasks: &[(u64, u16)],
+        kept: &[&str],
+        disabled: &[u16],
+    ) -> (Arc<TagTable>, Result<bool, oneshot::error::RecvError>) {
+        let mut next = config(devices);
+        let table = Arc::new(next.take_tag_table());
+        let (done, swapped) = oneshot::channel();
+        let install = Install {
+            view: Arc::new(ModelView {
+                table: table.clone(),
+                writers: vec![None; table.devices().len()],
+            }),
+            tasks: (tasks.iter())
+                .map(|&(t, d)| (TaskId(t), DeviceId(d)))
+                .collect(),
+            kept: kept.iter().map(|k| k.to_string()).collect(),
+            disabled: disabled.iter().map(|&d| DeviceId(d)).collect(),
+            checks: std::mem::take(&mut next.checks),
+            log_values: false,
+            done,
+        };
+        self.router.install(install).await;
+        (table, swapped.await)
+    }
+
+    fn reloaded(&mut self) -> Arc<crate::bus::Reloaded> {
+        match self.events.try_recv() {
+            Ok(ModelEvent::Reloaded(r)) => r,
+            other => panic!("expected Reloaded, got {other:?}"),
+        }
+    }
+
     async fn read(&mut self, task: u64, readings: Vec<Reading>) {
         let event = DeviceEvent::Readings(readings, Timestamp::now());
         self.router.on_device(TaskId(task), event).await;
@@ -215,32 +257,19 @@ async fn a_disabled_device_is_out_of_service_from_the_start() {
 #[tokio::test]
 async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_that_moment() {
     let mut rig = rig(&[LINE, PRESS]);
+    rig.up(1).await;
     rig.read(1, vec![reading(0, Value::Int16(217))]).await;
     rig.samples(0);
+    rig.up(2).await;
     rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
     rig.samples(1);
     // The new config: press gone, a disabled device and a new press first, line kept.
-    let mut next = config(&[SPARE, PRESS, LINE]);
-    let table = Arc::new(next.take_tag_table());
-    let (done, swapped) = oneshot::channel();
-    let install = Install {
-        view: Arc::new(ModelView {
-            table: table.clone(),
-            writers: vec![None; 3],
-        }),
-        tasks: HashMap::from([(TaskId(1), DeviceId(2)), (TaskId(3), DeviceId(1))]),
-        kept: HashSet::from(["line".to_string()]),
-        disabled: vec![DeviceId(0)],
-        checks: std::mem::take(&mut next.checks),
-        log_values: false,
-        done,
-    };
-    rig.router.install(install).await;
-    assert_eq!(swapped.await, Ok(true), "the tag set changed");
-    let reloaded = match rig.events.try_recv() {
-        Ok(ModelEvent::Reloaded(r)) => r,
-        other => panic!("expected Reloaded, got {other:?}"),
-    };
+    let (table, swapped) = rig
+        .install(&[SPARE, PRESS, LINE], &[(1, 2), (3, 1)], &["line"], &[0])
+        .await;
+    assert_eq!(swapped, Ok(true), "the tag set changed");
+    let reloaded = rig.reloaded();
+    assert_eq!(reloaded.connected, [false, false, true]);
     assert!(Arc::ptr_eq(&reloaded.table, &table));
     assert!(Arc::ptr_eq(&rig.handle.table(), &table), "handles follow");
     // The states of the swap are the table's (the cleared alarm below only renews a time).
@@ -261,6 +290,14 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     assert_eq!(spare, Some(Quality::Bad(BadReason::OutOfService)));
     let alarm = at("press/pressure/Alarms/limits").map(|s| (s.value, s.quality));
     assert_eq!(alarm, Some((Some(Value::Boolean(false)), Quality::Good)));
+    // press was replaced: its link went with its old task, its tags start over.
+    assert!(matches!(
+        rig.events.try_recv(),
+        Ok(ModelEvent::DeviceDown(DeviceId(1)))
+    ));
+    let restarted = rig.samples(1);
+    assert_eq!(restarted.len(), 1);
+    assert_eq!(restarted[0].quality, Quality::Bad(BadReason::NotConnected));
     // The old press's alarm was Active; the reload restarted its check, so it clears.
     let cleared = rig.samples(1);
     assert_eq!(cleared.len(), 1);
@@ -277,4 +314,33 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     // The new press's task feeds device 1.
     rig.read(3, vec![reading(0, Value::Double(5.0))]).await;
     assert_eq!(rig.samples(1)[0].value, Some(Value::Double(5.0)));
+}
+
+#[tokio::test]
+async fn disabling_a_connected_device_by_reload_takes_it_down_where_subscribers_see_it() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.up(1).await;
+    rig.up(2).await;
+    rig.read(2, vec![reading(0, Value::Double(50.0))]).await;
+    rig.samples(1);
+    let disabled = PRESS.replace("driver: enip-sim", "driver: enip-sim\n    enabled: false");
+    let (table, swapped) = rig
+        .install(&[LINE, &disabled], &[(1, 0)], &["line"], &[1])
+        .await;
+    assert_eq!(swapped, Ok(false), "the same tags: no rebirth");
+    let reloaded = rig.reloaded();
+    assert_eq!(reloaded.connected, [true, false]);
+    // Without these, a born Sparkplug device and an OPC UA monitored item would hold the
+    // last Good value while a Read says OutOfService.
+    assert!(matches!(
+        rig.events.try_recv(),
+        Ok(ModelEvent::DeviceDown(DeviceId(1)))
+    ));
+    let out = rig.samples(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].quality, Quality::Bad(BadReason::OutOfService));
+    let id = table.find("press/pressure").expect("tag");
+    assert_eq!(reloaded.states[id.index()].quality, out[0].quality);
+    // The line was kept: nothing is said of it.
+    rig.nothing_more();
 }

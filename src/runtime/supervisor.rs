@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::components::{Components, Sections};
-use super::device_task::{self, PendingTask, RunningDevice, STAGE_DEADLINE};
+use super::device_task::{self, PendingTask, RunningDevice};
 use super::router::{Router, RouterMsg, TaskId};
 use super::router_checks::{self, Alarms};
+use super::STAGE_DEADLINE;
 use crate::bus::{queue_depth, Handle, ModelView};
 use crate::config::Config;
 use crate::model::DeviceId;

@@ -110,19 +110,13 @@ impl NodeTask {
             };
             let handle = self.handle.clone();
             // By path: the ids are this node's, which trail a reload until its Reloaded event
-            // arrives. The write waits for the device (up to the runtime's write timeout) on
+            // arrives; the handle resolves the path in the table in force. The write waits for the device (up to the runtime's write timeout) on
             // its own task, so the node keeps serving MQTT. Handle::write logs the result;
             // the new value comes back through the pipeline as DDATA.
             let tag = path(id);
             tokio::spawn(async move {
-                match handle.table().find(&tag) {
-                    Some(id) => {
-                        let _ = handle.write(id, &value).await;
-                    }
-                    None => {
-                        warn!(tag = %tag, "DCMD write dropped: the tag is no longer configured")
-                    }
-                }
+                // A tag no longer configured is refused and logged there too.
+                let _ = handle.write(&tag, &value).await;
                 drop(permit);
             });
         }

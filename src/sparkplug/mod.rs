@@ -68,9 +68,12 @@
 //!     NDEATH (QoS 1, awaited), DISCONNECT.
 //! 11. A config reload that keeps the `sparkplug:` section keeps the session (same bdSeq,
 //!     no NDEATH). When the tag set changed (see `TagTable::same_tag_set`: names, types,
-//!     units, aliases), removed devices get a DDEATH and the node re-births as in 8; a
-//!     change elsewhere (an anomaly threshold, a driver option) re-births nothing. A
-//!     changed `sparkplug:` section restarts the node: NDEATH, a new session, NBIRTH.
+//!     units, ranges, access, aliases), removed devices get a DDEATH and the node re-births
+//!     as in 8; a change elsewhere (an anomaly threshold, a driver option) re-births
+//!     nothing, but a device whose link the reload restarted (or disabled) gets its DDEATH
+//!     as at a link loss, and its DBIRTH when it is back. A changed `sparkplug:` section
+//!     restarts the node: the new one subscribes before the old one stops (nothing falls
+//!     between them; what both saw is journaled twice), then NDEATH, a new session, NBIRTH.
 //!
 //! # Store and forward: what departs from the specification, and why
 //! Every reported sample is appended to the journal (in memory; committed at most one

@@ -21,9 +21,9 @@ use super::link::{next_session_event, Phase};
 use super::session::Session;
 use super::topics::Topics;
 use super::SparkplugError;
-use crate::bus::{Handle, ModelEvent, SparkplugStatus};
+use crate::bus::{Handle, ModelEvent, SparkplugStatus, Start};
 use crate::config::sparkplug::SparkplugSettings;
-use crate::model::{DeviceId, Sample, TagState, TagTable};
+use crate::model::{Sample, TagState, TagTable};
 use crate::store::{Journal, JournalConfig};
 
 /// Model event batches queued from the router.
@@ -45,19 +45,25 @@ pub struct EdgeNode {
 }
 
 impl EdgeNode {
-    /// Starts the node task on `model`, a subscription to the model made before any device
-    /// started (so the node sees every device's first `DeviceUp`), reporting into `status`.
+    /// Starts the node task on `model`, a subscription to the model that begins at `start`
+    /// (see [`Handle::subscribe_from`]), reporting into `status`.
     pub fn start(
         settings: SparkplugSettings,
         handle: Handle,
-        model: mpsc::Receiver<ModelEvent>,
+        (model, start): (mpsc::Receiver<ModelEvent>, Start),
         status: Arc<SparkplugStatus>,
     ) -> EdgeNode {
         status
             .host_online
             .store(settings.primary_host_id.is_none(), Ordering::Relaxed);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(settings, handle, model, status.clone(), stop.clone()));
+        let task = tokio::spawn(run(
+            settings,
+            handle,
+            (model, start),
+            status.clone(),
+            stop.clone(),
+        ));
         EdgeNode { stop, task, status }
     }
 
@@ -86,7 +92,7 @@ pub(super) fn blocking<R>(f: impl FnOnce() -> R) -> R {
 async fn run(
     settings: SparkplugSettings,
     handle: Handle,
-    mut model: mpsc::Receiver<ModelEvent>,
+    (mut model, mut start): (mpsc::Receiver<ModelEvent>, Start),
     status: Arc<SparkplugStatus>,
     stop: CancellationToken,
 ) {
@@ -110,26 +116,28 @@ async fn run(
                 _ = stop.cancelled() => return,
                 _ = &mut retry => break,
                 ev = model.recv() => match ev {
-                    Some(ModelEvent::Samples(_, s)) => {
-                        status.dropped.fetch_add(1, Ordering::Relaxed);
-                        debug!(samples = s.len(), "journal unavailable: batch dropped");
+                    Some(ev) => {
+                        if let ModelEvent::Samples(_, s) = &ev {
+                            status.dropped.fetch_add(1, Ordering::Relaxed);
+                            debug!(samples = s.len(), "journal unavailable: batch dropped");
+                        }
+                        // Unjournaled, but the births to come must still know the model.
+                        start.apply(&ev);
                     }
-                    Some(_) => {}
                     None => return,
                 },
             }
         }
     };
-    let table = handle.table().clone();
-    let devices = table.devices().len();
-    // Subscribed before any device started (or, after a restart of this section alone, the
-    // closest there is): the table is where the stream starts.
-    let seen = table.states(|s| s.to_vec());
-    let devices = (0..devices)
-        .map(|i| DeviceLink {
-            up: table
-                .device_state(DeviceId(u16::try_from(i).unwrap_or(u16::MAX)))
-                .is_some_and(|s| s.connected),
+    let Start {
+        table,
+        states: seen,
+        connected,
+    } = start;
+    let devices = connected
+        .into_iter()
+        .map(|up| DeviceLink {
+            up,
             ..DeviceLink::default()
         })
         .collect();
@@ -357,6 +365,9 @@ impl NodeTask {
         if let Some(session) = self.session.take() {
             session.disconnect(Duration::from_secs(1)).await;
         }
+        // Readers that still hold this status must not see a link that is gone.
+        self.status.connected.store(false, Ordering::Relaxed);
+        self.status.born.store(false, Ordering::Relaxed);
         let (records, _) = self.journal.backlog();
         info!(backlog = records, "Sparkplug edge node stopped");
     }
