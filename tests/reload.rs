@@ -174,7 +174,7 @@ fn watch_press(runtime: &Runtime) -> Seen {
                         }
                     }
                 }
-                ModelEvent::Reloaded(r) => table = r.table.clone(),
+                ModelEvent::Reloaded(r) => table = r.start.table.clone(),
                 _ => {}
             }
         }

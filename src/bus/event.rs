@@ -33,13 +33,10 @@ pub enum ModelEvent {
 /// moment of the swap, so that a subscriber takes its state from the router rather than
 /// working it out again.
 pub struct Reloaded {
-    pub table: Arc<TagTable>,
-    /// Every tag's state at the swap, by [`crate::model::TagId`] of `table`: the kept
-    /// devices' carried over, the new ones as configured (alarm tags `false`, disabled
-    /// devices' tags Bad OutOfService).
-    pub states: Vec<TagState>,
-    /// Every device's link at the swap, by [`DeviceId`] of `table`.
-    pub connected: Vec<bool>,
+    /// The new table and its states at the swap: the kept devices' carried over, the new
+    /// ones as configured (alarm tags `false`, disabled devices' tags Bad OutOfService).
+    /// Later events continue from here, as from a subscription's [`Start`].
+    pub start: Start,
     /// `false` when every tag kept its id, type, units and access (see
     /// [`TagTable::same_tag_set`]): Sparkplug needs no rebirth then.
     pub tag_set_changed: bool,
@@ -48,8 +45,8 @@ pub struct Reloaded {
 impl std::fmt::Debug for Reloaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reloaded")
-            .field("devices", &self.table.devices().len())
-            .field("tags", &self.table.tags().len())
+            .field("devices", &self.start.table.devices().len())
+            .field("tags", &self.start.table.tags().len())
             .field("tag_set_changed", &self.tag_set_changed)
             .finish()
     }
@@ -58,6 +55,7 @@ impl std::fmt::Debug for Reloaded {
 /// Where a subscriber's stream starts: the table and what it held when the subscription
 /// was made (see [`super::Handle::subscribe_from`]). A subscriber that applies every event
 /// to these holds, at each point of its stream, what the table held there.
+#[derive(Clone)]
 pub struct Start {
     pub table: Arc<TagTable>,
     /// Every tag's state, by [`crate::model::TagId`] of `table`.
@@ -69,11 +67,8 @@ pub struct Start {
 impl Start {
     /// `table` as it stands now.
     pub fn of(table: Arc<TagTable>) -> Start {
-        let connected = (0..table.devices().len())
-            .map(|d| {
-                let id = DeviceId(u16::try_from(d).unwrap_or(u16::MAX));
-                table.device_state(id).is_some_and(|s| s.connected)
-            })
+        let connected = (table.devices().iter())
+            .map(|d| table.device_state(d.id).is_some_and(|s| s.connected))
             .collect();
         Start {
             states: table.states(|s| s.to_vec()),
@@ -98,11 +93,7 @@ impl Start {
                     *up = matches!(event, ModelEvent::DeviceUp(_));
                 }
             }
-            ModelEvent::Reloaded(r) => {
-                self.table = r.table.clone();
-                self.states.clone_from(&r.states);
-                self.connected.clone_from(&r.connected);
-            }
+            ModelEvent::Reloaded(r) => self.clone_from(&r.start),
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn run(
         };
         match event {
             Some(ModelEvent::Samples(_, batch)) => manager.notify(&subscriptions, &batch),
-            Some(ModelEvent::Reloaded(r)) => manager.reload(r.table.clone()),
+            Some(ModelEvent::Reloaded(r)) => manager.reload(r.start.table.clone()),
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}
             None => break,

@@ -180,11 +180,8 @@ impl Router {
         let tag_set_changed = !old.same_tag_set(&table);
         // The reload waits for this, not for the subscribers.
         let _ = install.done.send(tag_set_changed);
-        let now_in_force = Start::of(table);
         let reloaded = Reloaded {
-            table: now_in_force.table,
-            states: now_in_force.states,
-            connected: now_in_force.connected,
+            start: Start::of(table),
             tag_set_changed,
         };
         self.bus

@@ -135,6 +135,15 @@ impl Rig {
         }
     }
 
+    /// The next event is `device`'s link going down.
+    fn down(&mut self, device: u16) {
+        let event = self.events.try_recv();
+        assert!(
+            matches!(event, Ok(ModelEvent::DeviceDown(d)) if d == DeviceId(device)),
+            "expected DeviceDown({device}), got {event:?}"
+        );
+    }
+
     fn nothing_more(&mut self) {
         if let Ok(event) = self.events.try_recv() {
             panic!("no event expected, got {event:?}");
@@ -200,10 +209,7 @@ async fn a_lost_link_turns_the_driver_tags_bad_and_keeps_their_last_values() {
     rig.samples(1);
     let lost = DeviceEvent::Down(LinkError::not_connected("cable pulled"));
     rig.router.on_device(TaskId(2), lost).await;
-    assert!(matches!(
-        rig.events.try_recv(),
-        Ok(ModelEvent::DeviceDown(DeviceId(1)))
-    ));
+    rig.down(1);
     let bad = rig.samples(1);
     // The driver's one tag; its alarm tag keeps its state.
     assert_eq!(bad.len(), 1);
@@ -269,18 +275,18 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
         .await;
     assert_eq!(swapped, Ok(true), "the tag set changed");
     let reloaded = rig.reloaded();
-    assert_eq!(reloaded.connected, [false, false, true]);
-    assert!(Arc::ptr_eq(&reloaded.table, &table));
+    assert_eq!(reloaded.start.connected, [false, false, true]);
+    assert!(Arc::ptr_eq(&reloaded.start.table, &table));
     assert!(Arc::ptr_eq(&rig.handle.table(), &table), "handles follow");
     // The states of the swap are the table's (the cleared alarm below only renews a time).
     let values = |s: &[crate::model::TagState]| -> Vec<_> {
         s.iter().map(|s| (s.value.clone(), s.quality)).collect()
     };
-    assert_eq!(values(&reloaded.states), table.states(values));
+    assert_eq!(values(&reloaded.start.states), table.states(values));
     let at = |path: &str| {
         table
             .find(path)
-            .map(|id| reloaded.states[id.index()].clone())
+            .map(|id| reloaded.start.states[id.index()].clone())
     };
     assert_eq!(
         at("line/temp").and_then(|s| s.value),
@@ -291,10 +297,7 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     let alarm = at("press/pressure/Alarms/limits").map(|s| (s.value, s.quality));
     assert_eq!(alarm, Some((Some(Value::Boolean(false)), Quality::Good)));
     // press was replaced: its link went with its old task, its tags start over.
-    assert!(matches!(
-        rig.events.try_recv(),
-        Ok(ModelEvent::DeviceDown(DeviceId(1)))
-    ));
+    rig.down(1);
     let restarted = rig.samples(1);
     assert_eq!(restarted.len(), 1);
     assert_eq!(restarted[0].quality, Quality::Bad(BadReason::NotConnected));
@@ -329,18 +332,15 @@ async fn disabling_a_connected_device_by_reload_takes_it_down_where_subscribers_
         .await;
     assert_eq!(swapped, Ok(false), "the same tags: no rebirth");
     let reloaded = rig.reloaded();
-    assert_eq!(reloaded.connected, [true, false]);
+    assert_eq!(reloaded.start.connected, [true, false]);
     // Without these, a born Sparkplug device and an OPC UA monitored item would hold the
     // last Good value while a Read says OutOfService.
-    assert!(matches!(
-        rig.events.try_recv(),
-        Ok(ModelEvent::DeviceDown(DeviceId(1)))
-    ));
+    rig.down(1);
     let out = rig.samples(1);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].quality, Quality::Bad(BadReason::OutOfService));
     let id = table.find("press/pressure").expect("tag");
-    assert_eq!(reloaded.states[id.index()].quality, out[0].quality);
+    assert_eq!(reloaded.start.states[id.index()].quality, out[0].quality);
     // The line was kept: nothing is said of it.
     rig.nothing_more();
 }

@@ -136,16 +136,16 @@ impl NodeTask {
     /// the tag set changed (names, types, units, aliases), removed devices get their DDEATH
     /// and everything is re-born on the new set: NBIRTH with seq 0 and every DBIRTH.
     pub(super) fn on_reload(&mut self, reloaded: &Reloaded) {
-        if Arc::ptr_eq(&self.table, &reloaded.table) {
+        if Arc::ptr_eq(&self.table, &reloaded.start.table) {
             return;
         }
         // What was gathered names tags by the old table's ids.
         self.flush_all();
-        let old = std::mem::replace(&mut self.table, reloaded.table.clone());
+        let old = std::mem::replace(&mut self.table, reloaded.start.table.clone());
         // The router's states at the swap: what a later birth reports is what the table
         // held at this point of the stream, new tags (alarms `false`, disabled devices Bad)
         // included.
-        self.seen.clone_from(&reloaded.states);
+        self.seen.clone_from(&reloaded.start.states);
         if !reloaded.tag_set_changed {
             debug!("reload kept the tag set: no rebirth");
             return;
@@ -164,6 +164,7 @@ impl NodeTask {
         }
         let devices = self.table.devices().len();
         self.devices = reloaded
+            .start
             .connected
             .iter()
             .map(|&up| DeviceLink {
