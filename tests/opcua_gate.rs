@@ -78,8 +78,13 @@ fn scrape(addr: SocketAddr) -> String {
     body
 }
 
-/// A uaedge with an anonymous None endpoint and a metrics port, once its OPC UA port
-/// takes connections: the child, its log lines and the two ports.
+/// A uaedge with an anonymous None endpoint and a metrics port, once both listen and its
+/// OPC UA port takes connections: the child, its log lines and the two ports.
+///
+/// A port `free_port` handed out may be taken again before uaedge binds it (the other
+/// test here starts a uaedge at the same time, whose internal OPC UA listener takes an
+/// ephemeral port): a scrape would then reach that listener and be reset. Such a start
+/// logs "not started" and is tried again on other ports.
 fn start(
     dir: &std::path::Path,
 ) -> (
@@ -88,31 +93,48 @@ fn start(
     u16,
     u16,
 ) {
-    let (opcua, metrics) = (common::free_port(), common::free_port());
-    let config = dir.join("gate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "node: {{ name: gate }}\nstate_dir: {}\nlog: {{ level: info }}\nmetrics: {{ listen: 127.0.0.1:{metrics} }}\n\
-             opcua: {{ listen: 127.0.0.1:{opcua}, endpoints: [none], anonymous: read }}\n\
-             devices:\n  - name: cell\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      \
-             - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n",
-            dir.join("state").display()
-        ),
-    )
-    .expect("config");
-    let (child, lines) = common::spawn_uaedge(&config);
-    common::wait_for(Duration::from_secs(60), "the OPC UA server", || {
-        lines
-            .try_iter()
-            .any(|l| l.contains("OPC UA address space ready"))
-            .then_some(())
-    });
-    let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
-    common::wait_for(Duration::from_secs(10), "the OPC UA port", || {
-        TcpStream::connect(addr).ok()
-    });
-    (child, lines, opcua, metrics)
+    for _ in 0..3 {
+        let (opcua, metrics) = (common::free_port(), common::free_port());
+        let config = dir.join("gate.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "node: {{ name: gate }}\nstate_dir: {}\nlog: {{ level: info }}\nmetrics: {{ listen: 127.0.0.1:{metrics} }}\n\
+                 opcua: {{ listen: 127.0.0.1:{opcua}, endpoints: [none], anonymous: read }}\n\
+                 devices:\n  - name: cell\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      \
+                 - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n",
+                dir.join("state").display()
+            ),
+        )
+        .expect("config");
+        let (mut child, lines) = common::spawn_uaedge(&config);
+        let (mut server, mut endpoint) = (false, false);
+        let started = common::wait_for(
+            Duration::from_secs(60),
+            "the OPC UA server and the metrics endpoint",
+            || {
+                for line in lines.try_iter() {
+                    server |= line.contains("OPC UA address space ready");
+                    endpoint |= line.contains("metrics endpoint listening");
+                    if line.contains("not started") {
+                        return Some(false);
+                    }
+                }
+                (server && endpoint).then_some(true)
+            },
+        );
+        if !started {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], opcua));
+        common::wait_for(Duration::from_secs(10), "the OPC UA port", || {
+            TcpStream::connect(addr).ok()
+        });
+        return (child, lines, opcua, metrics);
+    }
+    panic!("uaedge could not bind its ports in three tries");
 }
 
 #[test]
