@@ -4,6 +4,7 @@
 //! call; components meet the model through the [`bus`].
 pub mod anomaly;
 pub mod bus;
+pub mod conditions;
 pub mod config;
 pub mod logging;
 pub mod metrics;

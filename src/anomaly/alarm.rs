@@ -62,6 +62,12 @@ impl AlarmMachine {
         }
     }
 
+    /// Active without a transition: an alarm that was Active before a restart.
+    pub fn resume_active(&mut self) {
+        self.active = true;
+        self.interrupt();
+    }
+
     /// Restarts a pending change (after a Bad sample); the state itself holds.
     pub fn interrupt(&mut self) {
         self.run = 0;

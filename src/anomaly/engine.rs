@@ -205,6 +205,30 @@ impl AnomalyEngine {
         }
     }
 
+    /// Starts `tag`'s check `name` Active, as it was before a restart or a reload: it
+    /// clears when its samples say so, rather than firing the same occurrence again.
+    /// `false` when there is no such check.
+    pub fn resume_active(&mut self, tag: TagId, name: &str) -> bool {
+        let Some(slot) = self.tags.get(tag.index()) else {
+            return false;
+        };
+        let range = slot.first as usize..slot.end as usize;
+        let Some(c) = self
+            .checks
+            .get_mut(range)
+            .into_iter()
+            .flatten()
+            .find(|c| &*c.name == name)
+        else {
+            return false;
+        };
+        if !c.alarm.state().is_active() {
+            c.alarm.resume_active();
+            self.stats.active += 1;
+        }
+        true
+    }
+
     /// Every alarm as `(tag, check name, active)`, for births and the address space.
     pub fn alarms(&self) -> impl Iterator<Item = (TagId, &str, bool)> + '_ {
         self.checks

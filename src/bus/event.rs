@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::conditions::ConditionEvent;
 use crate::model::{DeviceId, Sample, TagState, TagTable};
 
 /// Samples a queue of batches may hold. A batch is one device read, from a handful of tags
@@ -27,6 +28,10 @@ pub enum ModelEvent {
     /// A reload replaced the table: TagIds and DeviceIds of every later event refer to the
     /// new one.
     Reloaded(Arc<Reloaded>),
+    /// An alarm condition changed: a check's transition (after the batch with its alarm
+    /// tag's sample), or a user's acknowledgement, confirmation, comment, enable or
+    /// disable.
+    Condition(Arc<ConditionEvent>),
 }
 
 /// What a reload changed, as subscribers learn it: the new table and what it held at the
@@ -93,6 +98,8 @@ impl Start {
                     *up = matches!(event, ModelEvent::DeviceUp(_));
                 }
             }
+            // Conditions are read from their book, not from a start's states.
+            ModelEvent::Condition(_) => {}
             ModelEvent::Reloaded(r) => self.clone_from(&r.start),
         }
     }

@@ -10,6 +10,7 @@ use uaedge_driver::{LinkError, Value, WriteError};
 
 use super::event::{queue_depth, ModelEvent, Start};
 use super::status::{AlarmCounts, ConnectionStats, SparkplugStatus, Status};
+use crate::conditions::{ConditionBook, ConditionCommand, ConditionError, ConditionEvent};
 use crate::model::TagTable;
 
 /// How long a write may wait for its device (queued behind a slow poll, say).
@@ -21,6 +22,18 @@ pub struct ModelView {
     pub table: Arc<TagTable>,
     /// Each device's write queue, by [`crate::model::DeviceId`]; `None` while disabled.
     pub writers: Vec<Option<mpsc::Sender<WriteRequest>>>,
+    /// The alarm conditions of the table's checks.
+    pub conditions: Arc<ConditionBook>,
+}
+
+/// A user's command on an alarm condition, on its way to the router.
+pub struct ConditionRequest {
+    /// The condition's key: its alarm tag's path, `device/tag/Alarms/check`.
+    pub key: String,
+    pub command: ConditionCommand,
+    /// Who asks: logged, and recorded as the condition's ClientUserId.
+    pub user: String,
+    pub reply: oneshot::Sender<Result<ConditionEvent, ConditionError>>,
 }
 
 /// A write on its way to a device's task.
@@ -42,6 +55,7 @@ pub struct Handle {
     subscribers: Subscribers,
     status: Arc<Status>,
     probes: mpsc::Sender<oneshot::Sender<()>>,
+    commands: mpsc::Sender<ConditionRequest>,
 }
 
 /// The router's side of the bus: it alone changes the view and sends events, so both
@@ -52,9 +66,13 @@ pub struct Publisher {
 }
 
 impl Handle {
-    /// A bus over `view`, the handle into it and its publisher. `probes` reach whoever
-    /// answers [`Handle::probe`] (the router).
-    pub fn new(view: ModelView, probes: mpsc::Sender<oneshot::Sender<()>>) -> (Handle, Publisher) {
+    /// A bus over `view`, the handle into it and its publisher. `probes` and `commands`
+    /// reach whoever answers [`Handle::probe`] and [`Handle::condition`] (the router).
+    pub fn new(
+        view: ModelView,
+        probes: mpsc::Sender<oneshot::Sender<()>>,
+        commands: mpsc::Sender<ConditionRequest>,
+    ) -> (Handle, Publisher) {
         let view = Arc::new(RwLock::new(Arc::new(view)));
         let subscribers = Subscribers::default();
         let publisher = Publisher {
@@ -66,6 +84,7 @@ impl Handle {
             subscribers,
             status: Arc::default(),
             probes,
+            commands,
         };
         (handle, publisher)
     }
@@ -74,6 +93,34 @@ impl Handle {
     /// a reload replaces it (subscribers learn when from [`ModelEvent::Reloaded`]).
     pub fn table(&self) -> Arc<TagTable> {
         self.view.read().table.clone()
+    }
+
+    /// The alarm conditions in force now.
+    pub fn conditions(&self) -> Arc<ConditionBook> {
+        self.view.read().conditions.clone()
+    }
+
+    /// Acknowledges, confirms, comments, enables or disables the condition `key` (its
+    /// alarm tag's path) on behalf of `user`; the event that tells of it, once every
+    /// subscriber has it. Whether `user` may do so is the caller's to decide.
+    pub async fn condition(
+        &self,
+        key: &str,
+        command: ConditionCommand,
+        user: &str,
+    ) -> Result<ConditionEvent, ConditionError> {
+        let (reply, answer) = oneshot::channel();
+        let request = ConditionRequest {
+            key: key.to_string(),
+            command,
+            user: user.to_string(),
+            reply,
+        };
+        self.commands
+            .send(request)
+            .await
+            .map_err(|_| ConditionError::Stopped)?;
+        answer.await.map_err(|_| ConditionError::Stopped)?
     }
 
     /// Where components report how they are doing.

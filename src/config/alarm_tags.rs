@@ -14,8 +14,10 @@ use std::collections::{HashMap, HashSet};
 use uaedge_driver::DataType;
 
 use super::checks::{validate_checks, CheckConfig};
+use super::conditions::condition_of;
 use super::ConfigError;
 use crate::anomaly::{alarm_path, CheckParams, CheckSpec, Debounce, FlatSpan, Window};
+use crate::conditions::ConditionDef;
 use crate::model::{TagDef, TagId, TagPath};
 
 /// One tag's checks, waiting for the second pass.
@@ -86,13 +88,14 @@ pub(super) fn validate(
     tag_defs: &mut [TagDef],
     pending: Vec<PendingChecks>,
     errors: &mut Vec<ConfigError>,
-) -> Vec<CheckSpec> {
+) -> (Vec<CheckSpec>, Vec<ConditionDef>) {
     let by_path: HashMap<String, usize> = tag_defs
         .iter()
         .enumerate()
         .map(|(i, t)| (t.path.to_string(), i))
         .collect();
     let mut specs = Vec::new();
+    let mut conditions = Vec::new();
     let mut described = Vec::new();
     {
         let defs: &[TagDef] = tag_defs;
@@ -110,6 +113,15 @@ pub(super) fn validate(
                 if let Some(&i) = by_path.get(&alarm) {
                     described.push((i, address(&spec), description(owner, &spec)));
                 }
+                let config = p.checks.iter().find(|c| {
+                    c.name
+                        .as_ref()
+                        .map_or(c.kind.value.name(), |n| n.value.as_str())
+                        == spec.name.as_ref()
+                });
+                if let Some(config) = config {
+                    conditions.push(condition_of(owner, config, &spec, errors));
+                }
                 specs.push(spec);
             }
         }
@@ -120,7 +132,7 @@ pub(super) fn validate(
             def.description = Some(description.into());
         }
     }
-    specs
+    (specs, conditions)
 }
 
 fn span(us: i64) -> String {

@@ -25,6 +25,7 @@ use uaedge_driver::{DataType, Duration, Value};
 
 use super::{ConfigError, Spanned};
 use crate::anomaly::{CheckKind, CheckParams, CheckSpec, Debounce, FlatSpan, Reaction, Window};
+use crate::conditions::AckMode;
 use crate::model::TagDef;
 
 /// Largest `window_samples`: rings are allocated up front, and 10^7 samples of a spike
@@ -71,6 +72,15 @@ pub struct CheckConfig {
     pub duration: Option<Spanned<Duration>>,
     #[serde(default)]
     pub reaction: Option<ReactionConfig>,
+    /// The alarm condition's Severity, 1..=1000 (see `conditions.rs` for the defaults).
+    #[serde(default)]
+    pub severity: Option<Spanned<u16>>,
+    /// `required` (the default for limits) or `auto`.
+    #[serde(default)]
+    pub ack: Option<Spanned<AckMode>>,
+    /// Whether an acknowledged alarm also waits for Confirm (default false).
+    #[serde(default)]
+    pub confirm: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@
 
 mod alarm_tags;
 pub mod checks;
+pub mod conditions;
 mod drivers;
 pub mod opcua;
 mod opcua_limits;
@@ -273,6 +274,8 @@ pub struct Config {
     pub tag_defs: Vec<TagDef>,
     /// Every tag's validated anomaly checks; their alarm tags are in `tag_defs`.
     pub checks: Vec<crate::anomaly::CheckSpec>,
+    /// The alarm condition of each check (see `conditions.rs`).
+    pub conditions: Vec<crate::conditions::ConditionDef>,
 }
 
 impl Config {
@@ -325,6 +328,7 @@ impl Config {
             device_defs: Vec::new(),
             tag_defs: Vec::new(),
             checks: Vec::new(),
+            conditions: Vec::new(),
         };
         let mut pending = Vec::new();
         let mut device_names: HashMap<String, usize> = HashMap::new();
@@ -351,7 +355,8 @@ impl Config {
             config.add_device(node, device, &mut pending, &mut errors);
         }
         // After every device: a reaction may write to a tag of a device further down.
-        config.checks = alarm_tags::validate(&mut config.tag_defs, pending, &mut errors);
+        (config.checks, config.conditions) =
+            alarm_tags::validate(&mut config.tag_defs, pending, &mut errors);
         if let Some(node) = raw.sparkplug.filter(|n| !n.is_null()) {
             match node.deserialize::<sparkplug::RawSparkplug>() {
                 Ok(sp) => {

@@ -21,7 +21,7 @@
 //! component of the `pressure` variable, never in a folder `pressure` beside it.
 
 use opcua::server::address_space::{
-    AccessLevel, NodeType, ObjectBuilder, ReferenceDirection, VariableBuilder,
+    AccessLevel, EventNotifier, NodeType, ObjectBuilder, ReferenceDirection, VariableBuilder,
 };
 use opcua::server::node_manager::NodeMetadata;
 use opcua::types::{
@@ -186,6 +186,11 @@ pub enum Target {
 /// The NodeId of a tag, for clients and tests: `ns=<ns>;s=<device>/<tag>`.
 pub fn tag_node_id(ns: u16, path: &str) -> NodeId {
     NodeId::new(ns, path.to_string())
+}
+
+/// The NodeId of uaedge's root object (`Objects/uaedge`).
+pub fn root_node_id(ns: u16) -> NodeId {
+    NodeId::new(ns, ROOT)
 }
 
 /// Reads uaedge's nodes out of a table, for namespace `ns`.
@@ -355,7 +360,7 @@ impl Space<'_> {
             })
         };
         use ReferenceDirection::{Forward, Inverse};
-        use ReferenceTypeId::{HasComponent, HasProperty, Organizes};
+        use ReferenceTypeId::{HasComponent, HasNotifier, HasProperty, Organizes};
         match node {
             UaNode::Root => {
                 add(
@@ -365,6 +370,10 @@ impl Space<'_> {
                 );
                 add(Organizes, Forward, Target::Ours(UaNode::Devices));
                 add(HasComponent, Forward, Target::Ours(UaNode::Runtime));
+                add(HasNotifier, Inverse, Target::Core(ObjectId::Server.into()));
+                for d in self.table.devices() {
+                    add(HasNotifier, Forward, Target::Ours(UaNode::Device(d.id)));
+                }
             }
             UaNode::Devices => {
                 add(Organizes, Inverse, Target::Ours(UaNode::Root));
@@ -381,6 +390,7 @@ impl Space<'_> {
             UaNode::RuntimeVar(_) => add(HasComponent, Inverse, Target::Ours(UaNode::Runtime)),
             UaNode::Device(d) => {
                 add(Organizes, Inverse, Target::Ours(UaNode::Devices));
+                add(HasNotifier, Inverse, Target::Ours(UaNode::Root));
                 add(HasComponent, Forward, Target::Ours(UaNode::Status(*d)));
                 for child in self.children(*d, "") {
                     add(Organizes, Forward, Target::Ours(child));
@@ -474,18 +484,22 @@ impl Space<'_> {
     }
 
     /// The references of a node of the core namespace to ours: the Objects folder
-    /// organizes uaedge's root. The inverse of HasTypeDefinition is left out, as OPC UA
-    /// allows: a type node would otherwise list every tag.
+    /// organizes uaedge's root, and the Server object is its event notifier. The inverse
+    /// of HasTypeDefinition is left out, as OPC UA allows: a type node would otherwise
+    /// list every tag.
     pub fn core_references(&self, id: &NodeId) -> Vec<Ref> {
-        if *id == ObjectId::ObjectsFolder {
-            vec![Ref {
-                kind: ReferenceTypeId::Organizes,
-                direction: ReferenceDirection::Forward,
-                target: Target::Ours(UaNode::Root),
-            }]
+        let kind = if *id == ObjectId::ObjectsFolder {
+            ReferenceTypeId::Organizes
+        } else if *id == ObjectId::Server {
+            ReferenceTypeId::HasNotifier
         } else {
-            Vec::new()
-        }
+            return Vec::new();
+        };
+        vec![Ref {
+            kind,
+            direction: ReferenceDirection::Forward,
+            target: Target::Ours(UaNode::Root),
+        }]
     }
 
     /// What a Browse shows of `node` at the other end of a reference.
@@ -531,6 +545,9 @@ impl Space<'_> {
         ];
         let (name, node_class, type_definition) = if *id == ObjectId::ObjectsFolder {
             ("Objects", NodeClass::Object, ExpandedNodeId::new(folder))
+        } else if *id == ObjectId::Server {
+            let server: NodeId = ObjectTypeId::ServerType.into();
+            ("Server", NodeClass::Object, ExpandedNodeId::new(server))
         } else {
             let (_, name, class) = types.into_iter().find(|(t, ..)| t == id)?;
             (name, class, ExpandedNodeId::null())
@@ -595,8 +612,16 @@ impl Space<'_> {
     pub fn build(&self, node: &UaNode) -> Option<NodeType> {
         let id = self.node_id(node);
         let (browse, display) = self.names(node);
+        // uaedge's root and each device are event notifiers: Server → uaedge → device
+        // (see `conditions.rs`).
+        let notifier = matches!(node, UaNode::Root | UaNode::Device(_));
         let object = |description: Option<String>| {
             let b = ObjectBuilder::new(&id, browse.clone(), display.clone());
+            let b = if notifier {
+                b.event_notifier(EventNotifier::SUBSCRIBE_TO_EVENTS)
+            } else {
+                b
+            };
             let b = match description {
                 Some(d) => b.description(d),
                 None => b,

@@ -43,6 +43,18 @@ impl Authenticator {
     }
 
     /// Whether the session's user may write to writable tags.
+    /// The user a token stands for, as logs and ClientUserId name them.
+    pub fn user_name(token: &UserToken) -> String {
+        if token.is_anonymous() {
+            return "anonymous".to_string();
+        }
+        token
+            .0
+            .strip_prefix(USER_PREFIX)
+            .unwrap_or(&token.0)
+            .to_string()
+    }
+
     pub fn may_write(&self, token: &UserToken) -> bool {
         if token.is_anonymous() {
             return self.anonymous == Access::Write;

@@ -24,6 +24,8 @@
 
 mod address_space;
 mod auth;
+mod condition_event;
+mod conditions;
 mod convert;
 mod gate;
 mod limits;
@@ -49,6 +51,7 @@ use uaedge_opcua_client::hardening::harden;
 pub use address_space::tag_node_id;
 
 use auth::Authenticator;
+use conditions::CoreWithConditionsBuilder;
 use node_manager::{ModelManagerBuilder, ModelNodeManager};
 
 use crate::bus::Handle;
@@ -331,7 +334,15 @@ fn server_builder(
     } else {
         vec![ANONYMOUS_USER_TOKEN_ID.to_string()]
     };
+    // async-opcua's core node manager first, as ServerBuilder::new() has it, wrapped to
+    // answer Part 9's condition methods (conditions.rs); then its diagnostics and ours.
     let mut builder = ServerBuilder::new()
+        .without_node_managers()
+        .with_node_manager(CoreWithConditionsBuilder {
+            handle: handle.clone(),
+            auth: auth.clone(),
+        })
+        .with_node_manager(opcua::server::diagnostics::DiagnosticsNodeManagerBuilder)
         .application_name(settings.application_name.clone())
         .application_uri(settings.application_uri.clone())
         .product_uri("urn:uaedge")

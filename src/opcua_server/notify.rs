@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::conditions;
 use super::node_manager::ModelNodeManager;
 use crate::bus::{Handle, ModelEvent};
 
@@ -39,6 +40,9 @@ pub async fn run(
         match event {
             Some(ModelEvent::Samples(_, batch)) => manager.notify(&subscriptions, &batch),
             Some(ModelEvent::Reloaded(r)) => manager.reload(r.start.table.clone()),
+            Some(ModelEvent::Condition(c)) => {
+                conditions::notify(&subscriptions, manager.namespace_index(), &c)
+            }
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}
             None => break,

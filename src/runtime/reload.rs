@@ -10,7 +10,6 @@ use super::components::Sections;
 use super::device_task::{self, RunningDevice};
 use super::router::{Install, RouterMsg, TaskId};
 use super::supervisor::{start_tasks, Runtime};
-use crate::bus::ModelView;
 use crate::config::Config;
 use crate::model::DeviceId;
 
@@ -88,13 +87,11 @@ impl Runtime {
             .components
             .replace_changed_sparkplug(&sections, &self.handle)
             .await;
-        let view = ModelView {
-            table,
-            writers: self.devices.iter().map(|d| d.writer.clone()).collect(),
-        };
         let (done, swapped) = oneshot::channel();
         let install = Install {
-            view: Arc::new(view),
+            table,
+            writers: self.devices.iter().map(|d| d.writer.clone()).collect(),
+            conditions: std::mem::take(&mut config.conditions),
             tasks,
             kept: keep,
             disabled,

@@ -11,7 +11,8 @@ use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 
 use super::router_checks::Alarms;
 use crate::anomaly::CheckSpec;
-use crate::bus::{ModelEvent, ModelView, Publisher, Reloaded, Start};
+use crate::bus::{ConditionRequest, ModelEvent, ModelView, Publisher, Reloaded, Start};
+use crate::conditions::{ConditionBook, ConditionDef, ConditionEvent};
 use crate::model::{DeviceId, Sample, TagId, TagTable};
 
 /// How often time-based checks (flatline by duration, `delay`) are judged without samples.
@@ -38,7 +39,11 @@ pub(super) enum DeviceEvent {
 
 /// A table for the router, and everything that goes with it.
 pub(super) struct Install {
-    pub view: Arc<ModelView>,
+    pub table: Arc<TagTable>,
+    /// Each device's write queue (see [`ModelView::writers`]).
+    pub writers: Vec<Option<mpsc::Sender<crate::bus::WriteRequest>>>,
+    /// The new checks' conditions; those of the same key keep their state.
+    pub conditions: Vec<ConditionDef>,
     pub tasks: HashMap<TaskId, DeviceId>,
     /// Devices whose links keep running: their state carries over.
     pub kept: HashSet<String>,
@@ -62,6 +67,10 @@ pub(super) struct Router {
     /// needs no lock on the table.
     reported: Vec<Reported>,
     alarms: Alarms,
+    /// The conditions of the table's checks (also in the handles' view).
+    conditions: Arc<ConditionBook>,
+    /// Condition changes waiting for the batch of their alarm tags to go first.
+    changed: Vec<ConditionEvent>,
 }
 
 impl Router {
@@ -73,10 +82,14 @@ impl Router {
         tasks: HashMap<TaskId, DeviceId>,
         disabled: &[DeviceId],
         log_values: bool,
-        alarms: Alarms,
+        mut alarms: Alarms,
+        conditions: Arc<ConditionBook>,
     ) -> Router {
         mark_out_of_service(&table, disabled);
+        alarms.resume(&conditions);
         Router {
+            conditions,
+            changed: Vec::new(),
             reported: vec![None; table.tags().len()],
             table,
             bus,
@@ -90,6 +103,7 @@ impl Router {
         mut self,
         mut queue: mpsc::Receiver<RouterMsg>,
         mut probes: mpsc::Receiver<oneshot::Sender<()>>,
+        mut commands: mpsc::Receiver<ConditionRequest>,
     ) {
         let mut alarm_tick = tokio::time::interval(ALARM_TICK);
         alarm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -102,6 +116,7 @@ impl Router {
                     Some(RouterMsg::Install(install)) => self.install(*install).await,
                     None => break,
                 },
+                Some(request) = commands.recv() => self.on_command(request).await,
                 Some(probe) = probes.recv() => {
                     // The prober may have given up already; nothing to tell it then.
                     let _ = probe.send(());
@@ -121,6 +136,7 @@ impl Router {
             DeviceEvent::Readings(readings, read_time) => {
                 let samples = self.take_readings(device, &readings, read_time);
                 self.publish_samples(device, samples).await;
+                self.publish_conditions().await;
             }
             DeviceEvent::Up => {
                 self.table.update_device(device, |s| {
@@ -159,12 +175,13 @@ impl Router {
     /// Takes over a reload's table: the kept devices' state by path, the new checks, and
     /// the handles' view, then tells the subscribers with the states of this moment.
     async fn install(&mut self, install: Install) {
-        let table = install.view.table.clone();
+        let table = install.table;
         table.carry_over(&self.table, &install.kept);
         mark_out_of_service(&table, &install.disabled);
+        let conditions = Arc::new(self.conditions.successor(install.conditions));
         let now = Timestamp::now();
         let mut reported = self.carried_reports(&table, &install.kept);
-        let cleared = self.alarms_to_clear(&table, now);
+        let cleared = self.alarms_to_align(&table, &conditions, now);
         for s in &cleared {
             if let Some(last) = reported.get_mut(s.tag.index()) {
                 *last = Some((s.value.clone(), s.quality));
@@ -173,10 +190,16 @@ impl Router {
         let replaced = self.start_replaced_over(&table, &install.kept, now);
         self.reported = reported;
         self.alarms.replace(install.checks);
+        self.alarms.resume(&conditions);
         self.log_values = install.log_values;
         self.tasks = install.tasks;
         let old = std::mem::replace(&mut self.table, table.clone());
-        self.bus.install(install.view);
+        self.conditions = conditions.clone();
+        self.bus.install(Arc::new(ModelView {
+            table: table.clone(),
+            writers: install.writers,
+            conditions,
+        }));
         let tag_set_changed = !old.same_tag_set(&table);
         // The reload waits for this, not for the subscribers.
         let _ = install.done.send(tag_set_changed);
@@ -199,7 +222,7 @@ impl Router {
         if !cleared.is_empty() {
             info!(
                 alarms = cleared.len(),
-                "alarms cleared: the reload restarted their checks"
+                "alarm tags set to what their conditions say after the reload"
             );
             self.publish_mixed(cleared, now).await;
         }
@@ -223,28 +246,101 @@ impl Router {
         reported
     }
 
-    /// The checks start afresh, so their alarms start normal; an alarm that was Active is
-    /// told to clear, or clients would hold it Active with nothing left to end it.
-    fn alarms_to_clear(&self, table: &TagTable, now: Timestamp) -> Vec<Sample> {
-        let mut cleared = Vec::new();
+    /// The checks start afresh, Active where their condition carried over Active and
+    /// enabled, else normal. Each alarm tag is set to that where clients saw otherwise
+    /// (an alarm that was Active and is no more is told to clear, or clients would hold
+    /// it Active with nothing left to end it) or where the new table says otherwise (a
+    /// restarted device's alarm tags start `false`).
+    fn alarms_to_align(
+        &self,
+        table: &TagTable,
+        conditions: &ConditionBook,
+        now: Timestamp,
+    ) -> Vec<Sample> {
+        let mut aligned = Vec::new();
+        let is_true = |s: Option<crate::model::TagState>| {
+            s.is_some_and(|s| s.value == Some(Value::Boolean(true)))
+        };
         for device in table.devices() {
             for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
-                let was_active = table
-                    .tag(id)
-                    .and_then(|t| self.table.find_path(&t.path))
-                    .and_then(|o| self.table.state(o))
-                    .is_some_and(|s| s.value == Some(Value::Boolean(true)));
-                if was_active {
-                    cleared.push(Sample {
+                let Some(def) = table.tag(id) else { continue };
+                let want = conditions.shows_active(&def.path.to_string());
+                let was = is_true(
+                    self.table
+                        .find_path(&def.path)
+                        .and_then(|o| self.table.state(o)),
+                );
+                let holds = is_true(table.state(id));
+                if was != want || holds != want {
+                    aligned.push(Sample {
                         tag: id,
-                        value: Some(Value::Boolean(false)),
+                        value: Some(Value::Boolean(want)),
                         quality: Quality::Good,
                         time: now,
                     });
                 }
             }
         }
-        cleared
+        aligned
+    }
+
+    /// A user's command on a condition: applied, told to every subscriber, answered. An
+    /// Enable or Disable also sets the alarm tag to what the condition now shows.
+    async fn on_command(&mut self, request: ConditionRequest) {
+        let ConditionRequest {
+            key,
+            command,
+            user,
+            reply,
+        } = request;
+        let result = self.conditions.command(&key, &command, &user);
+        match &result {
+            Ok(event) => {
+                info!(alarm = %key, user = %user, command = command.name(), comment = %event.state.comment, "alarm condition changed by a user");
+                let shows = event.state.enabled && event.state.active;
+                self.align_alarm_tag(&key, shows).await;
+                self.changed.push(event.clone());
+                self.publish_conditions().await;
+            }
+            Err(e) => {
+                info!(alarm = %key, user = %user, command = command.name(), error = %e, "alarm condition command refused")
+            }
+        }
+        // The caller may have given up; the change stands either way.
+        let _ = reply.send(result);
+    }
+
+    async fn align_alarm_tag(&mut self, key: &str, active: bool) {
+        let Some(id) = self.table.find(key) else {
+            return;
+        };
+        let holds = self
+            .table
+            .state(id)
+            .is_some_and(|s| s.value == Some(Value::Boolean(active)));
+        if holds {
+            return;
+        }
+        let value = Value::Boolean(active);
+        if let Some(slot) = self.reported.get_mut(id.index()) {
+            *slot = Some((Some(value.clone()), Quality::Good));
+        }
+        let now = Timestamp::now();
+        let sample = Sample {
+            tag: id,
+            value: Some(value),
+            quality: Quality::Good,
+            time: now,
+        };
+        self.publish_mixed(vec![sample], now).await;
+    }
+
+    async fn publish_conditions(&mut self) {
+        for event in std::mem::take(&mut self.changed) {
+            self.bus
+                .publish(ModelEvent::Condition(Arc::new(event)))
+                .await;
+        }
     }
 
     /// Devices the reload stopped and started anew (changed, or now disabled): their old
@@ -363,10 +459,21 @@ impl Router {
         });
         // Alarm transitions travel in the same batch as the reading that caused them; an
         // alarm tag belongs to the device of the tag its check watches.
-        self.alarms
-            .drain(&self.table, &mut samples, &mut self.reported);
+        self.drain_alarms(&mut samples);
         self.table.apply(&samples, read_time);
         samples
+    }
+
+    /// The checks' transitions since the last call: alarm tag samples into `samples`,
+    /// condition changes into `self.changed` (published after the samples).
+    fn drain_alarms(&mut self, samples: &mut Vec<Sample>) {
+        self.alarms.drain(
+            &self.table,
+            &self.conditions,
+            samples,
+            &mut self.reported,
+            &mut self.changed,
+        );
     }
 
     /// Time-based alarm transitions, published as batches of their own.
@@ -374,9 +481,9 @@ impl Router {
         let now = Timestamp::now();
         self.alarms.tick(now);
         let mut samples = Vec::new();
-        self.alarms
-            .drain(&self.table, &mut samples, &mut self.reported);
+        self.drain_alarms(&mut samples);
         self.publish_mixed(samples, now).await;
+        self.publish_conditions().await;
     }
 
     /// Applies and publishes samples of any devices, one batch per device in the order

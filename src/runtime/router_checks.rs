@@ -9,8 +9,11 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use uaedge_driver::{Quality, Timestamp, Value};
 
-use crate::anomaly::{alarm_path, AlarmEvent, AnomalyEngine, CheckSpec, ReactionRequest};
+use crate::anomaly::{
+    alarm_path, AlarmEvent, AlarmState, AnomalyEngine, CheckKind, CheckSpec, ReactionRequest,
+};
 use crate::bus::{AlarmStatus, Handle};
+use crate::conditions::{ConditionBook, ConditionEvent, LimitState};
 use crate::model::{Sample, TagId, TagTable};
 
 /// Reactions waiting for their write. Alarms turn Active rarely; a full queue means the
@@ -63,6 +66,18 @@ impl Alarms {
         self.events.clear();
     }
 
+    /// Starts the checks whose conditions `book` holds Active as Active: the same
+    /// occurrence, carried over a restart or a reload, raises no second transition.
+    pub fn resume(&mut self, book: &ConditionBook) {
+        for (tag, check) in book.active() {
+            self.engine.resume_active(tag, &check);
+        }
+        let stats = self.engine.stats();
+        self.status
+            .active
+            .store(stats.active as u64, Ordering::Relaxed);
+    }
+
     pub fn has_checks(&self, tag: TagId) -> bool {
         self.engine.has_checks(tag)
     }
@@ -86,12 +101,15 @@ impl Alarms {
 
     /// Turns the transitions seen since the last call into samples of the alarm tags,
     /// appended to `out` and recorded in `reported` (alarms bypass report-by-exception:
-    /// each one is a change). Logs each once and queues its reaction.
+    /// each one is a change), and into condition changes, appended to `conditions`. Logs
+    /// each once and queues its reaction. A disabled condition's check raises nothing.
     pub fn drain(
         &mut self,
         table: &TagTable,
+        book: &ConditionBook,
         out: &mut Vec<Sample>,
         reported: &mut [Option<(Option<Value>, Quality)>],
+        conditions: &mut Vec<ConditionEvent>,
     ) {
         if self.events.is_empty() {
             return;
@@ -107,6 +125,25 @@ impl Alarms {
                 continue;
             };
             let active = event.state.is_active();
+            if !book.is_enabled(event.tag, &event.check) {
+                info!(device = %device, tag = %owner.path.tag, alarm = %event.check, active, "alarm transition ignored: its condition is disabled");
+                continue;
+            }
+            let message = format!(
+                "{device}/{} {}: {}",
+                owner.path.tag, event.check, event.message
+            );
+            if let Some(changed) = book.on_alarm(
+                event.tag,
+                &event.check,
+                active,
+                event.time,
+                event.value,
+                message,
+                limit_state(&event),
+            ) {
+                conditions.push(changed);
+            }
             if active {
                 warn!(device = %device, tag = %owner.path.tag, alarm = %event.check, kind = %event.kind, value = event.value, threshold = event.threshold, detail = %event.message, "alarm active");
             } else {
@@ -142,6 +179,17 @@ impl Alarms {
         let r = Ordering::Relaxed;
         self.status.active.store(stats.active as u64, r);
         self.status.transitions.store(stats.transitions, r);
+    }
+}
+
+/// Which limit an active alarm crossed, for the limit alarm types.
+fn limit_state(event: &AlarmEvent) -> Option<LimitState> {
+    match (event.state, event.kind) {
+        (AlarmState::Normal, _) | (AlarmState::Active, CheckKind::Flatline) => None,
+        (AlarmState::Active, CheckKind::Limits) if event.value < event.threshold => {
+            Some(LimitState::Low)
+        }
+        (AlarmState::Active, _) => Some(LimitState::High),
     }
 }
 

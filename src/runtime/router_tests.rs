@@ -1,13 +1,15 @@
 //! The router alone: a table from a real config, the bus's own channels, events handed in
 //! as the device tasks would. No sockets, no drivers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 
 use super::{DeviceEvent, Install, Router, TaskId};
-use crate::bus::{Handle, ModelEvent, ModelView};
+use crate::bus::{ConditionRequest, Handle, ModelEvent, ModelView};
+use crate::conditions::{ConditionBook, ConditionCommand, ConditionError, ConditionEvent};
 use crate::config::Config;
 use crate::model::{DeviceId, Sample, TagTable};
 use crate::runtime::router_checks::{self, Alarms};
@@ -33,12 +35,19 @@ struct Rig {
 fn rig(devices: &[&str]) -> Rig {
     let mut config = config(devices);
     let table = Arc::new(config.take_tag_table());
+    let book = Arc::new(ConditionBook::new(
+        std::mem::take(&mut config.conditions),
+        &HashMap::new(),
+        None,
+    ));
     let view = ModelView {
         table: table.clone(),
         writers: vec![None; table.devices().len()],
+        conditions: book.clone(),
     };
     let (probes, _) = mpsc::channel(1);
-    let (handle, publisher) = Handle::new(view, probes);
+    let (commands, _) = mpsc::channel(1);
+    let (handle, publisher) = Handle::new(view, probes, commands);
     let events = handle.subscribe(64);
     let (reactions_tx, reactions) = mpsc::channel(4);
     let alarms = Alarms::new(
@@ -56,7 +65,15 @@ fn rig(devices: &[&str]) -> Rig {
         .filter(|(_, d)| !d.enabled)
         .map(|(i, _)| DeviceId(i as u16))
         .collect();
-    let router = Router::new(table.clone(), publisher, tasks, &disabled, false, alarms);
+    let router = Router::new(
+        table.clone(),
+        publisher,
+        tasks,
+        &disabled,
+        false,
+        alarms,
+        book,
+    );
     Rig {
         router,
         handle,
@@ -95,10 +112,9 @@ impl Rig {
         let table = Arc::new(next.take_tag_table());
         let (done, swapped) = oneshot::channel();
         let install = Install {
-            view: Arc::new(ModelView {
-                table: table.clone(),
-                writers: vec![None; table.devices().len()],
-            }),
+            table: table.clone(),
+            writers: vec![None; table.devices().len()],
+            conditions: std::mem::take(&mut next.conditions),
             tasks: (tasks.iter())
                 .map(|&(t, d)| (TaskId(t), DeviceId(d)))
                 .collect(),
@@ -142,6 +158,31 @@ impl Rig {
             matches!(event, Ok(ModelEvent::DeviceDown(d)) if d == DeviceId(device)),
             "expected DeviceDown({device}), got {event:?}"
         );
+    }
+
+    /// The next event is a condition change of `key`.
+    fn condition(&mut self, key: &str) -> Arc<ConditionEvent> {
+        match self.events.try_recv() {
+            Ok(ModelEvent::Condition(c)) if &*c.def.key == key => c,
+            other => panic!("expected a condition change of {key}, got {other:?}"),
+        }
+    }
+
+    /// A user's command, as the OPC UA server or a Sparkplug host sends it.
+    async fn command(
+        &mut self,
+        key: &str,
+        command: ConditionCommand,
+    ) -> Result<ConditionEvent, ConditionError> {
+        let (reply, answer) = oneshot::channel();
+        let request = ConditionRequest {
+            key: key.to_string(),
+            command,
+            user: "operator".to_string(),
+            reply,
+        };
+        self.router.on_command(request).await;
+        answer.await.unwrap_or(Err(ConditionError::Stopped))
     }
 
     fn nothing_more(&mut self) {
@@ -245,6 +286,69 @@ async fn an_alarm_travels_in_the_batch_of_the_reading_that_raised_it() {
     assert_eq!(Some(batch[1].tag), alarm);
     assert_eq!(batch[1].value, Some(Value::Boolean(true)));
     assert_eq!(rig.handle.alarm_counts().active, 1);
+    // Its condition change follows the batch.
+    let c = rig.condition(ALARM);
+    assert!(c.state.active && !c.state.acked && c.retain());
+    assert!(
+        c.state
+            .message
+            .starts_with("press/pressure limits: value 150"),
+        "{}",
+        c.state.message
+    );
+    rig.nothing_more();
+}
+
+const ALARM: &str = "press/pressure/Alarms/limits";
+
+#[tokio::test]
+async fn a_users_commands_change_the_condition_and_enable_or_disable_set_the_alarm_tag() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    rig.samples(1);
+    let active = rig.condition(ALARM);
+    let wrong = ConditionCommand::Acknowledge {
+        event_id: Some([9; 16]),
+        comment: None,
+    };
+    assert_eq!(
+        rig.command(ALARM, wrong).await.err(),
+        Some(ConditionError::EventIdUnknown)
+    );
+    let unknown = rig
+        .command("press/pressure/Alarms/nope", ConditionCommand::Disable)
+        .await;
+    assert_eq!(unknown.err(), Some(ConditionError::Unknown));
+    rig.nothing_more();
+    let ack = ConditionCommand::Acknowledge {
+        event_id: Some(active.state.event_id),
+        comment: Some("valve checked".into()),
+    };
+    let acked = rig.command(ALARM, ack).await.expect("acknowledged");
+    assert!(acked.state.acked && acked.state.active);
+    assert_eq!(acked.state.client_user_id, "operator");
+    assert_ne!(acked.state.event_id, active.state.event_id, "a new event");
+    let told = rig.condition(ALARM);
+    assert_eq!(told.state, acked.state);
+    // Disabled: the alarm tag drops, the check's transitions are ignored.
+    rig.command(ALARM, ConditionCommand::Disable)
+        .await
+        .expect("disabled");
+    let dropped = rig.samples(1);
+    assert_eq!(dropped[0].value, Some(Value::Boolean(false)));
+    assert!(!rig.condition(ALARM).state.enabled);
+    rig.read(2, vec![reading(0, Value::Double(50.0))]).await;
+    assert_eq!(rig.samples(1).len(), 1, "the value only");
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    assert_eq!(rig.samples(1).len(), 1, "the value only");
+    rig.nothing_more();
+    // Enabled while the check says Active: a new occurrence.
+    rig.command(ALARM, ConditionCommand::Enable)
+        .await
+        .expect("enabled");
+    assert_eq!(rig.samples(1)[0].value, Some(Value::Boolean(true)));
+    let again = rig.condition(ALARM);
+    assert!(again.state.enabled && again.state.active && !again.state.acked);
 }
 
 #[tokio::test]
@@ -269,6 +373,7 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     rig.up(2).await;
     rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
     rig.samples(1);
+    rig.condition(ALARM);
     // The new config: press gone, a disabled device and a new press first, line kept.
     let (table, swapped) = rig
         .install(&[SPARE, PRESS, LINE], &[(1, 2), (3, 1)], &["line"], &[0])
@@ -278,11 +383,10 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     assert_eq!(reloaded.start.connected, [false, false, true]);
     assert!(Arc::ptr_eq(&reloaded.start.table, &table));
     assert!(Arc::ptr_eq(&rig.handle.table(), &table), "handles follow");
-    // The states of the swap are the table's (the cleared alarm below only renews a time).
     let values = |s: &[crate::model::TagState]| -> Vec<_> {
         s.iter().map(|s| (s.value.clone(), s.quality)).collect()
     };
-    assert_eq!(values(&reloaded.start.states), table.states(values));
+    let mut start = values(&reloaded.start.states);
     let at = |path: &str| {
         table
             .find(path)
@@ -301,11 +405,16 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     let restarted = rig.samples(1);
     assert_eq!(restarted.len(), 1);
     assert_eq!(restarted[0].quality, Quality::Bad(BadReason::NotConnected));
-    // The old press's alarm was Active; the reload restarted its check, so it clears.
-    let cleared = rig.samples(1);
-    assert_eq!(cleared.len(), 1);
-    assert_eq!(cleared[0].value, Some(Value::Boolean(false)));
-    assert_eq!(rig.handle.alarm_counts().active, 0);
+    // The old press's alarm was Active and its condition carries over by key: the check
+    // restarts Active, and the new table's alarm tag (false, a new device) says so.
+    let kept = rig.samples(1);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].value, Some(Value::Boolean(true)));
+    assert_eq!(rig.handle.alarm_counts().active, 1);
+    // The states of the swap and the samples after it are the table's.
+    start[kept[0].tag.index()] = (kept[0].value.clone(), kept[0].quality);
+    assert_eq!(start, table.states(values));
+    assert!(rig.handle.conditions().shows_active(ALARM));
     // The stopped press task's last event finds no device.
     rig.read(2, vec![reading(0, Value::Double(1.0))]).await;
     rig.nothing_more();

@@ -15,8 +15,12 @@ use super::router::{Router, RouterMsg, TaskId};
 use super::router_checks::{self, Alarms};
 use super::STAGE_DEADLINE;
 use crate::bus::{queue_depth, Handle, ModelView};
+use crate::conditions::{self, ConditionBook, Persister};
 use crate::config::Config;
 use crate::model::DeviceId;
+
+/// Users' condition commands waiting for the router (operators acknowledge by hand).
+const COMMAND_QUEUE: usize = 64;
 
 /// Readings in flight from all devices to the router.
 const ROUTER_QUEUE: usize = 256;
@@ -40,6 +44,8 @@ pub struct Runtime {
     router: JoinHandle<()>,
     reactions: JoinHandle<()>,
     pub(super) components: Components,
+    /// Writes condition states to the state directory; closed after the router.
+    persister: Option<Arc<Persister>>,
 }
 
 impl Runtime {
@@ -65,12 +71,20 @@ impl Runtime {
             }
             devices.push(device);
         }
+        let (persister, restored) = open_conditions(&config.state_dir);
+        let book = Arc::new(ConditionBook::new(
+            std::mem::take(&mut config.conditions),
+            &restored,
+            persister.clone(),
+        ));
         let view = ModelView {
             table: table.clone(),
             writers: devices.iter().map(|d| d.writer.clone()).collect(),
+            conditions: book.clone(),
         };
         let (probe_tx, probe_rx) = mpsc::channel(1);
-        let (handle, publisher) = Handle::new(view, probe_tx);
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (handle, publisher) = Handle::new(view, probe_tx, command_tx);
         let (reaction_tx, reaction_rx) = mpsc::channel(router_checks::REACTION_QUEUE);
         let alarms = Alarms::new(
             std::mem::take(&mut config.checks),
@@ -84,8 +98,9 @@ impl Runtime {
             &disabled,
             config.log.values,
             alarms,
+            book,
         );
-        let router = tokio::spawn(router.run(queue_rx, probe_rx));
+        let router = tokio::spawn(router.run(queue_rx, probe_rx, command_rx));
         let reactions = tokio::spawn(router_checks::react(handle.clone(), reaction_rx));
         // Before the devices: the components' subscriptions see every first event.
         let components = Components::start(Sections::take(&mut config), &handle, &cancel);
@@ -99,6 +114,7 @@ impl Runtime {
             router,
             reactions,
             components,
+            persister,
         }
     }
 
@@ -142,11 +158,45 @@ impl Runtime {
             late.push("alarm reactions".to_string());
         }
         self.components.shutdown(&mut late).await;
+        if let Some(p) = self.persister {
+            // The router is gone: no more changes; what it queued is written now.
+            if tokio::task::spawn_blocking(move || p.close())
+                .await
+                .is_err()
+            {
+                late.push("condition states".to_string());
+            }
+        }
         if late.is_empty() {
             info!("runtime stopped");
             Ok(())
         } else {
             Err(RuntimeError::ShutdownTimeout(late.join(", ")))
+        }
+    }
+}
+
+/// The condition states kept in `state_dir`, and the writer that keeps them. Without a
+/// usable state directory, conditions still work but start afresh at every start.
+fn open_conditions(
+    state_dir: &std::path::Path,
+) -> (
+    Option<Arc<Persister>>,
+    HashMap<String, conditions::ConditionState>,
+) {
+    let file = state_dir.join(conditions::STATE_FILE);
+    if let Err(e) = std::fs::create_dir_all(state_dir) {
+        warn!(dir = %state_dir.display(), error = %e, "no state directory: alarm conditions will not survive a restart");
+        return (None, HashMap::new());
+    }
+    match conditions::open_store(&file) {
+        Ok((p, states)) => {
+            info!(file = %file.display(), conditions = states.len(), "alarm condition states loaded");
+            (Some(p), states)
+        }
+        Err(e) => {
+            warn!(error = %e, "alarm conditions will not survive a restart");
+            (None, HashMap::new())
         }
     }
 }

@@ -267,6 +267,8 @@ impl NodeTask {
         match ev {
             ModelEvent::Reloaded(r) => self.on_reload(&r),
             ModelEvent::Samples(device, batch) => self.on_samples(device, &batch),
+            // The alarm tags' samples carry what Sparkplug shows of alarms.
+            ModelEvent::Condition(_) => {}
             ModelEvent::DeviceUp(id) => {
                 let online = self.phase == Phase::Online;
                 if let Some(device) = self.devices.get_mut(id.index()) {

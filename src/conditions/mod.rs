@@ -1,0 +1,26 @@
+//! Alarm conditions: each anomaly check is also an OPC UA Part 9 condition, with the
+//! states an operator works with (enabled, active, acknowledged, confirmed, a comment),
+//! kept across restarts and reloads.
+//!
+//! - `state.rs`: one condition's definition, state and the Part 9 state changes.
+//! - `book.rs`: [`ConditionBook`], every condition of the config in force; the router
+//!   changes it, anyone reads it.
+//! - `persist.rs`: the states in `<state_dir>/conditions.redb`, written off the router.
+//!
+//! This module knows no OPC UA and no Sparkplug: it imports only the model. The OPC UA
+//! server turns [`ConditionEvent`]s into Part 9 events and methods into
+//! [`ConditionCommand`]s; the Sparkplug node will carry `Acked` the same way.
+
+mod book;
+mod persist;
+mod state;
+
+pub use book::{ConditionBook, ConditionEvent};
+pub use persist::{open as open_store, PersistError, Persister};
+pub use state::{
+    AckMode, ConditionClass, ConditionCommand, ConditionDef, ConditionError, ConditionState,
+    EventId, LimitState,
+};
+
+/// The file under the state directory.
+pub const STATE_FILE: &str = "conditions.redb";

@@ -1,0 +1,189 @@
+//! Condition states in the state directory (`conditions.redb`), so a restart does not
+//! forget an unacknowledged alarm nor fire again one still Active.
+//!
+//! The router must not wait for a disk, so changes go to a map (one entry a condition:
+//! its newest state; bounded by the number of conditions) that a thread of its own
+//! writes in one transaction per round. A `kill -9` loses at most the changes of the
+//! round in flight, a few milliseconds of them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::{debug, warn};
+
+use super::state::ConditionState;
+
+/// Key → the state as JSON (readable with any redb tool, and tolerant of added fields).
+const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("condition_states");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: Box<redb::Error>,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: Box<redb::Error>,
+    },
+}
+
+#[derive(Default)]
+struct Pending {
+    saves: HashMap<Arc<str>, ConditionState>,
+    /// After a reload: the keys to keep; the others are deleted.
+    keep: Option<HashSet<Arc<str>>>,
+    stop: bool,
+}
+
+/// Writes condition states on a thread of its own; see the module docs.
+pub struct Persister {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Opens (or creates) the states file and reads what it holds.
+pub fn open(
+    path: &Path,
+) -> Result<(Arc<Persister>, HashMap<String, ConditionState>), PersistError> {
+    let shown = path.display().to_string();
+    let db = Database::create(path).map_err(|e| PersistError::Open {
+        path: shown.clone(),
+        source: Box::new(e.into()),
+    })?;
+    let states = load(&db).map_err(|e| PersistError::Read {
+        path: shown,
+        source: Box::new(e),
+    })?;
+    let persister = Arc::new(Persister {
+        pending: Mutex::new(Pending::default()),
+        wake: Condvar::new(),
+        thread: Mutex::new(None),
+    });
+    let worker = persister.clone();
+    let file = path.to_path_buf();
+    let thread = std::thread::Builder::new()
+        .name("uaedge-conditions".into())
+        .spawn(move || worker.run(db, file))
+        .map_err(|e| PersistError::Open {
+            path: path.display().to_string(),
+            source: Box::new(redb::Error::Io(e)),
+        })?;
+    *persister.thread.lock() = Some(thread);
+    Ok((persister, states))
+}
+
+fn load(db: &Database) -> Result<HashMap<String, ConditionState>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(STATES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut states = HashMap::new();
+    for row in table.iter()? {
+        let (key, value) = row?;
+        match serde_json::from_slice::<ConditionState>(value.value()) {
+            Ok(state) => {
+                states.insert(key.value().to_string(), state);
+            }
+            Err(e) => {
+                warn!(alarm = key.value(), error = %e, "stored condition state unreadable; it starts as new")
+            }
+        }
+    }
+    Ok(states)
+}
+
+impl Persister {
+    /// Queues the newest state of `key`.
+    pub fn save(&self, key: Arc<str>, state: ConditionState) {
+        self.pending.lock().saves.insert(key, state);
+        self.wake.notify_one();
+    }
+
+    /// Forgets the conditions a reload removed.
+    pub fn keep_only(&self, keys: HashSet<Arc<str>>) {
+        let mut p = self.pending.lock();
+        p.saves.retain(|k, _| keys.contains(k));
+        p.keep = Some(keys);
+        drop(p);
+        self.wake.notify_one();
+    }
+
+    /// Writes what is queued and stops the thread.
+    pub fn close(&self) {
+        self.pending.lock().stop = true;
+        self.wake.notify_one();
+        if let Some(t) = self.thread.lock().take() {
+            if t.join().is_err() {
+                warn!("condition state writer panicked");
+            }
+        }
+    }
+
+    fn run(&self, db: Database, file: PathBuf) {
+        loop {
+            let (saves, keep, stop) = {
+                let mut p = self.pending.lock();
+                while p.saves.is_empty() && p.keep.is_none() && !p.stop {
+                    self.wake.wait(&mut p);
+                }
+                (std::mem::take(&mut p.saves), p.keep.take(), p.stop)
+            };
+            if !saves.is_empty() || keep.is_some() {
+                let n = saves.len();
+                match write(&db, saves, keep) {
+                    Ok(()) => debug!(conditions = n, "condition states written"),
+                    Err(e) => {
+                        warn!(file = %file.display(), error = %e, "condition states not written; a restart may forget them")
+                    }
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+}
+
+fn write(
+    db: &Database,
+    saves: HashMap<Arc<str>, ConditionState>,
+    keep: Option<HashSet<Arc<str>>>,
+) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut table = txn.open_table(STATES)?;
+        if let Some(keep) = keep {
+            let gone: Vec<String> = table
+                .iter()?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_string())
+                .filter(|k| !keep.contains(k.as_str()))
+                .collect();
+            for k in gone {
+                table.remove(k.as_str())?;
+            }
+        }
+        for (key, state) in saves {
+            match serde_json::to_vec(&state) {
+                Ok(bytes) => {
+                    table.insert(key.as_ref(), bytes.as_slice())?;
+                }
+                Err(e) => warn!(alarm = %key, error = %e, "condition state not encodable"),
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
