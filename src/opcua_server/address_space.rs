@@ -188,11 +188,6 @@ pub fn tag_node_id(ns: u16, path: &str) -> NodeId {
     NodeId::new(ns, path.to_string())
 }
 
-/// The NodeId of uaedge's root object (`Objects/uaedge`).
-pub fn root_node_id(ns: u16) -> NodeId {
-    NodeId::new(ns, ROOT)
-}
-
 /// Reads uaedge's nodes out of a table, for namespace `ns`.
 pub struct Space<'a> {
     pub ns: u16,
@@ -370,10 +365,6 @@ impl Space<'_> {
                 );
                 add(Organizes, Forward, Target::Ours(UaNode::Devices));
                 add(HasComponent, Forward, Target::Ours(UaNode::Runtime));
-                add(HasNotifier, Inverse, Target::Core(ObjectId::Server.into()));
-                for d in self.table.devices() {
-                    add(HasNotifier, Forward, Target::Ours(UaNode::Device(d.id)));
-                }
             }
             UaNode::Devices => {
                 add(Organizes, Inverse, Target::Ours(UaNode::Root));
@@ -390,7 +381,7 @@ impl Space<'_> {
             UaNode::RuntimeVar(_) => add(HasComponent, Inverse, Target::Ours(UaNode::Runtime)),
             UaNode::Device(d) => {
                 add(Organizes, Inverse, Target::Ours(UaNode::Devices));
-                add(HasNotifier, Inverse, Target::Ours(UaNode::Root));
+                add(HasNotifier, Inverse, Target::Core(ObjectId::Server.into()));
                 add(HasComponent, Forward, Target::Ours(UaNode::Status(*d)));
                 for child in self.children(*d, "") {
                     add(Organizes, Forward, Target::Ours(child));
@@ -484,22 +475,24 @@ impl Space<'_> {
     }
 
     /// The references of a node of the core namespace to ours: the Objects folder
-    /// organizes uaedge's root, and the Server object is its event notifier. The inverse
-    /// of HasTypeDefinition is left out, as OPC UA allows: a type node would otherwise
-    /// list every tag.
+    /// organizes uaedge's root, and the Server object is the event notifier of each
+    /// device. The inverse of HasTypeDefinition is left out, as OPC UA allows: a type
+    /// node would otherwise list every tag.
     pub fn core_references(&self, id: &NodeId) -> Vec<Ref> {
-        let kind = if *id == ObjectId::ObjectsFolder {
-            ReferenceTypeId::Organizes
-        } else if *id == ObjectId::Server {
-            ReferenceTypeId::HasNotifier
-        } else {
-            return Vec::new();
-        };
-        vec![Ref {
+        let forward = |kind, node| Ref {
             kind,
             direction: ReferenceDirection::Forward,
-            target: Target::Ours(UaNode::Root),
-        }]
+            target: Target::Ours(node),
+        };
+        if *id == ObjectId::ObjectsFolder {
+            vec![forward(ReferenceTypeId::Organizes, UaNode::Root)]
+        } else if *id == ObjectId::Server {
+            (self.table.devices().iter())
+                .map(|d| forward(ReferenceTypeId::HasNotifier, UaNode::Device(d.id)))
+                .collect()
+        } else {
+            Vec::new()
+        }
     }
 
     /// What a Browse shows of `node` at the other end of a reference.
@@ -612,9 +605,8 @@ impl Space<'_> {
     pub fn build(&self, node: &UaNode) -> Option<NodeType> {
         let id = self.node_id(node);
         let (browse, display) = self.names(node);
-        // uaedge's root and each device are event notifiers: Server → uaedge → device
-        // (see `conditions.rs`).
-        let notifier = matches!(node, UaNode::Root | UaNode::Device(_));
+        // Each device is an event notifier below the Server object (see `conditions.rs`).
+        let notifier = matches!(node, UaNode::Device(_));
         let object = |description: Option<String>| {
             let b = ObjectBuilder::new(&id, browse.clone(), display.clone());
             let b = if notifier {

@@ -32,6 +32,7 @@ mod limits;
 mod live_values;
 mod node_manager;
 mod notify;
+mod type_tree;
 pub mod uatcp;
 mod units;
 
@@ -343,6 +344,7 @@ fn server_builder(
             auth: auth.clone(),
         })
         .with_node_manager(opcua::server::diagnostics::DiagnosticsNodeManagerBuilder)
+        .with_type_tree_getter(Arc::new(type_tree::ConditionAwareTypeTrees))
         .application_name(settings.application_name.clone())
         .application_uri(settings.application_uri.clone())
         .product_uri("urn:uaedge")
