@@ -35,6 +35,12 @@ enum Command {
         #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
         config: PathBuf,
     },
+    /// Print the configured alarms: their OPC UA Part 9 type, severity, acknowledgement and
+    /// the NodeIds of the condition and of its source tag.
+    Alarms {
+        #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
+        config: PathBuf,
+    },
     /// Browse a device and print a `tags:` block to paste into its device entry, e.g.
     /// `uaedge discover opcua opc.tcp://10.0.0.7:4840 --root "ns=2;s=Line1"`.
     Discover {
@@ -83,6 +89,16 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Alarms { config } => match Config::load(&config) {
+            Ok(c) => {
+                print_alarms(&c);
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run { config } => run(config),
         Command::Discover {
             endpoint,
@@ -115,14 +131,55 @@ fn print_tags(config: &Config) {
             ]
         })
         .collect();
-    let header = ["PATH", "TYPE", "DRIVER", "ADDRESS", "UNITS"].map(String::from);
+    print_table(["PATH", "TYPE", "DRIVER", "ADDRESS", "UNITS"], &rows);
+}
+
+fn print_alarms(config: &Config) {
+    // NodeIds with the namespace URI: the index is the server's to give.
+    let uri = config.opcua.as_ref().map(|o| o.namespace_uri.as_str());
+    let node = |s: &str| match uri {
+        Some(uri) => format!("nsu={uri};s={s}"),
+        None => "- (no OPC UA server)".to_string(),
+    };
+    let rows: Vec<[String; 6]> = config
+        .conditions
+        .iter()
+        .map(|c| {
+            let ack = match (c.ack, c.confirm) {
+                (a, true) => format!("{} + confirm", a.name()),
+                (a, false) => a.name().to_string(),
+            };
+            [
+                c.key.to_string(),
+                c.class.type_name().to_string(),
+                c.severity.to_string(),
+                ack,
+                node(&uaedge::opcua_server::condition_path(c)),
+                node(&format!("{}/{}", c.device, c.tag)),
+            ]
+        })
+        .collect();
+    let header = [
+        "ALARM",
+        "OPC UA TYPE",
+        "SEVERITY",
+        "ACK",
+        "CONDITION",
+        "SOURCE",
+    ];
+    print_table(header, &rows);
+}
+
+/// Columns padded to their widest cell.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line: Vec<String> = row
             .iter()
             .zip(widths)

@@ -184,3 +184,85 @@ fn shipped_configs_pass_check() {
         );
     }
 }
+
+#[test]
+fn bad_alarm_condition_keys_are_located() {
+    let yaml = r#"devices:
+  - name: press
+    driver: enip-sim
+    tags:
+      - name: pressure
+        type: float32
+        address: "P"
+        checks:
+          - { kind: limits, hi: 5, severity: 1200 }
+"#;
+    let (code, err) = check(yaml);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("F:9:46: devices[0].tags[0].checks[0].severity: severity 1200 is out of range: OPC UA severities go from 1 (low) to 1000 (high)"),
+        "{err}"
+    );
+    let (code, err) = check(&yaml.replace("severity: 1200", "ack: sometimes"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("F:9:41: devices[0].tags[0].checks[0].ack: unknown variant `sometimes`, expected `required` or `auto`"),
+        "{err}"
+    );
+}
+
+/// `uaedge alarms` on the shipped config: each check with its Part 9 type, severity,
+/// acknowledgement rule and NodeIds.
+#[test]
+fn alarms_lists_each_check_as_an_opcua_condition() {
+    let out = Command::new(env!("CARGO_BIN_EXE_uaedge"))
+        .args(["alarms", "-c"])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml"))
+        .output()
+        .expect("run uaedge alarms");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.first().map(Vec::as_slice),
+        Some(
+            [
+                "ALARM",
+                "OPC",
+                "UA",
+                "TYPE",
+                "SEVERITY",
+                "ACK",
+                "CONDITION",
+                "SOURCE"
+            ]
+            .as_slice()
+        )
+    );
+    let row = |alarm: &str| {
+        rows.iter()
+            .find(|r| r.first() == Some(&alarm))
+            .unwrap_or_else(|| panic!("{alarm} missing:\n{text}"))
+            .clone()
+    };
+    let spike = row("press3/hydraulics/pressure/Alarms/spike");
+    assert_eq!(spike[1..4], ["ExclusiveDeviationAlarmType", "600", "auto"]);
+    assert_eq!(
+        spike[4],
+        "nsu=urn:uaedge:gateway-01;s=press3/hydraulics/pressure//Condition/spike"
+    );
+    assert_eq!(
+        spike[5],
+        "nsu=urn:uaedge:gateway-01;s=press3/hydraulics/pressure"
+    );
+    let over = row("pack1/motor/current/Alarms/overcurrent");
+    assert_eq!(over[1..4], ["ExclusiveLimitAlarmType", "700", "required"]);
+    assert_eq!(
+        row("pack1/conveyor/speed/Alarms/flatline")[1],
+        "OffNormalAlarmType"
+    );
+    assert_eq!(rows.len(), 5, "{text}");
+}

@@ -221,10 +221,12 @@ const CONDITION: &str = "//Condition/";
 
 /// A condition's NodeId (its ConditionId): `s=<device>/<tag>//Condition/<check>`.
 pub fn condition_node_id(ns: u16, def: &ConditionDef) -> NodeId {
-    NodeId::new(
-        ns,
-        format!("{}/{}{CONDITION}{}", def.device, def.tag, def.check),
-    )
+    NodeId::new(ns, condition_path(def))
+}
+
+/// The string part of a condition's NodeId.
+pub fn condition_path(def: &ConditionDef) -> String {
+    format!("{}/{}{CONDITION}{}", def.device, def.tag, def.check)
 }
 
 /// The key of the condition a NodeId names (`device/tag/Alarms/check`), if it names one.

@@ -50,6 +50,7 @@ use tracing::{error, info};
 use uaedge_opcua_client::hardening::harden;
 
 pub use address_space::tag_node_id;
+pub use condition_event::condition_path;
 
 use auth::Authenticator;
 use conditions::CoreWithConditionsBuilder;
