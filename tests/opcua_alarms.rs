@@ -50,7 +50,8 @@ const LINE: &str = r#"
           - { kind: flatline, epsilon: 0.01, window_samples: 10 }
 "#;
 
-/// (type, path) of every field the tests select; an empty path is the ConditionId.
+/// (type, path) of every field the tests select; an empty path is the ConditionId, sent as
+/// a null BrowsePath (as open62541 clients send it).
 const FIELDS: [(u32, &str); 22] = [
     (2041, "EventId"),
     (2041, "EventType"),
@@ -77,9 +78,10 @@ const FIELDS: [(u32, &str); 22] = [
 ];
 
 fn fields() -> Json {
+    let path = |p: &str| if p.is_empty() { Json::Null } else { json!(p) };
     json!(FIELDS
         .iter()
-        .map(|(t, p)| json!([t, p]))
+        .map(|(t, p)| json!([t, path(p)]))
         .collect::<Vec<_>>())
 }
 
@@ -465,4 +467,101 @@ fn an_unacknowledged_alarm_survives_kill_9_without_a_second_active_event() {
     scada.ok(json!({"op": "disconnect"}));
     second.kill().ok();
     second.wait().ok();
+}
+
+/// node-opcua, a second stack: the same events as asyncua (same EventIds), its own
+/// EventFilter (ConditionId with no browse path at all), and an acknowledgement both
+/// stacks then see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_opcua_receives_the_same_events_and_acknowledges() {
+    let edge = Edge::start("  endpoints: [none]\n  anonymous: write", LINE).await;
+    let mut asyncua = Scada::start();
+    asyncua.connect_none(&edge.url);
+    let sub = asyncua.ok(json!({"op": "events", "fields": fields(), "publishing": 50}));
+    let mut node = Scada::node_opcua();
+    node.ok(json!({"op": "connect", "url": edge.url, "security": "None"}));
+    let names = [
+        "EventId",
+        "SourceName",
+        "ConditionId",
+        "ActiveState/Id",
+        "AckedState/Id",
+        "Retain",
+        "Comment",
+        "ClientUserId",
+        "Severity",
+        "Message",
+    ];
+    let watched = node.ok(json!({"op": "events", "fields": names, "publishing": 50}));
+    assert_eq!(watched["status"], "Good", "{watched}");
+
+    // node-opcua's view of the temperature clearing, unacknowledged.
+    let seen = collect(&mut node, &json!(null), Duration::from_secs(15), |e| {
+        e.last()
+            .is_some_and(|e| e["SourceName"] == "line/temperature" && !active(e))
+    });
+    let cleared = seen
+        .last()
+        .cloned()
+        .expect("node-opcua saw the temperature clear");
+    assert_eq!(cleared["AckedState/Id"], false, "{cleared}");
+    assert_eq!(cleared["Retain"], true, "{cleared}");
+    assert_eq!(cleared["Severity"], 700, "{cleared}");
+    assert_eq!(
+        cleared["ConditionId"],
+        json!(edge.nsu("line/temperature//Condition/high")),
+        "{cleared}"
+    );
+    // Every field in its place: the ConditionId select did not shift the others.
+    assert!(
+        cleared["Message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("line/temperature high: ")),
+        "{cleared}"
+    );
+    // asyncua got the very same events.
+    let mirrored = collect(
+        &mut asyncua,
+        &sub["subscription"],
+        Duration::from_secs(5),
+        |e| e.iter().any(|e| e["EventId"] == cleared["EventId"]),
+    );
+    assert!(
+        mirrored.iter().any(|e| e["EventId"] == cleared["EventId"]),
+        "asyncua did not see {cleared}"
+    );
+    for e in seen
+        .iter()
+        .filter(|e| e["SourceName"] == "line/temperature")
+    {
+        let twin = mirrored.iter().find(|m| m["EventId"] == e["EventId"]);
+        if let Some(twin) = twin {
+            assert_eq!(twin["ActiveState/Id"], e["ActiveState/Id"]);
+            assert_eq!(twin["Message"], e["Message"]);
+        }
+    }
+
+    let acked = node.ok(
+        json!({"op": "call", "object": cleared["ConditionId"], "method": "i=9111",
+        "args": [["ByteString", cleared["EventId"]], ["LocalizedText", "by node-opcua"]]}),
+    );
+    assert_eq!(acked["status"], "Good", "{acked}");
+    for (stack, scada, sub) in [
+        ("asyncua", &mut asyncua, sub["subscription"].clone()),
+        ("node-opcua", &mut node, json!(null)),
+    ] {
+        let told = collect(scada, &sub, Duration::from_secs(5), |e| {
+            e.iter().any(|e| e["Comment"] == "by node-opcua")
+        });
+        let told = told
+            .iter()
+            .find(|e| e["Comment"] == "by node-opcua")
+            .unwrap_or_else(|| panic!("{stack} saw no acknowledgement: {told:?}"));
+        assert_eq!(told["AckedState/Id"], true, "{stack}: {told}");
+        assert_eq!(told["ClientUserId"], "anonymous", "{stack}: {told}");
+        assert_eq!(told["Retain"], false, "{stack}: {told}");
+    }
+    node.ok(json!({"op": "disconnect"}));
+    asyncua.ok(json!({"op": "disconnect"}));
+    edge.stop().await;
 }

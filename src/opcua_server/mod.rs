@@ -27,6 +27,7 @@ mod auth;
 mod condition_event;
 mod conditions;
 mod convert;
+mod event_filter;
 mod gate;
 mod limits;
 mod live_values;
@@ -282,7 +283,7 @@ fn build(
     // uaedge_opcua_client::hardening); every connection copies these loaders when it opens.
     {
         let info = server_handle.info();
-        let hardened = harden(&info.type_loaders.read());
+        let hardened = event_filter::with_event_filter_paths(&harden(&info.type_loaders.read()));
         *info.type_loaders.write() = hardened;
     }
     let cert = pki.join("own").join("cert.der");

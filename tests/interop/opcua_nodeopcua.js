@@ -5,6 +5,14 @@
 // by its package-lock.json), installed by tests/setup.sh under .build/node and found
 // through NODE_PATH, which is why this is a CommonJS script (ESM ignores NODE_PATH).
 //
+// Events (as opcua_scada.py has them, with node-opcua's own filter helper):
+//   events     {node?: notifier (default i=2253), fields: ["EventId", "AckedState.Id",
+//              "ConditionId", ...]} -> {subscription, status}; `constructEventFilter`
+//              selects each on BaseEventType, ConditionId as Part 9 says (ConditionType,
+//              no browse path, the NodeId attribute)
+//   event_list {timeout} -> {events: [{field: value}]} (field names with `/` for `.`)
+//   call       {object, method, args: [[variant, value]]} -> {status}
+//
 // Extra to the shared protocol: connect takes `pki`, the folder where node-opcua's
 // certificate manager keeps what it needs (it trusts the server's certificate on first
 // sight there); without it, a temporary folder removed at exit.
@@ -32,6 +40,7 @@ const {
   TimestampsToReturn,
   UserTokenType,
   coerceNodeId,
+  constructEventFilter,
 } = require("node-opcua-client");
 const { OPCUACertificateManager } = require("node-opcua-certificate-manager");
 
@@ -53,6 +62,10 @@ let tempPki = null;
 // Queued data changes, and the `changes` command waiting for the next one, if any.
 const queued = [];
 let wake = null;
+// The same for events.
+let eventSubscription = null;
+const events = [];
+let wakeEvents = null;
 
 const seconds = (date) => (date ? date.getTime() / 1000 : null);
 
@@ -66,6 +79,9 @@ function plain(variant) {
     return Number(variant.dataType === DataType.UInt64 ? BigInt.asUintN(64, big) : big);
   }
   if (Buffer.isBuffer(v)) return v.toString("hex");
+  if (variant.dataType === DataType.NodeId) return nodeText(v);
+  if (variant.dataType === DataType.LocalizedText) return v.text ?? null;
+  if (variant.dataType === DataType.StatusCode) return v.name;
   if (typeof v === "number" || typeof v === "string" || typeof v === "boolean") return v;
   return String(v);
 }
@@ -228,10 +244,70 @@ const ops = {
     return { status: status.name };
   },
 
+  async events(cmd) {
+    if (!eventSubscription) {
+      eventSubscription = await session.createSubscription2({
+        requestedPublishingInterval: cmd.publishing || 100,
+        requestedLifetimeCount: 600,
+        requestedMaxKeepAliveCount: 10,
+        maxNotificationsPerPublish: 0,
+        publishingEnabled: true,
+        priority: 1,
+      });
+    }
+    const names = cmd.fields.map((f) => f.replace(/\//g, "."));
+    const filter = constructEventFilter(names);
+    const item = await eventSubscription.monitor(
+      { nodeId: node(cmd.node || "i=2253"), attributeId: AttributeIds.EventNotifier },
+      { queueSize: 1000, filter, discardOldest: true },
+      TimestampsToReturn.Neither,
+    );
+    item.on("changed", (fields) => {
+      const entry = {};
+      cmd.fields.forEach((name, i) => {
+        entry[name] = plain(fields[i]);
+      });
+      entry.received = Date.now() / 1000;
+      events.push(entry);
+      if (wakeEvents) wakeEvents();
+    });
+    return { subscription: eventSubscription.subscriptionId, status: item.statusCode.name };
+  },
+
+  async event_list(cmd) {
+    if (events.length === 0) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, (cmd.timeout ?? 5) * 1000);
+        wakeEvents = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wakeEvents = null;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    return { events: events.splice(0) };
+  },
+
+  async call(cmd) {
+    const inputArguments = (cmd.args || []).map(([kind, value]) => {
+      if (kind === "ByteString") return { dataType: DataType.ByteString, value: Buffer.from(value, "hex") };
+      if (kind === "LocalizedText") return { dataType: DataType.LocalizedText, value: { text: value } };
+      return { dataType: DataType[kind], value };
+    });
+    const result = await session.call({
+      objectId: node(cmd.object),
+      methodId: node(cmd.method),
+      inputArguments,
+    });
+    return { status: result.statusCode.name };
+  },
+
   async disconnect() {
     const [c, s] = [client, session];
-    client = session = subscription = null;
+    client = session = subscription = eventSubscription = null;
     queued.length = 0;
+    events.length = 0;
     if (s) await s.close(true);
     if (c) await c.disconnect();
     return { ok: true };

@@ -37,6 +37,7 @@ Errors come back as {error, status?}.
 """
 
 import asyncio
+import copy
 import datetime
 import json
 import sys
@@ -44,6 +45,7 @@ import time
 from pathlib import Path
 
 from asyncua import Client, ua
+from asyncua.common import events as events_module
 from asyncua.crypto import cert_gen
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -106,6 +108,22 @@ class Handler:
         pass
 
 
+# asyncua names an event's fields by their browse paths and takes the length of a null
+# one; a null path is how open62541 clients select the ConditionId, so name it as if empty.
+_from_event_fields = events_module.Event.from_event_fields
+
+
+def _tolerant_from_event_fields(select_clauses, fields):
+    clauses = [copy.copy(c) for c in select_clauses]
+    for c in clauses:
+        if c.BrowsePath is None:
+            c.BrowsePath = []
+    return _from_event_fields(clauses, fields)
+
+
+events_module.Event.from_event_fields = staticmethod(_tolerant_from_event_fields)
+
+
 def event_value(v):
     if isinstance(v, ua.NodeId):
         return v.to_string()
@@ -134,7 +152,8 @@ class EventHandler:
 def attribute_operand(type_id, path):
     op = ua.SimpleAttributeOperand()
     op.TypeDefinitionId = ua.NodeId(type_id, 0)
-    op.BrowsePath = [ua.QualifiedName(p, 0) for p in path.split("/")] if path else []
+    # An empty path is an empty array; null (None) a null one, as open62541 sends it.
+    op.BrowsePath = [ua.QualifiedName(p, 0) for p in path.split("/")] if path else ([] if path == "" else None)
     op.AttributeId = ua.AttributeIds.Value if path else ua.AttributeIds.NodeId
     return op
 
