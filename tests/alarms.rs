@@ -391,3 +391,68 @@ async fn an_alarm_reaction_writes_its_value_to_the_output() {
     assert!(handle.alarm_counts().transitions >= 1);
     runtime.shutdown().await.expect("clean shutdown");
 }
+
+/// A tank whose level is always over its limit: its alarm is Active and waits for an
+/// acknowledgement.
+const TANK: &str = r#"
+  - name: tank
+    driver: enip-sim
+    poll_interval: 100ms
+    tags:
+      - name: level
+        type: float32
+        address: "Level"
+        options: { signal: constant, value: 50 }
+        checks:
+          - { kind: limits, hi: 10 }
+"#;
+
+#[test]
+fn acked_is_a_sparkplug_metric_and_a_dcmd_of_true_acknowledges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let mut host = Host::start(broker.port);
+    let rt = common::tokio_rt();
+    let text = sparkplug_config(dir.path(), broker.port).replace(LINE, TANK);
+    let runtime = {
+        let _enter = rt.enter();
+        Runtime::start(Config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let dbirth = host.wait(T, "DBIRTH tank", |m| {
+        topic(m) == "spBv1.0/plant/DBIRTH/edge1/tank"
+    });
+    let acked = "level/Alarms/limits/Acked";
+    let metric = metrics(&dbirth)
+        .into_iter()
+        .find(|m| m["name"] == acked)
+        .unwrap_or_else(|| panic!("{acked} in DBIRTH: {dbirth}"));
+    assert_eq!(metric["datatype"], 11, "Boolean: {metric}");
+    let alias = metric["alias"].clone();
+    // Acked, in the birth or in a DDATA after it, goes false: the alarm waits.
+    let said = |host: &Host, value: bool| {
+        host.sparkplug().iter().any(|m| {
+            metrics(m)
+                .iter()
+                .any(|x| (x["name"] == acked || x["alias"] == alias) && x["value"] == json!(value))
+        })
+    };
+    wait_for(T, "Acked false", || said(&host, false).then_some(()));
+    let key = "tank/level/Alarms/limits";
+    let waiting = runtime.handle().conditions().get(key).expect("condition");
+    assert!(waiting.state.active && !waiting.state.acked);
+
+    let dcmd = "spBv1.0/plant/DCMD/edge1/tank";
+    // False cannot take an acknowledgement back; it is refused and changes nothing.
+    host.send(
+        json!({"publish": dcmd, "metrics": [{"name": acked, "datatype": 11, "value": false}]}),
+    );
+    host.send(
+        json!({"publish": dcmd, "metrics": [{"name": acked, "datatype": 11, "value": true}]}),
+    );
+    wait_for(T, "Acked true in DDATA", || said(&host, true).then_some(()));
+    let done = runtime.handle().conditions().get(key).expect("condition");
+    assert!(done.state.acked && done.state.active, "{:?}", done.state);
+    assert_eq!(done.state.client_user_id, "sparkplug host");
+    rt.block_on(runtime.shutdown()).expect("clean shutdown");
+    drop(broker);
+}

@@ -549,10 +549,16 @@ async fn after_a_reload_that_adds_alarms_every_dbirth_says_what_an_opcua_read_re
         let birth = host.wait_after(before, limit, "DBIRTH after the reload", |m| topic(m) == t);
         let born = birth_values(&birth);
         let names: Vec<&str> = born.iter().map(|(n, _, _)| n.as_str()).collect();
+        // Each alarm with its Acked state.
         let alarms: &[&str] = if device == "press" {
-            &["level/Alarms/high"]
+            &["level/Alarms/high", "level/Alarms/high/Acked"]
         } else {
-            &["level/Alarms/high", "level/Alarms/low"]
+            &[
+                "level/Alarms/high",
+                "level/Alarms/high/Acked",
+                "level/Alarms/low",
+                "level/Alarms/low/Acked",
+            ]
         };
         for tag in ["level", "temp", "state/text"].iter().chain(alarms) {
             assert!(names.contains(tag), "{device}/{tag} not born: {birth}");

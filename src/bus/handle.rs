@@ -10,7 +10,7 @@ use uaedge_driver::{LinkError, Value, WriteError};
 
 use super::event::{queue_depth, ModelEvent, Start};
 use super::status::{AlarmCounts, ConnectionStats, SparkplugStatus, Status};
-use crate::conditions::{ConditionBook, ConditionCommand, ConditionError, ConditionEvent};
+use crate::conditions::{ConditionBook, ConditionCommand, ConditionError, ConditionEvent, ACKED};
 use crate::model::TagTable;
 
 /// How long a write may wait for its device (queued behind a slow poll, say).
@@ -182,6 +182,13 @@ impl Handle {
     /// send the value to whatever tag the id names now). The path is resolved here, in the
     /// same view as the device's write queue.
     pub async fn write(&self, path: &str, value: &Value) -> Result<(), WriteError> {
+        self.write_as(path, value, "uaedge").await
+    }
+
+    /// [`Handle::write`] on behalf of `user`, who is recorded where the write is an
+    /// alarm's acknowledgement: `true` written to an alarm's `…/Acked` tag acknowledges it
+    /// (as the Acknowledge method does, without an EventId); `false` is refused.
+    pub async fn write_as(&self, path: &str, value: &Value, user: &str) -> Result<(), WriteError> {
         let view = self.view.read().clone();
         let def = view
             .table
@@ -194,6 +201,13 @@ impl Handle {
         let raw = def
             .to_raw(value)
             .map_err(|e| WriteError::TypeMismatch(e.to_string()))?;
+        let is_alarm_tag = view
+            .table
+            .device(def.device)
+            .is_some_and(|d| d.is_alarm_tag(def.id));
+        if let (true, Some(key)) = (is_alarm_tag, path.strip_suffix(ACKED)) {
+            return self.acknowledge_by_write(key, &raw, user).await;
+        }
         let sender = view
             .writers
             .get(def.device.index())
@@ -225,6 +239,33 @@ impl Handle {
             Err(e) => warn!(tag = %def.path, value = %value, error = %e, "write failed"),
         }
         result
+    }
+}
+
+impl Handle {
+    async fn acknowledge_by_write(
+        &self,
+        key: &str,
+        value: &Value,
+        user: &str,
+    ) -> Result<(), WriteError> {
+        if *value != Value::Boolean(true) {
+            return Err(WriteError::Rejected(
+                "write true to acknowledge; an acknowledgement cannot be taken back".into(),
+            ));
+        }
+        let command = ConditionCommand::Acknowledge {
+            event_id: None,
+            comment: None,
+        };
+        match self.condition(key, command, user).await {
+            // What the writer asked for holds.
+            Ok(_) | Err(ConditionError::AlreadyAcked) => Ok(()),
+            Err(ConditionError::Stopped) => Err(WriteError::Link(LinkError::not_connected(
+                "the runtime is stopping",
+            ))),
+            Err(e) => Err(WriteError::Rejected(e.to_string())),
+        }
     }
 }
 

@@ -155,6 +155,21 @@ impl ConditionBook {
             .is_some_and(|e| e.state.enabled && e.state.active)
     }
 
+    /// What the alarm tag at `path` must say: whether the condition shows Active for its
+    /// alarm tag (`…/Alarms/<check>`), whether it is acknowledged for its `…/Acked` tag;
+    /// `None` for a path of no condition.
+    pub fn tag_value(&self, path: &str, acked_suffix: &str) -> Option<bool> {
+        if let Some(key) = path.strip_suffix(acked_suffix) {
+            let inner = self.inner.read();
+            if let Some(e) = inner.by_key.get(key).and_then(|&i| inner.entries.get(i)) {
+                return Some(e.state.acked);
+            }
+        }
+        let inner = self.inner.read();
+        let e = inner.by_key.get(path).and_then(|&i| inner.entries.get(i))?;
+        Some(e.state.enabled && e.state.active)
+    }
+
     /// A check's transition; the event to send, if the condition shows it.
     #[allow(clippy::too_many_arguments)]
     pub fn on_alarm(

@@ -22,5 +22,9 @@ pub use state::{
     EventId, LimitState,
 };
 
+/// What follows an alarm's path in the path of its acknowledged state, a Boolean tag:
+/// writing `true` to `hydraulics/pressure/Alarms/high/Acked` acknowledges the alarm.
+pub const ACKED: &str = "/Acked";
+
 /// The file under the state directory.
 pub const STATE_FILE: &str = "conditions.redb";

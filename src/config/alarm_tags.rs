@@ -17,7 +17,7 @@ use super::checks::{validate_checks, CheckConfig};
 use super::conditions::condition_of;
 use super::ConfigError;
 use crate::anomaly::{alarm_path, CheckParams, CheckSpec, Debounce, FlatSpan, Window};
-use crate::conditions::ConditionDef;
+use crate::conditions::{ConditionDef, ACKED};
 use crate::model::{TagDef, TagId, TagPath};
 
 /// One tag's checks, waiting for the second pass.
@@ -58,26 +58,48 @@ pub(super) fn alarm_defs(
             });
             continue;
         }
-        let local = next + defs.len() as u32;
-        defs.push(TagDef {
-            id: TagId(local),
-            device: owner.device,
-            path: TagPath {
-                device: owner.path.device.clone(),
-                tag: path.into(),
-            },
-            local,
-            data_type: DataType::Boolean,
-            raw_type: DataType::Boolean,
-            units: None,
-            // Filled in by `validate` from the validated check.
-            description: None,
-            scaling: None,
-            range: None,
-            deadband: None,
-            writable: false,
-            address: format!("alarm: {}", check.kind.value).into(),
-        });
+        let acked = format!("{path}{ACKED}");
+        if device_paths.contains(acked.as_str()) {
+            let message = format!(
+                "the acknowledgement of check `{name}` would be `{}/{acked}`, which is already a tag; rename the check or the tag",
+                owner.path.device
+            );
+            errors.push(match &check.name {
+                Some(n) => n.error(message),
+                None => check.kind.error(message),
+            });
+            continue;
+        }
+        // The alarm, then its acknowledged state (writable: `true` acknowledges).
+        for (path, writable, address) in [
+            (path, false, format!("alarm: {}", check.kind.value)),
+            (
+                acked,
+                true,
+                format!("alarm acknowledged: {}", check.kind.value),
+            ),
+        ] {
+            let local = next + defs.len() as u32;
+            defs.push(TagDef {
+                id: TagId(local),
+                device: owner.device,
+                path: TagPath {
+                    device: owner.path.device.clone(),
+                    tag: path.into(),
+                },
+                local,
+                data_type: DataType::Boolean,
+                raw_type: DataType::Boolean,
+                units: None,
+                // Filled in by `validate` from the validated check.
+                description: None,
+                scaling: None,
+                range: None,
+                deadband: None,
+                writable,
+                address: address.into(),
+            });
+        }
     }
     defs
 }
@@ -112,6 +134,12 @@ pub(super) fn validate(
                 );
                 if let Some(&i) = by_path.get(&alarm) {
                     described.push((i, address(&spec), description(owner, &spec)));
+                }
+                if let Some(&i) = by_path.get(&format!("{alarm}{ACKED}")) {
+                    let what = format!(
+                        "Whether alarm {alarm} is acknowledged; write true to acknowledge it"
+                    );
+                    described.push((i, format!("{} acknowledged", address(&spec)), what));
                 }
                 let config = p.checks.iter().find(|c| {
                     c.name
@@ -288,10 +316,13 @@ devices:
                 "press/pressure",
                 "press/count",
                 "press/pressure/Alarms/spike",
+                "press/pressure/Alarms/spike/Acked",
                 "press/pressure/Alarms/high",
+                "press/pressure/Alarms/high/Acked",
                 "line/run",
                 "line/speed",
                 "line/speed/Alarms/flatline",
+                "line/speed/Alarms/flatline/Acked",
             ]
         );
         for (i, t) in c.tag_defs.iter().enumerate() {
@@ -302,11 +333,11 @@ devices:
         };
         assert_eq!(
             (press.first_tag, press.driver_tags, press.tag_count),
-            (0, 2, 4)
+            (0, 2, 6)
         );
         assert_eq!(
             (line.first_tag, line.driver_tags, line.tag_count),
-            (4, 2, 3)
+            (6, 2, 4)
         );
         assert!(press.is_alarm_tag(TagId(2)) && !press.is_alarm_tag(TagId(1)));
 
@@ -314,22 +345,25 @@ devices:
         assert_eq!(spike.data_type, uaedge_driver::DataType::Boolean);
         assert!(!spike.writable);
         assert_eq!(&*spike.address, "alarm: spike > 6 MAD over 101 samples");
-        assert_eq!(&*c.tag_defs[3].address, "alarm: limits > 120");
+        let acked = &c.tag_defs[3];
+        assert!(acked.writable, "true acknowledges");
+        assert_eq!(&*acked.path.tag, "pressure/Alarms/spike/Acked");
+        assert_eq!(&*c.tag_defs[4].address, "alarm: limits > 120");
         assert!(
-            c.tag_defs[3]
+            c.tag_defs[4]
                 .description
                 .as_deref()
                 .is_some_and(|d| d.contains("for 2s") && d.contains("writes false to line/run")),
             "{:?}",
-            c.tag_defs[3].description
+            c.tag_defs[4].description
         );
-        assert_eq!(&*c.tag_defs[6].address, "alarm: flatline ±0.01 for 5m");
+        assert_eq!(&*c.tag_defs[8].address, "alarm: flatline ±0.01 for 5m");
 
         // Checks point at their owner; the reaction at a tag of the later device.
         assert_eq!(c.checks.len(), 3);
         assert_eq!(c.checks[1].tag, TagId(0));
-        assert_eq!(c.checks[1].reaction.as_ref().map(|r| r.tag), Some(TagId(4)));
-        assert_eq!(c.checks[2].tag, TagId(5));
+        assert_eq!(c.checks[1].reaction.as_ref().map(|r| r.tag), Some(TagId(6)));
+        assert_eq!(c.checks[2].tag, TagId(7));
 
         // The table starts alarms Good and false, the driver's tags Bad until read.
         let table = c.take_tag_table();

@@ -92,10 +92,10 @@ fn every_node_is_found_again_from_its_node_id_and_nothing_else_is() {
             "{expected} not reached: {names:?}"
         );
     }
-    // Five tags, one alarm, one in `other`.
+    // Five tags, one alarm and its Acked, one in `other`.
     assert_eq!(
         nodes.iter().filter(|n| matches!(n, UaNode::Tag(_))).count(),
-        7
+        8
     );
     for missing in [
         "d/a/b/",

@@ -379,7 +379,8 @@ impl ModelNodeManager {
                 return;
             }
         };
-        let code = match self.handle.write(&tag, &value).await {
+        let user = super::auth::Authenticator::user_name(&context.token);
+        let code = match self.handle.write_as(&tag, &value, &user).await {
             Ok(()) => StatusCode::Good,
             Err(WriteError::NotWritable) => StatusCode::BadNotWritable,
             Err(WriteError::TypeMismatch(_)) => StatusCode::BadTypeMismatch,

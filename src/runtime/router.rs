@@ -12,7 +12,7 @@ use uaedge_driver::{BadReason, LinkError, Quality, Reading, Timestamp, Value};
 use super::router_checks::Alarms;
 use crate::anomaly::CheckSpec;
 use crate::bus::{ConditionRequest, ModelEvent, ModelView, Publisher, Reloaded, Start};
-use crate::conditions::{ConditionBook, ConditionDef, ConditionEvent};
+use crate::conditions::{ConditionBook, ConditionDef, ConditionEvent, ACKED};
 use crate::model::{DeviceId, Sample, TagId, TagTable};
 
 /// How often time-based checks (flatline by duration, `delay`) are judged without samples.
@@ -87,6 +87,10 @@ impl Router {
     ) -> Router {
         mark_out_of_service(&table, disabled);
         alarms.resume(&conditions);
+        // Before anyone reads the table: alarm and Acked tags as the conditions say.
+        let now = Timestamp::now();
+        let aligned = alarm_tag_samples(&table, &conditions, |_| false, now);
+        table.apply(&aligned, now);
         Router {
             conditions,
             changed: Vec::new(),
@@ -181,8 +185,18 @@ impl Router {
         let conditions = Arc::new(self.conditions.successor(install.conditions));
         let now = Timestamp::now();
         let mut reported = self.carried_reports(&table, &install.kept);
-        let cleared = self.alarms_to_align(&table, &conditions, now);
-        for s in &cleared {
+        // What clients saw otherwise is told after the swap; what only the new table has
+        // otherwise (a restarted device's tags start `false`, a new alarm's Acked `true`) is
+        // set before it, so births and reads agree from the start.
+        let (cleared, quiet): (Vec<Sample>, Vec<Sample>) = self
+            .alarms_to_align(&table, &conditions, now)
+            .into_iter()
+            .partition(|s| {
+                self.saw(&table, s.tag)
+                    .is_some_and(|saw| s.value != Some(Value::Boolean(saw)))
+            });
+        table.apply(&quiet, now);
+        for s in cleared.iter().chain(&quiet) {
             if let Some(last) = reported.get_mut(s.tag.index()) {
                 *last = Some((s.value.clone(), s.quality));
             }
@@ -247,45 +261,64 @@ impl Router {
     }
 
     /// The checks start afresh, Active where their condition carried over Active and
-    /// enabled, else normal. Each alarm tag is set to that where clients saw otherwise
-    /// (an alarm that was Active and is no more is told to clear, or clients would hold
-    /// it Active with nothing left to end it) or where the new table says otherwise (a
-    /// restarted device's alarm tags start `false`).
+    /// enabled, else normal. Each alarm tag (and Acked tag) is set to what its condition
+    /// says where clients saw otherwise (an alarm that was Active and is no more is told
+    /// to clear, or clients would hold it Active with nothing left to end it) or where the
+    /// new table says otherwise (a restarted device's alarm tags start `false`).
     fn alarms_to_align(
         &self,
         table: &TagTable,
         conditions: &ConditionBook,
         now: Timestamp,
     ) -> Vec<Sample> {
-        let mut aligned = Vec::new();
-        let is_true = |s: Option<crate::model::TagState>| {
-            s.is_some_and(|s| s.value == Some(Value::Boolean(true)))
+        let was = |path: &crate::model::TagPath| {
+            is_true(self.table.find_path(path).and_then(|o| self.table.state(o)))
         };
-        for device in table.devices() {
-            for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
-                let Some(def) = table.tag(id) else { continue };
-                let want = conditions.shows_active(&def.path.to_string());
-                let was = is_true(
-                    self.table
-                        .find_path(&def.path)
-                        .and_then(|o| self.table.state(o)),
-                );
-                let holds = is_true(table.state(id));
-                if was != want || holds != want {
-                    aligned.push(Sample {
-                        tag: id,
-                        value: Some(Value::Boolean(want)),
-                        quality: Quality::Good,
-                        time: now,
-                    });
-                }
-            }
+        alarm_tag_samples(table, conditions, was, now)
+    }
+
+    /// Whether clients saw the tag `id` of `table` (a new table) true, by its path in the
+    /// table in force; `None` for a tag new to them.
+    fn saw(&self, table: &TagTable, id: TagId) -> Option<bool> {
+        let old = table.tag(id).and_then(|t| self.table.find_path(&t.path))?;
+        Some(is_true(self.table.state(old)))
+    }
+
+    /// A sample setting the alarm or Acked tag at `path` to `want`, if the table says
+    /// otherwise; report-by-exception's memory follows.
+    fn tag_sample(&mut self, path: &str, want: bool, time: Timestamp) -> Option<Sample> {
+        let id = self.table.find(path)?;
+        let value = Value::Boolean(want);
+        let holds = self
+            .table
+            .state(id)
+            .is_some_and(|s| s.value.as_ref() == Some(&value));
+        if holds {
+            return None;
         }
-        aligned
+        if let Some(slot) = self.reported.get_mut(id.index()) {
+            *slot = Some((Some(value.clone()), Quality::Good));
+        }
+        Some(Sample {
+            tag: id,
+            value: Some(value),
+            quality: Quality::Good,
+            time,
+        })
+    }
+
+    /// The Acked tags of the conditions that changed since `from` in `self.changed`.
+    fn acked_samples(&mut self, from: usize, time: Timestamp, out: &mut Vec<Sample>) {
+        let acked: Vec<(String, bool)> = (self.changed.get(from..).unwrap_or_default().iter())
+            .map(|e| (format!("{}{ACKED}", e.def.key), e.state.acked))
+            .collect();
+        for (path, want) in acked {
+            out.extend(self.tag_sample(&path, want, time));
+        }
     }
 
     /// A user's command on a condition: applied, told to every subscriber, answered. An
-    /// Enable or Disable also sets the alarm tag to what the condition now shows.
+    /// The alarm and Acked tags follow what the condition now shows.
     async fn on_command(&mut self, request: ConditionRequest) {
         let ConditionRequest {
             key,
@@ -297,8 +330,16 @@ impl Router {
         match &result {
             Ok(event) => {
                 info!(alarm = %key, user = %user, command = command.name(), comment = %event.state.comment, "alarm condition changed by a user");
+                let now = Timestamp::now();
                 let shows = event.state.enabled && event.state.active;
-                self.align_alarm_tag(&key, shows).await;
+                let samples: Vec<Sample> = [
+                    self.tag_sample(&key, shows, now),
+                    self.tag_sample(&format!("{key}{ACKED}"), event.state.acked, now),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                self.publish_mixed(samples, now).await;
                 self.changed.push(event.clone());
                 self.publish_conditions().await;
             }
@@ -308,31 +349,6 @@ impl Router {
         }
         // The caller may have given up; the change stands either way.
         let _ = reply.send(result);
-    }
-
-    async fn align_alarm_tag(&mut self, key: &str, active: bool) {
-        let Some(id) = self.table.find(key) else {
-            return;
-        };
-        let holds = self
-            .table
-            .state(id)
-            .is_some_and(|s| s.value == Some(Value::Boolean(active)));
-        if holds {
-            return;
-        }
-        let value = Value::Boolean(active);
-        if let Some(slot) = self.reported.get_mut(id.index()) {
-            *slot = Some((Some(value.clone()), Quality::Good));
-        }
-        let now = Timestamp::now();
-        let sample = Sample {
-            tag: id,
-            value: Some(value),
-            quality: Quality::Good,
-            time: now,
-        };
-        self.publish_mixed(vec![sample], now).await;
     }
 
     async fn publish_conditions(&mut self) {
@@ -459,14 +475,15 @@ impl Router {
         });
         // Alarm transitions travel in the same batch as the reading that caused them; an
         // alarm tag belongs to the device of the tag its check watches.
-        self.drain_alarms(&mut samples);
+        self.drain_alarms(&mut samples, read_time);
         self.table.apply(&samples, read_time);
         samples
     }
 
     /// The checks' transitions since the last call: alarm tag samples into `samples`,
     /// condition changes into `self.changed` (published after the samples).
-    fn drain_alarms(&mut self, samples: &mut Vec<Sample>) {
+    fn drain_alarms(&mut self, samples: &mut Vec<Sample>, time: Timestamp) {
+        let from = self.changed.len();
         self.alarms.drain(
             &self.table,
             &self.conditions,
@@ -474,6 +491,7 @@ impl Router {
             &mut self.reported,
             &mut self.changed,
         );
+        self.acked_samples(from, time, samples);
     }
 
     /// Time-based alarm transitions, published as batches of their own.
@@ -481,7 +499,7 @@ impl Router {
         let now = Timestamp::now();
         self.alarms.tick(now);
         let mut samples = Vec::new();
-        self.drain_alarms(&mut samples);
+        self.drain_alarms(&mut samples, now);
         self.publish_mixed(samples, now).await;
         self.publish_conditions().await;
     }
@@ -515,6 +533,38 @@ impl Router {
                 .await;
         }
     }
+}
+
+/// Samples setting each alarm and Acked tag of `table` to what `conditions` says, where
+/// `was` (what clients saw, by path) or the table itself says otherwise.
+fn alarm_tag_samples(
+    table: &TagTable,
+    conditions: &ConditionBook,
+    was: impl Fn(&crate::model::TagPath) -> bool,
+    now: Timestamp,
+) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for device in table.devices() {
+        for id in device.tag_ids().filter(|t| device.is_alarm_tag(*t)) {
+            let Some(def) = table.tag(id) else { continue };
+            let want = conditions
+                .tag_value(&def.path.to_string(), ACKED)
+                .unwrap_or(false);
+            if was(&def.path) != want || is_true(table.state(id)) != want {
+                samples.push(Sample {
+                    tag: id,
+                    value: Some(Value::Boolean(want)),
+                    quality: Quality::Good,
+                    time: now,
+                });
+            }
+        }
+    }
+    samples
+}
+
+fn is_true(state: Option<crate::model::TagState>) -> bool {
+    state.is_some_and(|s| s.value == Some(Value::Boolean(true)))
 }
 
 /// Disabled devices' driver tags turn Bad OutOfService. Alarm tags stay Good and false:

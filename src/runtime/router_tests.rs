@@ -282,9 +282,13 @@ async fn an_alarm_travels_in_the_batch_of_the_reading_that_raised_it() {
     rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
     let batch = rig.samples(1);
     let alarm = rig.table.find("press/pressure/Alarms/limits");
-    assert_eq!(batch.len(), 2);
+    let acked = rig.table.find("press/pressure/Alarms/limits/Acked");
+    assert_eq!(batch.len(), 3);
     assert_eq!(Some(batch[1].tag), alarm);
     assert_eq!(batch[1].value, Some(Value::Boolean(true)));
+    // A limit alarm waits for an operator: its Acked tag drops in the same batch.
+    assert_eq!(Some(batch[2].tag), acked);
+    assert_eq!(batch[2].value, Some(Value::Boolean(false)));
     assert_eq!(rig.handle.alarm_counts().active, 1);
     // Its condition change follows the batch.
     let c = rig.condition(ALARM);
@@ -328,6 +332,14 @@ async fn a_users_commands_change_the_condition_and_enable_or_disable_set_the_ala
     assert!(acked.state.acked && acked.state.active);
     assert_eq!(acked.state.client_user_id, "operator");
     assert_ne!(acked.state.event_id, active.state.event_id, "a new event");
+    // The Acked tag first, then the condition's event.
+    let acked_tag = rig.samples(1);
+    assert_eq!(acked_tag.len(), 1);
+    assert_eq!(
+        Some(acked_tag[0].tag),
+        rig.table.find(&format!("{ALARM}/Acked"))
+    );
+    assert_eq!(acked_tag[0].value, Some(Value::Boolean(true)));
     let told = rig.condition(ALARM);
     assert_eq!(told.state, acked.state);
     // Disabled: the alarm tag drops, the check's transitions are ignored.
@@ -346,7 +358,12 @@ async fn a_users_commands_change_the_condition_and_enable_or_disable_set_the_ala
     rig.command(ALARM, ConditionCommand::Enable)
         .await
         .expect("enabled");
-    assert_eq!(rig.samples(1)[0].value, Some(Value::Boolean(true)));
+    let values: Vec<_> = rig.samples(1).into_iter().map(|s| s.value).collect();
+    assert_eq!(
+        values,
+        [Some(Value::Boolean(true)), Some(Value::Boolean(false))],
+        "Active, and not acknowledged"
+    );
     let again = rig.condition(ALARM);
     assert!(again.state.enabled && again.state.active && !again.state.acked);
 }
@@ -398,21 +415,20 @@ async fn the_swap_carries_kept_devices_over_and_tells_subscribers_the_states_of_
     );
     let spare = at("spare/x").map(|s| s.quality);
     assert_eq!(spare, Some(Quality::Bad(BadReason::OutOfService)));
+    // The old press's alarm was Active and its condition carries over by key: the check
+    // restarts Active, and the new table says so from the start (clients saw it Active).
     let alarm = at("press/pressure/Alarms/limits").map(|s| (s.value, s.quality));
-    assert_eq!(alarm, Some((Some(Value::Boolean(false)), Quality::Good)));
+    assert_eq!(alarm, Some((Some(Value::Boolean(true)), Quality::Good)));
+    let acked = at("press/pressure/Alarms/limits/Acked").and_then(|s| s.value);
+    assert_eq!(acked, Some(Value::Boolean(false)), "not acknowledged yet");
     // press was replaced: its link went with its old task, its tags start over.
     rig.down(1);
     let restarted = rig.samples(1);
     assert_eq!(restarted.len(), 1);
     assert_eq!(restarted[0].quality, Quality::Bad(BadReason::NotConnected));
-    // The old press's alarm was Active and its condition carries over by key: the check
-    // restarts Active, and the new table's alarm tag (false, a new device) says so.
-    let kept = rig.samples(1);
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].value, Some(Value::Boolean(true)));
     assert_eq!(rig.handle.alarm_counts().active, 1);
     // The states of the swap and the samples after it are the table's.
-    start[kept[0].tag.index()] = (kept[0].value.clone(), kept[0].quality);
+    start[restarted[0].tag.index()] = (restarted[0].value.clone(), restarted[0].quality);
     assert_eq!(start, table.states(values));
     assert!(rig.handle.conditions().shows_active(ALARM));
     // The stopped press task's last event finds no device.

@@ -116,7 +116,7 @@ impl NodeTask {
             let tag = path(id);
             tokio::spawn(async move {
                 // A tag no longer configured is refused and logged there too.
-                let _ = handle.write(&tag, &value).await;
+                let _ = handle.write_as(&tag, &value, "sparkplug host").await;
                 drop(permit);
             });
         }
