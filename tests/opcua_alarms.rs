@@ -335,6 +335,47 @@ async fn condition_events_methods_and_refresh_with_asyncua() {
     assert_ne!(told["EventId"], cleared["EventId"]);
     operator.ok(json!({"op": "disconnect"}));
 
+    // The condition is a node: a component of its tag, which HasCondition points at it,
+    // with Part 9's methods and its state as variables.
+    let refs =
+        scada.ok(json!({"op": "references", "node": edge.node("line/temperature"), "max": 0}));
+    let has = |refs: &Json, kind: &str, target: &str| {
+        refs["references"].as_array().is_some_and(|r| {
+            r.iter()
+                .any(|r| r["type"] == kind && r["forward"] == true && r["nodeid"] == target)
+        })
+    };
+    assert!(has(&refs, "i=9006", &condition), "HasCondition: {refs}");
+    assert!(has(&refs, "i=47", &condition), "HasComponent: {refs}");
+    let device_refs = scada.ok(json!({"op": "references", "node": edge.node("line"), "max": 0}));
+    assert!(
+        has(&device_refs, "i=36", &edge.node("line/temperature")),
+        "HasEventSource: {device_refs}"
+    );
+    let methods = scada.ok(json!({"op": "references", "node": condition, "max": 0}));
+    for method in ["i=9111", "i=9029", "i=9027", "i=9028"] {
+        assert!(has(&methods, "i=47", method), "{method}: {methods}");
+    }
+    let state = scada.read(&[
+        format!("{condition}/AckedState/Id"),
+        format!("{condition}/Severity"),
+        format!("{condition}/EnabledState/Id"),
+        format!("{condition}/Comment"),
+        format!("{condition}/HighLimit"),
+    ]);
+    let values: Vec<&Json> = state.iter().map(|v| &v["value"]).collect();
+    assert_eq!(
+        values,
+        [
+            &json!(true),
+            &json!(700),
+            &json!(true),
+            &json!("sensor checked"),
+            &json!(51.25)
+        ],
+        "{state:?}"
+    );
+
     // A read-only user may not acknowledge either.
     let mut viewer = Scada::start();
     viewer.ok(

@@ -31,6 +31,7 @@ use opcua::types::{
 
 use super::convert;
 use super::units;
+use crate::conditions::ConditionBook;
 use crate::model::{DeviceId, TagDef, TagId, TagTable};
 
 const ROOT: &str = "/uaedge";
@@ -166,6 +167,10 @@ pub enum UaNode {
     Folder(DeviceId, Box<str>),
     Tag(TagId),
     Property(TagId, Property),
+    /// An alarm condition, by its alarm tag (see `condition_nodes.rs`).
+    Condition(TagId),
+    /// A variable of a condition, by its alarm tag and the field's place.
+    ConditionField(TagId, u8),
 }
 
 /// A reference from a node: its type, direction and the node at the other end, which is
@@ -192,6 +197,8 @@ pub fn tag_node_id(ns: u16, path: &str) -> NodeId {
 pub struct Space<'a> {
     pub ns: u16,
     pub table: &'a TagTable,
+    /// The table's alarm conditions: their types and states.
+    pub conditions: &'a ConditionBook,
 }
 
 impl Space<'_> {
@@ -231,6 +238,9 @@ impl Space<'_> {
                 .map(|f| UaNode::StatusVar(device, f));
         }
         if let Some((tag, property)) = rest.split_once("//") {
+            if property.starts_with("Condition/") {
+                return self.condition_node(device, tag, property);
+            }
             let id = self.tag(device, tag)?;
             let def = self.table.tag(id)?;
             return match property {
@@ -281,6 +291,8 @@ impl Space<'_> {
             UaNode::Folder(d, prefix) => format!("{}/{prefix}/", device(d)),
             UaNode::Tag(t) => tag(t),
             UaNode::Property(t, p) => format!("{}//{}", tag(t), p.name()),
+            UaNode::Condition(a) => self.condition_id_string(*a, None),
+            UaNode::ConditionField(a, f) => self.condition_id_string(*a, Some(*f)),
         };
         NodeId::new(self.ns, s)
     }
@@ -302,6 +314,8 @@ impl Space<'_> {
             UaNode::Property(_, p) => {
                 (QualifiedName::from(p.name()), LocalizedText::from(p.name()))
             }
+            UaNode::Condition(a) => self.condition_names(*a, None),
+            UaNode::ConditionField(a, f) => self.condition_names(*a, Some(*f)),
         }
     }
 
@@ -312,11 +326,13 @@ impl Space<'_> {
             | UaNode::Runtime
             | UaNode::Device(_)
             | UaNode::Status(_)
-            | UaNode::Folder(..) => NodeClass::Object,
+            | UaNode::Folder(..)
+            | UaNode::Condition(_) => NodeClass::Object,
             UaNode::RuntimeVar(_)
             | UaNode::StatusVar(..)
             | UaNode::Tag(_)
-            | UaNode::Property(..) => NodeClass::Variable,
+            | UaNode::Property(..)
+            | UaNode::ConditionField(..) => NodeClass::Variable,
         }
     }
 
@@ -337,6 +353,8 @@ impl Space<'_> {
                 }
             }
             UaNode::Property(..) => VariableTypeId::PropertyType.into(),
+            UaNode::Condition(a) => self.condition_type(*a, None),
+            UaNode::ConditionField(a, f) => self.condition_type(*a, Some(*f)),
         }
     }
 
@@ -355,7 +373,9 @@ impl Space<'_> {
             })
         };
         use ReferenceDirection::{Forward, Inverse};
-        use ReferenceTypeId::{HasComponent, HasNotifier, HasProperty, Organizes};
+        use ReferenceTypeId::{
+            HasComponent, HasCondition, HasEventSource, HasNotifier, HasProperty, Organizes,
+        };
         match node {
             UaNode::Root => {
                 add(
@@ -383,6 +403,9 @@ impl Space<'_> {
                 add(Organizes, Inverse, Target::Ours(UaNode::Devices));
                 add(HasNotifier, Inverse, Target::Core(ObjectId::Server.into()));
                 add(HasComponent, Forward, Target::Ours(UaNode::Status(*d)));
+                for t in self.event_sources(*d) {
+                    add(HasEventSource, Forward, Target::Ours(UaNode::Tag(t)));
+                }
                 for child in self.children(*d, "") {
                     add(Organizes, Forward, Target::Ours(child));
                 }
@@ -415,9 +438,27 @@ impl Space<'_> {
                     for child in self.children(def.device, &def.path.tag) {
                         add(HasComponent, Forward, Target::Ours(child));
                     }
+                    let conditions = self.conditions_under(*t);
+                    if !conditions.is_empty() {
+                        let device = Target::Ours(UaNode::Device(def.device));
+                        add(HasEventSource, Inverse, device);
+                    }
+                    for a in conditions {
+                        add(HasComponent, Forward, Target::Ours(UaNode::Condition(a)));
+                        add(HasCondition, Forward, Target::Ours(UaNode::Condition(a)));
+                    }
                 }
             }
             UaNode::Property(t, _) => add(HasProperty, Inverse, Target::Ours(UaNode::Tag(*t))),
+            UaNode::Condition(a) | UaNode::ConditionField(a, _) => {
+                let field = match node {
+                    UaNode::ConditionField(_, f) => Some(*f),
+                    _ => None,
+                };
+                self.condition_references(*a, field, &mut |kind, forward, target| {
+                    add(kind, if forward { Forward } else { Inverse }, target)
+                });
+            }
         }
         refs
     }
@@ -462,12 +503,28 @@ impl Space<'_> {
             if matches!(node, UaNode::Device(_)) && segment == STATUS {
                 add(ReferenceTypeId::HasComponent, UaNode::Status(device));
             }
+            if matches!(node, UaNode::Device(_)) {
+                // Event sources sit anywhere below the device: few, so looked through.
+                for t in self.event_sources(device) {
+                    if self.names(&UaNode::Tag(t)).0 == *name {
+                        add(ReferenceTypeId::HasEventSource, UaNode::Tag(t));
+                    }
+                }
+            }
         }
         if let UaNode::Tag(t) = node {
             let def = self.table.tag(*t)?;
             for p in properties(def) {
                 if name.namespace_index == 0 && segment == p.name() {
                     add(ReferenceTypeId::HasProperty, UaNode::Property(*t, p));
+                }
+            }
+            if name.namespace_index == self.ns {
+                for a in self.conditions_under(*t) {
+                    if self.condition_names(a, None).0 == *name {
+                        add(ReferenceTypeId::HasComponent, UaNode::Condition(a));
+                        add(ReferenceTypeId::HasCondition, UaNode::Condition(a));
+                    }
                 }
             }
         }
@@ -681,6 +738,8 @@ impl Space<'_> {
                     }
                 })
             }
+            UaNode::Condition(a) => self.build_condition(&id, *a, None),
+            UaNode::ConditionField(a, f) => self.build_condition(&id, *a, Some(*f)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of `address_space.rs` (included with `#[path]`).
 
 use super::*;
+use crate::conditions::ConditionBook;
 use crate::config::Config;
 
 /// Names chosen so that a folder's children are not neighbours in name order
@@ -21,9 +22,15 @@ devices:
       - { name: t, type: bool, address: Y1 }
 "#;
 
-fn table() -> TagTable {
+/// The table and its conditions.
+fn view() -> (TagTable, ConditionBook) {
     let mut config = Config::parse("t.yaml", CONFIG).unwrap_or_else(|e| panic!("{e}"));
-    config.take_tag_table()
+    let book = ConditionBook::new(
+        std::mem::take(&mut config.conditions),
+        &Default::default(),
+        None,
+    );
+    (config.take_tag_table(), book)
 }
 
 /// Every node reachable from the root, each once.
@@ -52,10 +59,11 @@ fn name(space: &Space, node: &UaNode) -> String {
 
 #[test]
 fn every_node_is_found_again_from_its_node_id_and_nothing_else_is() {
-    let table = table();
+    let (table, book) = view();
     let space = Space {
         ns: 2,
         table: &table,
+        conditions: &book,
     };
     let nodes = walk(&space);
     let names: Vec<String> = nodes.iter().map(|n| name(&space, n)).collect();
@@ -123,10 +131,11 @@ fn every_node_is_found_again_from_its_node_id_and_nothing_else_is() {
 
 #[test]
 fn every_hierarchical_reference_has_its_inverse() {
-    let table = table();
+    let (table, book) = view();
     let space = Space {
         ns: 2,
         table: &table,
+        conditions: &book,
     };
     for node in walk(&space) {
         for r in space.references(&node) {
@@ -150,10 +159,11 @@ fn every_hierarchical_reference_has_its_inverse() {
 
 #[test]
 fn a_tag_holds_its_children_as_components_and_folders_organize_theirs() {
-    let table = table();
+    let (table, book) = view();
     let space = Space {
         ns: 2,
         table: &table,
+        conditions: &book,
     };
     let top = space
         .node(&NodeId::new(2, "d/top"))
@@ -164,7 +174,16 @@ fn a_tag_holds_its_children_as_components_and_folders_organize_theirs() {
             .filter(|r| r.kind == want && r.direction == ReferenceDirection::Forward)
             .count()
     };
-    assert_eq!(kinds(ReferenceTypeId::HasComponent), 1, "the Alarms folder");
+    assert_eq!(
+        kinds(ReferenceTypeId::HasComponent),
+        2,
+        "the Alarms folder and the condition"
+    );
+    assert_eq!(
+        kinds(ReferenceTypeId::HasCondition),
+        1,
+        "the condition `high`"
+    );
     assert_eq!(
         kinds(ReferenceTypeId::HasProperty),
         2,
@@ -200,10 +219,11 @@ fn a_tag_holds_its_children_as_components_and_folders_organize_theirs() {
 
 #[test]
 fn a_child_looked_up_by_name_is_what_listing_the_references_finds() {
-    let table = table();
+    let (table, book) = view();
     let space = Space {
         ns: 2,
         table: &table,
+        conditions: &book,
     };
     let key = |refs: Vec<Ref>| {
         let mut keys: Vec<String> = refs

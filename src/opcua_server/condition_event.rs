@@ -73,7 +73,7 @@ impl<'a> UaConditionEvent<'a> {
     }
 
     /// The value of the field at `path` (one or two browse names, namespace 0).
-    fn field(&self, path: &[QualifiedName]) -> Variant {
+    pub fn field_value(&self, path: &[QualifiedName]) -> Variant {
         let e = self.event;
         let s = &e.state;
         let at = |us: i64| Variant::from(date_time(uaedge_driver::Timestamp(us)));
@@ -176,7 +176,7 @@ impl EventField for UaConditionEvent<'_> {
         {
             return Variant::Empty;
         }
-        self.field(remaining_path)
+        self.field_value(remaining_path)
     }
 }
 

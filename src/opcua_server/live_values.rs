@@ -21,9 +21,11 @@ pub(super) struct LiveSampler {
 impl LiveSampler {
     pub fn sample(&self) -> DataValue {
         let table = self.handle.table();
+        let conditions = self.handle.conditions();
         let space = Space {
             ns: self.ns,
             table: &table,
+            conditions: &conditions,
         };
         match space.node(&self.node) {
             Some(node) => live(&self.handle, &table, &node),

@@ -25,6 +25,7 @@
 mod address_space;
 mod auth;
 mod condition_event;
+mod condition_nodes;
 mod conditions;
 mod convert;
 mod event_filter;

@@ -34,6 +34,7 @@ use super::auth::Authenticator;
 use super::convert::{self, apply_timestamps, status_only, tag_value};
 use super::live_values::{live, LiveSampler};
 use crate::bus::Handle;
+use crate::conditions::ConditionBook;
 use crate::model::{Sample, TagId, TagTable};
 
 pub struct ModelManagerBuilder {
@@ -118,7 +119,8 @@ impl ModelNodeManager {
         if Arc::ptr_eq(&self.table.read(), &table) {
             return;
         }
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         let tags = watched
             .nodes
             .keys()
@@ -165,7 +167,8 @@ impl ModelNodeManager {
     fn watch<'a>(&self, nodes: impl Iterator<Item = &'a NodeId>) {
         let mut watched = self.watched.lock();
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         for node in nodes {
             *watched.nodes.entry(node.clone()).or_default() += 1;
             if let Some(UaNode::Tag(t)) = space.node(node) {
@@ -185,17 +188,19 @@ impl ModelNodeManager {
         }
         watched.nodes.remove(node);
         let table = self.table();
-        if let Some(UaNode::Tag(t)) = self.space(&table).node(node) {
+        let conditions = self.handle.conditions();
+        if let Some(UaNode::Tag(t)) = self.space(&table, &conditions).node(node) {
             if watched.tags.get(&t) == Some(node) {
                 watched.tags.remove(&t);
             }
         }
     }
 
-    fn space<'a>(&self, table: &'a TagTable) -> Space<'a> {
+    fn space<'a>(&self, table: &'a TagTable, conditions: &'a ConditionBook) -> Space<'a> {
         Space {
             ns: self.namespace_index(),
             table,
+            conditions,
         }
     }
 
@@ -398,7 +403,8 @@ impl ModelNodeManager {
     ) -> Result<(String, uaedge_driver::Value), StatusCode> {
         let w = write.value();
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         let tag = match space.node(&w.node_id) {
             Some(UaNode::Tag(tag)) => tag,
             Some(_) => return Err(StatusCode::BadNotWritable),
@@ -541,7 +547,8 @@ impl NodeManager for ModelNodeManager {
         items: &mut [&mut ExternalReferenceRequest],
     ) {
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         for item in items {
             if let Some(node) = space.node(item.node_id()) {
                 let mut meta = space.metadata(&node);
@@ -562,7 +569,8 @@ impl NodeManager for ModelNodeManager {
         nodes_to_browse: &mut [BrowseNode],
     ) -> Result<(), StatusCode> {
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         let type_tree = context.get_type_tree_for_user();
         for b in nodes_to_browse.iter_mut() {
             if b.node_id().is_null() {
@@ -593,7 +601,8 @@ impl NodeManager for ModelNodeManager {
         nodes: &mut [&mut BrowsePathItem],
     ) -> Result<(), StatusCode> {
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         let type_tree = context.get_type_tree_for_user();
         for item in nodes {
             self.translate_one(&space, type_tree.as_ref(), context, item);
@@ -609,7 +618,8 @@ impl NodeManager for ModelNodeManager {
         nodes_to_read: &mut [&mut ReadNode],
     ) -> Result<(), StatusCode> {
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         let mut tags = Vec::new();
         for (i, n) in nodes_to_read.iter_mut().enumerate() {
             match self.read_one(context, &space, n.node(), max_age, ttr) {
@@ -647,7 +657,8 @@ impl NodeManager for ModelNodeManager {
         items: &mut [&mut CreateMonitoredItem],
     ) -> Result<(), StatusCode> {
         let table = self.table();
-        let space = self.space(&table);
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
         let mut tags = Vec::new();
         for (i, item) in items.iter_mut().enumerate() {
             if let Some(tag) = self.create_one(context, &space, item) {

@@ -243,8 +243,13 @@ class Session:
         if root is None:
             return {"error": "no uaedge object under Objects"}
         stack = [(root, "uaedge")]
+        # A node reached twice (a tag is also its device's event source) is listed once.
+        seen = set()
         while stack:
             node, path = stack.pop()
+            if node.nodeid in seen:
+                continue
+            seen.add(node.nodeid)
             cls = await node.read_node_class()
             entry = {"path": path, "nodeid": node.nodeid.to_string(), "class": cls.name}
             if cls == ua.NodeClass.Variable:
