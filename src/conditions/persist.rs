@@ -17,6 +17,9 @@ use tracing::{debug, warn};
 
 use super::state::ConditionState;
 
+/// redb's page cache for the states file.
+const CACHE_BYTES: usize = 1 << 20;
+
 /// Key → the state as JSON (readable with any redb tool, and tolerant of added fields).
 const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("condition_states");
 
@@ -56,10 +59,15 @@ pub fn open(
     path: &Path,
 ) -> Result<(Arc<Persister>, HashMap<String, ConditionState>), PersistError> {
     let shown = path.display().to_string();
-    let db = Database::create(path).map_err(|e| PersistError::Open {
-        path: shown.clone(),
-        source: Box::new(e.into()),
-    })?;
+    // Read once at start, then only written: a small page cache is plenty, and redb's
+    // default would keep every page ever written in memory.
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| PersistError::Open {
+            path: shown.clone(),
+            source: Box::new(e.into()),
+        })?;
     let states = load(&db).map_err(|e| PersistError::Read {
         path: shown,
         source: Box::new(e),

@@ -136,9 +136,7 @@ pub(super) fn validate(
                     described.push((i, address(&spec), description(owner, &spec)));
                 }
                 if let Some(&i) = by_path.get(&format!("{alarm}{ACKED}")) {
-                    let what = format!(
-                        "Whether alarm {alarm} is acknowledged; write true to acknowledge it"
-                    );
+                    let what = "acknowledged; write true to acknowledge".to_string();
                     described.push((i, format!("{} acknowledged", address(&spec)), what));
                 }
                 let config = p.checks.iter().find(|c| {

@@ -29,6 +29,7 @@ struct RawLimits {
     max_subscriptions_per_session: Option<Spanned<u32>>,
     max_monitored_items_per_subscription: Option<Spanned<u32>>,
     max_queue_size: Option<Spanned<u32>>,
+    max_event_queue_size: Option<Spanned<u32>>,
 }
 
 /// The validated limits the server runs with.
@@ -51,6 +52,10 @@ pub struct Limits {
     /// break of `max_queue_size × sampling interval` without loss, at the cost of memory
     /// (about 80 bytes a value) while the client is away.
     pub max_queue_size: usize,
+    /// Events an event monitored item may queue between two Publish responses. One item
+    /// on the Server object receives every condition's events, so this is larger than
+    /// `max_queue_size`: 10,000 holds ten seconds of 1,000 transitions a second.
+    pub max_event_queue_size: usize,
 }
 
 /// The smallest chunk a peer may negotiate (OPC UA Part 6): a message of the maximum
@@ -73,6 +78,7 @@ impl Default for Limits {
             max_subscriptions_per_session: 64,
             max_monitored_items_per_subscription: 500_000,
             max_queue_size: 100,
+            max_event_queue_size: 10_000,
         }
     }
 }
@@ -150,6 +156,7 @@ impl Limits {
                 errors,
             ),
             max_queue_size: count(&raw.max_queue_size, d.max_queue_size, errors),
+            max_event_queue_size: count(&raw.max_event_queue_size, d.max_event_queue_size, errors),
         };
         // A call of the advertised size must decode: its array is that long.
         let explicit = [

@@ -88,6 +88,8 @@ fn reaches(notifier: &NodeId, ns: u16, device: &str) -> bool {
 pub struct CoreWithConditionsBuilder {
     pub handle: Handle,
     pub auth: Arc<Authenticator>,
+    /// `limits.max_queue_size`, for the core's data items (see `limits.rs`).
+    pub data_queue_max: usize,
 }
 
 impl NodeManagerBuilder for CoreWithConditionsBuilder {
@@ -100,6 +102,7 @@ impl NodeManagerBuilder for CoreWithConditionsBuilder {
             handle: self.handle,
             auth: self.auth,
             node_managers,
+            data_queue_max: self.data_queue_max,
         })
     }
 }
@@ -111,6 +114,7 @@ pub struct CoreWithConditions {
     handle: Handle,
     auth: Arc<Authenticator>,
     node_managers: NodeManagersRef,
+    data_queue_max: usize,
 }
 
 impl CoreWithConditions {
@@ -482,6 +486,7 @@ impl NodeManager for CoreWithConditions {
         context: &RequestContext,
         items: &mut [&mut CreateMonitoredItem],
     ) -> Result<(), StatusCode> {
+        super::limits::lower_data_queues(items, self.data_queue_max);
         self.core.create_monitored_items(context, items).await
     }
 

@@ -8,6 +8,16 @@ use crate::config::opcua::Limits;
 /// are dropped.
 const MAX_QUEUED_MESSAGES: usize = 1_000;
 
+/// Lowers the queues of `items` that monitor values (not events) to `max`: async-opcua
+/// bounds data and event queues alike, by the larger of the two limits.
+pub(super) fn lower_data_queues(items: &mut [&mut opcua::server::CreateMonitoredItem], max: usize) {
+    for item in items.iter_mut() {
+        if item.item_to_monitor().attribute_id != opcua::types::AttributeId::EventNotifier {
+            item.revise_queue_size(max);
+        }
+    }
+}
+
 /// Carries the configured limits into async-opcua's server configuration.
 pub(super) fn apply(limits: &Limits, to: &mut opcua::server::Limits) {
     to.max_message_size = limits.max_message_size;
@@ -19,7 +29,9 @@ pub(super) fn apply(limits: &Limits, to: &mut opcua::server::Limits) {
     s.max_notifications_per_publish = limits.max_notifications_per_publish as u64;
     s.max_subscriptions_per_session = limits.max_subscriptions_per_session;
     s.max_monitored_items_per_sub = limits.max_monitored_items_per_subscription;
-    s.max_monitored_item_queue_size = limits.max_queue_size;
+    // async-opcua has one bound for every item; the larger one is set here, and the node
+    // managers lower data items to `max_queue_size` (see `lower_data_queues`).
+    s.max_monitored_item_queue_size = limits.max_queue_size.max(limits.max_event_queue_size);
     s.max_queued_notifications = MAX_QUEUED_MESSAGES;
     let op = &mut to.operational;
     op.max_nodes_per_read = limits.max_nodes_per_read;

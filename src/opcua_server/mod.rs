@@ -345,6 +345,7 @@ fn server_builder(
         .with_node_manager(CoreWithConditionsBuilder {
             handle: handle.clone(),
             auth: auth.clone(),
+            data_queue_max: settings.limits.max_queue_size,
         })
         .with_node_manager(opcua::server::diagnostics::DiagnosticsNodeManagerBuilder)
         .with_type_tree_getter(Arc::new(type_tree::ConditionAwareTypeTrees))
@@ -361,6 +362,7 @@ fn server_builder(
             namespace_uri: settings.namespace_uri.clone(),
             handle: handle.clone(),
             auth: auth.clone(),
+            data_queue_max: settings.limits.max_queue_size,
         })
         .with_authenticator(auth)
         .max_sessions(settings.max_sessions)

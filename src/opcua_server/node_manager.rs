@@ -41,6 +41,8 @@ pub struct ModelManagerBuilder {
     pub namespace_uri: String,
     pub handle: Handle,
     pub auth: Arc<Authenticator>,
+    /// `limits.max_queue_size` (see `limits.rs`).
+    pub data_queue_max: usize,
 }
 
 impl NodeManagerBuilder for ModelManagerBuilder {
@@ -69,6 +71,7 @@ impl NodeManagerBuilder for ModelManagerBuilder {
             auth: self.auth,
             samplers: SyncSampler::new(),
             watched: parking_lot::Mutex::new(Watched::default()),
+            data_queue_max: self.data_queue_max,
         })
     }
 }
@@ -96,6 +99,7 @@ pub struct ModelNodeManager {
     /// model events instead (see `notify.rs`).
     samplers: SyncSampler,
     watched: parking_lot::Mutex<Watched>,
+    data_queue_max: usize,
 }
 
 /// What is left of a Browse when a client asked for fewer references than there are.
@@ -656,6 +660,7 @@ impl NodeManager for ModelNodeManager {
         context: &RequestContext,
         items: &mut [&mut CreateMonitoredItem],
     ) -> Result<(), StatusCode> {
+        super::limits::lower_data_queues(items, self.data_queue_max);
         let table = self.table();
         let conditions = self.handle.conditions();
         let space = self.space(&table, &conditions);

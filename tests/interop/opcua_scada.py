@@ -29,6 +29,8 @@ It prints `ready` first. Commands (`op`):
               value: [variant, value]} | {op: "And"|"Or", args: [where, where]}
   event_list  {timeout, subscription?} -> {events: [{field: value}]} (waits up to `timeout`
                                           s for at least one; values as JSON, bytes as hex)
+  event_count {}                       -> {count} event notifications since the last count
+                                          (events with count_only: true keep none)
   call        {object, method, args: [[variant, value]]} -> {status, outputs}
   refresh     {subscription, item?}    -> {status} ConditionRefresh (ConditionRefresh2 with
                                           an item) on the ConditionType
@@ -135,11 +137,17 @@ def event_value(v):
 class EventHandler:
     """Queues each event notification as {field name: value}."""
 
-    def __init__(self, names):
+    def __init__(self, names, count_only=False):
         self.names = names
         self.queue = asyncio.Queue()
+        # Benchmarks only count.
+        self.count_only = count_only
+        self.count = 0
 
     def event_notification(self, event):
+        self.count += 1
+        if self.count_only:
+            return
         fields = event.event_fields
         entry = {name: event_value(f.Value) for name, f in zip(self.names, fields)}
         entry["received"] = time.time()
@@ -376,7 +384,7 @@ class Session:
 
     async def events(self, cmd):
         names = [path or "ConditionId" for _, path in cmd["fields"]]
-        handler = EventHandler(names)
+        handler = EventHandler(names, cmd.get("count_only", False))
         sub = await self.client.create_subscription(cmd.get("publishing", 100), handler)
         evfilter = ua.EventFilter()
         evfilter.SelectClauses = [attribute_operand(t, p) for t, p in cmd["fields"]]
@@ -405,6 +413,13 @@ class Session:
         while not queue.empty():
             out.append(queue.get_nowait())
         return {"events": out}
+
+    async def event_count(self, cmd):
+        n = 0
+        for _, handler in self.event_subs.values():
+            n += handler.count
+            handler.count = 0
+        return {"count": n}
 
     async def call(self, cmd):
         request = ua.CallMethodRequest()
