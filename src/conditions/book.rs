@@ -111,6 +111,44 @@ impl ConditionBook {
         next
     }
 
+    /// The conditions this book retains that `next` (a reload's) no longer has, each as a
+    /// last event that takes it off clients' alarm lists: inactive, acknowledged, not
+    /// retained.
+    pub fn removed_in(&self, next: &ConditionBook) -> Vec<ConditionEvent> {
+        let gone: Vec<(Arc<ConditionDef>, ConditionState)> = {
+            let inner = self.inner.read();
+            let keep = next.inner.read();
+            inner
+                .entries
+                .iter()
+                .filter(|e| e.state.retain() && !keep.by_key.contains_key(&e.def.key))
+                .map(|e| (e.def.clone(), e.state.clone()))
+                .collect()
+        };
+        let now = Timestamp::now();
+        let mut inner = self.inner.write();
+        gone.into_iter()
+            .map(|(def, mut state)| {
+                state.active = false;
+                state.acked = true;
+                state.confirmed = true;
+                state.limit_state = None;
+                state.time = now.0;
+                state.message = format!(
+                    "{} {}: removed from the config",
+                    state::path(&def),
+                    def.check
+                );
+                state.event_id = inner.next_id();
+                ConditionEvent {
+                    def,
+                    state,
+                    receive_time: now,
+                }
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.read().entries.len()
     }

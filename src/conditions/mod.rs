@@ -16,7 +16,7 @@ mod persist;
 mod state;
 
 pub use book::{ConditionBook, ConditionEvent};
-pub use persist::{open as open_store, PersistError, Persister};
+pub use persist::{decode_state, encode_state, open as open_store, PersistError, Persister};
 pub use state::{
     AckMode, ConditionClass, ConditionCommand, ConditionDef, ConditionError, ConditionState,
     EventId, LimitState,

@@ -100,7 +100,7 @@ fn load(db: &Database) -> Result<HashMap<String, ConditionState>, redb::Error> {
     let mut states = HashMap::new();
     for row in table.iter()? {
         let (key, value) = row?;
-        match serde_json::from_slice::<ConditionState>(value.value()) {
+        match decode_state(value.value()) {
             Ok(state) => {
                 states.insert(key.value().to_string(), state);
             }
@@ -110,6 +110,15 @@ fn load(db: &Database) -> Result<HashMap<String, ConditionState>, redb::Error> {
         }
     }
     Ok(states)
+}
+
+/// A state as the file holds it (fuzzed: tests/fuzz/fuzz_targets/condition_inputs.rs).
+pub fn decode_state(bytes: &[u8]) -> Result<ConditionState, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+pub fn encode_state(state: &ConditionState) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(state)
 }
 
 impl Persister {
@@ -184,7 +193,7 @@ fn write(
             }
         }
         for (key, state) in saves {
-            match serde_json::to_vec(&state) {
+            match encode_state(&state) {
                 Ok(bytes) => {
                     table.insert(key.as_ref(), bytes.as_slice())?;
                 }
@@ -194,4 +203,62 @@ fn write(
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::{AckMode, ConditionClass, ConditionDef};
+    use crate::model::TagId;
+
+    fn state() -> ConditionState {
+        let def = ConditionDef {
+            owner: TagId(0),
+            device: "d".into(),
+            tag: "t".into(),
+            check: "high".into(),
+            key: "d/t/Alarms/high".into(),
+            class: ConditionClass::ExclusiveLimit,
+            severity: 700,
+            ack: AckMode::Required,
+            confirm: false,
+            high_limit: Some(1.0),
+            low_limit: None,
+            units: None,
+        };
+        let mut s = ConditionState::new(&def, 5);
+        s.active = true;
+        s.acked = false;
+        s.comment = "seen".into();
+        s.event_id = [3; 16];
+        s
+    }
+
+    #[test]
+    fn states_written_are_read_back_after_a_restart_and_a_reload_forgets_removed_ones() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("conditions.redb");
+        let (p, loaded) = open(&file).expect("open");
+        assert!(loaded.is_empty());
+        p.save("d/t/Alarms/high".into(), state());
+        p.save("d/t/Alarms/gone".into(), state());
+        p.close();
+        drop(p);
+        let (p, loaded) = open(&file).expect("reopen");
+        assert_eq!(loaded.get("d/t/Alarms/high"), Some(&state()));
+        assert_eq!(loaded.len(), 2);
+        p.keep_only(HashSet::from([Arc::from("d/t/Alarms/high")]));
+        p.close();
+        drop(p);
+        let (_p, loaded) = open(&file).expect("reopen");
+        assert_eq!(loaded.keys().collect::<Vec<_>>(), ["d/t/Alarms/high"]);
+    }
+
+    #[test]
+    fn an_unreadable_state_is_an_error_not_a_panic() {
+        let bytes = encode_state(&state()).expect("encode");
+        assert_eq!(decode_state(&bytes).expect("decode"), state());
+        assert!(decode_state(b"{\"enabled\": 3}").is_err());
+        assert!(decode_state(&bytes[..bytes.len() / 2]).is_err());
+    }
 }

@@ -226,15 +226,9 @@ pub fn apply(
     engine_active: bool,
     now: i64,
 ) -> Result<(), ConditionError> {
-    let event_matches = |id: &Option<EventId>| id.is_none_or(|id| id == state.event_id);
     match command {
         ConditionCommand::Acknowledge { event_id, comment } => {
-            if !state.enabled {
-                return Err(ConditionError::Disabled);
-            }
-            if !event_matches(event_id) {
-                return Err(ConditionError::EventIdUnknown);
-            }
+            addressable(state, event_id)?;
             if state.acked {
                 return Err(ConditionError::AlreadyAcked);
             }
@@ -248,12 +242,7 @@ pub fn apply(
             state.message = format!("{} {}: acknowledged", path(def), def.check);
         }
         ConditionCommand::Confirm { event_id, comment } => {
-            if !state.enabled {
-                return Err(ConditionError::Disabled);
-            }
-            if !event_matches(event_id) {
-                return Err(ConditionError::EventIdUnknown);
-            }
+            addressable(state, event_id)?;
             if state.confirmed {
                 return Err(ConditionError::AlreadyConfirmed);
             }
@@ -263,12 +252,7 @@ pub fn apply(
             state.message = format!("{} {}: confirmed", path(def), def.check);
         }
         ConditionCommand::AddComment { event_id, comment } => {
-            if !state.enabled {
-                return Err(ConditionError::Disabled);
-            }
-            if !event_matches(event_id) {
-                return Err(ConditionError::EventIdUnknown);
-            }
+            addressable(state, event_id)?;
             set_comment(state, comment, now);
             state.message = format!("{} {}: comment added", path(def), def.check);
         }
@@ -305,6 +289,18 @@ pub fn apply(
         state.client_user_id = user.to_string();
     }
     state.time = now;
+    Ok(())
+}
+
+/// Part 9's checks before Acknowledge, Confirm and AddComment: the condition is enabled,
+/// and the EventId (when one is given) names its newest event.
+fn addressable(state: &ConditionState, event_id: &Option<EventId>) -> Result<(), ConditionError> {
+    if !state.enabled {
+        return Err(ConditionError::Disabled);
+    }
+    if event_id.is_some_and(|id| id != state.event_id) {
+        return Err(ConditionError::EventIdUnknown);
+    }
     Ok(())
 }
 

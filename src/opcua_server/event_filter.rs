@@ -78,6 +78,44 @@ impl TypeLoader for EventFilterPaths {
     }
 }
 
+/// Decodes `body` as a client's EventFilter (or, with `operand`, a SimpleAttributeOperand)
+/// the way the server does; the number of select clauses (1 for an operand), or why it
+/// failed. Panics if a null BrowsePath survives: the fuzz target's check
+/// (tests/fuzz/fuzz_targets/condition_inputs.rs).
+pub fn decode_for_fuzzing(body: &[u8], operand: bool) -> Result<usize, String> {
+    let loaders = with_event_filter_paths(&uaedge_opcua_client::hardening::harden(
+        &TypeLoaderCollection::new(),
+    ));
+    let owned = opcua::types::ContextOwned::default();
+    let ctx = owned.context();
+    let id: NodeId = if operand {
+        ObjectId::SimpleAttributeOperand_Encoding_DefaultBinary.into()
+    } else {
+        ObjectId::EventFilter_Encoding_DefaultBinary.into()
+    };
+    let decoded = loaders
+        .iter()
+        .find_map(|l| l.load_from_binary(&id, &mut &body[..], &ctx, None))
+        .ok_or("no loader")?
+        .map_err(|e| e.to_string())?;
+    let any = decoded.as_dyn_any();
+    let paths: Vec<bool> = if operand {
+        let o = any
+            .downcast::<SimpleAttributeOperand>()
+            .map_err(|_| "not an operand")?;
+        vec![o.browse_path.is_some()]
+    } else {
+        let f = any.downcast::<EventFilter>().map_err(|_| "not a filter")?;
+        f.select_clauses
+            .iter()
+            .flatten()
+            .map(|c| c.browse_path.is_some())
+            .collect()
+    };
+    assert!(paths.iter().all(|p| *p), "a null BrowsePath survived");
+    Ok(paths.len())
+}
+
 fn empty_path(operand: &mut SimpleAttributeOperand) {
     if operand.browse_path.is_none() {
         operand.browse_path = Some(Vec::new());

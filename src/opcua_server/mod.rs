@@ -28,7 +28,7 @@ mod condition_event;
 mod condition_nodes;
 mod conditions;
 mod convert;
-mod event_filter;
+pub mod event_filter;
 mod gate;
 mod limits;
 mod live_values;

@@ -183,6 +183,7 @@ impl Router {
         table.carry_over(&self.table, &install.kept);
         mark_out_of_service(&table, &install.disabled);
         let conditions = Arc::new(self.conditions.successor(install.conditions));
+        let removed = self.conditions.removed_in(&conditions);
         let now = Timestamp::now();
         let mut reported = self.carried_reports(&table, &install.kept);
         // What clients saw otherwise is told after the swap; what only the new table has
@@ -224,6 +225,9 @@ impl Router {
         self.bus
             .publish(ModelEvent::Reloaded(Arc::new(reloaded)))
             .await;
+        // Conditions the reload took away leave clients' alarm lists.
+        self.changed.extend(removed);
+        self.publish_conditions().await;
         // Said as a link loss says it, for subscribers that carry state across the swap
         // (born Sparkplug devices, OPC UA monitored items): the link went down, and the
         // tags are what the new table holds (Bad, OutOfService where disabled).

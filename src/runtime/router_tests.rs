@@ -469,3 +469,22 @@ async fn disabling_a_connected_device_by_reload_takes_it_down_where_subscribers_
     // The line was kept: nothing is said of it.
     rig.nothing_more();
 }
+
+#[tokio::test]
+async fn a_reload_that_removes_a_retained_condition_takes_it_off_the_lists() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    rig.samples(1);
+    let active = rig.condition(ALARM);
+    let plain = PRESS.replace("        checks: [{ kind: limits, hi: 100 }]\n", "");
+    let (_, swapped) = rig
+        .install(&[LINE, &plain], &[(1, 0), (2, 1)], &["line", "press"], &[])
+        .await;
+    assert_eq!(swapped, Ok(true), "the alarm tags went");
+    rig.reloaded();
+    let gone = rig.condition(ALARM);
+    assert!(!gone.retain(), "{:?}", gone.state);
+    assert!(gone.state.message.ends_with("removed from the config"));
+    assert_ne!(gone.state.event_id, active.state.event_id);
+    assert!(rig.handle.conditions().is_empty());
+}
