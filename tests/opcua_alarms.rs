@@ -606,3 +606,59 @@ async fn node_opcua_receives_the_same_events_and_acknowledges() {
     asyncua.ok(json!({"op": "disconnect"}));
     edge.stop().await;
 }
+
+/// The notifier hierarchy Server → uaedge → device: an event item on each level receives
+/// every condition's events once, and a refresh on the middle level works too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_level_of_the_notifier_hierarchy_receives_each_event_once() {
+    let edge = Edge::start("  endpoints: [none]\n  anonymous: read", LINE).await;
+    let mut scada = Scada::start();
+    scada.connect_none(&edge.url);
+    let fields = json!([[2041, "EventId"], [2041, "SourceName"], [2041, "EventType"]]);
+    let mut subs = Vec::new();
+    for node in [
+        "i=2253".to_string(),
+        edge.node("/uaedge"),
+        edge.node("line"),
+    ] {
+        let sub =
+            scada.ok(json!({"op": "events", "node": node, "fields": fields, "publishing": 50}));
+        assert_eq!(sub["status"], "Good", "{node}: {sub}");
+        subs.push((node, sub["subscription"].clone()));
+    }
+    // A whole cycle of faults, then what each level got.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut seen = Vec::new();
+    for (node, sub) in &subs {
+        let events = collect(&mut scada, sub, Duration::from_secs(2), |_| false);
+        let mut ids: Vec<String> = events
+            .iter()
+            .filter_map(|e| e["EventId"].as_str().map(String::from))
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "{node}: an event twice");
+        assert!(n >= 6, "{node}: {n} events in a cycle");
+        seen.push((node.clone(), ids));
+    }
+    // The same events at every level, give or take the edges of the window.
+    let common = seen[0]
+        .1
+        .iter()
+        .filter(|id| seen.iter().all(|(_, ids)| ids.contains(id)))
+        .count();
+    assert!(common + 4 >= seen[0].1.len(), "{seen:?}");
+    // A refresh on the root's subscription.
+    let refresh = scada.ok(json!({"op": "refresh", "subscription": subs[1].1}));
+    assert_eq!(refresh["status"], "Good", "{refresh}");
+    let refreshed = collect(&mut scada, &subs[1].1, Duration::from_secs(5), |e| {
+        e.iter().any(|e| e["EventType"] == "i=2788")
+    });
+    assert!(
+        refreshed.iter().any(|e| e["EventType"] == "i=2787"),
+        "{refreshed:?}"
+    );
+    scada.ok(json!({"op": "disconnect"}));
+    edge.stop().await;
+}

@@ -193,6 +193,11 @@ pub fn tag_node_id(ns: u16, path: &str) -> NodeId {
     NodeId::new(ns, path.to_string())
 }
 
+/// The NodeId of uaedge's root object (`Objects/uaedge`).
+pub fn root_node_id(ns: u16) -> NodeId {
+    NodeId::new(ns, ROOT)
+}
+
 /// Reads uaedge's nodes out of a table, for namespace `ns`.
 pub struct Space<'a> {
     pub ns: u16,
@@ -385,6 +390,10 @@ impl Space<'_> {
                 );
                 add(Organizes, Forward, Target::Ours(UaNode::Devices));
                 add(HasComponent, Forward, Target::Ours(UaNode::Runtime));
+                add(HasNotifier, Inverse, Target::Core(ObjectId::Server.into()));
+                for d in self.table.devices() {
+                    add(HasNotifier, Forward, Target::Ours(UaNode::Device(d.id)));
+                }
             }
             UaNode::Devices => {
                 add(Organizes, Inverse, Target::Ours(UaNode::Root));
@@ -401,7 +410,7 @@ impl Space<'_> {
             UaNode::RuntimeVar(_) => add(HasComponent, Inverse, Target::Ours(UaNode::Runtime)),
             UaNode::Device(d) => {
                 add(Organizes, Inverse, Target::Ours(UaNode::Devices));
-                add(HasNotifier, Inverse, Target::Core(ObjectId::Server.into()));
+                add(HasNotifier, Inverse, Target::Ours(UaNode::Root));
                 add(HasComponent, Forward, Target::Ours(UaNode::Status(*d)));
                 for t in self.event_sources(*d) {
                     add(HasEventSource, Forward, Target::Ours(UaNode::Tag(t)));
@@ -532,24 +541,22 @@ impl Space<'_> {
     }
 
     /// The references of a node of the core namespace to ours: the Objects folder
-    /// organizes uaedge's root, and the Server object is the event notifier of each
-    /// device. The inverse of HasTypeDefinition is left out, as OPC UA allows: a type
-    /// node would otherwise list every tag.
+    /// organizes uaedge's root, and the Server object is its event notifier. The inverse
+    /// of HasTypeDefinition is left out, as OPC UA allows: a type node would otherwise
+    /// list every tag.
     pub fn core_references(&self, id: &NodeId) -> Vec<Ref> {
-        let forward = |kind, node| Ref {
+        let kind = if *id == ObjectId::ObjectsFolder {
+            ReferenceTypeId::Organizes
+        } else if *id == ObjectId::Server {
+            ReferenceTypeId::HasNotifier
+        } else {
+            return Vec::new();
+        };
+        vec![Ref {
             kind,
             direction: ReferenceDirection::Forward,
-            target: Target::Ours(node),
-        };
-        if *id == ObjectId::ObjectsFolder {
-            vec![forward(ReferenceTypeId::Organizes, UaNode::Root)]
-        } else if *id == ObjectId::Server {
-            (self.table.devices().iter())
-                .map(|d| forward(ReferenceTypeId::HasNotifier, UaNode::Device(d.id)))
-                .collect()
-        } else {
-            Vec::new()
-        }
+            target: Target::Ours(UaNode::Root),
+        }]
     }
 
     /// What a Browse shows of `node` at the other end of a reference.
@@ -662,8 +669,8 @@ impl Space<'_> {
     pub fn build(&self, node: &UaNode) -> Option<NodeType> {
         let id = self.node_id(node);
         let (browse, display) = self.names(node);
-        // Each device is an event notifier below the Server object (see `conditions.rs`).
-        let notifier = matches!(node, UaNode::Device(_));
+        // The notifier hierarchy Server → uaedge → device (see `conditions.rs`).
+        let notifier = matches!(node, UaNode::Root | UaNode::Device(_));
         let object = |description: Option<String>| {
             let b = ObjectBuilder::new(&id, browse.clone(), display.clone());
             let b = if notifier {

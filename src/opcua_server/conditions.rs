@@ -2,12 +2,11 @@
 //! Part 9's methods (Acknowledge, Confirm, AddComment, Enable, Disable, ConditionRefresh
 //! and ConditionRefresh2).
 //!
-//! Events go out from the Server object and down the notifier hierarchy Server → device:
-//! a monitored item on either receives the conditions below it, filtered by its
-//! EventFilter (async-opcua evaluates select and where clauses per item). uaedge's root
-//! object is not a notifier level of its own: async-opcua's event notifier adds the
-//! Server object's items to every node's, so a second level above the device would send
-//! Server subscribers each event twice.
+//! Events go out from the Server object and down the notifier hierarchy
+//! Server → uaedge → device: a monitored item on any of them receives the conditions
+//! below it, filtered by its EventFilter (async-opcua evaluates select and where clauses
+//! per item). The device's and the Server's items are notified through async-opcua's
+//! subscription cache, the root's through `root_events.rs`.
 //!
 //! Part 9's methods are the type's methods (`AcknowledgeableConditionType.Acknowledge`,
 //! i=9111, and so on), called with the condition's NodeId as the object. Those NodeIds
@@ -39,7 +38,7 @@ use opcua::types::{
 };
 use tracing::info;
 
-use super::address_space::tag_node_id;
+use super::address_space::{root_node_id, tag_node_id};
 use super::auth::Authenticator;
 use super::condition_event::{condition_key, server_object, UaConditionEvent};
 use super::node_manager::ModelNodeManager;
@@ -72,16 +71,25 @@ fn condition_method(id: &NodeId) -> Option<u32> {
 }
 
 /// Sends `event` to the event monitored items on the condition's device and on the
-/// Server object (async-opcua adds the Server's to the device's, once each).
-pub fn notify(subscriptions: &SubscriptionCache, ns: u16, event: &ConditionEvent) {
+/// Server object (async-opcua adds the Server's to the device's, once each), and on
+/// uaedge's root.
+pub fn notify(
+    subscriptions: &SubscriptionCache,
+    manager: &ModelNodeManager,
+    event: &ConditionEvent,
+) {
+    let ns = manager.namespace_index();
     let ev = UaConditionEvent::new(event, ns);
     let device = tag_node_id(ns, &event.def.device);
     subscriptions.notify_events(std::iter::once((&ev as &dyn Event, &device)));
+    manager.root_events().notify(subscriptions, &ev);
 }
 
 /// Whether an event monitored item on `notifier` receives the conditions of `device`.
 fn reaches(notifier: &NodeId, ns: u16, device: &str) -> bool {
-    *notifier == server_object() || *notifier == tag_node_id(ns, device)
+    *notifier == server_object()
+        || *notifier == root_node_id(ns)
+        || *notifier == tag_node_id(ns, device)
 }
 
 /// Builds async-opcua's core node manager inside [`CoreWithConditions`].

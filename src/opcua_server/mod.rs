@@ -34,6 +34,7 @@ mod limits;
 mod live_values;
 mod node_manager;
 mod notify;
+mod root_events;
 mod type_tree;
 pub mod uatcp;
 mod units;

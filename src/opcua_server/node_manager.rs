@@ -33,6 +33,7 @@ use super::address_space::{self, Space, Target, UaNode};
 use super::auth::Authenticator;
 use super::convert::{self, apply_timestamps, status_only, tag_value};
 use super::live_values::{live, LiveSampler};
+use super::root_events::RootEvents;
 use crate::bus::Handle;
 use crate::conditions::ConditionBook;
 use crate::model::{Sample, TagId, TagTable};
@@ -72,6 +73,7 @@ impl NodeManagerBuilder for ModelManagerBuilder {
             samplers: SyncSampler::new(),
             watched: parking_lot::Mutex::new(Watched::default()),
             data_queue_max: self.data_queue_max,
+            root_events: RootEvents::default(),
         })
     }
 }
@@ -100,6 +102,8 @@ pub struct ModelNodeManager {
     samplers: SyncSampler,
     watched: parking_lot::Mutex<Watched>,
     data_queue_max: usize,
+    /// Event items on uaedge's root object (see `root_events.rs`).
+    root_events: RootEvents,
 }
 
 /// What is left of a Browse when a client asked for fewer references than there are.
@@ -110,6 +114,10 @@ struct BrowseRest {
 impl ModelNodeManager {
     pub fn namespace_index(&self) -> u16 {
         self.namespace.namespace_index
+    }
+
+    pub fn root_events(&self) -> &RootEvents {
+        &self.root_events
     }
 
     pub fn table(&self) -> Arc<TagTable> {
@@ -532,6 +540,7 @@ impl NodeManager for ModelNodeManager {
     }
 
     async fn init(&self, _type_tree: &mut DefaultTypeTree, context: ServerContext) {
+        self.root_events.set_type_tree(context.type_tree.clone());
         let rate = context
             .info
             .config
@@ -669,6 +678,13 @@ impl NodeManager for ModelNodeManager {
             if let Some(tag) = self.create_one(context, &space, item) {
                 tags.push((i, tag));
             }
+            let target = item.item_to_monitor();
+            let on_root = target.attribute_id == AttributeId::EventNotifier
+                && matches!(space.node(&target.node_id), Some(UaNode::Root));
+            if on_root && item.status_code().is_good() {
+                let h = item.handle();
+                (self.root_events).add(context.session_id, h.subscription_id, h.monitored_item_id);
+            }
         }
         if tags.is_empty() {
             return Ok(());
@@ -725,6 +741,11 @@ impl NodeManager for ModelNodeManager {
 
     async fn delete_monitored_items(&self, _context: &RequestContext, items: &[&MonitoredItemRef]) {
         for it in items {
+            if it.attribute() == AttributeId::EventNotifier {
+                let h = it.handle();
+                self.root_events
+                    .remove(h.subscription_id, h.monitored_item_id);
+            }
             if it.attribute() != AttributeId::Value {
                 continue;
             }

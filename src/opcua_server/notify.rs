@@ -40,9 +40,7 @@ pub async fn run(
         match event {
             Some(ModelEvent::Samples(_, batch)) => manager.notify(&subscriptions, &batch),
             Some(ModelEvent::Reloaded(r)) => manager.reload(r.start.table.clone()),
-            Some(ModelEvent::Condition(c)) => {
-                conditions::notify(&subscriptions, manager.namespace_index(), &c)
-            }
+            Some(ModelEvent::Condition(c)) => conditions::notify(&subscriptions, &manager, &c),
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}
             None => break,

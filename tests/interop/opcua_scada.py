@@ -251,7 +251,7 @@ class Session:
         if root is None:
             return {"error": "no uaedge object under Objects"}
         stack = [(root, "uaedge")]
-        # A node reached twice (a tag is also its device's event source) is listed once.
+        # A node reached twice is listed once.
         seen = set()
         while stack:
             node, path = stack.pop()
@@ -274,6 +274,10 @@ class Session:
                 includesubtypes=True,
             )
             for r in refs:
+                # The tree of the address space: the notifier hierarchy (HasEventSource,
+                # HasNotifier) points at nodes the tree has elsewhere.
+                if r.ReferenceTypeId in (ua.NodeId(36), ua.NodeId(48)):
+                    continue
                 child = self.client.get_node(r.NodeId)
                 stack.append((child, path + "/" + r.BrowseName.Name))
         return {"nodes": out}
