@@ -52,7 +52,7 @@ const LINE: &str = r#"
 
 /// (type, path) of every field the tests select; an empty path is the ConditionId, sent as
 /// a null BrowsePath (as open62541 clients send it).
-const FIELDS: [(u32, &str); 22] = [
+const FIELDS: [(u32, &str); 23] = [
     (2041, "EventId"),
     (2041, "EventType"),
     (2041, "SourceNode"),
@@ -62,6 +62,8 @@ const FIELDS: [(u32, &str); 22] = [
     (2041, "Message"),
     (2041, "Severity"),
     (2782, ""),
+    // No type has it: it reads Null, and the fields after it stay in their places.
+    (2782, "NoSuchField"),
     (2782, "ConditionName"),
     (2782, "Retain"),
     (2782, "EnabledState/Id"),
@@ -128,6 +130,21 @@ async fn condition_events_methods_and_refresh_with_asyncua() {
         {"op": "GreaterThanOrEqual", "field": [2041, "Severity"], "value": ["UInt16", 650]},
     ]}}));
     assert_eq!(severe["status"], "Good", "{severe}");
+    // Malformed where clauses: the item is refused with BadEventFilterInvalid (Part 4; the
+    // element's own code is in the filter result), and the session goes on.
+    for (filter, status) in [
+        (
+            json!({"op": "GreaterThanOrEqual", "field": [2041, "Severity"], "value": ["String", "x"], "drop_operand": true}),
+            "BadEventFilterInvalid",
+        ),
+        (
+            json!({"op": "And", "args": [{"op": "OfType", "type": 2915}]}),
+            "BadEventFilterInvalid",
+        ),
+    ] {
+        let bad = scada.ok(json!({"op": "events", "fields": fields(), "where": filter}));
+        assert_eq!(bad["status"], status, "{filter}: {bad}");
+    }
 
     // Two cycles of faults: each condition Active, then Inactive, at least once.
     let events = collect(
@@ -166,6 +183,7 @@ async fn condition_events_methods_and_refresh_with_asyncua() {
             assert_eq!(e["EnabledState/Id"], true, "{e}");
             assert_eq!(e["Quality"], "Good", "{e}");
             assert_eq!(e["ConfirmedState/Id"], true, "{e}");
+            assert!(e["NoSuchField"].is_null(), "{e}");
             let message = e["Message"].as_str().unwrap_or_default();
             assert!(message.starts_with(&format!("{source} {check}: ")), "{e}");
             assert!(e["Time"].as_f64() <= e["ReceiveTime"].as_f64(), "{e}");

@@ -6,6 +6,10 @@
 //! clients select ConditionId to know what to acknowledge, so this answers the empty path
 //! of ConditionType and its subtypes as the condition object itself.
 //!
+//! The same dropping shifts the fields of a client that selects a field no type has (a
+//! vendor's, a misspelling): a path under an event type that the types do not know is
+//! answered as a property here, so the clause stays and reads Null, as Part 4 has it.
+//!
 //! Upstream, `validate_select_clause` should accept an empty path as the event's own
 //! NodeId, and return Null for a refused clause instead of dropping it (Part 4, 7.22.3).
 
@@ -32,6 +36,10 @@ impl TypeTreeForUser for ConditionAwareTypeTrees {
                 node_id: ObjectTypeId::ConditionType.into(),
                 node_class: NodeClass::Object,
             },
+            unknown: TypeProperty {
+                node_id: NodeId::null(),
+                node_class: NodeClass::Variable,
+            },
         })
     }
 
@@ -43,6 +51,8 @@ impl TypeTreeForUser for ConditionAwareTypeTrees {
 struct WithConditionId<'a> {
     tree: RwLockReadGuard<'a, DefaultTypeTree>,
     condition: TypeProperty,
+    /// What a path no type has answers, under an event type: a field that reads Null.
+    unknown: TypeProperty,
 }
 
 impl TypeTreeReadContext for WithConditionId<'_> {
@@ -72,7 +82,12 @@ impl TypeTree for WithConditionId<'_> {
         if path.is_empty() && self.tree.is_subtype_of(type_id, &self.condition.node_id) {
             return Some(&self.condition);
         }
-        self.tree.find_type_prop_by_browse_path(type_id, path)
+        let found = self.tree.find_type_prop_by_browse_path(type_id, path);
+        let event_type: NodeId = ObjectTypeId::BaseEventType.into();
+        if found.is_none() && !path.is_empty() && self.tree.is_subtype_of(type_id, &event_type) {
+            return Some(&self.unknown);
+        }
+        found
     }
 
     fn get_supertype<'b>(&'b self, node: &NodeId) -> Option<&'b NodeId> {

@@ -195,6 +195,9 @@ def content_filter(spec):
         else:
             operands.append(attribute_operand(*node["field"]))
             operands.append(ua.LiteralOperand(Value=variant(node["value"])))
+        # Malformed on purpose (tests of the server's refusals): one operand short.
+        if node.get("drop_operand"):
+            operands.pop()
         element.FilterOperands = operands
         return index
 
