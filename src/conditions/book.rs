@@ -14,7 +14,8 @@ use uaedge_driver::Timestamp;
 
 use super::persist::Persister;
 use super::state::{
-    self, ConditionCommand, ConditionDef, ConditionError, ConditionState, EventId, LimitState,
+    self, AckMode, ConditionCommand, ConditionDef, ConditionError, ConditionState, EventId,
+    LimitState,
 };
 use crate::model::TagId;
 
@@ -38,8 +39,9 @@ struct Entry {
     def: Arc<ConditionDef>,
     state: ConditionState,
     /// What the check says now, whatever the condition shows (a disabled one shows
-    /// nothing); Enable starts from it.
+    /// nothing), and which limit it crossed; Enable starts from it.
     engine_active: bool,
+    engine_limit: Option<LimitState>,
 }
 
 struct Inner {
@@ -75,18 +77,24 @@ impl ConditionBook {
             seq: 0,
         };
         for def in defs {
-            let state = restored
-                .get(def.key.as_ref())
-                .cloned()
-                .unwrap_or_else(|| ConditionState::new(&def, now));
+            let state = match restored.get(def.key.as_ref()) {
+                Some(s) => fitted(&def, s.clone()),
+                None => ConditionState::new(&def, now),
+            };
             let i = inner.entries.len();
             inner.by_check.insert((def.owner, def.check.clone()), i);
             inner.by_key.insert(def.key.clone(), i);
             inner.entries.push(Entry {
                 engine_active: state.active,
+                engine_limit: state.limit_state,
                 def: Arc::new(def),
                 state,
             });
+        }
+        // The state file forgets conditions the config no longer has (removed while
+        // stopped, or by a reload), so a check that comes back later starts afresh.
+        if let Some(p) = &persister {
+            p.keep_only(inner.by_key.keys().cloned().collect());
         }
         ConditionBook {
             inner: RwLock::new(inner),
@@ -103,12 +111,7 @@ impl ConditionBook {
             .iter()
             .map(|e| (e.def.key.to_string(), e.state.clone()))
             .collect();
-        let next = ConditionBook::new(defs, &states, self.persister.clone());
-        if let Some(p) = &self.persister {
-            let inner = next.inner.read();
-            p.keep_only(inner.by_key.keys().cloned().collect());
-        }
-        next
+        ConditionBook::new(defs, &states, self.persister.clone())
     }
 
     /// The conditions this book retains that `next` (a reload's) no longer has, each as a
@@ -147,6 +150,45 @@ impl ConditionBook {
                 }
             })
             .collect()
+    }
+
+    /// Clears the Active conditions whose watched tag `idle` names (a disabled device's:
+    /// no sample will come to clear them); what was unacknowledged stays so. The events
+    /// that tell of it.
+    pub fn clear_idle(&self, idle: impl Fn(TagId) -> bool) -> Vec<ConditionEvent> {
+        let now = Timestamp::now();
+        let mut inner = self.inner.write();
+        let mut events = Vec::new();
+        for i in 0..inner.entries.len() {
+            let id = inner.next_id();
+            let Some(entry) = inner.entries.get_mut(i) else {
+                continue;
+            };
+            if !idle(entry.def.owner) || !entry.state.active {
+                continue;
+            }
+            entry.engine_active = false;
+            entry.engine_limit = None;
+            let message = format!(
+                "{} {}: its device is disabled in the config",
+                state::path(&entry.def),
+                entry.def.check
+            );
+            let value = entry.state.value.unwrap_or_default();
+            if state::on_alarm(
+                &entry.def,
+                &mut entry.state,
+                false,
+                now,
+                value,
+                message,
+                None,
+            ) {
+                entry.state.event_id = id;
+                events.push(self.changed(entry));
+            }
+        }
+        events
     }
 
     pub fn len(&self) -> usize {
@@ -225,6 +267,7 @@ impl ConditionBook {
         let id = inner.next_id();
         let entry = inner.entries.get_mut(i)?;
         entry.engine_active = active;
+        entry.engine_limit = limit_state;
         if !state::on_alarm(
             &entry.def,
             &mut entry.state,
@@ -261,6 +304,9 @@ impl ConditionBook {
             entry.engine_active,
             now,
         )?;
+        if matches!(command, ConditionCommand::Enable) && next.active {
+            next.limit_state = entry.engine_limit;
+        }
         next.event_id = id;
         entry.state = next;
         Ok(self.changed(entry))
@@ -297,6 +343,18 @@ impl ConditionBook {
     }
 }
 
+/// A stored state made to fit its (possibly changed) definition: a check that no longer
+/// asks for confirmation or acknowledgement leaves nothing waiting for one.
+fn fitted(def: &ConditionDef, mut state: ConditionState) -> ConditionState {
+    if !def.confirm {
+        state.confirmed = true;
+    }
+    if def.ack == AckMode::Auto {
+        state.acked = true;
+    }
+    state
+}
+
 impl Inner {
     fn next_id(&mut self) -> EventId {
         self.seq = self.seq.wrapping_add(1);
@@ -321,4 +379,66 @@ fn boot_number() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 48)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::ConditionClass;
+
+    fn def(confirm: bool, ack: AckMode) -> ConditionDef {
+        ConditionDef {
+            owner: TagId(0),
+            device: "d".into(),
+            tag: "t".into(),
+            check: "high".into(),
+            key: "d/t/Alarms/high".into(),
+            class: ConditionClass::ExclusiveLimit,
+            severity: 700,
+            ack,
+            confirm,
+            high_limit: Some(1.0),
+            low_limit: None,
+            units: None,
+        }
+    }
+
+    #[test]
+    fn a_restored_state_fits_a_check_that_no_longer_asks_for_confirmation_or_acknowledgement() {
+        let mut stored = ConditionState::new(&def(true, AckMode::Required), 0);
+        stored.active = true;
+        stored.acked = false;
+        stored.confirmed = false;
+        let restored = HashMap::from([("d/t/Alarms/high".to_string(), stored.clone())]);
+        let same = ConditionBook::new(vec![def(true, AckMode::Required)], &restored, None);
+        let s = same.get("d/t/Alarms/high").expect("condition").state;
+        assert!(!s.acked && !s.confirmed, "as stored");
+        let relaxed = ConditionBook::new(vec![def(false, AckMode::Auto)], &restored, None);
+        let s = relaxed.get("d/t/Alarms/high").expect("condition").state;
+        assert!(s.active && s.acked && s.confirmed, "{s:?}");
+        assert_eq!(relaxed.active().len(), 1, "still the same occurrence");
+    }
+
+    #[test]
+    fn the_state_file_forgets_conditions_the_config_no_longer_has() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("conditions.redb");
+        let (p, _) = crate::conditions::open_store(&file).expect("open");
+        let state = ConditionState::new(&def(false, AckMode::Required), 0);
+        p.save("d/t/Alarms/high".into(), state.clone());
+        p.save("d/t/Alarms/removed".into(), state);
+        p.close();
+        let (p, stored) = crate::conditions::open_store(&file).expect("reopen");
+        assert_eq!(stored.len(), 2);
+        // A start with a config that has one of them.
+        let book = ConditionBook::new(
+            vec![def(false, AckMode::Required)],
+            &stored,
+            Some(p.clone()),
+        );
+        p.close();
+        drop((book, p));
+        let (_p, stored) = crate::conditions::open_store(&file).expect("reopen");
+        assert_eq!(stored.keys().collect::<Vec<_>>(), ["d/t/Alarms/high"]);
+    }
 }

@@ -4,7 +4,8 @@
 //! The router must not wait for a disk, so changes go to a map (one entry a condition:
 //! its newest state; bounded by the number of conditions) that a thread of its own
 //! writes in one transaction per round. A `kill -9` loses at most the changes of the
-//! round in flight, a few milliseconds of them.
+//! round in flight, a few milliseconds of them; a write that fails is tried again, with
+//! the newer states that came in meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,10 +18,14 @@ use tracing::{debug, warn};
 
 use super::state::ConditionState;
 
+/// Pause before writing again after a failed write.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// redb's page cache for the states file.
 const CACHE_BYTES: usize = 1 << 20;
 
-/// Key → the state as JSON (readable with any redb tool, and tolerant of added fields).
+/// Key → the state as JSON (readable with any redb tool; a field added to the state in a
+/// later version takes its default in rows written before).
 const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("condition_states");
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +154,7 @@ impl Persister {
     }
 
     fn run(&self, db: Database, file: PathBuf) {
+        let mut failures: u32 = 0;
         loop {
             let (saves, keep, stop) = {
                 let mut p = self.pending.lock();
@@ -157,13 +163,37 @@ impl Persister {
                 }
                 (std::mem::take(&mut p.saves), p.keep.take(), p.stop)
             };
-            if !saves.is_empty() || keep.is_some() {
-                let n = saves.len();
-                match write(&db, saves, keep) {
-                    Ok(()) => debug!(conditions = n, "condition states written"),
-                    Err(e) => {
-                        warn!(file = %file.display(), error = %e, "condition states not written; a restart may forget them")
+            if saves.is_empty() && keep.is_none() {
+                return;
+            }
+            let n = saves.len();
+            match write(&db, &saves, keep.as_ref()) {
+                Ok(()) => {
+                    failures = 0;
+                    debug!(conditions = n, "condition states written");
+                }
+                Err(e) => {
+                    // Kept for the next round (newer states of the same conditions win),
+                    // so a full or failing disk delays the states rather than losing them.
+                    if failures.is_multiple_of(60) {
+                        warn!(file = %file.display(), error = %e, conditions = n, "condition states not written yet; retrying");
                     }
+                    failures = failures.saturating_add(1);
+                    let mut p = self.pending.lock();
+                    for (key, state) in saves {
+                        p.saves.entry(key).or_insert(state);
+                    }
+                    if p.keep.is_none() {
+                        p.keep = keep;
+                    }
+                    let stopping = p.stop;
+                    drop(p);
+                    if stop || stopping {
+                        warn!(file = %file.display(), conditions = n, "stopping with condition states unwritten; a restart may not see them");
+                        return;
+                    }
+                    std::thread::sleep(RETRY);
+                    continue;
                 }
             }
             if stop {
@@ -175,8 +205,8 @@ impl Persister {
 
 fn write(
     db: &Database,
-    saves: HashMap<Arc<str>, ConditionState>,
-    keep: Option<HashSet<Arc<str>>>,
+    saves: &HashMap<Arc<str>, ConditionState>,
+    keep: Option<&HashSet<Arc<str>>>,
 ) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
@@ -193,7 +223,7 @@ fn write(
             }
         }
         for (key, state) in saves {
-            match encode_state(&state) {
+            match encode_state(state) {
                 Ok(bytes) => {
                     table.insert(key.as_ref(), bytes.as_slice())?;
                 }

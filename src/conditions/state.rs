@@ -98,7 +98,9 @@ pub enum LimitState {
 pub type EventId = [u8; 16];
 
 /// What a condition is now: everything a client sees of it, and what survives a restart.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A field missing from a stored state (one added in a later version) takes its default.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ConditionState {
     pub enabled: bool,
     pub active: bool,

@@ -57,16 +57,16 @@ impl RootEvents {
         let Some(tree) = self.type_tree.get() else {
             return;
         };
-        let tree = tree.read();
         let mut gone = Vec::new();
         for i in items {
             let Some(session) = subscriptions.get_session_subscriptions(i.session) else {
                 gone.push(i);
                 continue;
             };
+            // The session's lock, then the type tree's, as async-opcua takes them.
             let mut session = session.lock();
             match session.get_mut(i.subscription) {
-                Some(sub) => sub.notify_event(&i.item, event, &*tree),
+                Some(sub) => sub.notify_event(&i.item, event, &*tree.read()),
                 None => gone.push(i),
             }
         }

@@ -86,6 +86,8 @@ impl Router {
         conditions: Arc<ConditionBook>,
     ) -> Router {
         mark_out_of_service(&table, disabled);
+        // No subscriber yet: the table below says what these events would.
+        drop(conditions.clear_idle(|t| on_devices(&table, t, disabled)));
         alarms.resume(&conditions);
         // Before anyone reads the table: alarm and Acked tags as the conditions say.
         let now = Timestamp::now();
@@ -183,7 +185,8 @@ impl Router {
         table.carry_over(&self.table, &install.kept);
         mark_out_of_service(&table, &install.disabled);
         let conditions = Arc::new(self.conditions.successor(install.conditions));
-        let removed = self.conditions.removed_in(&conditions);
+        let mut removed = self.conditions.removed_in(&conditions);
+        removed.extend(conditions.clear_idle(|t| on_devices(&table, t, &install.disabled)));
         let now = Timestamp::now();
         let mut reported = self.carried_reports(&table, &install.kept);
         // What clients saw otherwise is told after the swap; what only the new table has
@@ -225,7 +228,8 @@ impl Router {
         self.bus
             .publish(ModelEvent::Reloaded(Arc::new(reloaded)))
             .await;
-        // Conditions the reload took away leave clients' alarm lists.
+        // Conditions the reload took away leave clients' alarm lists; those of disabled
+        // devices clear.
         self.changed.extend(removed);
         self.publish_conditions().await;
         // Said as a link loss says it, for subscribers that carry state across the swap
@@ -321,8 +325,8 @@ impl Router {
         }
     }
 
-    /// A user's command on a condition: applied, told to every subscriber, answered. An
-    /// The alarm and Acked tags follow what the condition now shows.
+    /// A user's command on a condition: applied, told to every subscriber, answered. The
+    /// alarm and Acked tags follow what the condition now shows.
     async fn on_command(&mut self, request: ConditionRequest) {
         let ConditionRequest {
             key,
@@ -567,12 +571,18 @@ fn alarm_tag_samples(
     samples
 }
 
+/// Whether tag `t` of `table` belongs to one of `devices`.
+fn on_devices(table: &TagTable, t: TagId, devices: &[DeviceId]) -> bool {
+    table.tag(t).is_some_and(|d| devices.contains(&d.device))
+}
+
 fn is_true(state: Option<crate::model::TagState>) -> bool {
     state.is_some_and(|s| s.value == Some(Value::Boolean(true)))
 }
 
-/// Disabled devices' driver tags turn Bad OutOfService. Alarm tags stay Good and false:
-/// no check runs on a disabled device.
+/// Disabled devices' driver tags turn Bad OutOfService. Their alarm tags stay Good, and
+/// their conditions are cleared (see `ConditionBook::clear_idle`): no check runs on a
+/// disabled device.
 fn mark_out_of_service(table: &TagTable, devices: &[DeviceId]) {
     let now = Timestamp::now();
     for &id in devices {

@@ -125,14 +125,12 @@ impl Alarms {
                 continue;
             };
             let active = event.state.is_active();
-            if !book.is_enabled(event.tag, &event.check) {
-                info!(device = %device, tag = %owner.path.tag, alarm = %event.check, active, "alarm transition ignored: its condition is disabled");
-                continue;
-            }
+            let enabled = book.is_enabled(event.tag, &event.check);
             let message = format!(
                 "{device}/{} {}: {}",
                 owner.path.tag, event.check, event.message
             );
+            // Always, so the book knows what the check says (an Enable starts from it).
             if let Some(changed) = book.on_alarm(
                 event.tag,
                 &event.check,
@@ -143,6 +141,10 @@ impl Alarms {
                 limit_state(&event),
             ) {
                 conditions.push(changed);
+            }
+            if !enabled {
+                info!(device = %device, tag = %owner.path.tag, alarm = %event.check, active, "alarm transition ignored: its condition is disabled");
+                continue;
             }
             if active {
                 warn!(device = %device, tag = %owner.path.tag, alarm = %event.check, kind = %event.kind, value = event.value, threshold = event.threshold, detail = %event.message, "alarm active");

@@ -488,3 +488,68 @@ async fn a_reload_that_removes_a_retained_condition_takes_it_off_the_lists() {
     assert_ne!(gone.state.event_id, active.state.event_id);
     assert!(rig.handle.conditions().is_empty());
 }
+
+#[tokio::test]
+async fn enable_starts_from_what_the_check_says_while_the_condition_was_disabled() {
+    let mut rig = rig(&[LINE, PRESS]);
+    // Disabled while Active; the value goes back to normal meanwhile: enabled, it is not
+    // Active.
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    rig.samples(1);
+    rig.condition(ALARM);
+    rig.command(ALARM, ConditionCommand::Disable)
+        .await
+        .expect("disabled");
+    rig.samples(1);
+    rig.condition(ALARM);
+    rig.read(2, vec![reading(0, Value::Double(50.0))]).await;
+    rig.samples(1);
+    rig.command(ALARM, ConditionCommand::Enable)
+        .await
+        .expect("enabled");
+    let enabled = rig.condition(ALARM);
+    assert!(
+        enabled.state.enabled && !enabled.state.active,
+        "{:?}",
+        enabled.state
+    );
+    // Disabled while normal; the value goes high meanwhile: enabled, it is Active.
+    rig.command(ALARM, ConditionCommand::Disable)
+        .await
+        .expect("disabled");
+    rig.condition(ALARM);
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    rig.samples(1);
+    rig.command(ALARM, ConditionCommand::Enable)
+        .await
+        .expect("enabled");
+    rig.samples(1);
+    let raised = rig.condition(ALARM);
+    assert!(
+        raised.state.active && !raised.state.acked,
+        "{:?}",
+        raised.state
+    );
+    assert_eq!(
+        raised.state.limit_state,
+        Some(crate::conditions::LimitState::High)
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_device_by_reload_clears_its_active_conditions() {
+    let mut rig = rig(&[LINE, PRESS]);
+    rig.read(2, vec![reading(0, Value::Double(150.0))]).await;
+    rig.samples(1);
+    rig.condition(ALARM);
+    let disabled = PRESS.replace("driver: enip-sim", "driver: enip-sim\n    enabled: false");
+    let _ = rig
+        .install(&[LINE, &disabled], &[(1, 0)], &["line"], &[1])
+        .await;
+    rig.reloaded();
+    let cleared = rig.condition(ALARM);
+    assert!(!cleared.state.active, "{:?}", cleared.state);
+    assert!(cleared.retain(), "still waiting for its acknowledgement");
+    assert_eq!(rig.handle.alarm_counts().active, 0);
+    assert_eq!(rig.value(ALARM).0, Some(Value::Boolean(false)));
+}
