@@ -384,23 +384,9 @@ fn boot_number() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::ConditionClass;
 
     fn def(confirm: bool, ack: AckMode) -> ConditionDef {
-        ConditionDef {
-            owner: TagId(0),
-            device: "d".into(),
-            tag: "t".into(),
-            check: "high".into(),
-            key: "d/t/Alarms/high".into(),
-            class: ConditionClass::ExclusiveLimit,
-            severity: 700,
-            ack,
-            confirm,
-            high_limit: Some(1.0),
-            low_limit: None,
-            units: None,
-        }
+        crate::conditions::test_def(ack, confirm)
     }
 
     #[test]

@@ -28,3 +28,22 @@ pub const ACKED: &str = "/Acked";
 
 /// The file under the state directory.
 pub const STATE_FILE: &str = "conditions.redb";
+
+/// A condition definition for unit tests: `d/t/Alarms/high`, a high limit of 1.
+#[cfg(test)]
+pub(crate) fn test_def(ack: AckMode, confirm: bool) -> ConditionDef {
+    ConditionDef {
+        owner: crate::model::TagId(0),
+        device: "d".into(),
+        tag: "t".into(),
+        check: "high".into(),
+        key: "d/t/Alarms/high".into(),
+        class: ConditionClass::ExclusiveLimit,
+        severity: 700,
+        ack,
+        confirm,
+        high_limit: Some(1.0),
+        low_limit: None,
+        units: None,
+    }
+}

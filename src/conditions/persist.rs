@@ -238,24 +238,10 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{AckMode, ConditionClass, ConditionDef};
-    use crate::model::TagId;
+    use crate::conditions::AckMode;
 
     fn state() -> ConditionState {
-        let def = ConditionDef {
-            owner: TagId(0),
-            device: "d".into(),
-            tag: "t".into(),
-            check: "high".into(),
-            key: "d/t/Alarms/high".into(),
-            class: ConditionClass::ExclusiveLimit,
-            severity: 700,
-            ack: AckMode::Required,
-            confirm: false,
-            high_limit: Some(1.0),
-            low_limit: None,
-            units: None,
-        };
+        let def = crate::conditions::test_def(AckMode::Required, false);
         let mut s = ConditionState::new(&def, 5);
         s.active = true;
         s.acked = false;

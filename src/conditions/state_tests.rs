@@ -1,25 +1,9 @@
-use std::sync::Arc;
-
 use uaedge_driver::Timestamp;
 
 use super::*;
-use crate::model::TagId;
 
 fn def(ack: AckMode, confirm: bool) -> ConditionDef {
-    ConditionDef {
-        owner: TagId(0),
-        device: "press3".into(),
-        tag: "hydraulics/pressure".into(),
-        check: "high".into(),
-        key: "press3/hydraulics/pressure/Alarms/high".into(),
-        class: ConditionClass::ExclusiveLimit,
-        severity: 700,
-        ack,
-        confirm,
-        high_limit: Some(120.0),
-        low_limit: None,
-        units: Some(Arc::from("bar")),
-    }
+    crate::conditions::test_def(ack, confirm)
 }
 
 fn ack(id: EventId) -> ConditionCommand {
