@@ -23,10 +23,9 @@ mod opcua_support;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{free_port, proc_status_kib, spawn_uaedge, wait_for};
+use common::{free_port, proc_status_kib, spawn_uaedge, wait_for, KillOnDrop};
 use opcua_support::Scada;
 use serde_json::json;
 use uaedge::conditions::ConditionBook;
@@ -79,7 +78,7 @@ fn cpu_percent(pid: u32, window: Duration) -> f64 {
 }
 
 struct Run {
-    child: Child,
+    child: KillOnDrop,
     url: String,
     _dir: tempfile::TempDir,
 }
@@ -100,14 +99,14 @@ fn start(checks: bool) -> Run {
     // Past start-up, with every window full.
     std::thread::sleep(Duration::from_secs(10));
     Run {
-        child,
+        child: KillOnDrop(child),
         url,
         _dir: dir,
     }
 }
 
 fn rss_kib(run: &Run) -> u64 {
-    proc_status_kib(run.child.id(), "VmRSS").unwrap_or(0)
+    proc_status_kib(run.child.0.id(), "VmRSS").unwrap_or(0)
 }
 
 /// Counts the bytes live on the heap, to weigh the condition book itself.
@@ -152,15 +151,14 @@ fn book_bytes_per_condition() -> f64 {
 
 fn main() {
     let book_growth = book_bytes_per_condition();
-    let mut a = start(false);
+    let a = start(false);
     let rss_a = rss_kib(&a);
-    let cpu_a = cpu_percent(a.child.id(), WINDOW);
-    a.child.kill().ok();
-    a.child.wait().ok();
+    let cpu_a = cpu_percent(a.child.0.id(), WINDOW);
+    drop(a);
 
-    let mut b = start(true);
+    let b = start(true);
     let rss_b = rss_kib(&b);
-    let cpu_b = cpu_percent(b.child.id(), WINDOW);
+    let cpu_b = cpu_percent(b.child.0.id(), WINDOW);
     let fields = json!([
         [2041, "EventId"],
         [2041, "SourceName"],
@@ -196,7 +194,7 @@ fn main() {
     };
     let before = transitions(&mut subscribers[0]);
     let t0 = Instant::now();
-    let cpu_events = cpu_percent(b.child.id(), WINDOW);
+    let cpu_events = cpu_percent(b.child.0.id(), WINDOW);
     let made = (transitions(&mut subscribers[0]) - before) / t0.elapsed().as_secs_f64();
     let rates: Vec<f64> = subscribers
         .iter_mut()
@@ -211,8 +209,7 @@ fn main() {
     for mut s in subscribers {
         s.ok(json!({"op": "disconnect"}));
     }
-    b.child.kill().ok();
-    b.child.wait().ok();
+    drop(b);
 
     let per_condition = (rss_b.saturating_sub(rss_a)) as f64 * 1024.0 / TAGS as f64;
     println!("alarms benchmark: {TAGS} tags (sines, 100 ms polls), 2 tokio workers, release build");

@@ -13,7 +13,7 @@ mod opcua_support;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_uaedge, wait_for};
+use common::{free_port, spawn_uaedge, wait_for, KillOnDrop};
 use opcua_support::{Edge, Scada};
 use serde_json::{json, Value as Json};
 
@@ -453,7 +453,8 @@ fn an_unacknowledged_alarm_survives_kill_9_without_a_second_active_event() {
         });
     };
 
-    let (mut first, _log) = spawn_uaedge(&config);
+    let (first, _log) = spawn_uaedge(&config);
+    let mut first = KillOnDrop(first);
     let mut scada = Scada::start();
     connect(&mut scada);
     let sub = scada.ok(json!({"op": "events", "fields": fields, "publishing": 50}));
@@ -479,11 +480,12 @@ fn an_unacknowledged_alarm_survives_kill_9_without_a_second_active_event() {
     );
     // The state reaches the disk within milliseconds; give it a moment, then pull the plug.
     std::thread::sleep(Duration::from_millis(500));
-    first.kill().expect("kill -9");
-    first.wait().ok();
+    first.0.kill().expect("kill -9");
+    first.0.wait().ok();
     scada.ok(json!({"op": "disconnect"}));
 
-    let (mut second, _log) = spawn_uaedge(&config);
+    let (second, _log) = spawn_uaedge(&config);
+    let _second = KillOnDrop(second);
     let mut scada = Scada::start();
     connect(&mut scada);
     let sub = scada.ok(json!({"op": "events", "fields": fields, "publishing": 50}));
@@ -524,8 +526,6 @@ fn an_unacknowledged_alarm_survives_kill_9_without_a_second_active_event() {
     );
     assert_eq!(ack["status"], "Good", "{ack}");
     scada.ok(json!({"op": "disconnect"}));
-    second.kill().ok();
-    second.wait().ok();
 }
 
 /// node-opcua, a second stack: the same events as asyncua (same EventIds), its own

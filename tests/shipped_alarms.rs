@@ -12,7 +12,7 @@ mod opcua_support;
 
 use std::time::{Duration, Instant};
 
-use common::{example_config, spawn_uaedge, wait_for};
+use common::{example_config, spawn_uaedge, wait_for, KillOnDrop};
 use opcua_support::Scada;
 use serde_json::{json, Value as Json};
 
@@ -30,7 +30,8 @@ fn the_shipped_configs_faults_raise_exactly_their_condition_events() {
         .and_then(|p| p.trim().parse::<u16>().ok())
         .expect("the OPC UA port");
     let started = Instant::now();
-    let (mut uaedge, _log) = spawn_uaedge(&config);
+    let (uaedge, _log) = spawn_uaedge(&config);
+    let uaedge = KillOnDrop(uaedge);
     let url = format!("opc.tcp://127.0.0.1:{port}/");
     let mut scada = Scada::start();
     wait_for(Duration::from_secs(60), "the OPC UA server", || {
@@ -66,8 +67,7 @@ fn the_shipped_configs_faults_raise_exactly_their_condition_events() {
             into.extend(got["events"].as_array().cloned().unwrap_or_default());
         }
     }
-    uaedge.kill().ok();
-    uaedge.wait().ok();
+    drop(uaedge);
 
     let conditions: Vec<(String, String, bool)> = events
         .iter()

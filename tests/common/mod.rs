@@ -161,6 +161,16 @@ pub fn example_config(dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `uaedge run -c config` as a child process, with its log lines (stderr) on a channel so a
 /// test can wait for what it expects to see.
 pub fn spawn_uaedge(config: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<String>) {
