@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, proc_status_kib, spawn_uaedge, wait_for, KillOnDrop};
+use common::{free_port, proc_cpu_seconds, proc_status_kib, spawn_uaedge, wait_for, KillOnDrop};
 use opcua_support::Scada;
 use serde_json::json;
 use uaedge::conditions::ConditionBook;
@@ -56,25 +56,10 @@ fn config(dir: &Path, port: u16, checks: bool) -> String {
     yaml
 }
 
-/// CPU seconds (user + system) of process `pid`, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on every Linux uaedge targets.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn cpu_percent(pid: u32, window: Duration) -> f64 {
-    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    let (c0, t0) = (proc_cpu_seconds(pid), Instant::now());
     std::thread::sleep(window);
-    100.0 * (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64()
+    100.0 * (proc_cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64()
 }
 
 struct Run {

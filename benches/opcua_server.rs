@@ -36,20 +36,9 @@ fn devices() -> String {
     yaml
 }
 
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+/// CPU seconds (user + system) this process has used.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on every Linux uaedge targets.
-    (ticks(11) + ticks(12)) / 100.0
+    common::proc_cpu_seconds(std::process::id())
 }
 
 async fn cpu_percent_over(window: Duration) -> f64 {

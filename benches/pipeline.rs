@@ -119,17 +119,9 @@ fn status_kb(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// utime + stime of this process in seconds (USER_HZ = 100).
+/// utime + stime of this process in seconds.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<u64>() as f64 / 100.0
+    common::proc_cpu_seconds(std::process::id())
 }
 
 struct Outcome {

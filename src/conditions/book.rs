@@ -214,9 +214,10 @@ impl ConditionBook {
 
     /// Whether the condition of `owner`'s check `check` shows its alarms (`true` for a
     /// check without a condition).
-    pub fn is_enabled(&self, owner: TagId, check: &str) -> bool {
+    pub fn is_enabled(&self, owner: TagId, check: &Arc<str>) -> bool {
         let inner = self.inner.read();
-        let key = (owner, Arc::<str>::from(check));
+        // The check's own name: a reference count, no copy of the string per transition.
+        let key = (owner, check.clone());
         inner
             .by_check
             .get(&key)
@@ -310,6 +311,11 @@ impl ConditionBook {
         next.event_id = id;
         entry.state = next;
         Ok(self.changed(entry))
+    }
+
+    /// Whether there is a condition `key` (no copy of its state, unlike [`Self::get`]).
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner.read().by_key.contains_key(key)
     }
 
     /// The condition `key` now.

@@ -174,7 +174,7 @@ impl Space<'_> {
         (self.table.tags_under(def.device, &prefix))
             .filter(|t| device.is_alarm_tag(t.id) && !t.path.tag.ends_with(ACKED))
             .filter(|t| t.path.tag.matches('/').count() == depth)
-            .filter(|t| self.conditions.get(&t.path.to_string()).is_some())
+            .filter(|t| self.conditions.contains(&t.path.to_string()))
             .map(|t| t.id)
             .collect()
     }
