@@ -6,6 +6,7 @@ pub mod anomaly;
 pub mod bus;
 pub mod conditions;
 pub mod config;
+pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -112,6 +112,7 @@ fn plant_tags() -> Vec<TagDef> {
         range: None,
         deadband: None,
         writable,
+        historized: true,
         address: Box::default(),
     };
     vec![

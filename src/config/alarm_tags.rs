@@ -97,6 +97,7 @@ pub(super) fn alarm_defs(
                 range: None,
                 deadband: None,
                 writable,
+                historized: owner.historized,
                 address: address.into(),
             });
         }

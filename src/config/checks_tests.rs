@@ -27,6 +27,7 @@ fn def(id: u32, device: &str, tag: &str, data_type: DataType, writable: bool) ->
         range: None,
         deadband: None,
         writable,
+        historized: true,
         address: Box::default(),
     }
 }

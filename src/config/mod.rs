@@ -9,6 +9,7 @@ mod alarm_tags;
 pub mod checks;
 pub mod conditions;
 mod drivers;
+pub mod history;
 pub mod opcua;
 mod opcua_limits;
 mod referenced_file;
@@ -148,6 +149,13 @@ struct RawConfig {
     /// The Prometheus/health endpoint; absent = off.
     #[serde(default)]
     metrics: Option<MetricsConfig>,
+    /// The local historian; absent = off.
+    #[serde(default)]
+    history: Option<RawNode>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `metrics: { listen: 127.0.0.1:9464 }`: `/metrics` and `/health` over HTTP.
@@ -236,6 +244,9 @@ pub(crate) struct RawTag {
     deadband: Option<Spanned<DeadbandConfig>>,
     #[serde(default)]
     pub writable: bool,
+    /// `false` leaves the tag out of the historian.
+    #[serde(default = "yes")]
+    pub history: bool,
     #[serde(default)]
     pub options: Option<RawNode>,
     /// Anomaly checks on this tag; each adds an alarm tag `<tag>/Alarms/<check>`.
@@ -269,6 +280,8 @@ pub struct Config {
     pub opcua: Option<opcua::OpcUaSettings>,
     /// `metrics:`; `None` when absent.
     pub metrics: Option<MetricsConfig>,
+    /// `history:`; `None` when absent.
+    pub history: Option<history::HistorySettings>,
     /// The model's static part, built while validating; the runtime turns it into a TagTable.
     pub device_defs: Vec<DeviceDef>,
     pub tag_defs: Vec<TagDef>,
@@ -325,6 +338,7 @@ impl Config {
             sparkplug: None,
             opcua: None,
             metrics: raw.metrics,
+            history: None,
             device_defs: Vec::new(),
             tag_defs: Vec::new(),
             checks: Vec::new(),
@@ -368,6 +382,23 @@ impl Config {
                         &name_spans,
                         &mut errors,
                     )
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(node) = &raw.history {
+            let raw_history = if node.is_null() {
+                Ok(None)
+            } else {
+                node.deserialize::<history::RawHistory>().map(Some)
+            };
+            match raw_history {
+                Ok(Some(h)) => {
+                    config.history =
+                        history::HistorySettings::from_raw(h, &config.state_dir, &mut errors)
+                }
+                Ok(None) => {
+                    config.history = Some(history::HistorySettings::defaults(&config.state_dir))
                 }
                 Err(e) => errors.push(e),
             }
@@ -677,6 +708,7 @@ fn tag_def(
         range: range.map(Box::new),
         deadband,
         writable: tag.writable,
+        historized: tag.history,
         address: Box::default(),
     })
 }

@@ -94,6 +94,8 @@ pub struct TagDef {
     pub range: Option<Box<[f64; 2]>>,
     pub deadband: Option<Deadband>,
     pub writable: bool,
+    /// Kept by the historian (when there is one): `history: false` on the tag says no.
+    pub historized: bool,
     /// The driver's address, rendered for humans (`uaedge tags`, OPC UA descriptions).
     pub address: Box<str>,
 }
@@ -495,6 +497,7 @@ mod tests {
             range: range.map(Box::new),
             deadband,
             writable: true,
+            historized: true,
             address: Box::default(),
         }
     }

@@ -12,9 +12,11 @@ use tracing::warn;
 
 use super::STAGE_DEADLINE;
 use crate::bus::{Handle, ModelEvent, SparkplugStatus, Start};
+use crate::config::history::HistorySettings;
 use crate::config::opcua::OpcUaSettings;
 use crate::config::sparkplug::SparkplugSettings;
 use crate::config::{Config, MetricsConfig};
+use crate::history::Historian;
 use crate::opcua_server::OpcUaServer;
 use crate::sparkplug::EdgeNode;
 
@@ -25,6 +27,7 @@ pub(super) struct Sections {
     sparkplug: Option<SparkplugSettings>,
     opcua: Option<OpcUaSettings>,
     metrics: Option<MetricsConfig>,
+    history: Option<HistorySettings>,
 }
 
 impl Sections {
@@ -34,6 +37,7 @@ impl Sections {
             sparkplug: config.sparkplug.take(),
             opcua: config.opcua.take(),
             metrics: config.metrics.take(),
+            history: config.history.take(),
         }
     }
 
@@ -53,6 +57,7 @@ pub(super) struct Components {
     sparkplug: Option<EdgeNode>,
     opcua: Option<OpcUaServer>,
     metrics: Option<(CancellationToken, JoinHandle<()>)>,
+    history: Option<Historian>,
 }
 
 impl Components {
@@ -74,6 +79,7 @@ impl Components {
                 handle,
             ),
             metrics: start_metrics(sections.metrics, handle, cancel),
+            history: start_history(sections.history.clone(), handle),
             sections,
         }
     }
@@ -137,6 +143,13 @@ impl Components {
             self.metrics = start_metrics(next.metrics, handle, cancel);
             restarted.push("metrics");
         }
+        if next.history != self.sections.history {
+            if let Some(historian) = self.history.take() {
+                historian.stop().await;
+            }
+            self.history = start_history(next.history.clone(), handle);
+            restarted.push("history");
+        }
         self.sections = next;
         restarted
     }
@@ -150,6 +163,15 @@ impl Components {
             if !node.shutdown(crate::sparkplug::SHUTDOWN_DEADLINE).await {
                 warn!("Sparkplug edge node did not stop within the shutdown deadline");
                 late.push("sparkplug".to_string());
+            }
+        }
+        // After the router drained: the intake takes what is queued, then commits.
+        if let Some(historian) = self.history {
+            if tokio::time::timeout(STAGE_DEADLINE, historian.stop())
+                .await
+                .is_err()
+            {
+                late.push("history".to_string());
             }
         }
         // Cancelled with the runtime's token.
@@ -205,4 +227,18 @@ fn start_metrics(
         });
         (stop, task)
     })
+}
+
+/// The historian of a `history:` section, subscribed from here on. A file that cannot be
+/// opened leaves the runtime without history, not without data.
+fn start_history(settings: Option<HistorySettings>, handle: &Handle) -> Option<Historian> {
+    let settings = settings?;
+    let path = settings.path.clone();
+    match Historian::start(settings, handle.subscribe_from(crate::history::MODEL_QUEUE)) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "history not started");
+            None
+        }
+    }
 }

@@ -168,6 +168,7 @@ mod tests {
             range: None,
             deadband: None,
             writable: false,
+            historized: true,
             address: Box::default(),
         };
         TagTable::new(

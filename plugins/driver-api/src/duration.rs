@@ -36,7 +36,7 @@ impl FromStr for Duration {
             .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let expected = || {
-            format!("invalid duration `{s}`: expected a number and a unit (us, ms, s, m, h), e.g. `500ms`")
+            format!("invalid duration `{s}`: expected a number and a unit (us, ms, s, m, h, d), e.g. `500ms`")
         };
         let n: f64 = number.parse().map_err(|_| expected())?;
         let seconds_per_unit = match unit.trim() {
@@ -45,6 +45,7 @@ impl FromStr for Duration {
             "s" => 1.0,
             "m" | "min" => 60.0,
             "h" => 3600.0,
+            "d" => 86400.0,
             _ => return Err(expected()),
         };
         std::time::Duration::try_from_secs_f64(n * seconds_per_unit)

@@ -1,0 +1,158 @@
+//! The local historian: every reported sample of a historized tag, compressed per tag in
+//! time-ordered chunks in a redb file of its own (`history.redb` under the state
+//! directory), kept by age and size, and read back by OPC UA HistoryRead and
+//! `uaedge history`.
+//!
+//! Separate from the Sparkplug journal, which holds only what the broker has not taken
+//! yet and empties as it drains; this file is read by time and kept for weeks.
+//!
+//! - [`chunk`]: the compressed format of one tag's stretch of samples.
+//! - [`wal`]: the intake log, one record per commit window.
+//! - [`store`]: the file's tables, commits, retention, and what a restart reads back.
+//! - [`series`]: a tag's open chunk in memory and when a chunk closes.
+//! - [`writer`]: the intake on the model bus and the committer thread.
+//! - [`read`]: raw reads that join the file and memory.
+//!
+//! Dependencies: the model, the bus (its events) and the config; the OPC UA server and the
+//! CLI read through [`History`].
+
+pub mod bits;
+pub mod chunk;
+pub mod read;
+pub mod series;
+pub mod stats;
+pub mod store;
+pub mod wal;
+mod writer;
+
+#[cfg(test)]
+mod chunk_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::bus::{ModelEvent, Start};
+use crate::config::history::HistorySettings;
+pub use read::RawRead;
+pub use stats::{HistorySnapshot, HistoryStats};
+pub use store::HistoryError;
+use store::{Retention, Store};
+
+/// Model events the intake may have queued: it only encodes, so it keeps up; the queue
+/// absorbs a burst while a reload remaps the tags.
+pub const MODEL_QUEUE: usize = 64;
+
+/// The historian as readers see it.
+pub struct History {
+    settings: HistorySettings,
+    store: Arc<Store>,
+    /// Every series by tag path, with its memory.
+    series: RwLock<HashMap<Arc<str>, series::Series>>,
+    stats: Arc<HistoryStats>,
+}
+
+/// A running historian: readers use [`Historian::history`]; stopping commits what is left.
+pub struct Historian {
+    history: Arc<History>,
+    task: JoinHandle<()>,
+    committer: std::thread::JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+impl History {
+    pub fn stats(&self) -> HistorySnapshot {
+        self.stats.snapshot()
+    }
+
+    pub fn settings(&self) -> &HistorySettings {
+        &self.settings
+    }
+
+    fn series_of(&self, path: &str) -> Option<series::Series> {
+        self.series.read().get(path).cloned()
+    }
+
+    /// Whether `path` has a series (samples were or are being kept).
+    pub fn knows(&self, path: &str) -> bool {
+        self.series.read().contains_key(path)
+    }
+}
+
+impl Historian {
+    /// Opens the file, takes up what it holds and starts the intake on `events`.
+    pub fn start(
+        settings: HistorySettings,
+        (events, start): (mpsc::Receiver<ModelEvent>, Start),
+    ) -> Result<Historian, HistoryError> {
+        if let Some(dir) = settings.path.parent() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                warn!(path = %dir.display(), error = %e, "cannot create the history directory");
+            }
+        }
+        let (store, recovered) = Store::open(&settings.path)?;
+        let retention = Retention {
+            max_age_us: i64::try_from(settings.max_age.as_micros()).unwrap_or(i64::MAX),
+            max_bytes: settings.max_bytes,
+        };
+        let history = Arc::new(History {
+            settings,
+            store: Arc::new(store),
+            series: RwLock::default(),
+            stats: Arc::default(),
+        });
+        let (intake, committer) =
+            writer::Intake::start(history.clone(), recovered, &start, retention).map_err(|e| {
+                HistoryError::Db {
+                    path: history.settings.path.display().to_string(),
+                    source: Box::new(redb::Error::Io(e)),
+                }
+            })?;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(intake.run(events, cancel.clone()));
+        Ok(Historian {
+            history,
+            task,
+            committer,
+            cancel,
+        })
+    }
+
+    /// Stops as a crash would, as far as the file can tell: the window in memory is never
+    /// committed (the commit in flight still completes).
+    #[cfg(test)]
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let committer = self.committer;
+        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    }
+
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// Commits what is in memory and stops. Without this (a crash), a restart replays the
+    /// log instead.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "history intake ended abnormally");
+        }
+        // The intake's end dropped the job channel: the committer finishes its last job.
+        let committer = self.committer;
+        if tokio::task::spawn_blocking(move || committer.join())
+            .await
+            .is_err()
+        {
+            warn!("history committer ended abnormally");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Raw reads: the samples of one tag in a time range, from the file and from memory (the
+//! open chunk and chunks whose commit is still in flight), oldest or newest first.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use tracing::warn;
+
+use super::chunk::{self, Point};
+use super::store::ChunkKey;
+use super::{History, HistoryError};
+
+/// What [`History::read_raw`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawRead {
+    /// In time order (newest first for a reverse read); samples with equal times keep the
+    /// order they arrived in.
+    pub points: Vec<Point>,
+    /// More samples lie in the range past the last one returned.
+    pub more: bool,
+}
+
+impl History {
+    /// Samples of `path` with `from ≤ time ≤ to`, at most `limit`, oldest first (newest
+    /// first when `reverse`). `None` when the historian has never kept `path`.
+    pub fn read_raw(
+        &self,
+        path: &str,
+        from: i64,
+        to: i64,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Option<RawRead>, HistoryError> {
+        let Some(series) = self.series_of(path) else {
+            return Ok(None);
+        };
+        if from > to {
+            return Ok(Some(RawRead::default()));
+        }
+        // Memory first: a chunk that reaches the file after this copy is found there with
+        // the same key (or more samples), and memory's copy wins only where it is newer.
+        let unstored: HashMap<ChunkKey, std::sync::Arc<[u8]>> =
+            series.mem.lock().unstored().into_iter().collect();
+        let mut points: Vec<Point> = Vec::new();
+        let mut cutoff: Option<i64> = None;
+        let take = |key: ChunkKey, bytes: &[u8], points: &mut Vec<Point>| match chunk::decode(bytes)
+        {
+            Ok(decoded) => points.extend(
+                decoded
+                    .into_iter()
+                    .filter(|p| p.time >= from && p.time <= to),
+            ),
+            Err(e) => {
+                warn!(tag = path, first = key.first, error = %e, "history chunk unreadable; its samples are skipped")
+            }
+        };
+        let mut visit = |key: ChunkKey, bytes: &[u8]| {
+            // Past the cutoff no chunk can hold a sample among the first `limit`.
+            if let Some(c) = cutoff {
+                let beyond = if reverse {
+                    chunk::peek(bytes).is_ok_and(|m| m.last < c)
+                } else {
+                    key.first > c
+                };
+                if beyond {
+                    return ControlFlow::Break(());
+                }
+            }
+            if !unstored.contains_key(&key) {
+                take(key, bytes, &mut points);
+            }
+            if points.len() > limit {
+                order(&mut points, reverse);
+                points.truncate(limit + 1);
+                cutoff = points.last().map(|p| p.time);
+            }
+            ControlFlow::Continue(())
+        };
+        self.store
+            .visit_chunks(series.id, from, to, reverse, &mut visit)?;
+        for (key, bytes) in &unstored {
+            take(*key, bytes, &mut points);
+        }
+        order(&mut points, reverse);
+        let more = points.len() > limit;
+        points.truncate(limit);
+        Ok(Some(RawRead { points, more }))
+    }
+}
+
+/// Stable, so equal times keep their arrival order (chunks are visited in key order).
+fn order(points: &mut [Point], reverse: bool) {
+    if reverse {
+        points.reverse();
+        points.sort_by_key(|p| std::cmp::Reverse(p.time));
+    } else {
+        points.sort_by_key(|p| p.time);
+    }
+}

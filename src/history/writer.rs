@@ -1,0 +1,527 @@
+//! The intake and the committer.
+//!
+//! The intake (a task on the model bus) encodes each sample into its tag's open chunk and
+//! appends it to the window's log record; at the end of each commit window it hands the
+//! record, the chunks that closed and the checkpoints due to the committer, a thread of its
+//! own that writes them in one durable transaction. While a commit is in flight the intake
+//! keeps gathering the next window, so a slow fsync never stalls the router; only when a
+//! window outgrows [`MAX_PENDING_BYTES`] are samples dropped, counted and logged.
+//!
+//! What a `kill -9` loses: the window being gathered and the commit in flight, so at most
+//! two commit windows plus one fsync.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uaedge_driver::Timestamp;
+
+use super::series::{Closed, DirtyQueue, Series, SeriesMem, CHUNK_BYTES};
+use super::stats::HistoryStats;
+use super::store::{Batch, ChunkWrite, Recovered, Retention, Store};
+use super::wal::{RecordReader, RecordWriter};
+use super::History;
+use crate::bus::{ModelEvent, Start};
+use crate::model::TagTable;
+
+/// A window larger than this (log and chunks) while the previous commit is still in flight
+/// drops samples: memory stays bounded when the disk cannot keep up.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
+/// The log may hold this much, or as much as the open chunks, before checkpoints bring it
+/// down: a checkpoint rewrites open chunks, so it pays only once the log outweighs them.
+const LOG_BUDGET_MIN: u64 = 8 * 1024 * 1024;
+/// Checkpoint bytes per commit, so that no single commit rewrites every open chunk.
+const CHECKPOINT_PER_COMMIT: usize = 4 * 1024 * 1024;
+/// Even with nothing arriving a commit runs this often, so retention by age still applies.
+const IDLE_COMMIT: Duration = Duration::from_secs(60);
+/// Longest wait between retries of a failed commit.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+struct Job {
+    batch: Batch,
+    /// The intake's sample count when it handed this batch off.
+    samples_in: u64,
+    /// The series each chunk write belongs to, to clear their unsaved lists once durable.
+    touched: Vec<Arc<Mutex<SeriesMem>>>,
+}
+
+/// What the intake owns.
+pub(super) struct Intake {
+    history: Arc<History>,
+    /// Series by id (ids are dense).
+    all: Vec<Series>,
+    by_path: HashMap<Arc<str>, u32>,
+    /// The current table's tags → their series, `None` for tags not historized.
+    by_tag: Vec<Option<Series>>,
+    table: Arc<TagTable>,
+    /// Number of the batch being gathered.
+    commit: u64,
+    log: RecordWriter,
+    closed: Closed,
+    new_series: Vec<(Arc<str>, u32)>,
+    dirty: DirtyQueue,
+    /// Log records written or in flight and not trimmed yet: (commit, bytes).
+    log_sizes: VecDeque<(u64, u64)>,
+    window_bytes: usize,
+    /// Samples received so far (counted as they arrive, dropped or not).
+    samples_in: u64,
+    /// `samples_in` at the last hand-off.
+    handed_samples_in: u64,
+    dropped_warned: bool,
+    jobs: SyncSender<Job>,
+    in_flight: Arc<AtomicBool>,
+    idle: Arc<Notify>,
+}
+
+impl Intake {
+    /// Takes up what the file holds: resumes open chunks and replays the log records that
+    /// no chunk holds yet. Returns the intake and the committer thread.
+    pub(super) fn start(
+        history: Arc<History>,
+        recovered: Recovered,
+        start: &Start,
+        retention: Retention,
+    ) -> std::io::Result<(Intake, JoinHandle<()>)> {
+        let (jobs, rx) = sync_channel(1);
+        let in_flight = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(Notify::new());
+        let committer = {
+            let store = history.store.clone();
+            let stats = history.stats.clone();
+            let (in_flight, idle) = (in_flight.clone(), idle.clone());
+            std::thread::Builder::new()
+                .name("uaedge-history".into())
+                .spawn(move || run_committer(&store, rx, &stats, &in_flight, &idle, retention))?
+        };
+        let mut intake = Intake {
+            history,
+            all: Vec::new(),
+            by_path: HashMap::new(),
+            by_tag: Vec::new(),
+            table: start.table.clone(),
+            commit: recovered.next_commit,
+            log: RecordWriter::default(),
+            closed: Vec::new(),
+            new_series: Vec::new(),
+            dirty: DirtyQueue::default(),
+            log_sizes: VecDeque::new(),
+            window_bytes: 0,
+            samples_in: 0,
+            handed_samples_in: 0,
+            dropped_warned: false,
+            jobs,
+            in_flight,
+            idle,
+        };
+        intake.recover(recovered);
+        intake.map_tags(start.table.clone());
+        Ok((intake, committer))
+    }
+
+    fn recover(&mut self, recovered: Recovered) {
+        self.history.stats.set_totals(&recovered.totals);
+        let mut series: Vec<(String, u32)> = recovered.series;
+        series.sort_by_key(|(_, id)| *id);
+        for (path, id) in series {
+            if id as usize != self.all.len() {
+                warn!(tag = %path, series = id, "history series ids have a gap; later ids shift");
+            }
+            self.add_series_with_id(path.into(), id);
+        }
+        let mut heads: HashMap<u32, (u64, u32)> = HashMap::new();
+        for (id, head) in recovered.heads {
+            heads.insert(id, head.through);
+            let Some(s) = self.all.get(id as usize) else {
+                continue;
+            };
+            let mut mem = s.mem.lock();
+            mem.next_seq = head.key.seq.wrapping_add(1);
+            mem.pos = head.through;
+            if let Some(bytes) = head.open {
+                match super::chunk::ChunkEncoder::resume(&bytes) {
+                    Ok(enc) => {
+                        mem.open = Some(super::series::OpenChunk { key: head.key, enc });
+                        mem.next_seq = head.key.seq.wrapping_add(1);
+                    }
+                    Err(e) => {
+                        warn!(series = id, error = %e, "history open chunk unreadable; its samples are lost")
+                    }
+                }
+            }
+        }
+        let mut replayed = 0u64;
+        for (commit, bytes) in &recovered.log {
+            self.log_sizes.push_back((*commit, bytes.len() as u64));
+            // Each series' samples in this record, counted as the intake counted them.
+            let mut counts: HashMap<u32, u32> = HashMap::new();
+            for sample in RecordReader::new(bytes) {
+                let sample = match sample {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(commit, error = %e, "history log record damaged; the rest of it is skipped");
+                        break;
+                    }
+                };
+                let n = counts.entry(sample.series).or_default();
+                *n += 1;
+                if heads
+                    .get(&sample.series)
+                    .is_some_and(|&through| (*commit, *n) <= through)
+                {
+                    continue;
+                }
+                let Some(s) = self.all.get(sample.series as usize).cloned() else {
+                    continue;
+                };
+                let dirty = s.mem.lock().append(
+                    s.id,
+                    *commit,
+                    sample.time,
+                    sample.data_type,
+                    sample.value.as_ref(),
+                    sample.quality,
+                    &mut self.closed,
+                );
+                if dirty {
+                    self.dirty.push(*commit, s.id);
+                }
+                replayed += 1;
+            }
+        }
+        self.commit = self
+            .commit
+            .max(recovered.log.last().map_or(0, |(c, _)| c + 1));
+        for w in &self.closed {
+            self.window_bytes += w.bytes.len();
+            if let Some(s) = self.all.get(w.key.series as usize) {
+                s.mem.lock().unsaved.push((self.commit, w.clone()));
+            }
+        }
+        info!(
+            path = %self.history.store.path().display(),
+            series = self.all.len(),
+            replayed,
+            "history opened"
+        );
+    }
+
+    fn add_series_with_id(&mut self, path: Arc<str>, id: u32) -> Series {
+        let s = Series {
+            id,
+            mem: Arc::new(Mutex::new(SeriesMem::default())),
+        };
+        while self.all.len() < id as usize {
+            // A gap (never written by this code): fill it so that ids index `all`.
+            let gap = self.all.len() as u32;
+            self.all.push(Series {
+                id: gap,
+                mem: Arc::default(),
+            });
+        }
+        self.all.push(s.clone());
+        self.by_path.insert(path.clone(), id);
+        self.history.series.write().insert(path, s.clone());
+        s
+    }
+
+    /// Points the current table's historized tags at their series, creating new ones.
+    fn map_tags(&mut self, table: Arc<TagTable>) {
+        let mut by_tag = Vec::with_capacity(table.tags().len());
+        for def in table.tags() {
+            if !def.historized {
+                by_tag.push(None);
+                continue;
+            }
+            let path: Arc<str> = def.path.to_string().into();
+            let series = match self.by_path.get(&path) {
+                Some(&id) => self.all[id as usize].clone(),
+                None => {
+                    let id = self.all.len() as u32;
+                    self.new_series.push((path.clone(), id));
+                    self.add_series_with_id(path, id)
+                }
+            };
+            by_tag.push(Some(series));
+        }
+        self.by_tag = by_tag;
+        self.table = table;
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ModelEvent>,
+        cancel: CancellationToken,
+    ) {
+        let window = self.history.settings.commit_window;
+        let mut deadline = Instant::now() + window;
+        let mut last_commit = Instant::now();
+        loop {
+            // While a commit is in flight past the deadline, the committer's wake-up is
+            // what to wait for, not a timer that has already run out.
+            let wake = if self.in_flight.load(Ordering::Acquire) && Instant::now() >= deadline {
+                Instant::now() + IDLE_COMMIT
+            } else {
+                deadline
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    // Stopping after the router drained: what is queued is the last of it.
+                    while let Ok(event) = events.try_recv() {
+                        self.on_event(&event);
+                    }
+                    break;
+                }
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(&event),
+                    None => break,
+                },
+                () = sleep_until(wake.into()) => {}
+                () = self.idle.notified() => {}
+            }
+            let now = Instant::now();
+            let due = now >= deadline
+                && (self.has_work() || now.duration_since(last_commit) >= IDLE_COMMIT);
+            if due && !self.in_flight.load(Ordering::Acquire) {
+                self.hand_off();
+                last_commit = now;
+                deadline = now + window;
+            } else if now >= deadline && !self.has_work() {
+                deadline = now + window;
+            }
+        }
+        self.finish().await;
+    }
+
+    fn has_work(&self) -> bool {
+        !self.log.is_empty()
+            || !self.closed.is_empty()
+            || !self.new_series.is_empty()
+            || self.samples_in != self.handed_samples_in
+    }
+
+    fn on_event(&mut self, event: &ModelEvent) {
+        match event {
+            ModelEvent::Samples(_, batch) => {
+                self.samples_in = self.history.stats.add_samples_in(batch.len() as u64);
+                let over = self.window_bytes + self.log.byte_len() >= MAX_PENDING_BYTES;
+                if over && self.in_flight.load(Ordering::Acquire) {
+                    let n = batch
+                        .iter()
+                        .filter(|s| self.series_of(s.tag.index()).is_some())
+                        .count();
+                    self.history.stats.add_dropped(n as u64);
+                    if !self.dropped_warned {
+                        self.dropped_warned = true;
+                        warn!(
+                            pending_bytes = MAX_PENDING_BYTES,
+                            "history commits fall behind the samples; samples are dropped until the disk catches up"
+                        );
+                    }
+                    return;
+                }
+                let closed_before = self.closed.len();
+                for s in batch.iter() {
+                    let Some(series) = self.by_tag.get(s.tag.index()).and_then(Option::as_ref)
+                    else {
+                        continue;
+                    };
+                    let data_type = self
+                        .table
+                        .tag(s.tag)
+                        .map_or(uaedge_driver::DataType::Double, |d| d.data_type);
+                    let time = s.time.as_micros();
+                    self.log
+                        .push(series.id, time, data_type, s.value.as_ref(), s.quality);
+                    let dirty = series.mem.lock().append(
+                        series.id,
+                        self.commit,
+                        time,
+                        data_type,
+                        s.value.as_ref(),
+                        s.quality,
+                        &mut self.closed,
+                    );
+                    if dirty {
+                        self.dirty.push(self.commit, series.id);
+                    }
+                }
+                for w in &self.closed[closed_before..] {
+                    self.window_bytes += w.bytes.len();
+                    if let Some(s) = self.all.get(w.key.series as usize) {
+                        s.mem.lock().unsaved.push((self.commit, w.clone()));
+                    }
+                }
+            }
+            ModelEvent::Reloaded(r) => self.map_tags(r.start.table.clone()),
+            ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_) | ModelEvent::Condition(_) => {}
+        }
+    }
+
+    fn series_of(&self, tag: usize) -> Option<&Series> {
+        self.by_tag.get(tag).and_then(Option::as_ref)
+    }
+
+    /// Whether `series` is still dirty since `commit` (its queue entry is live).
+    fn live(all: &[Series], series: u32, commit: u64) -> bool {
+        all.get(series as usize)
+            .is_some_and(|s| s.mem.lock().dirty_since == Some(commit))
+    }
+
+    /// Checkpoints the series that hold the log's oldest records, while the log is over its
+    /// budget and this commit's checkpoint allowance lasts. Returns the log's new front.
+    fn checkpoint(&mut self) -> u64 {
+        let budget = LOG_BUDGET_MIN.max((self.all.len() * CHUNK_BYTES / 2) as u64);
+        let mut written = 0usize;
+        let mut log_total: u64 =
+            self.log_sizes.iter().map(|(_, b)| b).sum::<u64>() + self.log.byte_len() as u64;
+        let all = &self.all;
+        loop {
+            let front = self.dirty.front(|s, c| Self::live(all, s, c));
+            let Some((commit, series)) = front else {
+                return self.commit + 1;
+            };
+            // Records below the front are covered once this batch commits.
+            let freed: u64 = self
+                .log_sizes
+                .iter()
+                .take_while(|(c, _)| *c < commit)
+                .map(|(_, b)| b)
+                .sum();
+            if log_total - freed <= budget || written >= CHECKPOINT_PER_COMMIT {
+                return commit;
+            }
+            log_total -= freed;
+            while self.log_sizes.front().is_some_and(|(c, _)| *c < commit) {
+                self.log_sizes.pop_front();
+            }
+            self.dirty.pop();
+            let Some(s) = all.get(series as usize) else {
+                continue;
+            };
+            let mut mem = s.mem.lock();
+            if let Some(w) = mem.checkpoint() {
+                written += w.bytes.len();
+                mem.unsaved.push((self.commit, w.clone()));
+                self.closed.push(w);
+            }
+        }
+    }
+
+    fn hand_off(&mut self) {
+        let trim_log_below = self.checkpoint();
+        // Stale entries pile up where series close chunks often; keep the queue to the
+        // series that are dirty.
+        if self.dirty.len() > 2 * self.all.len() + 1024 {
+            let all = &self.all;
+            self.dirty.retain(|&(c, s)| Self::live(all, s, c));
+        }
+        let log_samples = self.log.samples();
+        let log = self.log.take();
+        if !log.is_empty() {
+            self.log_sizes.push_back((self.commit, log.len() as u64));
+        }
+        while self
+            .log_sizes
+            .front()
+            .is_some_and(|(c, _)| *c < trim_log_below)
+        {
+            self.log_sizes.pop_front();
+        }
+        let chunks: Vec<ChunkWrite> = std::mem::take(&mut self.closed);
+        let touched = chunks
+            .iter()
+            .filter_map(|w| self.all.get(w.key.series as usize).map(|s| s.mem.clone()))
+            .collect();
+        let batch = Batch {
+            commit: self.commit,
+            log,
+            log_samples,
+            new_series: std::mem::take(&mut self.new_series),
+            chunks,
+            trim_log_below,
+        };
+        self.in_flight.store(true, Ordering::Release);
+        let job = Job {
+            batch,
+            samples_in: self.samples_in,
+            touched,
+        };
+        self.handed_samples_in = self.samples_in;
+        if self.jobs.send(job).is_err() {
+            warn!("history committer stopped; samples are no longer stored");
+        }
+        self.commit += 1;
+        self.window_bytes = 0;
+        self.dropped_warned = false;
+    }
+
+    /// Commits what is left and waits for the committer.
+    async fn finish(mut self) {
+        while self.in_flight.load(Ordering::Acquire) {
+            self.idle.notified().await;
+        }
+        if self.has_work() {
+            self.hand_off();
+            while self.in_flight.load(Ordering::Acquire) {
+                self.idle.notified().await;
+            }
+        }
+    }
+}
+
+fn run_committer(
+    store: &Store,
+    jobs: Receiver<Job>,
+    stats: &HistoryStats,
+    in_flight: &AtomicBool,
+    idle: &Notify,
+    retention: Retention,
+) {
+    while let Ok(job) = jobs.recv() {
+        let mut failures = 0u32;
+        loop {
+            let started = Instant::now();
+            match store.commit(&job.batch, retention, Timestamp::now().as_micros()) {
+                Ok((totals, dropped)) => {
+                    stats.committed(&totals, started.elapsed(), job.samples_in);
+                    if dropped.chunks > 0 {
+                        info!(
+                            chunks = dropped.chunks,
+                            samples = dropped.samples,
+                            bytes = dropped.bytes,
+                            "history retention dropped the oldest chunks"
+                        );
+                    }
+                    if failures > 0 {
+                        info!(attempts = failures + 1, "history commit succeeded again");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    stats.commit_failed();
+                    if failures == 1 || failures.is_power_of_two() {
+                        warn!(error = %e, attempts = failures, "history commit failed; retrying");
+                    }
+                    let wait = Duration::from_millis(100 << failures.min(6)).min(MAX_RETRY);
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        for mem in &job.touched {
+            mem.lock().unsaved.retain(|(c, _)| *c != job.batch.commit);
+        }
+        in_flight.store(false, Ordering::Release);
+        idle.notify_one();
+    }
+}
