@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${UAEDGE_FUZZ_SECS:-60}"
-targets=(config sparkplug_command modbus_response opcua_frames condition_inputs)
+targets=(config sparkplug_command modbus_response opcua_frames condition_inputs history_chunks)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 # cargo fuzz passes nightly-only flags (-Zsanitizer, sancov options); only the stable
