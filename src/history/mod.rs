@@ -50,6 +50,10 @@ use store::{Retention, Store};
 /// absorbs a burst while a reload remaps the tags.
 pub const MODEL_QUEUE: usize = 64;
 
+/// Where readers find the running historian: the runtime replaces what it holds when a
+/// reload restarts the historian, so a reader holds the slot, not the historian.
+pub type HistorySlot = Arc<RwLock<Option<Arc<History>>>>;
+
 /// The historian as readers see it.
 pub struct History {
     settings: HistorySettings,

@@ -204,6 +204,8 @@ pub struct Space<'a> {
     pub table: &'a TagTable,
     /// The table's alarm conditions: their types and states.
     pub conditions: &'a ConditionBook,
+    /// A historian runs: historized tags say so (Historizing, HistoryRead access).
+    pub historizing: bool,
 }
 
 impl Space<'_> {
@@ -725,6 +727,8 @@ impl Space<'_> {
                         .data_type(convert::data_type_id(tag.data_type))
                         .access_level(access)
                         .user_access_level(access)
+                        // Also grants HistoryRead in both access levels.
+                        .historizing(self.historizing && tag.historized)
                         .description(description),
                 )
             }

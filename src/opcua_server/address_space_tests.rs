@@ -64,6 +64,7 @@ fn every_node_is_found_again_from_its_node_id_and_nothing_else_is() {
         ns: 2,
         table: &table,
         conditions: &book,
+        historizing: false,
     };
     let nodes = walk(&space);
     let names: Vec<String> = nodes.iter().map(|n| name(&space, n)).collect();
@@ -136,6 +137,7 @@ fn every_hierarchical_reference_has_its_inverse() {
         ns: 2,
         table: &table,
         conditions: &book,
+        historizing: false,
     };
     for node in walk(&space) {
         for r in space.references(&node) {
@@ -164,6 +166,7 @@ fn a_tag_holds_its_children_as_components_and_folders_organize_theirs() {
         ns: 2,
         table: &table,
         conditions: &book,
+        historizing: false,
     };
     let top = space
         .node(&NodeId::new(2, "d/top"))
@@ -224,6 +227,7 @@ fn a_child_looked_up_by_name_is_what_listing_the_references_finds() {
         ns: 2,
         table: &table,
         conditions: &book,
+        historizing: false,
     };
     let key = |refs: Vec<Ref>| {
         let mut keys: Vec<String> = refs

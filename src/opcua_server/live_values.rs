@@ -26,6 +26,7 @@ impl LiveSampler {
             ns: self.ns,
             table: &table,
             conditions: &conditions,
+            historizing: false,
         };
         match space.node(&self.node) {
             Some(node) => live(&self.handle, &table, &node),

@@ -30,6 +30,8 @@ mod conditions;
 mod convert;
 pub mod event_filter;
 mod gate;
+mod history_raw;
+mod history_read;
 mod limits;
 mod live_values;
 mod node_manager;
@@ -46,6 +48,8 @@ use std::time::Duration;
 
 use opcua::crypto::SecurityPolicy;
 use opcua::server::{ServerBuilder, ServerEndpoint, ANONYMOUS_USER_TOKEN_ID};
+
+use crate::history::HistorySlot;
 use opcua::types::MessageSecurityMode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +105,7 @@ impl OpcUaServer {
         settings: OpcUaSettings,
         state_dir: &Path,
         handle: &Handle,
+        history: HistorySlot,
     ) -> Result<OpcUaServer, OpcUaError> {
         let pki = state_dir.join("pki");
         std::fs::create_dir_all(&pki).map_err(|source| OpcUaError::Pki {
@@ -124,6 +129,7 @@ impl OpcUaServer {
             settings,
             pki,
             handle.clone(),
+            history,
             first,
             token.clone(),
             ready.clone(),
@@ -163,6 +169,7 @@ async fn serve(
     settings: OpcUaSettings,
     pki: PathBuf,
     handle: Handle,
+    history: HistorySlot,
     first: std::io::Result<tokio::net::TcpListener>,
     token: CancellationToken,
     ready: Arc<parking_lot::Mutex<Option<(SocketAddr, u16)>>>,
@@ -178,7 +185,7 @@ async fn serve(
         .map_or(listen.port(), |a| a.port());
     let build = {
         let (handle, token) = (handle.clone(), token.clone());
-        tokio::task::spawn_blocking(move || build(&settings, port, &pki, &handle, token))
+        tokio::task::spawn_blocking(move || build(&settings, port, &pki, &handle, history, token))
     };
     let built = tokio::select! {
         // The certificate may still be in the making; its thread finishes on its own.
@@ -276,10 +283,11 @@ fn build(
     port: u16,
     pki: &Path,
     handle: &Handle,
+    history: HistorySlot,
     token: CancellationToken,
 ) -> Result<Built, OpcUaError> {
     let auth = Arc::new(Authenticator::new(settings));
-    let builder = server_builder(settings, port, pki, auth, handle, token);
+    let builder = server_builder(settings, port, pki, auth, handle, history, token);
     let (server, server_handle) = builder.build().map_err(OpcUaError::Build)?;
     // A client's ExtensionObjects are decoded before anything about it is checked (see
     // uaedge_opcua_client::hardening); every connection copies these loaders when it opens.
@@ -312,12 +320,13 @@ pub fn start_from_config(
     settings: Option<OpcUaSettings>,
     state_dir: &Path,
     handle: &Handle,
+    history: HistorySlot,
 ) -> Option<OpcUaServer> {
     let Some(settings) = settings else {
         info!("OPC UA server off (no `opcua:` section, or `enabled: false`)");
         return None;
     };
-    match OpcUaServer::start(settings, state_dir, handle) {
+    match OpcUaServer::start(settings, state_dir, handle, history) {
         Ok(s) => Some(s),
         Err(e) => {
             error!(error = %e, "OPC UA server not started");
@@ -332,6 +341,7 @@ fn server_builder(
     pki: &Path,
     auth: Arc<Authenticator>,
     handle: &Handle,
+    history: HistorySlot,
     token: CancellationToken,
 ) -> ServerBuilder {
     let anonymous: Vec<String> = if settings.anonymous == Access::Off {
@@ -364,6 +374,7 @@ fn server_builder(
             handle: handle.clone(),
             auth: auth.clone(),
             data_queue_max: settings.limits.max_queue_size,
+            history,
         })
         .with_authenticator(auth)
         .max_sessions(settings.max_sessions)

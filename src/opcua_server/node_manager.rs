@@ -17,14 +17,15 @@ use opcua::server::address_space::{
 use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::{
     AddReferenceResult, BrowseNode, BrowsePathItem, DynNodeManager, ExternalReference,
-    ExternalReferenceRequest, MonitoredItemRef, MonitoredItemUpdateRef, NodeManager,
+    ExternalReferenceRequest, HistoryNode, MonitoredItemRef, MonitoredItemUpdateRef, NodeManager,
     NodeManagerBuilder, ParsedReadValueId, ReadNode, RequestContext, ServerContext, SyncSampler,
     TypeTreeReadContext, WriteNode,
 };
 use opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use opcua::types::{
     AttributeId, BrowseDescriptionResultMask, DataValue, ExpandedNodeId, MonitoringMode, NodeId,
-    NumericRange, ReferenceDescription, StatusCode, TimestampsToReturn, Variant,
+    NumericRange, ReadRawModifiedDetails, ReferenceDescription, StatusCode, TimestampsToReturn,
+    Variant,
 };
 use tracing::{debug, info};
 use uaedge_driver::{Timestamp, WriteError};
@@ -36,6 +37,7 @@ use super::live_values::{live, LiveSampler};
 use super::root_events::RootEvents;
 use crate::bus::Handle;
 use crate::conditions::ConditionBook;
+use crate::history::HistorySlot;
 use crate::model::{Sample, TagId, TagTable};
 
 pub struct ModelManagerBuilder {
@@ -44,6 +46,7 @@ pub struct ModelManagerBuilder {
     pub auth: Arc<Authenticator>,
     /// `limits.max_queue_size` (see `limits.rs`).
     pub data_queue_max: usize,
+    pub history: HistorySlot,
 }
 
 impl NodeManagerBuilder for ModelManagerBuilder {
@@ -74,6 +77,7 @@ impl NodeManagerBuilder for ModelManagerBuilder {
             watched: parking_lot::Mutex::new(Watched::default()),
             data_queue_max: self.data_queue_max,
             root_events: RootEvents::default(),
+            history: self.history,
         })
     }
 }
@@ -104,6 +108,8 @@ pub struct ModelNodeManager {
     data_queue_max: usize,
     /// Event items on uaedge's root object (see `root_events.rs`).
     root_events: RootEvents,
+    /// The historian, while one runs (see `history_read.rs`).
+    history: HistorySlot,
 }
 
 /// What is left of a Browse when a client asked for fewer references than there are.
@@ -114,6 +120,14 @@ struct BrowseRest {
 impl ModelNodeManager {
     pub fn namespace_index(&self) -> u16 {
         self.namespace.namespace_index
+    }
+
+    pub(super) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(super) fn history(&self) -> &HistorySlot {
+        &self.history
     }
 
     pub fn root_events(&self) -> &RootEvents {
@@ -208,11 +222,16 @@ impl ModelNodeManager {
         }
     }
 
-    fn space<'a>(&self, table: &'a TagTable, conditions: &'a ConditionBook) -> Space<'a> {
+    pub(super) fn space<'a>(
+        &self,
+        table: &'a TagTable,
+        conditions: &'a ConditionBook,
+    ) -> Space<'a> {
         Space {
             ns: self.namespace_index(),
             table,
             conditions,
+            historizing: self.history.read().is_some(),
         }
     }
 
@@ -651,6 +670,17 @@ impl NodeManager for ModelNodeManager {
             });
         }
         Ok(())
+    }
+
+    async fn history_read_raw_modified(
+        &self,
+        context: &RequestContext,
+        details: &ReadRawModifiedDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        self.history_raw(context, details, nodes, timestamps_to_return)
+            .await
     }
 
     async fn write(

@@ -16,7 +16,7 @@ use crate::config::history::HistorySettings;
 use crate::config::opcua::OpcUaSettings;
 use crate::config::sparkplug::SparkplugSettings;
 use crate::config::{Config, MetricsConfig};
-use crate::history::Historian;
+use crate::history::{Historian, HistorySlot};
 use crate::opcua_server::OpcUaServer;
 use crate::sparkplug::EdgeNode;
 
@@ -58,12 +58,17 @@ pub(super) struct Components {
     opcua: Option<OpcUaServer>,
     metrics: Option<(CancellationToken, JoinHandle<()>)>,
     history: Option<Historian>,
+    /// Where the OPC UA server finds the historian, across its restarts.
+    history_slot: HistorySlot,
 }
 
 impl Components {
     /// Starts every configured component. The edge node subscribes here, so when this
     /// runs before the devices start it sees every first event.
     pub fn start(sections: Sections, handle: &Handle, cancel: &CancellationToken) -> Components {
+        // Before the OPC UA server, which reads it.
+        let history_slot = HistorySlot::default();
+        let history = start_history(sections.history.clone(), handle, &history_slot);
         Components {
             sparkplug: start_sparkplug(
                 &sections,
@@ -77,9 +82,11 @@ impl Components {
                 sections.opcua.clone(),
                 &sections.state_dir,
                 handle,
+                history_slot.clone(),
             ),
             metrics: start_metrics(sections.metrics, handle, cancel),
-            history: start_history(sections.history.clone(), handle),
+            history,
+            history_slot,
             sections,
         }
     }
@@ -129,8 +136,12 @@ impl Components {
                     warn!("OPC UA server did not stop within the shutdown deadline");
                 }
             }
-            self.opcua =
-                crate::opcua_server::start_from_config(next.opcua.clone(), &next.state_dir, handle);
+            self.opcua = crate::opcua_server::start_from_config(
+                next.opcua.clone(),
+                &next.state_dir,
+                handle,
+                self.history_slot.clone(),
+            );
             restarted.push("opcua");
         }
         if next.metrics != self.sections.metrics {
@@ -144,10 +155,11 @@ impl Components {
             restarted.push("metrics");
         }
         if next.history != self.sections.history {
+            *self.history_slot.write() = None;
             if let Some(historian) = self.history.take() {
                 historian.stop().await;
             }
-            self.history = start_history(next.history.clone(), handle);
+            self.history = start_history(next.history.clone(), handle, &self.history_slot);
             restarted.push("history");
         }
         self.sections = next;
@@ -231,11 +243,18 @@ fn start_metrics(
 
 /// The historian of a `history:` section, subscribed from here on. A file that cannot be
 /// opened leaves the runtime without history, not without data.
-fn start_history(settings: Option<HistorySettings>, handle: &Handle) -> Option<Historian> {
+fn start_history(
+    settings: Option<HistorySettings>,
+    handle: &Handle,
+    slot: &HistorySlot,
+) -> Option<Historian> {
     let settings = settings?;
     let path = settings.path.clone();
     match Historian::start(settings, handle.subscribe_from(crate::history::MODEL_QUEUE)) {
-        Ok(h) => Some(h),
+        Ok(h) => {
+            *slot.write() = Some(h.history().clone());
+            Some(h)
+        }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "history not started");
             None

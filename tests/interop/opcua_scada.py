@@ -34,6 +34,18 @@ It prints `ready` first. Commands (`op`):
   call        {object, method, args: [[variant, value]]} -> {status, outputs}
   refresh     {subscription, item?}    -> {status} ConditionRefresh (ConditionRefresh2 with
                                           an item) on the ConditionType
+  history_raw {node, start_us?, end_us?, num?, bounds?, max_pages?, release?, timestamps?}
+              -> {values: [{value, variant, status, source_us}], pages: [count per answer],
+                  statuses: [...], released?, after_release?}
+              HistoryRead (ReadRawModifiedDetails), one request per page, following the
+              continuation points; with `release` the first page's point is released, and
+              reusing it afterwards is reported in `after_release`
+  history_api {node, start_us, end_us, num} -> {values} asyncua's Node.read_raw_history
+  history_processed {node, start_us, end_us, interval_ms, aggregates: [nodeid],
+              percent_good?, percent_bad?, treat_uncertain_as_bad?}
+              -> {results: [{status, values}]} one node per aggregate (ReadProcessedDetails)
+  history_at_time {node, times_us, simple_bounds?} -> {status, values}
+  history_raw_many {nodes, start_us, end_us, num} -> {statuses} one request for many nodes
   disconnect  {}
 Errors come back as {error, status?}.
 """
@@ -87,6 +99,31 @@ def data_value(dv):
         "source": ts(dv.SourceTimestamp),
         "server": ts(dv.ServerTimestamp),
     }
+
+
+EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def us_time(us):
+    """µs since 1970 as the naive UTC datetime asyncua sends; None is OPC UA's null time."""
+    if us is None:
+        return ua.get_win_epoch()
+    return EPOCH + datetime.timedelta(microseconds=us)
+
+
+def us_of(t):
+    if t is None:
+        return None
+    if t.tzinfo is not None:
+        t = t.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return (t - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def history_value(dv):
+    out = data_value(dv)
+    out["source_us"] = us_of(dv.SourceTimestamp)
+    out["server_us"] = us_of(dv.ServerTimestamp)
+    return out
 
 
 class Handler:
@@ -448,6 +485,95 @@ class Session:
             args.append(["UInt32", cmd["item"]])
             method = "i=12912"
         return await self.call({"object": "i=2782", "method": method, "args": args})
+
+    async def _history_read(self, nodes, details, cps=None, release=False, ttr="Source"):
+        params = ua.HistoryReadParameters()
+        params.HistoryReadDetails = details
+        params.TimestampsToReturn = getattr(ua.TimestampsToReturn, ttr)
+        params.ReleaseContinuationPoints = release
+        for i, node in enumerate(nodes):
+            valueid = ua.HistoryReadValueId()
+            valueid.NodeId = ua.NodeId.from_string(node)
+            valueid.IndexRange = ""
+            if cps is not None and cps[i]:
+                valueid.ContinuationPoint = cps[i]
+            params.NodesToRead.append(valueid)
+        return await self.client.uaclient.history_read(params)
+
+    @staticmethod
+    def _values(result):
+        data = result.HistoryData
+        return list(getattr(data, "DataValues", None) or []) if data is not None else []
+
+    def _raw_details(self, cmd):
+        details = ua.ReadRawModifiedDetails()
+        details.IsReadModified = cmd.get("modified", False)
+        details.StartTime = us_time(cmd.get("start_us"))
+        details.EndTime = us_time(cmd.get("end_us"))
+        details.NumValuesPerNode = cmd.get("num", 0)
+        details.ReturnBounds = cmd.get("bounds", False)
+        return details
+
+    async def history_raw(self, cmd):
+        details = self._raw_details(cmd)
+        values, pages, statuses = [], [], []
+        cp = bytes.fromhex(cmd["continuation"]) if "continuation" in cmd else None
+        out = {}
+        for _ in range(cmd.get("max_pages", 1_000_000)):
+            [result] = await self._history_read([cmd["node"]], details, [cp], ttr=cmd.get("timestamps", "Source"))
+            statuses.append(result.StatusCode.name)
+            page = self._values(result)
+            pages.append(len(page))
+            values.extend(page)
+            cp = result.ContinuationPoint
+            if cmd.get("release") and cp:
+                [released] = await self._history_read([cmd["node"]], details, [cp], release=True)
+                out["released"] = released.StatusCode.name
+                [again] = await self._history_read([cmd["node"]], details, [cp])
+                out["after_release"] = again.StatusCode.name
+                cp = None
+            if not cp:
+                break
+        out.update({"values": [history_value(v) for v in values], "pages": pages,
+                    "statuses": statuses, "continuation": cp.hex() if cp else None})
+        return out
+
+    async def history_raw_many(self, cmd):
+        details = self._raw_details(cmd)
+        results = await self._history_read(cmd["nodes"], details)
+        return {"statuses": [r.StatusCode.name for r in results]}
+
+    async def history_api(self, cmd):
+        node = self.client.get_node(cmd["node"])
+        values = await node.read_raw_history(us_time(cmd["start_us"]), us_time(cmd["end_us"]), cmd.get("num", 0))
+        return {"values": [history_value(v) for v in values]}
+
+    async def history_processed(self, cmd):
+        details = ua.ReadProcessedDetails()
+        details.StartTime = us_time(cmd.get("start_us"))
+        details.EndTime = us_time(cmd.get("end_us"))
+        details.ProcessingInterval = float(cmd["interval_ms"])
+        details.AggregateType = [ua.NodeId.from_string(a) for a in cmd["aggregates"]]
+        config = ua.AggregateConfiguration()
+        custom = any(k in cmd for k in ("percent_good", "percent_bad", "treat_uncertain_as_bad"))
+        config.UseServerCapabilitiesDefaults = not custom
+        config.TreatUncertainAsBad = cmd.get("treat_uncertain_as_bad", True)
+        config.PercentDataGood = cmd.get("percent_good", 100)
+        config.PercentDataBad = cmd.get("percent_bad", 100)
+        config.UseSlopedExtrapolation = False
+        details.AggregateConfiguration = config
+        nodes = [cmd["node"]] * len(cmd["aggregates"])
+        results = await self._history_read(nodes, details)
+        return {"results": [{"status": r.StatusCode.name,
+                             "values": [history_value(v) for v in self._values(r)]} for r in results]}
+
+    async def history_at_time(self, cmd):
+        details = ua.ReadAtTimeDetails()
+        details.ReqTimes = [us_time(t) for t in cmd["times_us"]]
+        details.UseSimpleBounds = cmd.get("simple_bounds", True)
+        [result] = await self._history_read([cmd["node"]], details)
+        return {"status": result.StatusCode.name,
+                "values": [history_value(v) for v in self._values(result)]}
 
     async def disconnect(self, cmd):
         if self.client is not None:
