@@ -236,3 +236,35 @@ async fn retention_drops_the_oldest_chunks_and_counts_them() {
     assert!(stats.oldest.is_some_and(|o| o >= T0));
     historian.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_many_samples_of_one_tag_keeps_each_value_at_its_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (historian, tx) = start(dir.path(), 1 << 30);
+    for b in 0..20i64 {
+        let batch: Vec<Sample> = (0..50)
+            .map(|j| {
+                let k = b * 50 + j;
+                Sample {
+                    tag: TagId(1),
+                    value: Some(Value::UInt32(k as u32)),
+                    quality: Quality::Good,
+                    time: Timestamp(T0 + k * 1000),
+                }
+            })
+            .collect();
+        tx.send(ModelEvent::Samples(DeviceId(0), Arc::new(batch)))
+            .await
+            .expect("intake runs");
+    }
+    settle(historian.history()).await;
+    let got = all(historian.history(), "press/count");
+    assert_eq!(got.len(), 1000);
+    for (k, p) in got.iter().enumerate() {
+        assert_eq!(
+            (p.time, &p.value),
+            (T0 + k as i64 * 1000, &Some(Value::UInt32(k as u32)))
+        );
+    }
+    historian.stop().await;
+}

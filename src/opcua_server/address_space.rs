@@ -717,7 +717,11 @@ impl Space<'_> {
             UaNode::Folder(..) => object(None),
             UaNode::Tag(t) => {
                 let tag = self.table.tag(*t)?;
-                let access = access_level(tag);
+                let historized = self.historizing && tag.historized;
+                let mut access = access_level(tag);
+                if historized {
+                    access |= AccessLevel::HISTORY_READ;
+                }
                 let description = match &tag.description {
                     Some(d) => format!("{d} ({})", tag.address),
                     None => tag.address.to_string(),
@@ -727,8 +731,7 @@ impl Space<'_> {
                         .data_type(convert::data_type_id(tag.data_type))
                         .access_level(access)
                         .user_access_level(access)
-                        // Also grants HistoryRead in both access levels.
-                        .historizing(self.historizing && tag.historized)
+                        .historizing(historized)
                         .description(description),
                 )
             }

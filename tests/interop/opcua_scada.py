@@ -122,6 +122,7 @@ def us_of(t):
 def history_value(dv):
     out = data_value(dv)
     out["source_us"] = us_of(dv.SourceTimestamp)
+    out["status_code"] = dv.StatusCode.value if dv.StatusCode is not None else 0
     out["server_us"] = us_of(dv.ServerTimestamp)
     return out
 
@@ -138,7 +139,7 @@ class Handler:
         if self.count_only:
             return
         dv = data.monitored_item.Value
-        entry = data_value(dv)
+        entry = history_value(dv)
         entry["nodeid"] = node.nodeid.to_string()
         entry["received"] = time.time()
         self.queue.put_nowait(entry)
