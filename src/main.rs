@@ -41,6 +41,23 @@ enum Command {
         #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
         config: PathBuf,
     },
+    /// Print a tag's stored history as CSV (or JSON lines), e.g.
+    /// `uaedge history --tag press3/hydraulics/pressure --from -1h > pressure.csv`. Reads the
+    /// history file of the config's `history:` section, also while the service runs.
+    History {
+        #[arg(short, long, default_value = "/etc/uaedge/config.yaml")]
+        config: PathBuf,
+        /// The tag's path, as `uaedge tags` prints it.
+        #[arg(long)]
+        tag: String,
+        /// RFC 3339 (`2026-12-06T16:00:00Z`), `now`, or a time before now (`-2h`, `-1d`).
+        #[arg(long, default_value = "-1h", allow_hyphen_values = true)]
+        from: String,
+        #[arg(long, default_value = "now", allow_hyphen_values = true)]
+        to: String,
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
+    },
     /// Browse a device and print a `tags:` block to paste into its device entry, e.g.
     /// `uaedge discover opcua opc.tcp://10.0.0.7:4840 --root "ns=2;s=Line1"`.
     Discover {
@@ -89,6 +106,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::History {
+            config,
+            tag,
+            from,
+            to,
+            format,
+        } => export_history(&config, &tag, &from, &to, &format),
         Command::Alarms { config } => match Config::load(&config) {
             Ok(c) => {
                 print_alarms(&c);
@@ -106,6 +130,54 @@ fn main() -> ExitCode {
             depth,
             ..
         } => discover_opcua(&endpoint, root.as_deref(), depth),
+    }
+}
+
+fn export_history(config: &Path, tag: &str, from: &str, to: &str, format: &str) -> ExitCode {
+    use uaedge::history::export;
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(settings) = config.history else {
+        eprintln!(
+            "{}: no `history:` section, so nothing is historized",
+            config.file
+        );
+        return ExitCode::from(1);
+    };
+    let now = uaedge_driver::Timestamp::now().as_micros();
+    let (from, to) = match (export::parse_time(from, now), export::parse_time(to, now)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let points = match export::read(&settings.path, tag, from, to) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match format {
+        "json" => export::write_json(&mut out, &points),
+        _ => export::write_csv(&mut out, &points),
+    }
+    .and_then(|()| std::io::Write::flush(&mut out));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the export: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -12,12 +12,14 @@
 //! - [`series`]: a tag's open chunk in memory and when a chunk closes.
 //! - [`writer`]: the intake on the model bus and the committer thread.
 //! - [`read`]: raw reads that join the file and memory.
+//! - [`export`]: `uaedge history`, read-only beside the running service.
 //!
 //! Dependencies: the model, the bus (its events) and the config; the OPC UA server and the
 //! CLI read through [`History`].
 
 pub mod bits;
 pub mod chunk;
+pub mod export;
 pub mod read;
 pub mod series;
 pub mod stats;

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{
+    ConcurrencyMode, Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
+    TableDefinition, TableError,
+};
 
 use super::chunk;
 
@@ -146,11 +149,84 @@ fn err(path: &Path, e: impl Into<redb::Error>) -> HistoryError {
     }
 }
 
+/// One writer (the service); `uaedge history` may open the file read-only meanwhile and
+/// sees every commit.
+const MODE: ConcurrencyMode = ConcurrencyMode::SingleWriter;
+
 fn open_db(path: &Path) -> Result<Database, HistoryError> {
     Database::builder()
         .set_cache_size(CACHE_BYTES)
+        .set_concurrency_mode(MODE)
         .create(path)
         .map_err(|e| err(path, e))
+}
+
+/// The file opened for reading only, beside a running service; or, when no service has it
+/// open and a crash left it to repair, opened to repair it first (as a start would).
+pub struct ReadOnlyStore {
+    path: PathBuf,
+    db: AnyDb,
+}
+
+enum AnyDb {
+    ReadOnly(ReadOnlyDatabase),
+    Repaired(Database),
+}
+
+/// Runs `$body` with `$db` bound to whichever handle the store has.
+macro_rules! with_db {
+    ($store:expr, $db:ident => $body:expr) => {
+        match &$store.db {
+            AnyDb::ReadOnly($db) => $body,
+            AnyDb::Repaired($db) => $body,
+        }
+    };
+}
+
+impl ReadOnlyStore {
+    pub fn open(path: &Path) -> Result<ReadOnlyStore, HistoryError> {
+        let read_only = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .set_concurrency_mode(MODE)
+            .open_read_only(path);
+        let db = match read_only {
+            Ok(db) => AnyDb::ReadOnly(db),
+            // A file a crash left behind is repaired only by a writer; with the service
+            // running the read-only open would have worked.
+            Err(redb::DatabaseError::RepairAborted) => AnyDb::Repaired(
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .set_concurrency_mode(MODE)
+                    .open(path)
+                    .map_err(|e| err(path, e))?,
+            ),
+            Err(e) => return Err(err(path, e)),
+        };
+        Ok(ReadOnlyStore {
+            path: path.to_path_buf(),
+            db,
+        })
+    }
+
+    pub fn series(&self) -> Result<Vec<(String, u32)>, HistoryError> {
+        with_db!(self, db => read_series(db)).map_err(|e| err(&self.path, e))
+    }
+
+    /// What a restart would find: heads and the log, for samples no chunk holds yet.
+    pub fn recover(&self) -> Result<Recovered, HistoryError> {
+        with_db!(self, db => recover(db)).map_err(|e| err(&self.path, e))
+    }
+
+    pub fn visit_chunks(
+        &self,
+        series: u32,
+        from: i64,
+        to: i64,
+        visit: &mut dyn FnMut(ChunkKey, &[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), HistoryError> {
+        with_db!(self, db => visit_chunks(db, series, from, to, false, visit))
+            .map_err(|e| err(&self.path, e))
+    }
 }
 
 /// A table that a fresh file does not have yet reads as empty.
@@ -232,17 +308,17 @@ impl Store {
         visit: &mut dyn FnMut(ChunkKey, &[u8]) -> std::ops::ControlFlow<()>,
     ) -> Result<(), HistoryError> {
         let db = self.db()?;
-        visit_chunks(&db, series, from, to, reverse, visit).map_err(|e| err(&self.path, e))
+        visit_chunks(&*db, series, from, to, reverse, visit).map_err(|e| err(&self.path, e))
     }
 
     /// Every series the file knows, by path.
     pub fn series(&self) -> Result<Vec<(String, u32)>, HistoryError> {
         let db = self.db()?;
-        read_series(&db).map_err(|e| err(&self.path, e))
+        read_series(&*db).map_err(|e| err(&self.path, e))
     }
 }
 
-fn read_series(db: &Database) -> Result<Vec<(String, u32)>, redb::Error> {
+fn read_series(db: &impl ReadableDatabase) -> Result<Vec<(String, u32)>, redb::Error> {
     let txn = db.begin_read()?;
     let table = table_or_empty!(txn, SERIES, Vec::new());
     let mut out = Vec::new();
@@ -254,7 +330,7 @@ fn read_series(db: &Database) -> Result<Vec<(String, u32)>, redb::Error> {
 }
 
 fn visit_chunks(
-    db: &Database,
+    db: &impl ReadableDatabase,
     series: u32,
     from: i64,
     to: i64,
@@ -293,7 +369,7 @@ fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<
     Ok(table.get(key)?.map(|v| v.value()).unwrap_or(0))
 }
 
-fn recover(db: &Database) -> Result<Recovered, redb::Error> {
+fn recover(db: &impl ReadableDatabase) -> Result<Recovered, redb::Error> {
     let mut out = Recovered {
         series: read_series(db)?,
         ..Recovered::default()

@@ -9,6 +9,9 @@
 //! for integers and DateTime (UInt64 plain LEB128), 4 or 8 bytes LE for Float and Double,
 //! length and UTF-8 for String.
 
+use std::collections::HashMap;
+
+use tracing::warn;
 use uaedge_driver::{DataType, Quality, Timestamp, Value};
 
 use super::bits::{unzigzag, zigzag};
@@ -216,6 +219,38 @@ impl Iterator for RecordReader<'_> {
             self.bytes = &[];
         }
         Some(item)
+    }
+}
+
+/// Calls `each` with every logged sample that no stored chunk holds: in log order, those
+/// past their series' head position (`through`: commit and count within it, as
+/// `SeriesMem::pos` counts). A damaged record is logged and the rest of it skipped.
+pub fn replay(
+    log: &[(u64, Vec<u8>)],
+    through: &HashMap<u32, (u64, u32)>,
+    mut each: impl FnMut(u64, LogSample),
+) {
+    for (commit, bytes) in log {
+        // Each series' samples in this record, counted as the intake counted them.
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for sample in RecordReader::new(bytes) {
+            let sample = match sample {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(commit, error = %e, "history log record damaged; the rest of it is skipped");
+                    break;
+                }
+            };
+            let n = counts.entry(sample.series).or_default();
+            *n += 1;
+            if through
+                .get(&sample.series)
+                .is_some_and(|&t| (*commit, *n) <= t)
+            {
+                continue;
+            }
+            each(*commit, sample);
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use uaedge_driver::Timestamp;
 use super::series::{Closed, DirtyQueue, Series, SeriesMem, CHUNK_BYTES};
 use super::stats::HistoryStats;
 use super::store::{Batch, ChunkWrite, Recovered, Retention, Store};
-use super::wal::{RecordReader, RecordWriter};
+use super::wal::{replay, RecordWriter};
 use super::History;
 use crate::bus::{ModelEvent, Start};
 use crate::model::TagTable;
@@ -161,42 +161,26 @@ impl Intake {
         let mut replayed = 0u64;
         for (commit, bytes) in &recovered.log {
             self.log_sizes.push_back((*commit, bytes.len() as u64));
-            // Each series' samples in this record, counted as the intake counted them.
-            let mut counts: HashMap<u32, u32> = HashMap::new();
-            for sample in RecordReader::new(bytes) {
-                let sample = match sample {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(commit, error = %e, "history log record damaged; the rest of it is skipped");
-                        break;
-                    }
-                };
-                let n = counts.entry(sample.series).or_default();
-                *n += 1;
-                if heads
-                    .get(&sample.series)
-                    .is_some_and(|&through| (*commit, *n) <= through)
-                {
-                    continue;
-                }
-                let Some(s) = self.all.get(sample.series as usize).cloned() else {
-                    continue;
-                };
-                let dirty = s.mem.lock().append(
-                    s.id,
-                    *commit,
-                    sample.time,
-                    sample.data_type,
-                    sample.value.as_ref(),
-                    sample.quality,
-                    &mut self.closed,
-                );
-                if dirty {
-                    self.dirty.push(*commit, s.id);
-                }
-                replayed += 1;
-            }
         }
+        let (all, closed, dirty) = (&self.all, &mut self.closed, &mut self.dirty);
+        replay(&recovered.log, &heads, |commit, sample| {
+            let Some(s) = all.get(sample.series as usize) else {
+                return;
+            };
+            let became_dirty = s.mem.lock().append(
+                s.id,
+                commit,
+                sample.time,
+                sample.data_type,
+                sample.value.as_ref(),
+                sample.quality,
+                closed,
+            );
+            if became_dirty {
+                dirty.push(commit, s.id);
+            }
+            replayed += 1;
+        });
         self.commit = self
             .commit
             .max(recovered.log.last().map_or(0, |(c, _)| c + 1));
