@@ -187,6 +187,8 @@ async fn asyncua_reads_raw_history_equal_to_what_it_saw_live() {
         "the dropout is in history"
     );
 
+    check_aggregates(&mut scada, &press_level, &lv, from, to);
+
     // The line, 12,000 values in the same time: everything in order, nothing missing.
     let all =
         scada.ok(json!({"op": "history_raw", "node": &count, "start_us": from, "end_us": to}));
@@ -326,4 +328,171 @@ async fn asyncua_reads_raw_history_equal_to_what_it_saw_live() {
     same(&again, &all[..9]);
     drop(scada);
     edge.stop().await;
+}
+
+/// Severity (0 Good, 1 Uncertain, 2 Bad) and the historian bits of a StatusCode.
+fn severity(code: &Json) -> (u64, u64) {
+    let c = code.as_u64().unwrap_or(u64::MAX);
+    (c >> 30, c & 0x1F)
+}
+
+const CALCULATED: u64 = 1;
+const PARTIAL: u64 = 4;
+
+/// Processed reads (Part 13) checked against the same aggregates worked out here from the
+/// raw series, interval by interval, with the default configuration (Uncertain counts as
+/// Bad; 100 % Good needed for Good): the dropout's intervals come out Uncertain or Bad.
+fn check_aggregates(scada: &mut Scada, node: &str, raw: &[Json], from: i64, to: i64) {
+    let aggregates = [
+        ("i=2342", "Average"),
+        ("i=2346", "Minimum"),
+        ("i=2347", "Maximum"),
+        ("i=2352", "Count"),
+        ("i=2357", "Start"),
+        ("i=2358", "End"),
+        ("i=2359", "Delta"),
+        ("i=2341", "Interpolative"),
+        ("i=2343", "TimeAverage"),
+    ];
+    let step = 1_000_000i64;
+    let answer = scada.ok(json!({"op": "history_processed", "node": node, "start_us": from, "end_us": to,
+        "interval_ms": step / 1000, "aggregates": aggregates.iter().map(|a| a.0).collect::<Vec<_>>()}));
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), aggregates.len(), "{answer}");
+    let raw: Vec<(i64, Option<f64>, bool)> = raw
+        .iter()
+        .map(|v| {
+            (
+                v["source_us"].as_i64().unwrap_or(0),
+                v["value"].as_f64(),
+                v["status"] == "Good",
+            )
+        })
+        .collect();
+    let mut saw_dropout = false;
+    for ((_, name), result) in aggregates.iter().zip(&results) {
+        assert_eq!(result["status"], "Good", "{name}: {result}");
+        let got = values(result);
+        let count = ((to - from) as u64).div_ceil(step as u64) as usize;
+        assert_eq!(got.len(), count, "{name}: one value per interval");
+        for (k, v) in got.iter().enumerate() {
+            let lo = from + k as i64 * step;
+            let hi = (lo + step).min(to);
+            let inside: Vec<&(i64, Option<f64>, bool)> =
+                raw.iter().filter(|r| r.0 >= lo && r.0 < hi).collect();
+            let good: Vec<f64> = inside.iter().filter(|r| r.2).filter_map(|r| r.1).collect();
+            let bad = inside.len() - good.len();
+            saw_dropout |= bad > 0;
+            let (sev, bits) = severity(&v["status_code"]);
+            let value = v["value"].as_f64();
+            let close =
+                |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-4 * b.abs().max(1.0));
+            let at = format!("{name} over [{lo}, {hi}): {v}, raw {inside:?}");
+            match *name {
+                "Average" | "Minimum" | "Maximum" | "Delta" if good.is_empty() => {
+                    assert_eq!(v["status"], "BadNoData", "{at}");
+                }
+                "Count" if good.is_empty() && bad > 0 => assert_eq!(sev, 2, "{at}"),
+                "Average" | "Minimum" | "Maximum" | "Delta" | "Count" => {
+                    let expected = match *name {
+                        "Average" => good.iter().sum::<f64>() / good.len() as f64,
+                        "Minimum" => good.iter().copied().fold(f64::INFINITY, f64::min),
+                        "Maximum" => good.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        "Delta" => good[good.len() - 1] - good[0],
+                        _ => good.len() as f64,
+                    };
+                    assert!(close(value, expected), "{at}: expected {expected}");
+                    assert_eq!(
+                        sev,
+                        u64::from(bad > 0),
+                        "{at}: Uncertain where Bad values were left out"
+                    );
+                    if *name != "Minimum" && *name != "Maximum" {
+                        assert_eq!(bits & 3, CALCULATED, "{at}");
+                    }
+                }
+                "Start" | "End" => {
+                    let r = if *name == "Start" {
+                        inside.first()
+                    } else {
+                        inside.last()
+                    };
+                    let r = r.expect("samples every 200 ms");
+                    assert_eq!(v["source_us"].as_i64(), Some(r.0), "{at}");
+                    assert_eq!(value.is_some(), r.1.is_some(), "{at}");
+                    if let Some(x) = r.1 {
+                        assert!(close(value, x), "{at}");
+                    }
+                }
+                // Sloped interpolation between the good samples around the interval's start,
+                // and the area under that line over the interval, where no Bad sample is near.
+                "Interpolative" | "TimeAverage" => {
+                    let near = raw
+                        .iter()
+                        .filter(|r| r.0 >= lo - 400_000 && r.0 <= hi + 400_000);
+                    if near.clone().any(|r| !r.2) || k == 0 || k + 1 == count {
+                        continue;
+                    }
+                    let line = |t: i64| {
+                        let i = raw.partition_point(|r| r.0 <= t);
+                        let (a, b) = (raw[i - 1], raw.get(i).copied().unwrap_or(raw[i - 1]));
+                        let (va, vb) = (a.1.unwrap_or(0.0), b.1.unwrap_or(0.0));
+                        if b.0 == a.0 {
+                            va
+                        } else {
+                            va + (vb - va) * (t - a.0) as f64 / (b.0 - a.0) as f64
+                        }
+                    };
+                    let expected = if *name == "Interpolative" {
+                        line(lo)
+                    } else {
+                        let mut knots = vec![(lo, line(lo))];
+                        knots.extend(
+                            inside
+                                .iter()
+                                .map(|r| (r.0, r.1.unwrap_or(0.0)))
+                                .filter(|r| r.0 > lo),
+                        );
+                        knots.push((hi, line(hi)));
+                        let area: f64 = knots
+                            .windows(2)
+                            .map(|w| (w[0].1 + w[1].1) / 2.0 * (w[1].0 - w[0].0) as f64)
+                            .sum();
+                        area / (hi - lo) as f64
+                    };
+                    assert!(close(value, expected), "{at}: expected {expected}");
+                    assert_eq!(sev, 0, "{at}");
+                }
+                _ => unreachable!(),
+            }
+            assert_eq!(
+                bits & PARTIAL,
+                0,
+                "{at}: inside the data, no interval is partial"
+            );
+        }
+    }
+    assert!(saw_dropout, "an interval holds the dropout's Bad values");
+    // An aggregate the server does not have, and intervals of nothing.
+    let unknown = scada.ok(
+        json!({"op": "history_processed", "node": node, "start_us": from, "end_us": to,
+        "interval_ms": 1000, "aggregates": ["i=2344"]}),
+    );
+    assert_eq!(
+        unknown["results"][0]["status"], "BadAggregateNotSupported",
+        "{unknown}"
+    );
+    let same = scada.call(
+        json!({"op": "history_processed", "node": node, "start_us": from, "end_us": from,
+        "interval_ms": 1000, "aggregates": ["i=2342"]}),
+    );
+    assert!(same.to_string().contains("BadInvalidArgument"), "{same}");
+    let bad_config = scada.call(
+        json!({"op": "history_processed", "node": node, "start_us": from, "end_us": to,
+        "interval_ms": 1000, "aggregates": ["i=2342"], "percent_good": 10, "percent_bad": 10}),
+    );
+    assert!(
+        bad_config.to_string().contains("BadAggregateInvalidInputs"),
+        "{bad_config}"
+    );
 }

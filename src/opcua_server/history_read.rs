@@ -40,7 +40,7 @@ struct RawContinuation {
 /// µs since the epoch of an OPC UA time (a time between two µs counts as the µs after it,
 /// so that no stored value before the requested time is taken in); `None` for the null
 /// time, which means unspecified.
-fn micros(t: &DateTime) -> Option<i64> {
+pub(super) fn micros(t: &DateTime) -> Option<i64> {
     if t.is_null() {
         return None;
     }
@@ -151,7 +151,7 @@ impl ModelNodeManager {
         check_timestamps(ttr)?;
         let plan = plan_raw(details)?;
         for node in nodes.iter_mut() {
-            let (history, path) = match self.history_target(context, node.node_id()) {
+            let (history, (path, _)) = match self.history_target(context, node.node_id()) {
                 Ok(target) => target,
                 Err(status) => {
                     node.set_status(status);
@@ -206,12 +206,13 @@ impl ModelNodeManager {
         Ok(())
     }
 
-    /// The historian and the tag path a HistoryRead on `id` reads, or why not.
-    fn history_target(
+    /// The historian, and the path and type of the tag a HistoryRead on `id` reads, or why
+    /// not.
+    pub(super) fn history_target(
         &self,
         context: &RequestContext,
         id: &NodeId,
-    ) -> Result<(Arc<History>, String), StatusCode> {
+    ) -> Result<(Arc<History>, (String, uaedge_driver::DataType)), StatusCode> {
         let table = self.table();
         let conditions = self.handle().conditions();
         let space = self.space(&table, &conditions);
@@ -236,6 +237,6 @@ impl ModelNodeManager {
         if !access.contains(AccessLevel::HISTORY_READ) {
             return Err(StatusCode::BadUserAccessDenied);
         }
-        Ok((history, def.path.to_string()))
+        Ok((history, (def.path.to_string(), def.data_type)))
     }
 }

@@ -23,6 +23,7 @@
 //! automatically with `trust_client_certs: true`).
 
 mod address_space;
+mod aggregates;
 mod auth;
 mod condition_event;
 mod condition_nodes;
@@ -30,6 +31,7 @@ mod conditions;
 mod convert;
 pub mod event_filter;
 mod gate;
+mod history_processed;
 mod history_raw;
 mod history_read;
 mod limits;

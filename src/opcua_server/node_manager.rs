@@ -24,8 +24,8 @@ use opcua::server::node_manager::{
 use opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use opcua::types::{
     AttributeId, BrowseDescriptionResultMask, DataValue, ExpandedNodeId, MonitoringMode, NodeId,
-    NumericRange, ReadRawModifiedDetails, ReferenceDescription, StatusCode, TimestampsToReturn,
-    Variant,
+    NumericRange, ReadAtTimeDetails, ReadProcessedDetails, ReadRawModifiedDetails,
+    ReferenceDescription, StatusCode, TimestampsToReturn, Variant,
 };
 use tracing::{debug, info};
 use uaedge_driver::{Timestamp, WriteError};
@@ -680,6 +680,28 @@ impl NodeManager for ModelNodeManager {
         timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
         self.history_raw(context, details, nodes, timestamps_to_return)
+            .await
+    }
+
+    async fn history_read_processed(
+        &self,
+        context: &RequestContext,
+        details: &ReadProcessedDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        self.history_processed(context, details, nodes, timestamps_to_return)
+            .await
+    }
+
+    async fn history_read_at_time(
+        &self,
+        context: &RequestContext,
+        details: &ReadAtTimeDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        self.history_at_time(context, details, nodes, timestamps_to_return)
             .await
     }
 
