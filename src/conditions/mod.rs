@@ -6,6 +6,7 @@
 //! - `book.rs`: [`ConditionBook`], every condition of the config in force; the router
 //!   changes it, anyone reads it.
 //! - `persist.rs`: the states in `<state_dir>/conditions.redb`, written off the router.
+//! - `record.rs`: an event as the historian keeps it.
 //!
 //! This module knows no OPC UA and no Sparkplug: it imports only the model. The OPC UA
 //! server turns [`ConditionEvent`]s into Part 9 events and methods into
@@ -13,10 +14,12 @@
 
 mod book;
 mod persist;
+mod record;
 mod state;
 
 pub use book::{ConditionBook, ConditionEvent};
 pub use persist::{decode_state, encode_state, open as open_store, PersistError, Persister};
+pub use record::EventRecord;
 pub use state::{
     AckMode, ConditionClass, ConditionCommand, ConditionDef, ConditionError, ConditionState,
     EventId, LimitState,

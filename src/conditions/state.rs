@@ -14,7 +14,7 @@ use uaedge_driver::Timestamp;
 use crate::model::TagId;
 
 /// Whether an operator must acknowledge the alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AckMode {
     /// Unacknowledged until an operator acknowledges; retained until then, even cleared.
@@ -33,7 +33,7 @@ impl AckMode {
 }
 
 /// The Part 9 type of a condition (see the config's mapping from check kinds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConditionClass {
     /// ExclusiveLimitAlarmType (i=9341): HighState/LowState, HighLimit/LowLimit.
     ExclusiveLimit,

@@ -43,7 +43,7 @@ use tracing::warn;
 
 use crate::bus::{ModelEvent, Start};
 use crate::config::history::HistorySettings;
-pub use read::RawRead;
+pub use read::{EventRead, RawRead};
 pub use stats::{HistorySnapshot, HistoryStats};
 pub use store::HistoryError;
 use store::{Retention, Store};
@@ -63,6 +63,20 @@ pub struct History {
     /// Every series by tag path, with its memory.
     series: RwLock<HashMap<Arc<str>, series::Series>>,
     stats: Arc<HistoryStats>,
+    /// Condition events on their way to the file (readers see them here meanwhile).
+    pending_events: Arc<parking_lot::Mutex<Vec<PendingEvent>>>,
+    /// The next event's number (events are keyed by time and number).
+    next_event: std::sync::atomic::AtomicU64,
+}
+
+/// A condition event not yet durable.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// The commit that carries it.
+    pub commit: u64,
+    pub time: i64,
+    pub seq: u64,
+    pub record: Arc<crate::conditions::EventRecord>,
 }
 
 /// A running historian: readers use [`Historian::history`]; stopping commits what is left.
@@ -113,6 +127,8 @@ impl Historian {
             store: Arc::new(store),
             series: RwLock::default(),
             stats: Arc::default(),
+            pending_events: Arc::default(),
+            next_event: std::sync::atomic::AtomicU64::new(recovered.next_event),
         });
         let (intake, committer) =
             writer::Intake::start(history.clone(), recovered, &start, retention).map_err(|e| {

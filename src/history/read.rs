@@ -6,9 +6,12 @@ use std::ops::ControlFlow;
 
 use tracing::warn;
 
+use std::sync::Arc;
+
 use super::chunk::{self, Point};
 use super::store::ChunkKey;
-use super::{History, HistoryError};
+use super::{History, HistoryError, PendingEvent};
+use crate::conditions::EventRecord;
 
 /// What [`History::read_raw`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,5 +98,76 @@ fn order(points: &mut [Point], reverse: bool) {
         points.sort_by_key(|p| std::cmp::Reverse(p.time));
     } else {
         points.sort_by_key(|p| p.time);
+    }
+}
+
+/// What [`History::read_events`] found: (time, seq, event), in the order asked for.
+#[derive(Debug, Clone, Default)]
+pub struct EventRead {
+    pub events: Vec<(i64, u64, Arc<EventRecord>)>,
+    pub more: bool,
+}
+
+impl History {
+    /// Condition events with `from ≤ time ≤ to` that `keep` accepts, at most `limit`,
+    /// oldest first (newest first when `reverse`); `after` resumes past an event
+    /// (time, seq) an earlier page returned.
+    pub fn read_events(
+        &self,
+        from: i64,
+        to: i64,
+        reverse: bool,
+        limit: usize,
+        after: Option<(i64, u64)>,
+        keep: &dyn Fn(&EventRecord) -> bool,
+    ) -> Result<EventRead, HistoryError> {
+        let past = |key: (i64, u64)| match after {
+            None => true,
+            Some(a) if reverse => key < a,
+            Some(a) => key > a,
+        };
+        let pending: Vec<PendingEvent> = self.pending_events.lock().clone();
+        let mut found: Vec<(i64, u64, Arc<EventRecord>)> = Vec::new();
+        let mut damaged = 0usize;
+        self.store
+            .visit_events(from, to, reverse, &mut |time, seq, bytes| {
+                if !past((time, seq)) {
+                    return ControlFlow::Continue(());
+                }
+                match EventRecord::decode(bytes) {
+                    Ok(r) if keep(&r) => found.push((time, seq, Arc::new(r))),
+                    Ok(_) => {}
+                    Err(_) => damaged += 1,
+                }
+                // Pending events are newer than most stored ones; read a little past the limit.
+                if found.len() > limit + pending.len() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+        if damaged > 0 {
+            warn!(
+                events = damaged,
+                "stored condition events unreadable; they are left out"
+            );
+        }
+        for e in pending {
+            let key = (e.time, e.seq);
+            let inside = e.time >= from && e.time <= to && past(key);
+            if inside && keep(&e.record) && !found.iter().any(|f| f.1 == e.seq) {
+                found.push((e.time, e.seq, e.record));
+            }
+        }
+        found.sort_by_key(|e| (e.0, e.1));
+        if reverse {
+            found.reverse();
+        }
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Ok(EventRead {
+            events: found,
+            more,
+        })
     }
 }

@@ -29,6 +29,8 @@ const HEADS: TableDefinition<u32, (i64, u32, u64, u32, bool)> =
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("history_log");
 /// Running totals, so that a restart need not scan the file.
 const META: TableDefinition<&str, u64> = TableDefinition::new("history_meta");
+/// Alarm condition events: (Time field µs, seq) → `EventRecord` JSON.
+const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("history_events");
 
 const NEXT_COMMIT: &str = "next_commit";
 const CHUNK_BYTES: &str = "chunk_bytes";
@@ -36,6 +38,8 @@ const LOG_BYTES: &str = "log_bytes";
 const SAMPLES: &str = "samples";
 const DROPPED_CHUNKS: &str = "retention_dropped_chunks";
 const DROPPED_SAMPLES: &str = "retention_dropped_samples";
+const NEXT_EVENT: &str = "next_event";
+const EVENT_BYTES: &str = "event_bytes";
 
 /// Chunks are never longer than this, so a read from `t` finds every chunk that holds `t`
 /// among those starting after `t - MAX_SPAN`.
@@ -53,6 +57,9 @@ pub enum HistoryError {
         source: Box<redb::Error>,
     },
 }
+
+/// A visitor of stored events: (time µs, seq, record bytes); `Break` stops the walk.
+pub type EventVisitor<'a> = dyn FnMut(i64, u64, &[u8]) -> std::ops::ControlFlow<()> + 'a;
 
 /// Where a chunk is written, and in which state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +92,8 @@ pub struct Batch {
     pub chunks: Vec<ChunkWrite>,
     /// Log records below this commit are held by chunks now and go.
     pub trim_log_below: u64,
+    /// Condition events: (time µs, seq, record).
+    pub events: Vec<(i64, u64, Vec<u8>)>,
 }
 
 /// Bounds applied after each commit.
@@ -106,6 +115,7 @@ pub struct Totals {
     pub dropped_samples: u64,
     /// First source time of the oldest sealed chunk, µs.
     pub oldest: Option<i64>,
+    pub event_bytes: u64,
 }
 
 /// What a commit's retention dropped (also in [`Totals`], as running counts).
@@ -126,6 +136,7 @@ pub struct Recovered {
     /// Log records in commit order.
     pub log: Vec<(u64, Vec<u8>)>,
     pub next_commit: u64,
+    pub next_event: u64,
     pub totals: Totals,
 }
 
@@ -311,6 +322,19 @@ impl Store {
         visit_chunks(&*db, series, from, to, reverse, visit).map_err(|e| err(&self.path, e))
     }
 
+    /// Visits the stored events with `from ≤ time ≤ to` in time order (or reversed),
+    /// until `visit` says stop.
+    pub fn visit_events(
+        &self,
+        from: i64,
+        to: i64,
+        reverse: bool,
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<(), HistoryError> {
+        let db = self.db()?;
+        visit_events(&*db, from, to, reverse, visit).map_err(|e| err(&self.path, e))
+    }
+
     /// Every series the file knows, by path.
     pub fn series(&self) -> Result<Vec<(String, u32)>, HistoryError> {
         let db = self.db()?;
@@ -365,6 +389,34 @@ fn visit_chunks(
     Ok(())
 }
 
+fn visit_events(
+    db: &impl ReadableDatabase,
+    from: i64,
+    to: i64,
+    reverse: bool,
+    visit: &mut EventVisitor<'_>,
+) -> Result<(), redb::Error> {
+    if from > to {
+        return Ok(());
+    }
+    let txn = db.begin_read()?;
+    let table = table_or_empty!(txn, EVENTS, ());
+    let range = table.range((from, 0u64)..=(to, u64::MAX))?;
+    let rows: Box<dyn Iterator<Item = _>> = if reverse {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    for row in rows {
+        let (key, bytes) = row?;
+        let (time, seq) = key.value();
+        if visit(time, seq, bytes.value()).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, redb::Error> {
     Ok(table.get(key)?.map(|v| v.value()).unwrap_or(0))
 }
@@ -377,6 +429,7 @@ fn recover(db: &impl ReadableDatabase) -> Result<Recovered, redb::Error> {
     let txn = db.begin_read()?;
     if let Ok(meta) = txn.open_table(META) {
         out.next_commit = meta_get(&meta, NEXT_COMMIT)?;
+        out.next_event = meta_get(&meta, NEXT_EVENT)?;
         out.totals = Totals {
             chunk_bytes: meta_get(&meta, CHUNK_BYTES)?,
             log_bytes: meta_get(&meta, LOG_BYTES)?,
@@ -384,6 +437,7 @@ fn recover(db: &impl ReadableDatabase) -> Result<Recovered, redb::Error> {
             dropped_chunks: meta_get(&meta, DROPPED_CHUNKS)?,
             dropped_samples: meta_get(&meta, DROPPED_SAMPLES)?,
             oldest: None,
+            event_bytes: meta_get(&meta, EVENT_BYTES)?,
         };
     }
     if let (Ok(heads), Ok(chunks)) = (txn.open_table(HEADS), txn.open_table(CHUNKS)) {
@@ -443,6 +497,14 @@ fn commit(
         for (path, id) in &batch.new_series {
             series.insert(&**path, *id)?;
         }
+        let mut events = txn.open_table(EVENTS)?;
+        let mut event_bytes = meta_get(&meta, EVENT_BYTES)?;
+        let mut next_event = meta_get(&meta, NEXT_EVENT)?;
+        for (time, seq, record) in &batch.events {
+            events.insert((*time, *seq), record.as_slice())?;
+            event_bytes += len_u64(record.len());
+            next_event = next_event.max(seq + 1);
+        }
         if !batch.log.is_empty() {
             log.insert(batch.commit, batch.log.as_slice())?;
             log_bytes += len_u64(batch.log.len());
@@ -499,6 +561,20 @@ fn commit(
             dropped.samples += u64::from(count);
             dropped.bytes += u64::from(size);
         }
+        // Events go by age only: a few a minute at most, next to the samples' bytes.
+        loop {
+            let Some((key, len)) = events.first()?.map(|(k, v)| (k.value(), v.value().len()))
+            else {
+                break;
+            };
+            if key.0 >= cutoff {
+                break;
+            }
+            events.remove(key)?;
+            event_bytes = event_bytes.saturating_sub(len_u64(len));
+        }
+        meta.insert(NEXT_EVENT, next_event)?;
+        meta.insert(EVENT_BYTES, event_bytes)?;
         let dropped_chunks = meta_get(&meta, DROPPED_CHUNKS)? + dropped.chunks;
         let dropped_samples = meta_get(&meta, DROPPED_SAMPLES)? + dropped.samples;
         meta.insert(NEXT_COMMIT, batch.commit + 1)?;
@@ -514,6 +590,7 @@ fn commit(
             dropped_chunks,
             dropped_samples,
             oldest: by_age.first()?.map(|(k, _)| k.value().2),
+            event_bytes,
         };
     }
     txn.commit()?;

@@ -28,8 +28,9 @@ use super::series::{Closed, DirtyQueue, Series, SeriesMem, CHUNK_BYTES};
 use super::stats::HistoryStats;
 use super::store::{Batch, ChunkWrite, Recovered, Retention, Store};
 use super::wal::{replay, RecordWriter};
-use super::History;
+use super::{History, PendingEvent};
 use crate::bus::{ModelEvent, Start};
+use crate::conditions::{ConditionEvent, EventRecord};
 use crate::model::TagTable;
 
 /// A window larger than this (log and chunks) while the previous commit is still in flight
@@ -48,6 +49,8 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 
 struct Job {
     batch: Batch,
+    /// Where readers find the batch's events until it is durable.
+    pending_events: Arc<Mutex<Vec<PendingEvent>>>,
     /// The intake's sample count when it handed this batch off.
     samples_in: u64,
     /// The series each chunk write belongs to, to clear their unsaved lists once durable.
@@ -68,6 +71,8 @@ pub(super) struct Intake {
     log: RecordWriter,
     closed: Closed,
     new_series: Vec<(Arc<str>, u32)>,
+    /// Condition events of the window: (time, seq, record).
+    events: Vec<(i64, u64, Vec<u8>)>,
     dirty: DirtyQueue,
     /// Log records written or in flight and not trimmed yet: (commit, bytes).
     log_sizes: VecDeque<(u64, u64)>,
@@ -112,6 +117,7 @@ impl Intake {
             log: RecordWriter::default(),
             closed: Vec::new(),
             new_series: Vec::new(),
+            events: Vec::new(),
             dirty: DirtyQueue::default(),
             log_sizes: VecDeque::new(),
             window_bytes: 0,
@@ -288,6 +294,7 @@ impl Intake {
 
     fn has_work(&self) -> bool {
         !self.log.is_empty()
+            || !self.events.is_empty()
             || !self.closed.is_empty()
             || !self.new_series.is_empty()
             || self.samples_in != self.handed_samples_in
@@ -347,8 +354,25 @@ impl Intake {
                 }
             }
             ModelEvent::Reloaded(r) => self.map_tags(r.start.table.clone()),
-            ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_) | ModelEvent::Condition(_) => {}
+            ModelEvent::Condition(event) => self.on_condition(event),
+            ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_) => {}
         }
+    }
+
+    /// Alarm transitions and operators' actions, historized as events per source.
+    fn on_condition(&mut self, event: &ConditionEvent) {
+        let record = Arc::new(EventRecord::of(event));
+        let bytes = record.encode();
+        let seq = self.history.next_event.fetch_add(1, Ordering::Relaxed);
+        let time = event.state.time;
+        self.window_bytes += bytes.len();
+        self.events.push((time, seq, bytes));
+        self.history.pending_events.lock().push(PendingEvent {
+            commit: self.commit,
+            time,
+            seq,
+            record,
+        });
     }
 
     fn series_of(&self, tag: usize) -> Option<&Series> {
@@ -433,10 +457,12 @@ impl Intake {
             new_series: std::mem::take(&mut self.new_series),
             chunks,
             trim_log_below,
+            events: std::mem::take(&mut self.events),
         };
         self.in_flight.store(true, Ordering::Release);
         let job = Job {
             batch,
+            pending_events: self.history.pending_events.clone(),
             samples_in: self.samples_in,
             touched,
         };
@@ -504,6 +530,9 @@ fn run_committer(
         }
         for mem in &job.touched {
             mem.lock().unsaved.retain(|(c, _)| *c != job.batch.commit);
+        }
+        if !job.batch.events.is_empty() {
+            (job.pending_events.lock()).retain(|e| e.commit != job.batch.commit);
         }
         in_flight.store(false, Ordering::Release);
         idle.notify_one();

@@ -10,13 +10,18 @@
 //! decoded here too.
 //!
 //! Upstream, `validate_select_clause` should read a null BrowsePath as an empty one.
+//!
+//! Where clauses that compare the EventType with NodeIds are rewritten as OfType tests
+//! ([`exact_event_types`]): async-opcua 0.19 evaluates such a comparison as false.
 
 use std::io::Read;
 use std::sync::Arc;
 
 use opcua::types::{
-    BinaryDecodable, Context, DataTypeId, DynEncodable, EncodingResult, EventFilter, Identifier,
-    NodeId, ObjectId, SimpleAttributeOperand, TypeLoader, TypeLoaderCollection, TypeLoaderPriority,
+    AttributeId, BinaryDecodable, ContentFilter, ContentFilterElement, Context, DataTypeId,
+    DynEncodable, ElementOperand, EncodingResult, EventFilter, ExtensionObject, FilterOperator,
+    Identifier, LiteralOperand, NodeId, ObjectId, SimpleAttributeOperand, TypeLoader,
+    TypeLoaderCollection, TypeLoaderPriority, Variant,
 };
 
 /// `loaders` with [`EventFilterPaths`] ahead of them.
@@ -58,6 +63,7 @@ impl TypeLoader for EventFilterPaths {
                 for clause in f.select_clauses.iter_mut().flatten() {
                     empty_path(clause);
                 }
+                exact_event_types(&mut f.where_clause);
                 Box::new(f) as Box<dyn DynEncodable>
             }))
         } else if is(
@@ -116,7 +122,154 @@ pub fn decode_for_fuzzing(body: &[u8], operand: bool) -> Result<usize, String> {
     Ok(paths.len())
 }
 
-fn empty_path(operand: &mut SimpleAttributeOperand) {
+/// The event types uaedge emits, each with those of them that derive from it.
+const EMITTED: [(u32, &[u32]); 6] = [
+    // ExclusiveLimitAlarmType: its RateOfChange and Deviation subtypes are emitted too.
+    (9341, &[9623, 9764]),
+    (9623, &[]),
+    (9764, &[]),
+    (10637, &[]),
+    // RefreshStartEventType, RefreshEndEventType.
+    (2787, &[]),
+    (2788, &[]),
+];
+const BASE_EVENT_TYPE: u32 = 2041;
+
+/// A condition on an event's type that async-opcua can evaluate.
+enum TypeTest {
+    OfType(u32),
+    Not(Box<TypeTest>),
+    And(Box<TypeTest>, Box<TypeTest>),
+    Or(Box<TypeTest>, Box<TypeTest>),
+}
+
+impl TypeTest {
+    /// True for events of exactly type `t`, among the types uaedge emits.
+    fn exactly(t: u32, subtypes: &[u32]) -> TypeTest {
+        let mut test = TypeTest::OfType(t);
+        for &sub in subtypes {
+            test = TypeTest::And(
+                Box::new(test),
+                Box::new(TypeTest::Not(Box::new(TypeTest::OfType(sub)))),
+            );
+        }
+        test
+    }
+
+    /// Appends it to `elements` (children after their parent, as Part 4 wants element
+    /// operands to point forward); its index.
+    fn emit(self, elements: &mut Vec<ContentFilterElement>) -> u32 {
+        let at = elements.len();
+        elements.push(ContentFilterElement::default());
+        let (operator, operands) = match self {
+            TypeTest::OfType(t) => (
+                FilterOperator::OfType,
+                vec![ExtensionObject::from_message(LiteralOperand {
+                    value: Variant::from(NodeId::new(0, t)),
+                })],
+            ),
+            TypeTest::Not(a) => (FilterOperator::Not, vec![element(a.emit(elements))]),
+            TypeTest::And(a, b) => {
+                let (a, b) = (a.emit(elements), b.emit(elements));
+                (FilterOperator::And, vec![element(a), element(b)])
+            }
+            TypeTest::Or(a, b) => {
+                let (a, b) = (a.emit(elements), b.emit(elements));
+                (FilterOperator::Or, vec![element(a), element(b)])
+            }
+        };
+        elements[at] = ContentFilterElement {
+            filter_operator: operator,
+            filter_operands: Some(operands),
+        };
+        at as u32
+    }
+}
+
+fn element(index: u32) -> ExtensionObject {
+    ExtensionObject::from_message(ElementOperand { index })
+}
+
+/// The NodeIds an operand names, when it is a literal NodeId in namespace 0.
+fn literal_type(operand: &ExtensionObject) -> Option<u32> {
+    let literal = operand.inner_as::<LiteralOperand>()?;
+    match &literal.value {
+        Variant::NodeId(id) if id.namespace == 0 => match id.identifier {
+            Identifier::Numeric(n) => Some(n),
+            _ => None,
+        },
+        Variant::ExpandedNodeId(id) if id.node_id.namespace == 0 => match id.node_id.identifier {
+            Identifier::Numeric(n) => Some(n),
+            _ => None,
+        },
+        _ => Some(u32::MAX),
+    }
+}
+
+fn is_event_type(operand: &ExtensionObject) -> bool {
+    operand
+        .inner_as::<SimpleAttributeOperand>()
+        .is_some_and(|o| {
+            o.attribute_id == AttributeId::Value as u32
+                && o.browse_path.as_deref().is_some_and(|p| {
+                    p.len() == 1 && p[0].namespace_index == 0 && p[0].name.as_ref() == "EventType"
+                })
+        })
+}
+
+/// Rewrites `EventType Equals X` and `EventType InList (X, Y, …)`, which async-opcua 0.19
+/// never finds true (its comparison knows numbers and Booleans, not NodeIds), into OfType
+/// tests with the same answer for every event uaedge emits. asyncua, for one, filters its
+/// event subscriptions and event history this way by default.
+///
+/// Upstream, `ParsedContentFilter::compare_op` should compare NodeIds (and Strings,
+/// DateTimes, ByteStrings) for equality.
+pub(super) fn exact_event_types(filter: &mut ContentFilter) {
+    let Some(elements) = filter.elements.as_mut() else {
+        return;
+    };
+    for i in 0..elements.len() {
+        let e = &elements[i];
+        if !matches!(
+            e.filter_operator,
+            FilterOperator::Equals | FilterOperator::InList
+        ) {
+            continue;
+        }
+        let ops = e.filter_operands.as_deref().unwrap_or_default();
+        let (field, listed): (Option<&ExtensionObject>, Vec<&ExtensionObject>) = match ops {
+            [a, rest @ ..] if is_event_type(a) => (Some(a), rest.iter().collect()),
+            [a, b] if e.filter_operator == FilterOperator::Equals && is_event_type(b) => {
+                (Some(b), vec![a])
+            }
+            _ => (None, Vec::new()),
+        };
+        if field.is_none() || listed.is_empty() {
+            continue;
+        }
+        let Some(types) = listed
+            .iter()
+            .map(|o| literal_type(o))
+            .collect::<Option<Vec<u32>>>()
+        else {
+            continue;
+        };
+        let test = EMITTED
+            .iter()
+            .filter(|(t, _)| types.contains(t))
+            .map(|(t, subs)| TypeTest::exactly(*t, subs))
+            .reduce(|a, b| TypeTest::Or(Box::new(a), Box::new(b)))
+            // None of uaedge's types listed: never true.
+            .unwrap_or(TypeTest::Not(Box::new(TypeTest::OfType(BASE_EVENT_TYPE))));
+        let at = test.emit(elements);
+        elements[i] = ContentFilterElement {
+            filter_operator: FilterOperator::Or,
+            filter_operands: Some(vec![element(at), element(at)]),
+        };
+    }
+}
+
+pub(super) fn empty_path(operand: &mut SimpleAttributeOperand) {
     if operand.browse_path.is_none() {
         operand.browse_path = Some(Vec::new());
     }

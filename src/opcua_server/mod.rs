@@ -31,6 +31,7 @@ mod conditions;
 mod convert;
 pub mod event_filter;
 mod gate;
+mod history_events;
 mod history_processed;
 mod history_raw;
 mod history_read;

@@ -24,8 +24,8 @@ use opcua::server::node_manager::{
 use opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use opcua::types::{
     AttributeId, BrowseDescriptionResultMask, DataValue, ExpandedNodeId, MonitoringMode, NodeId,
-    NumericRange, ReadAtTimeDetails, ReadProcessedDetails, ReadRawModifiedDetails,
-    ReferenceDescription, StatusCode, TimestampsToReturn, Variant,
+    NumericRange, ReadAtTimeDetails, ReadEventDetails, ReadProcessedDetails,
+    ReadRawModifiedDetails, ReferenceDescription, StatusCode, TimestampsToReturn, Variant,
 };
 use tracing::{debug, info};
 use uaedge_driver::{Timestamp, WriteError};
@@ -680,6 +680,22 @@ impl NodeManager for ModelNodeManager {
         timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
         self.history_raw(context, details, nodes, timestamps_to_return)
+            .await
+    }
+
+    /// The Server object's event history is the alarm conditions', all of which are here.
+    fn owns_server_events(&self) -> bool {
+        true
+    }
+
+    async fn history_read_events(
+        &self,
+        context: &RequestContext,
+        details: &ReadEventDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        self.history_events(context, details, nodes, timestamps_to_return)
             .await
     }
 
