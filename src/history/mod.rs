@@ -100,6 +100,21 @@ impl History {
         self.series.read().get(path).cloned()
     }
 
+    /// Bytes the kept samples take, compressed: the chunks in the file and the chunks still
+    /// growing in memory (the intake log, a transient copy, is not counted); and how many
+    /// samples they hold. For the storage figures of the benchmark.
+    pub fn footprint(&self) -> (u64, u64) {
+        let stored = self.stats.snapshot();
+        let mut bytes = stored.chunk_bytes;
+        for s in self.series.read().values() {
+            if let Some(open) = &s.mem.lock().open {
+                // Its last checkpoint, if any, is in the file's count already.
+                bytes += (open.enc.byte_len() as u64).saturating_sub(open.stored_len as u64);
+            }
+        }
+        (bytes, stored.samples)
+    }
+
     /// Whether `path` has a series (samples were or are being kept).
     pub fn knows(&self, path: &str) -> bool {
         self.series.read().contains_key(path)

@@ -20,6 +20,8 @@ pub const CHUNK_BYTES: usize = 1024;
 pub struct OpenChunk {
     pub key: ChunkKey,
     pub enc: ChunkEncoder,
+    /// Bytes of its last checkpoint (0: none), which the file's count holds.
+    pub stored_len: usize,
 }
 
 /// What a series holds in memory.
@@ -92,7 +94,11 @@ impl SeriesMem {
             seq: self.next_seq,
         };
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.open = Some(OpenChunk { key, enc });
+        self.open = Some(OpenChunk {
+            key,
+            enc,
+            stored_len: 0,
+        });
         self.after_push(commit, closed)
     }
 
@@ -127,11 +133,16 @@ impl SeriesMem {
     /// The open chunk as it stands, to be written as a checkpoint.
     pub fn checkpoint(&mut self) -> Option<ChunkWrite> {
         self.dirty_since = None;
-        self.open.as_ref().map(|open| ChunkWrite {
-            key: open.key,
-            bytes: open.enc.to_bytes().into(),
-            sealed: false,
-            through: self.pos,
+        let pos = self.pos;
+        self.open.as_mut().map(|open| {
+            let bytes: std::sync::Arc<[u8]> = open.enc.to_bytes().into();
+            open.stored_len = bytes.len();
+            ChunkWrite {
+                key: open.key,
+                bytes,
+                sealed: false,
+                through: pos,
+            }
         })
     }
 

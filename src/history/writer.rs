@@ -155,7 +155,11 @@ impl Intake {
             if let Some(bytes) = head.open {
                 match super::chunk::ChunkEncoder::resume(&bytes) {
                     Ok(enc) => {
-                        mem.open = Some(super::series::OpenChunk { key: head.key, enc });
+                        mem.open = Some(super::series::OpenChunk {
+                            key: head.key,
+                            stored_len: bytes.len(),
+                            enc,
+                        });
                         mem.next_seq = head.key.seq.wrapping_add(1);
                     }
                     Err(e) => {
