@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::bus::Handle;
+use crate::history::{History, HistorySlot};
 
 /// A request line longer than this is not a scraper; it is dropped.
 const MAX_REQUEST: usize = 4096;
@@ -24,7 +25,12 @@ const HEALTH_PROBE: Duration = Duration::from_secs(2);
 
 /// Serves until `cancel`. Each connection gets its own task; a slow or broken client
 /// affects only itself.
-pub async fn serve(listener: TcpListener, handle: Handle, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    handle: Handle,
+    history: HistorySlot,
+    cancel: CancellationToken,
+) {
     if let Ok(addr) = listener.local_addr() {
         if !addr.ip().is_loopback() {
             warn!(listen = %addr, "metrics endpoint is reachable from the network");
@@ -38,9 +44,9 @@ pub async fn serve(listener: TcpListener, handle: Handle, cancel: CancellationTo
         };
         match accepted {
             Ok((stream, peer)) => {
-                let handle = handle.clone();
+                let (handle, history) = (handle.clone(), history.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = respond(stream, &handle).await {
+                    if let Err(e) = respond(stream, &handle, &history).await {
                         debug!(peer = %peer, error = %e, "metrics request failed");
                     }
                 });
@@ -54,7 +60,11 @@ pub async fn serve(listener: TcpListener, handle: Handle, cancel: CancellationTo
     }
 }
 
-async fn respond(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> {
+async fn respond(
+    mut stream: TcpStream,
+    handle: &Handle,
+    history: &HistorySlot,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let head = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 512];
@@ -78,7 +88,7 @@ async fn respond(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> 
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            render(handle),
+            render(handle, history.read().as_deref()),
         ),
         ("GET", "/health") => {
             if handle.probe(HEALTH_PROBE).await {
@@ -127,8 +137,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
-/// The whole exposition, from the live model and the Sparkplug status.
-pub fn render(handle: &Handle) -> String {
+/// The whole exposition, from the live model, the Sparkplug status and the historian.
+pub fn render(handle: &Handle, history: Option<&History>) -> String {
     let table = handle.table();
     let mut out = String::new();
     family(
@@ -240,6 +250,9 @@ pub fn render(handle: &Handle) -> String {
         "OPC UA connections that ended before their secure channel opened (not OPC UA, refused, or silent).",
         &one(failed),
     );
+    if let Some(h) = history {
+        history_metrics(&mut out, h);
+    }
     if let Some(status) = handle.sparkplug_status() {
         let s = status.snapshot();
         let one = |v: f64| vec![(String::new(), v)];
@@ -314,4 +327,80 @@ pub fn render(handle: &Handle) -> String {
 /// Binds the configured address; the caller logs a failure and runs without metrics.
 pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
+}
+
+fn history_metrics(out: &mut String, history: &History) {
+    let s = history.stats();
+    let one = |v: f64| vec![(String::new(), v)];
+    let series: [(&str, &str, &str, f64); 11] = [
+        (
+            "uaedge_history_samples",
+            "gauge",
+            "Samples the history holds.",
+            s.samples as f64,
+        ),
+        (
+            "uaedge_history_bytes",
+            "gauge",
+            "Bytes of the history: compressed chunks and the intake log.",
+            (s.chunk_bytes + s.log_bytes) as f64,
+        ),
+        (
+            "uaedge_history_oldest_timestamp_seconds",
+            "gauge",
+            "Source time of the oldest sample kept (0 while there is none).",
+            history.oldest().map_or(0.0, |us| us as f64 / 1e6),
+        ),
+        (
+            "uaedge_history_samples_received_total",
+            "counter",
+            "Samples of historized tags received since start.",
+            s.samples_in as f64,
+        ),
+        (
+            "uaedge_history_dropped_samples_total",
+            "counter",
+            "Samples not kept because commits fell behind (a disk slower than the intake).",
+            s.dropped as f64,
+        ),
+        (
+            "uaedge_history_retention_dropped_samples_total",
+            "counter",
+            "Samples removed by the age or size bound.",
+            s.retention_dropped_samples as f64,
+        ),
+        (
+            "uaedge_history_retention_dropped_chunks_total",
+            "counter",
+            "Chunks removed by the age or size bound.",
+            s.retention_dropped_chunks as f64,
+        ),
+        (
+            "uaedge_history_commits_total",
+            "counter",
+            "Durable history commits.",
+            s.commits as f64,
+        ),
+        (
+            "uaedge_history_commit_failures_total",
+            "counter",
+            "History commits that failed and were retried.",
+            s.failed_commits as f64,
+        ),
+        (
+            "uaedge_history_commit_seconds",
+            "gauge",
+            "How long the last history commit took, fsync included.",
+            s.last_commit.as_secs_f64(),
+        ),
+        (
+            "uaedge_history_commit_max_seconds",
+            "gauge",
+            "The longest history commit since start.",
+            s.max_commit.as_secs_f64(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        family(out, name, kind, help, &one(value));
+    }
 }

@@ -83,6 +83,8 @@ async fn metrics_and_health_over_http() {
     assert!(reported.is_some_and(|r| r >= 10.0), "{body}");
     // No Sparkplug section: no MQTT series rather than misleading zeros.
     assert!(!body.contains("uaedge_mqtt_connected"), "{body}");
+    // No history section: no history series either.
+    assert!(!body.contains("uaedge_history_"), "{body}");
 
     let health = get(addr, "GET /health HTTP/1.1\r\n\r\n").await;
     assert!(
@@ -99,6 +101,52 @@ async fn metrics_and_health_over_http() {
         TcpStream::connect(addr).await.is_err(),
         "endpoint still open after shutdown"
     );
+}
+
+/// With a `history:` section: what the historian holds, receives, drops and how long its
+/// commits take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_series() {
+    let port = common::free_port();
+    let state = tempfile::tempdir().expect("state dir");
+    let config = format!(
+        "state_dir: {}\nhistory: {{ commit_window: 50ms }}\n{}",
+        state.path().display(),
+        CONFIG.replace("PORT", &port.to_string())
+    );
+    let rt = Runtime::start(Config::parse("metrics.yaml", &config).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(
+        Duration::from_secs(10),
+        "metrics endpoint listening",
+        || async { TcpStream::connect(addr).await.ok() },
+    )
+    .await;
+    let body = eventually(Duration::from_secs(20), "samples historized", || async {
+        let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        (value(&response, "uaedge_history_samples")? >= 20.0).then_some(response)
+    })
+    .await;
+    for series in [
+        "uaedge_history_bytes",
+        "uaedge_history_samples_received_total",
+        "uaedge_history_commits_total",
+        "uaedge_history_commit_seconds",
+        "uaedge_history_oldest_timestamp_seconds",
+    ] {
+        assert!(
+            value(&body, series).is_some_and(|v| v > 0.0),
+            "{series}: {body}"
+        );
+    }
+    for series in [
+        "uaedge_history_dropped_samples_total",
+        "uaedge_history_retention_dropped_samples_total",
+        "uaedge_history_commit_failures_total",
+    ] {
+        assert_eq!(value(&body, series), Some(0.0), "{series}: {body}");
+    }
+    rt.shutdown().await.expect("clean shutdown");
 }
 
 #[path = "sparkplug_support/mod.rs"]

@@ -115,6 +115,18 @@ impl History {
         (bytes, stored.samples)
     }
 
+    /// Source time of the oldest sample kept (µs): the oldest stored chunk's, or while
+    /// every chunk is still open, the earliest open one's.
+    pub fn oldest(&self) -> Option<i64> {
+        let open = (self.series.read().values())
+            .filter_map(|s| s.mem.lock().open.as_ref().map(|o| o.key.first))
+            .min();
+        match (self.stats.snapshot().oldest, open) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Whether `path` has a series (samples were or are being kept).
     pub fn knows(&self, path: &str) -> bool {
         self.series.read().contains_key(path)

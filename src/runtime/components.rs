@@ -84,7 +84,7 @@ impl Components {
                 handle,
                 history_slot.clone(),
             ),
-            metrics: start_metrics(sections.metrics, handle, cancel),
+            metrics: start_metrics(sections.metrics, handle, &history_slot, cancel),
             history,
             history_slot,
             sections,
@@ -151,7 +151,7 @@ impl Components {
                     warn!("metrics endpoint did not stop within the shutdown deadline");
                 }
             }
-            self.metrics = start_metrics(next.metrics, handle, cancel);
+            self.metrics = start_metrics(next.metrics, handle, &self.history_slot, cancel);
             restarted.push("metrics");
         }
         if next.history != self.sections.history {
@@ -225,14 +225,16 @@ fn start_sparkplug(
 fn start_metrics(
     config: Option<MetricsConfig>,
     handle: &Handle,
+    history: &HistorySlot,
     cancel: &CancellationToken,
 ) -> Option<(CancellationToken, JoinHandle<()>)> {
     config.map(|m| {
         let (handle, cancel) = (handle.clone(), cancel.child_token());
+        let history = history.clone();
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
             match crate::metrics::bind(m.listen).await {
-                Ok(listener) => crate::metrics::serve(listener, handle, cancel).await,
+                Ok(listener) => crate::metrics::serve(listener, handle, history, cancel).await,
                 // Metrics are for watching; the plant's data keeps flowing without them.
                 Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
             }
