@@ -547,6 +547,16 @@ impl Space<'_> {
     /// of HasTypeDefinition is left out, as OPC UA allows: a type node would otherwise
     /// list every tag.
     pub fn core_references(&self, id: &NodeId) -> Vec<Ref> {
+        // The history's aggregates, in the Server's AggregateFunctions folder (Part 11 5.4.2).
+        if self.historizing && *id == ObjectId::HistoryServerCapabilities_AggregateFunctions {
+            return super::history_capabilities::aggregate_functions()
+                .map(|a| Ref {
+                    kind: ReferenceTypeId::HasComponent,
+                    direction: ReferenceDirection::Forward,
+                    target: Target::Core(a),
+                })
+                .collect();
+        }
         let kind = if *id == ObjectId::ObjectsFolder {
             ReferenceTypeId::Organizes
         } else if *id == ObjectId::Server {
@@ -607,6 +617,9 @@ impl Space<'_> {
         } else if *id == ObjectId::Server {
             let server: NodeId = ObjectTypeId::ServerType.into();
             ("Server", NodeClass::Object, ExpandedNodeId::new(server))
+        } else if let Some(name) = super::history_capabilities::aggregate_name(id) {
+            let kind: NodeId = ObjectTypeId::AggregateFunctionType.into();
+            (name, NodeClass::Object, ExpandedNodeId::new(kind))
         } else {
             let (_, name, class) = types.into_iter().find(|(t, ..)| t == id)?;
             (name, class, ExpandedNodeId::null())
@@ -675,7 +688,10 @@ impl Space<'_> {
         let notifier = matches!(node, UaNode::Root | UaNode::Device(_));
         let object = |description: Option<String>| {
             let b = ObjectBuilder::new(&id, browse.clone(), display.clone());
-            let b = if notifier {
+            let b = if notifier && self.historizing {
+                // Their alarms' events are in the history too.
+                b.event_notifier(EventNotifier::SUBSCRIBE_TO_EVENTS | EventNotifier::HISTORY_READ)
+            } else if notifier {
                 b.event_notifier(EventNotifier::SUBSCRIBE_TO_EVENTS)
             } else {
                 b

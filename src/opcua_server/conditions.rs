@@ -98,6 +98,8 @@ pub struct CoreWithConditionsBuilder {
     pub auth: Arc<Authenticator>,
     /// `limits.max_queue_size`, for the core's data items (see `limits.rs`).
     pub data_queue_max: usize,
+    /// While a historian runs, the Server's history capabilities say so.
+    pub history: crate::history::HistorySlot,
 }
 
 impl NodeManagerBuilder for CoreWithConditionsBuilder {
@@ -111,6 +113,7 @@ impl NodeManagerBuilder for CoreWithConditionsBuilder {
             auth: self.auth,
             node_managers,
             data_queue_max: self.data_queue_max,
+            history: self.history,
         })
     }
 }
@@ -123,6 +126,7 @@ pub struct CoreWithConditions {
     auth: Arc<Authenticator>,
     node_managers: NodeManagersRef,
     data_queue_max: usize,
+    history: crate::history::HistorySlot,
 }
 
 impl CoreWithConditions {
@@ -376,7 +380,15 @@ impl NodeManager for CoreWithConditions {
     ) -> Result<(), StatusCode> {
         self.core
             .read(context, max_age, timestamps_to_return, nodes_to_read)
-            .await
+            .await?;
+        if self.history.read().is_some() {
+            for node in nodes_to_read.iter_mut() {
+                if let Some(value) = super::history_capabilities::answer(node.node()) {
+                    node.set_result(value);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn history_read_raw_modified(

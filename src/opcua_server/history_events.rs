@@ -14,12 +14,10 @@ use opcua::types::{
 
 use super::address_space::UaNode;
 use super::condition_event::UaConditionEvent;
+use super::history_capabilities::MAX_EVENTS_PER_NODE;
 use super::history_read::micros;
 use super::node_manager::ModelNodeManager;
 use crate::conditions::EventRecord;
-
-/// Events one node returns per HistoryRead at most.
-const MAX_EVENTS_PER_NODE: usize = 10_000;
 
 /// Which events a node's history holds.
 #[derive(Debug, Clone, PartialEq, Eq)]

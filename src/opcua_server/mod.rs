@@ -31,6 +31,7 @@ mod conditions;
 mod convert;
 pub mod event_filter;
 mod gate;
+mod history_capabilities;
 mod history_events;
 mod history_processed;
 mod history_raw;
@@ -360,6 +361,7 @@ fn server_builder(
             handle: handle.clone(),
             auth: auth.clone(),
             data_queue_max: settings.limits.max_queue_size,
+            history: history.clone(),
         })
         .with_node_manager(opcua::server::diagnostics::DiagnosticsNodeManagerBuilder)
         .with_type_tree_getter(Arc::new(type_tree::ConditionAwareTypeTrees))
