@@ -266,3 +266,43 @@ fn alarms_lists_each_check_as_an_opcua_condition() {
     );
     assert_eq!(rows.len(), 5, "{text}");
 }
+
+/// The `history:` section and a tag's `history:` key: errors at the key.
+#[test]
+fn bad_history_keys_are_located() {
+    let yaml = r#"history:
+  max_bytes: 10KiB
+  commit_window: 2m
+  retention: 5d
+devices:
+  - name: press
+    driver: enip-sim
+    tags:
+      - { name: pressure, type: float32, address: "P", history: maybe }
+"#;
+    let (code, err) = check(yaml);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("F:4:3: history.retention: unknown field `retention`"),
+        "{err}"
+    );
+    let yaml = yaml.replace("  retention: 5d\n", "");
+    let (code, err) = check(&yaml);
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "F:2:14: history.max_bytes: max_bytes must be at least 1MiB",
+        "F:3:18: history.commit_window: commit_window must be between 10ms and 60s",
+        "F:8:65: devices[0].tags[0].history: expected a boolean, found string \"maybe\"",
+    ] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
+    let (code, err) = check(
+        &yaml
+            .replace(
+                "  max_bytes: 10KiB\n  commit_window: 2m\n",
+                "  max_age: 30d\n",
+            )
+            .replace(", history: maybe", ", history: false"),
+    );
+    assert_eq!(code, 0, "{err}");
+}

@@ -13,6 +13,17 @@
 //   event_list {timeout} -> {events: [{field: value}]} (field names with `/` for `.`)
 //   call       {object, method, args: [[variant, value]]} -> {status}
 //
+// History (Part 11), times in µs since 1970 (node-opcua's Date keeps ms; the rest travels in
+// the Date's `picoseconds` one way and the DataValue's sourcePicoseconds the other):
+//   history_raw {node, start_us?, end_us?, num?, bounds?, max_pages?}
+//              -> {values: [{value, status, source_us}], pages: [count per answer],
+//                  statuses: [status per answer]}
+//              HistoryRead (ReadRawModifiedDetails, not modified, TimestampsToReturn Both)
+//              through session.historyRead, one request per page, following the
+//              continuation points; one still held after `max_pages` is released
+//   history_read_value {node, start_us, end_us} -> {status, values} node-opcua's own
+//              session.readHistoryValue, one call (bounds on, Both, no paging)
+//
 // Extra to the shared protocol: connect takes `pki`, the folder where node-opcua's
 // certificate manager keeps what it needs (it trusts the server's certificate on first
 // sight there); without it, a temporary folder removed at exit.
@@ -32,10 +43,12 @@ const {
   BrowseDirection,
   ClientSubscription,
   DataType,
+  HistoryReadRequest,
   MessageSecurityMode,
   NodeClass,
   NodeId,
   OPCUAClient,
+  ReadRawModifiedDetails,
   SecurityPolicy,
   TimestampsToReturn,
   UserTokenType,
@@ -96,6 +109,25 @@ function dataValue(dv) {
     server: seconds(dv.serverTimestamp),
   };
 }
+
+// µs since 1970 -> a Date whose `picoseconds` carry the µs node-opcua encodes past the ms;
+// none -> OPC UA's null time (node-opcua sends its minimum date as 0).
+function usDate(us) {
+  if (us === undefined || us === null) return null;
+  const ms = Math.floor(us / 1000);
+  const date = new Date(ms);
+  date.picoseconds = (us - ms * 1000) * 1e6;
+  return date;
+}
+
+// A DataValue read from history, its source time in µs.
+function historyValue(dv) {
+  const source = dv.sourceTimestamp;
+  const us = source && source.getTime() * 1000 + Math.floor((dv.sourcePicoseconds || 0) / 1e6);
+  return { value: plain(dv.value), status: dv.statusCode.name, source_us: source ? us : null };
+}
+
+const historyValues = (result) => (result.historyData && result.historyData.dataValues) || [];
 
 // `nsu=<uri>;s=...` -> a NodeId with the server's index for that URI.
 function node(text) {
@@ -301,6 +333,48 @@ const ops = {
       inputArguments,
     });
     return { status: result.statusCode.name };
+  },
+
+  async history_raw(cmd) {
+    const nodeId = node(cmd.node);
+    const request = (continuationPoint, release) =>
+      new HistoryReadRequest({
+        historyReadDetails: new ReadRawModifiedDetails({
+          isReadModified: false,
+          startTime: usDate(cmd.start_us),
+          endTime: usDate(cmd.end_us),
+          numValuesPerNode: cmd.num || 0,
+          returnBounds: !!cmd.bounds,
+        }),
+        timestampsToReturn: TimestampsToReturn.Both,
+        releaseContinuationPoints: release,
+        nodesToRead: [{ nodeId, continuationPoint }],
+      });
+    const values = [];
+    const pages = [];
+    const statuses = [];
+    let cp = null;
+    for (let page = 0; page < (cmd.max_pages ?? 1000000); page++) {
+      const response = await session.historyRead(request(cp, false));
+      const [result] = response.results || [];
+      if (!result) {
+        return { error: "no result", status: response.responseHeader.serviceResult.name };
+      }
+      statuses.push(result.statusCode.name);
+      const got = historyValues(result);
+      pages.push(got.length);
+      for (const dv of got) values.push(historyValue(dv));
+      cp = result.continuationPoint?.length ? result.continuationPoint : null;
+      if (!cp) break;
+    }
+    if (cp) await session.historyRead(request(cp, true));
+    return { values, pages, statuses };
+  },
+
+  async history_read_value(cmd) {
+    const [start, end] = [usDate(cmd.start_us), usDate(cmd.end_us)];
+    const result = await session.readHistoryValue(node(cmd.node), start, end);
+    return { status: result.statusCode.name, values: historyValues(result).map(historyValue) };
   },
 
   async disconnect() {
