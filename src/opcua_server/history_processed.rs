@@ -31,38 +31,68 @@ struct ProcessedContinuation {
     next: u64,
 }
 
-/// What [`raw_around`] found: the samples, whether the inside was cut short, and the
-/// first and last stored sample times.
-type Around = (Vec<Point>, bool, Option<i64>, Option<i64>);
+fn read(
+    history: &History,
+    path: &str,
+    (from, to): (i64, i64),
+    reverse: bool,
+    limit: usize,
+) -> Result<crate::history::RawRead, StatusCode> {
+    history
+        .read_raw(path, from, to, reverse, limit)
+        .map_err(|e| {
+            tracing::warn!(tag = path, error = %e, "history read failed");
+            StatusCode::BadHistoryOperationInvalid
+        })
+        .map(Option::unwrap_or_default)
+}
 
-/// The raw history a page of intervals needs: the samples inside it, the neighbours around
-/// it, and where the stored data begins and ends. One sample per time (the newest).
-fn raw_around(history: &History, path: &str, lo: i64, hi: i64) -> Result<Around, StatusCode> {
-    let read = |from: i64, to: i64, reverse: bool, limit: usize| {
-        history
-            .read_raw(path, from, to, reverse, limit)
-            .map_err(|e| {
-                tracing::warn!(tag = path, error = %e, "history read failed");
-                StatusCode::BadHistoryOperationInvalid
-            })
-            .map(Option::unwrap_or_default)
-    };
-    let first = read(i64::MIN, i64::MAX, false, 1)?
+/// The first and last stored sample times: intervals outside them have no data.
+fn data_range(history: &History, path: &str) -> Result<(Option<i64>, Option<i64>), StatusCode> {
+    let all = (i64::MIN, i64::MAX);
+    let first = read(history, path, all, false, 1)?
         .points
         .first()
         .map(|p| p.time);
-    let last = read(i64::MIN, i64::MAX, true, 1)?
+    let last = read(history, path, all, true, 1)?
         .points
         .first()
         .map(|p| p.time);
-    let mut before = read(i64::MIN, lo.saturating_sub(1), true, NEIGHBOURS)?.points;
+    Ok((first, last))
+}
+
+/// The raw history `[lo, hi]` needs: the samples inside, and neighbours around it to
+/// interpolate from; one sample per time (the newest). `true` when the inside was cut
+/// short at [`MAX_RAW_PER_PAGE`].
+fn raw_around(
+    history: &History,
+    path: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<(Vec<Point>, bool), StatusCode> {
+    let mut before = read(
+        history,
+        path,
+        (i64::MIN, lo.saturating_sub(1)),
+        true,
+        NEIGHBOURS,
+    )?
+    .points;
     before.reverse();
-    let inside = read(lo, hi, false, MAX_RAW_PER_PAGE)?;
-    let after = read(hi.saturating_add(1), i64::MAX, false, NEIGHBOURS)?.points;
+    let inside = read(history, path, (lo, hi), false, MAX_RAW_PER_PAGE)?;
+    let after = read(
+        history,
+        path,
+        (hi.saturating_add(1), i64::MAX),
+        false,
+        NEIGHBOURS,
+    )?
+    .points;
     let mut points = before;
     points.extend(inside.points);
     points.extend(after);
-    // Samples sharing a time are one value in OPC UA: the newest.
+    // Samples sharing a time are one value in OPC UA: the newest (`dedup_by` keeps the
+    // earlier of two equal ones, so the later is moved into its place first).
     points.dedup_by(|later, earlier| {
         let same = later.time == earlier.time;
         if same {
@@ -70,7 +100,7 @@ fn raw_around(history: &History, path: &str, lo: i64, hi: i64) -> Result<Around,
         }
         same
     });
-    Ok((points, inside.more, first, last))
+    Ok((points, inside.more))
 }
 
 /// Which aggregate each node asks for. async-opcua hands a node manager its nodes without
@@ -105,7 +135,8 @@ fn processed_page(
     }
     let (a, b) = (plan.get(next), plan.get(end - 1));
     let (lo, hi) = (a.lo.min(b.lo), a.hi.max(b.hi));
-    let (points, cut, first, last) = raw_around(history, path, lo, hi)?;
+    let (first, last) = data_range(history, path)?;
+    let (points, cut) = raw_around(history, path, lo, hi)?;
     // Past what was read, intervals wait for the next page.
     let read_to = if cut {
         points
@@ -257,9 +288,10 @@ impl ModelNodeManager {
             };
             let times = times.clone();
             let values = tokio::task::spawn_blocking(move || {
+                let range = data_range(&history, &def.0)?;
                 times
                     .iter()
-                    .map(|&t| value_at(&history, &def.0, def.1, t, simple))
+                    .map(|&t| value_at(&history, &def.0, def.1, t, simple, range))
                     .collect::<Result<Vec<DataValue>, StatusCode>>()
             })
             .await
@@ -287,8 +319,9 @@ fn value_at(
     data_type: DataType,
     t: i64,
     simple: bool,
+    (first, last): (Option<i64>, Option<i64>),
 ) -> Result<DataValue, StatusCode> {
-    let (points, _, first, last) = raw_around(history, path, t, t)?;
+    let (points, _) = raw_around(history, path, t, t)?;
     if matches!(data_type, DataType::Boolean | DataType::String) {
         return Ok(held_at(&points, t));
     }
