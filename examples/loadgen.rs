@@ -10,6 +10,7 @@
 //! cargo run --release --example loadgen -- --scenario opcua-100k      # 100,000 tags @1 s over OPC UA
 //! cargo run --release --example loadgen -- --scenario opcua-100k --tags 10000 --period 100ms
 //! cargo run --release --example loadgen -- --scenario soak            # 50,000 samples/s, 30 min
+//! cargo run --release --example loadgen -- --scenario sim-100k --history  # every tag historized too
 //! ```
 //! Scenarios: sim-1k, sim-10k, sim-100k (simulated EtherNet/IP counters inside uaedge),
 //! modbus-10k (10 units × 1,000 holding registers served here, polled every 100 ms),
@@ -83,6 +84,10 @@ struct Args {
     /// Also serve OPC UA (security None) on a free port while measuring.
     #[arg(long)]
     opcua: bool,
+    /// Also keep every tag in the local historian (`history:` as shipped), to set its CPU
+    /// against a run without; the scenario is reported as `<scenario>+history`.
+    #[arg(long)]
+    history: bool,
     /// Also print one JSON line per run.
     #[arg(long)]
     json: bool,
@@ -168,6 +173,9 @@ fn main() -> Result<()> {
     if let Some(w) = args.warmup {
         s.warmup = w.get();
     }
+    if args.history {
+        s.name.push_str("+history");
+    }
     if s.source == Source::Modbus && (s.devices > 247 || s.tags_per_device > 65_536) {
         bail!("Modbus has at most 247 units and 65,536 registers per unit");
     }
@@ -182,6 +190,7 @@ fn main() -> Result<()> {
                 node: "uaedge",
                 modbus_port: Some(502),
                 opcua_port: None,
+                history: args.history,
                 upstream: Some(OpcUaUpstream {
                     port: 4840,
                     node: chain::NODE,
@@ -277,6 +286,7 @@ async fn run_all(args: &Args, s: &Scenario, edges: &[Edge]) -> Result<()> {
             server: server.as_ref(),
             uaedge: uaedge.as_deref(),
             opcua: args.opcua,
+            history: args.history,
             rss_every: args
                 .rss_every
                 .map(|d| d.get())
@@ -339,6 +349,7 @@ struct Run<'a> {
     server: Option<&'a CounterServer>,
     uaedge: Option<&'a Path>,
     opcua: bool,
+    history: bool,
     rss_every: Duration,
 }
 
@@ -367,6 +378,7 @@ impl Run<'_> {
                         } else {
                             None
                         },
+                        history: self.history,
                         upstream: upstream.map(|up| OpcUaUpstream {
                             port: up.port,
                             node: chain::NODE,

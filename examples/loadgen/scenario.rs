@@ -84,6 +84,8 @@ pub struct EdgeConfig<'a> {
     pub node: &'a str,
     pub modbus_port: Option<u16>,
     pub opcua_port: Option<u16>,
+    /// A `history:` section as shipped: every tag kept in the local historian.
+    pub history: bool,
     /// The OPC UA server the `opcua-client` devices read ([`Source::OpcUa`]).
     pub upstream: Option<OpcUaUpstream<'a>>,
 }
@@ -114,6 +116,9 @@ pub fn uaedge_yaml(s: &Scenario, e: &EdgeConfig<'_>) -> String {
     );
     if let Some(port) = e.opcua_port {
         opcua_server(&mut y, port);
+    }
+    if e.history {
+        y.push_str("history: { max_age: 30d, max_bytes: 1GiB, commit_window: 1s }\n");
     }
     devices(&mut y, s, |y, d, name| {
         match (s.source, e.modbus_port, e.upstream) {
