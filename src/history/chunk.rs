@@ -12,9 +12,10 @@
 //! | 8 | last source time, µs, LE |
 //!
 //! The first sample's value opens the bit stream. Each later sample is its source time as a
-//! delta-of-delta (zigzag, adaptive Rice: one bit while the period holds, a few bits for
-//! polling jitter), preceded by a marker only when its quality or the presence of a value
-//! changes, then its value:
+//! delta-of-delta in units of the chunk's time grid (zigzag, adaptive Rice: one bit while
+//! the period holds, a few bits for polling jitter or deadband skips; see `Times`),
+//! preceded by a marker only when its quality or the presence of a value changes, then its
+//! value:
 //! - Boolean: one bit.
 //! - Integers and DateTime: delta-of-delta as for times (a counter costs one bit).
 //! - Float and Double: XOR with the previous value, as Facebook's Gorilla does: `0` for the
@@ -180,6 +181,99 @@ impl Dod {
         self.delta = self.delta.wrapping_add(unzigzag(dod));
         self.last = self.last.wrapping_add(self.delta);
         self.last
+    }
+}
+
+/// A state byte that no quality takes: after a marker, it says the time that follows is
+/// written in full µs because it left the chunk's time grid (see [`Times`]).
+const OFF_GRID: u8 = 0x7F;
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Off-grid times in a row after which the grid narrows to take them in.
+const NARROW_AFTER: u8 = 3;
+
+/// Times: delta-of-delta in units of the chunk's grid, set by its first time delta. A tag
+/// read every 500 ms but reported only when it moves past its deadband has deltas of 0.5,
+/// 1, 1.5 s…: on the grid, its delta-of-delta is a few units of 500 ms, a few bits, where
+/// in µs it would take twenty. A delta off the grid is written in full after a marker; one
+/// (a clock correction) costs two such, and the grid stays. Times off it again and again
+/// (polling jitter) narrow it to the common divisor, soon 1 µs, after which nothing is off.
+#[derive(Debug, Clone, Default)]
+struct Times {
+    dod: Dod,
+    /// 0 until the first non-zero delta.
+    grid: u64,
+    /// Off-grid times in a row.
+    misses: u8,
+}
+
+impl Times {
+    fn start(first: i64) -> Times {
+        Times {
+            dod: Dod::start(first),
+            grid: 0,
+            misses: 0,
+        }
+    }
+
+    fn last(&self) -> i64 {
+        self.dod.last
+    }
+
+    fn on_grid(&mut self, delta: i64) {
+        self.misses = 0;
+        if self.grid == 0 {
+            self.grid = delta.unsigned_abs();
+        }
+    }
+
+    fn off_grid(&mut self, delta: i64) {
+        self.misses += 1;
+        if self.misses >= NARROW_AFTER {
+            self.grid = gcd(self.grid, delta.unsigned_abs());
+            self.misses = 0;
+        }
+    }
+
+    fn write(&mut self, out: &mut BitWriter, t: i64) {
+        let delta = t.wrapping_sub(self.dod.last);
+        let dod = delta.wrapping_sub(self.dod.delta);
+        let unit = self.grid.max(1) as i64;
+        if self.grid == 0 || dod % unit == 0 {
+            self.dod.rice.write(out, zigzag(dod / unit));
+            self.on_grid(delta);
+        } else {
+            self.dod.rice.write_marker(out);
+            out.write(u64::from(OFF_GRID), 8);
+            out.write_varbits(zigzag(dod));
+            self.off_grid(delta);
+        }
+        self.dod.last = t;
+        self.dod.delta = delta;
+    }
+
+    /// The next time from its code: `units` of the grid, or (after an `OFF_GRID` marker,
+    /// which the caller reads) the full delta-of-delta `raw`.
+    fn apply(&mut self, units: Option<u64>, raw: Option<i64>) -> i64 {
+        let dod = match (units, raw) {
+            (Some(u), _) => unzigzag(u).wrapping_mul(self.grid.max(1) as i64),
+            (None, r) => r.unwrap_or(0),
+        };
+        self.dod.delta = self.dod.delta.wrapping_add(dod);
+        self.dod.last = self.dod.last.wrapping_add(self.dod.delta);
+        let delta = self.dod.delta;
+        if units.is_some() {
+            self.on_grid(delta);
+        } else {
+            self.off_grid(delta);
+        }
+        self.dod.last
     }
 }
 
@@ -359,7 +453,7 @@ pub struct ChunkEncoder {
     first_state: u8,
     /// Quality and value presence of the last sample.
     state: u8,
-    times: Dod,
+    times: Times,
     values: Values,
     /// Whether `values` has seen a value yet (the first one is written in full).
     valued: bool,
@@ -385,7 +479,7 @@ impl ChunkEncoder {
             first: time,
             first_state: state,
             state,
-            times: Dod::start(time),
+            times: Times::start(time),
             values: Values::start(data_type),
             valued: false,
             bits: BitWriter::default(),
@@ -438,7 +532,7 @@ impl ChunkEncoder {
         }
         let state = state_of(quality, value.is_some());
         if state != self.state {
-            self.times.rice.write_marker(&mut self.bits);
+            self.times.dod.rice.write_marker(&mut self.bits);
             self.bits.write(u64::from(state), 8);
             self.state = state;
         }
@@ -459,7 +553,7 @@ impl ChunkEncoder {
             data_type: self.data_type,
             count: self.count,
             first: self.first,
-            last: self.times.last,
+            last: self.times.last(),
         }
     }
 
@@ -475,7 +569,7 @@ impl ChunkEncoder {
         out.push(self.first_state);
         out.extend_from_slice(&self.count.to_le_bytes());
         out.extend_from_slice(&self.first.to_le_bytes());
-        out.extend_from_slice(&self.times.last.to_le_bytes());
+        out.extend_from_slice(&self.times.last().to_le_bytes());
         self.bits.append_to(&mut out);
         out
     }
@@ -549,7 +643,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Point>, ChunkError> {
     }
     let short = ChunkError::Corrupt("chunk cut short");
     let mut state = bytes[2];
-    let mut times = Dod::start(meta.first);
+    let mut times = Times::start(meta.first);
     let mut values = Values::start(meta.data_type);
     let mut valued = false;
     let mut out = Vec::with_capacity(meta.count as usize);
@@ -557,9 +651,15 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Point>, ChunkError> {
     for i in 0..meta.count {
         if i > 0 {
             time = loop {
-                match times.rice.read(&mut input).ok_or(short.clone())? {
-                    RiceCode::Value(dod) => break times.apply(dod),
-                    RiceCode::Marker => state = input.read(8).ok_or(short.clone())? as u8,
+                match times.dod.rice.read(&mut input).ok_or(short.clone())? {
+                    RiceCode::Value(units) => break times.apply(Some(units), None),
+                    RiceCode::Marker => match input.read(8).ok_or(short.clone())? as u8 {
+                        OFF_GRID => {
+                            let raw = unzigzag(input.read_varbits().ok_or(short.clone())?);
+                            break times.apply(None, Some(raw));
+                        }
+                        byte => state = byte,
+                    },
                 }
             };
         }

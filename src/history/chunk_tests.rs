@@ -224,6 +224,36 @@ fn regular_signals_compress() {
     let per_sample = bytes.len() as f64 / n as f64;
     println!("float32 sensor: {per_sample:.2} B/sample");
     assert!(per_sample < 4.0, "float32 sensor: {per_sample:.2} B/sample");
+    // The same sensor behind a deadband, read every 500 ms: reported 0.5 to 3 s apart, on
+    // the poll's grid. The grid makes its times cost a few bits, not twenty.
+    let mut time = 0i64;
+    let deadbanded: Vec<Point> = (0..n)
+        .map(|i| {
+            time += 500_000 * (1 + (noise.next() % 6) as i64);
+            let x = 50.0 + 10.0 * (i as f64 / 60.0).sin() + 0.2 * noise.unit();
+            good(1_780_000_000_123_456 + time, Value::Float(x as f32))
+        })
+        .collect();
+    let bytes = round_trip(DataType::Float, &deadbanded);
+    let per_sample = bytes.len() as f64 / n as f64;
+    println!("deadbanded float32 sensor: {per_sample:.2} B/sample");
+    assert!(
+        per_sample < 4.0,
+        "deadbanded float32: {per_sample:.2} B/sample"
+    );
+    // One sample off the grid (a clock correction) costs a few bytes, once.
+    let mut off = deadbanded.clone();
+    off[1000].time += 7;
+    for p in &mut off[1001..] {
+        p.time += 7;
+    }
+    let shifted = round_trip(DataType::Float, &off);
+    assert!(
+        shifted.len() < bytes.len() + 64,
+        "{} vs {}",
+        shifted.len(),
+        bytes.len()
+    );
 }
 
 #[test]
