@@ -482,10 +482,23 @@ fn check_aggregates(scada: &mut Scada, node: &str, raw: &[Json], from: i64, to: 
                 // Sloped interpolation between the good samples around the interval's start,
                 // and the area under that line over the interval, where no Bad sample is near.
                 "Interpolative" | "TimeAverage" => {
+                    // Only where the samples the lines run between are Good: around a
+                    // dropout the server reaches past the Bad ones (and says Uncertain).
+                    let around = |t: i64| {
+                        let i = raw.partition_point(|r| r.0 <= t);
+                        i > 0
+                            && raw.get(i - 1).is_some_and(|r| r.2)
+                            && raw.get(i).is_some_and(|r| r.2)
+                    };
                     let near = raw
                         .iter()
                         .filter(|r| r.0 >= lo - 400_000 && r.0 <= hi + 400_000);
-                    if near.clone().any(|r| !r.2) || k == 0 || k + 1 == count {
+                    if near.clone().any(|r| !r.2)
+                        || !around(lo)
+                        || !around(hi)
+                        || k == 0
+                        || k + 1 == count
+                    {
                         continue;
                     }
                     let line = |t: i64| {
