@@ -10,18 +10,98 @@
 //! 100 ms group commit, as `uaedge run` does; the drain side decodes each record, builds
 //! and encodes the historical payload and acks it, without the network (the node's drain
 //! rate limit, 5,000 samples/s by default, sits far below these figures).
+//!
+//! Buffering runs twice, each into a file of its own: with every commit written inline
+//! (`Journal::commit`, the intake waits for it) and with each commit written on a thread of
+//! its own while the intake goes on (`begin_commit` / `CommitJob::write` / `finish_commit`,
+//! as the edge node does). The two differ once fsync is slow; to see a slow disk, delay
+//! every fsync, e.g. by 300 ms, and give it enough samples to span several commits:
+//!
+//! ```sh
+//! cargo build --release --example sparkplug_store_bench
+//! strace -f --seccomp-bpf -o /dev/null -e trace=fsync,fdatasync \
+//!   -e inject=fsync,fdatasync:delay_exit=300000 \
+//!   target/release/examples/sparkplug_store_bench 10000000
+//! ```
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use uaedge::config::Config;
-use uaedge::model::Sample;
+use uaedge::model::{Sample, TagId, TagTable};
 use uaedge::sparkplug::codec::{self, MetricSpec};
 use uaedge::sparkplug::record;
 use uaedge::store::{Journal, JournalConfig};
 use uaedge_driver::{Quality, Timestamp, Value};
 
 const TAGS: usize = 10;
+const WINDOW: Duration = Duration::from_millis(100);
+
+fn open(path: &std::path::Path) -> Result<Journal, Box<dyn std::error::Error>> {
+    Ok(Journal::open(
+        path,
+        JournalConfig {
+            max_bytes: 4 << 30,
+            max_age: Duration::from_secs(86_400),
+            commit_window: WINDOW,
+        },
+    )?)
+}
+
+/// The broker is away: every device read becomes one record, committed when due, inline
+/// or on a writer thread. Returns the time until the last sample was appended (intake) and
+/// until everything was on disk.
+fn buffer(
+    journal: &mut Journal,
+    table: &TagTable,
+    ids: &[TagId],
+    total: usize,
+    writer: bool,
+) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
+    let t0 = Instant::now();
+    let start = Timestamp::now();
+    let mut job: Option<JoinHandle<()>> = None;
+    let mut n = 0usize;
+    let mut k: i64 = 0;
+    while n < total {
+        let samples: Vec<Sample> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Sample {
+                tag: *id,
+                value: Some(Value::Double((k as f64) * 0.1 + i as f64)),
+                quality: Quality::Good,
+                time: Timestamp(start.0 + k * 10_000),
+            })
+            .collect();
+        let (bytes, newest) = record::encode(table, "press", &samples);
+        journal.append(newest.as_micros(), bytes);
+        if job.as_ref().is_some_and(JoinHandle::is_finished) {
+            job = None;
+            journal.finish_commit()?;
+        }
+        let due = journal
+            .next_commit_due()
+            .is_some_and(|t| t <= Instant::now());
+        if due && !writer {
+            journal.commit()?;
+        } else if due {
+            job = journal
+                .begin_commit()
+                .map(|j| std::thread::spawn(move || j.write()));
+        }
+        n += TAGS;
+        k += 1;
+    }
+    let intake = t0.elapsed();
+    // flush() waits for the commit in flight.
+    journal.flush()?;
+    if let Some(job) = job {
+        job.join().map_err(|_| "commit thread panicked")?;
+    }
+    Ok((intake, t0.elapsed()))
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: usize = std::env::args()
@@ -42,46 +122,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids: Vec<_> = table.tags().iter().map(|t| t.id).collect();
 
     let dir = tempfile::tempdir()?;
+    let mut inline = open(&dir.path().join("inline.redb"))?;
+    let (inline_intake, inline_total) = buffer(&mut inline, &table, &ids, total, false)?;
+    drop(inline);
     let path = dir.path().join("bench.redb");
-    let window = Duration::from_millis(100);
-    let mut journal = Journal::open(
-        &path,
-        JournalConfig {
-            max_bytes: 4 << 30,
-            max_age: Duration::from_secs(86_400),
-            commit_window: window,
-        },
-    )?;
-
-    // Buffer: the broker is away, every device read becomes one record.
-    let t0 = Instant::now();
-    let start = Timestamp::now();
-    let mut n = 0usize;
-    let mut k: i64 = 0;
-    while n < total {
-        let samples: Vec<Sample> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| Sample {
-                tag: *id,
-                value: Some(Value::Double((k as f64) * 0.1 + i as f64)),
-                quality: Quality::Good,
-                time: Timestamp(start.0 + k * 10_000),
-            })
-            .collect();
-        let (bytes, newest) = record::encode(&table, "press", &samples);
-        journal.append(newest.as_micros(), bytes);
-        if journal
-            .next_commit_due()
-            .is_some_and(|t| t <= Instant::now())
-        {
-            journal.commit()?;
-        }
-        n += TAGS;
-        k += 1;
-    }
-    journal.flush()?;
-    let buffered = t0.elapsed();
+    let mut journal = open(&path)?;
+    let (intake, buffered) = buffer(&mut journal, &table, &ids, total, true)?;
+    let n = total.div_ceil(TAGS) * TAGS;
     let file = std::fs::metadata(&path)?.len();
     let (records, logical) = journal.backlog();
 
@@ -129,10 +176,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     journal.flush()?;
     let drain = t1.elapsed();
 
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!("samples: {n} ({TAGS} per record, {records} records)");
     println!(
-        "buffered into redb: {:.0} samples/s ({:.2} s, group commit every {window:?})",
-        n as f64 / buffered.as_secs_f64(),
+        "buffered into redb, commits inline: {:.0} samples/s taken in ({:.2} s), {:.0} samples/s on disk ({:.2} s), group commit every {WINDOW:?}",
+        rate(inline_intake),
+        inline_intake.as_secs_f64(),
+        rate(inline_total),
+        inline_total.as_secs_f64()
+    );
+    println!(
+        "buffered into redb, commits on a writer thread: {:.0} samples/s taken in ({:.2} s), {:.0} samples/s on disk ({:.2} s)",
+        rate(intake),
+        intake.as_secs_f64(),
+        rate(buffered),
         buffered.as_secs_f64()
     );
     println!(

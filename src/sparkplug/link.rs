@@ -25,6 +25,8 @@ pub(super) const QUEUED_BYTES: usize = 8 << 20;
 pub(super) enum Phase {
     /// No session; the next one starts at `retry_at`.
     Down { retry_at: Instant },
+    /// bdSeq set, waiting for the journal commit that writes it (see `connect`).
+    Persisting { bd_seq: u64 },
     /// CONNECT sent.
     Connecting,
     /// SUBSCRIBE sent, waiting for SUBACK.
@@ -47,12 +49,37 @@ impl NodeTask {
         };
         // 0 on the very first session, then +1 per CONNECT, wrapping at 256.
         let bd_seq = last.map_or(0, |v| (v + 1) % 256);
-        // On disk before the CONNECT that registers it in the Will. A full disk must not stop
-        // live data: the journal still hands out the next bdSeq in this process and writes
-        // it once it can, so only a restart before then could reuse it.
-        if let Err(e) = blocking(|| self.journal.set_u64(BD_SEQ_KEY, bd_seq)) {
-            warn!(error = %e, bd_seq, "cannot persist bdSeq; connecting with it anyway");
+        // On disk before the CONNECT that registers it in the Will: a journal commit writes
+        // it, on the blocking thread that writes every commit, and `after_commit` connects
+        // once it has. A transaction of its own here (`set_u64`) would stop this task for
+        // its fsyncs and, behind redb's one writer at a time, for the commit in flight too:
+        // seconds on a slow card, with no samples taken meanwhile.
+        self.journal.stage_u64(BD_SEQ_KEY, bd_seq);
+        self.phase = Phase::Persisting { bd_seq };
+        // With a commit in flight, `after_commit` begins the next one.
+        self.begin_commit();
+    }
+
+    /// A journal commit has finished (`failed`: with an error). While a bdSeq waits for the
+    /// disk: connect once it is there, or begin the commit that writes it. A full disk must
+    /// not stop live data: after a failed commit the node connects anyway; the journal
+    /// still hands out the next bdSeq in this process and writes it once it can, so only a
+    /// restart before then could reuse it.
+    pub(super) fn after_commit(&mut self, failed: bool) {
+        let Phase::Persisting { bd_seq } = self.phase else {
+            return;
+        };
+        if failed {
+            warn!(bd_seq, "cannot persist bdSeq; connecting with it anyway");
+        } else if !self.journal.u64_saved(BD_SEQ_KEY) {
+            // That commit was begun before the bdSeq was set.
+            self.begin_commit();
+            return;
         }
+        self.start_session(bd_seq);
+    }
+
+    fn start_session(&mut self, bd_seq: u64) {
         debug!(host = %self.settings.host, port = self.settings.port, bd_seq, "connecting to the MQTT broker");
         self.status.bd_seq.store(bd_seq, Ordering::Relaxed);
         self.session = Some(Session::start(&self.settings, &self.topics, bd_seq as u8));

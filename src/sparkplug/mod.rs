@@ -30,7 +30,7 @@
 //!     path: sparkplug.redb            # relative to state_dir (the default)
 //!     max_bytes: 256MiB               # bytes or B/KB/MB/GB/KiB/MiB/GiB
 //!     max_age: 168h
-//!     commit_window: 100ms            # what a kill -9 may lose; at most 10s
+//!     commit_window: 100ms            # a kill -9 may lose two windows and a commit; ≤ 10s
 //!     drain_rate: 5000                # historical samples/s after an outage
 //! ```
 //! Relative file paths (TLS, password) are relative to the config file's folder. Device
@@ -39,7 +39,9 @@
 //! # Life cycle
 //! 1. bdSeq = last + 1 (mod 256), persisted in the journal's meta table *before* CONNECT, so
 //!    every session's Will carries a bdSeq no earlier session used (a CONNECT the broker
-//!    refused or never answered uses one up too: the Will may have been registered).
+//!    refused or never answered uses one up too: the Will may have been registered). A
+//!    journal commit writes it, off the node task like every commit; CONNECT follows once
+//!    that commit has finished (or failed: a full disk does not keep the node offline).
 //! 2. CONNECT (clean session) with the Will = NDEATH {bdSeq}, QoS 1, not retained.
 //! 3. SUBSCRIBE NCMD, DCMD (`+`) and, with `primary_host_id`, `spBv1.0/STATE/<id>`, all
 //!    QoS 1; the node waits for the SUBACK before any birth.
@@ -76,8 +78,10 @@
 //!     between them; what both saw is journaled twice), then NDEATH, a new session, NBIRTH.
 //!
 //! # Store and forward: what departs from the specification, and why
-//! Every reported sample is appended to the journal (in memory; committed at most one
-//! `commit_window` later) *and*, when online, published at once. The record is deleted only
+//! Every reported sample is appended to the journal (in memory; committed about one
+//! `commit_window` later) *and*, when online, published at once. Commits are written on a
+//! blocking thread while the node goes on taking samples (see `crate::store`), so a slow
+//! fsync does not hold up the router and the drivers behind it. The record is deleted only
 //! when the broker's PUBACK for that publish arrives, so **NDATA/DDATA use QoS 1** by default
 //! (`data_qos: 1`), where Sparkplug suggests QoS 0: with QoS 0 there is no PUBACK, and a
 //! sample written into a TCP connection that then breaks would be lost. `data_qos: 0`
@@ -101,8 +105,10 @@
 //! configured loses that part with one warn line. The historical encoding is in one function
 //! ([`codec::historical_payload`]).
 //!
-//! A `kill -9` loses at most the samples of one commit window; the backlog of the last run
-//! drains after the first birth. Journal full or too old → the oldest records go, counted in
+//! A `kill -9` loses the samples not yet acknowledged of the window being gathered and of
+//! the commit in flight: at most two commit windows and one commit's fsyncs (on a disk
+//! slower than the window, each window lasts one commit), never a committed sample. The
+//! backlog of the last run drains after the first birth. Journal full or too old → the oldest records go, counted in
 //! the `Node Info/Store Dropped Records` metric and logged by the journal.
 
 mod aliases;

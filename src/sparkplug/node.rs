@@ -172,6 +172,7 @@ async fn run(
         last_diag: None,
         writes: Arc::new(Semaphore::new(MAX_WRITES)),
         next_flush: Instant::now(),
+        commit_job: None,
     };
     node.run(model, stop).await;
 }
@@ -235,6 +236,8 @@ pub(super) struct NodeTask {
     pub(super) last_diag: Option<Diagnostics>,
     pub(super) writes: Arc<Semaphore>,
     next_flush: Instant,
+    /// The journal commit being written on a blocking thread, if any (see `begin_commit`).
+    commit_job: Option<JoinHandle<()>>,
 }
 
 impl NodeTask {
@@ -242,6 +245,7 @@ impl NodeTask {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // None while a commit is in flight: its end is the next thing to wait for.
             let commit_at = self.journal.next_commit_due().map(Instant::from_std);
             let retry_at = match self.phase {
                 Phase::Down { retry_at } => Some(retry_at),
@@ -255,7 +259,11 @@ impl NodeTask {
                     None => break,
                 },
                 ev = next_session_event(&mut self.session) => self.on_session_events(ev),
-                _ = sleep_until(commit_at) => self.commit(),
+                _ = sleep_until(commit_at) => self.begin_commit(),
+                _ = written(&mut self.commit_job) => {
+                    let failed = !self.finish_commit();
+                    self.after_commit(failed);
+                }
                 _ = sleep_until(retry_at) => self.connect(),
                 _ = tick.tick() => self.on_tick(),
             }
@@ -324,8 +332,23 @@ impl NodeTask {
         self.status.backlog_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    pub(super) fn commit(&mut self) {
-        match blocking(|| self.journal.commit()) {
+    /// Hands the journal's pending records (and a bdSeq waiting to be written, see
+    /// `connect`) to a blocking thread that writes them, so that the fsyncs (two or more per
+    /// commit, 300 ms each on a slow card) do not stop this task from taking samples:
+    /// appends, acks and drain reads go on meanwhile. One commit at a time: while one is in
+    /// flight this does nothing, and the journal says no commit is due.
+    pub(super) fn begin_commit(&mut self) {
+        if let Some(job) = self.journal.begin_commit() {
+            self.commit_job = Some(tokio::task::spawn_blocking(move || job.write()));
+        }
+    }
+
+    /// The commit in flight has been written (or failed): the journal takes the outcome in.
+    /// Returns whether it succeeded.
+    fn finish_commit(&mut self) -> bool {
+        self.commit_job = None;
+        // Blocking: it may compact the file after a large backlog drained.
+        match blocking(|| self.journal.finish_commit()) {
             Ok(stats) => {
                 if stats.dropped_records > 0 {
                     // The journal logged the details.
@@ -333,8 +356,12 @@ impl NodeTask {
                         .dropped
                         .fetch_add(stats.dropped_records, Ordering::Relaxed);
                 }
+                true
             }
-            Err(e) => warn!(error = %e, "journal commit failed; retrying in one window"),
+            Err(e) => {
+                warn!(error = %e, "journal commit failed; retrying in one window");
+                false
+            }
         }
     }
 
@@ -354,6 +381,13 @@ impl NodeTask {
                 Err(_) => break,
             }
         }
+        // The commit in flight first, then what is left, on this thread.
+        if let Some(job) = self.commit_job.take() {
+            if let Err(e) = job.await {
+                error!(error = %e, "journal commit task failed");
+            }
+            self.finish_commit();
+        }
         if let Err(e) = blocking(|| self.journal.flush()) {
             error!(error = %e, "final journal commit failed");
         }
@@ -372,6 +406,19 @@ impl NodeTask {
         self.status.born.store(false, Ordering::Relaxed);
         let (records, _) = self.journal.backlog();
         info!(backlog = records, "Sparkplug edge node stopped");
+    }
+}
+
+/// The commit job's end; never, without one.
+async fn written(job: &mut Option<JoinHandle<()>>) {
+    match job {
+        Some(handle) => {
+            if let Err(e) = handle.await {
+                // The journal takes the commit as failed and keeps its records.
+                error!(error = %e, "journal commit task failed");
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

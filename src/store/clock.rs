@@ -19,6 +19,7 @@ const JUMP_MICROS: i64 = 1_000_000;
 /// notes go and their records are taken as stamped.
 const MAX_FRAMES: usize = 1024;
 
+#[derive(Clone)]
 pub(super) struct Frames {
     epoch: Instant,
     /// (first seq appended under it, wall − monotonic µs), ascending seq.

@@ -1,10 +1,16 @@
 //! Crash consistency: a child process appends and commits continuously and
 //! is killed with SIGKILL at a random moment; the parent reopens the file and
 //! checks that nothing the child reported as committed was lost or damaged.
+//! The child commits either inline (`Journal::commit`) or as the edge node
+//! does, writing each commit on a thread of its own while it goes on
+//! appending and acking (`begin_commit` / `write` / `finish_commit`). A third
+//! child stops at a set point — one commit finished, one in flight, one
+//! window gathered — to show what a kill can lose: the last two, never the
+//! first, and the one in flight whole or not at all.
 //!
-//! The child is this same test binary, re-run on the `crash_child` test with
-//! an environment variable naming the journal; without the variable that test
-//! returns at once, so a normal `cargo test` run skips it.
+//! The children are this same test binary, re-run on a `crash_child*` test
+//! with an environment variable naming the journal; without the variable
+//! those tests return at once, so a normal `cargo test` run skips them.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -16,6 +22,15 @@ use super::tables::now_micros;
 use super::{Ack, Journal, JournalConfig};
 
 const CHILD_ENV: &str = "UAEDGE_STORE_CRASH_CHILD";
+/// Set (to anything) for the child that writes its commits on another thread.
+const WRITER_ENV: &str = "UAEDGE_STORE_CRASH_WRITER";
+/// For the set-point child: `written` has the commit in flight written (on a thread of its
+/// own, and not finished: the journal has not heard back) by the time of the kill,
+/// `unwritten` keeps it unwritten. A kill during the write is the random tests' part.
+const IN_FLIGHT_ENV: &str = "UAEDGE_STORE_CRASH_IN_FLIGHT";
+/// The set point: last seq committed, last seq in flight, last seq gathered.
+const SET_POINT: [u64; 3] = [40, 80, 120];
+const READY: &str = "ready";
 const ITERATIONS: usize = 10;
 const REPORT_PREFIX: &str = "committed ";
 
@@ -75,6 +90,9 @@ fn crash_child() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
     };
+    if std::env::var_os(WRITER_ENV).is_some() {
+        return writer_child(Path::new(&path));
+    }
     let mut j = Journal::open(&path, config()).unwrap();
     let mut late = Vec::new();
     loop {
@@ -100,6 +118,86 @@ fn crash_child() {
     }
 }
 
+/// The edge node's way: each commit is written on a thread of its own while
+/// appends and acks go on; records acked late are acked while their commit
+/// is in flight, so the kill also meets deletes of records just written.
+fn writer_child(path: &Path) {
+    let mut j = Journal::open(path, config()).unwrap();
+    let mut late = Vec::new();
+    let mut writer: Option<std::thread::JoinHandle<()>> = None;
+    loop {
+        for _ in 0..10 {
+            let seq = j.next_seq();
+            assert_eq!(j.append(now_micros(), payload(seq)), seq);
+            if acked_early(seq) {
+                assert_eq!(j.ack(seq), Ack::Cancelled);
+            } else if acked_late(seq) {
+                late.push(seq);
+            }
+        }
+        if writer.as_ref().is_some_and(|w| w.is_finished()) {
+            if let Some(w) = writer.take() {
+                w.join().unwrap();
+            }
+            j.finish_commit().unwrap();
+            // Only now is the report true (see `crash_child`).
+            println!("{REPORT_PREFIX}{}", j.committed_through().unwrap_or(0));
+        }
+        let due = j.next_commit_due().is_some_and(|due| due <= Instant::now());
+        if writer.is_none() && due {
+            if let Some(job) = j.begin_commit() {
+                for seq in late.drain(..) {
+                    assert_eq!(j.ack(seq), Ack::Deleting, "in flight");
+                }
+                writer = Some(std::thread::spawn(move || job.write()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn append_up_to(j: &mut Journal, last: u64) {
+    while j.next_seq() <= last {
+        let seq = j.next_seq();
+        assert_eq!(j.append(now_micros(), payload(seq)), seq);
+        if acked_early(seq) {
+            assert_eq!(j.ack(seq), Ack::Cancelled);
+        }
+    }
+}
+
+/// The set-point role: one commit finished, one in flight, one window gathered, then
+/// wait for the kill.
+#[test]
+fn crash_child_at_a_set_point() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let write = std::env::var(IN_FLIGHT_ENV).is_ok_and(|m| m == "written");
+    let mut j = Journal::open(&path, config()).unwrap();
+    append_up_to(&mut j, SET_POINT[0]);
+    j.commit().unwrap();
+    append_up_to(&mut j, SET_POINT[1]);
+    let job = j.begin_commit().unwrap();
+    let writer = std::thread::spawn(move || {
+        if write {
+            job.write();
+        } else {
+            // Held, unwritten, until the kill.
+            std::thread::park();
+            drop(job);
+        }
+    });
+    append_up_to(&mut j, SET_POINT[2]);
+    if write {
+        writer.join().unwrap();
+    }
+    println!("{READY}");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// Kills the child even when an assertion in the parent fails first.
 struct KillOnDrop(Child);
 
@@ -110,14 +208,15 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn spawn_child(path: &Path) -> KillOnDrop {
+fn spawn_child(path: &Path, child: &str, env: &[(&str, &str)]) -> KillOnDrop {
     let module = module_path!();
     let test_name = module.split_once("::").map_or(module, |(_, rest)| rest);
     let exe = std::env::current_exe().unwrap();
     let child = Command::new(exe)
-        .args(["--exact", &format!("{test_name}::crash_child")])
+        .args(["--exact", &format!("{test_name}::{child}")])
         .args(["--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, path)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         // Inherited so that a panic in the child (say, a failed open) is seen.
         .stderr(Stdio::inherit())
@@ -128,8 +227,9 @@ fn spawn_child(path: &Path) -> KillOnDrop {
 
 /// Runs one child until a random moment after its first commit, SIGKILLs
 /// it, and returns the highest seq it reported as committed.
-fn run_and_kill(path: &Path, delay: Duration) -> Option<u64> {
-    let mut child = spawn_child(path);
+fn run_and_kill(path: &Path, delay: Duration, writer: bool) -> Option<u64> {
+    let env: &[(&str, &str)] = if writer { &[(WRITER_ENV, "1")] } else { &[] };
+    let mut child = spawn_child(path, "crash_child", env);
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -196,6 +296,15 @@ fn verify(path: &Path, last_reported: u64, iteration: usize) -> u64 {
 
 #[test]
 fn sigkill_never_loses_or_damages_committed_records() {
+    kill_repeatedly(false);
+}
+
+#[test]
+fn sigkill_with_commits_in_flight_never_loses_or_damages_committed_records() {
+    kill_repeatedly(true);
+}
+
+fn kill_repeatedly(writer: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.redb");
     let seed = SystemTime::now()
@@ -209,12 +318,68 @@ fn sigkill_never_loses_or_damages_committed_records() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let delay = Duration::from_millis(20 + rng % 300);
-        let reported = run_and_kill(&path, delay);
+        let reported = run_and_kill(&path, delay, writer);
         last_reported = last_reported.max(reported.unwrap_or(0));
         let appended = verify(&path, last_reported, iteration);
         // The parent's own append is committed by close(): the next child
         // resumes after it.
         last_reported = last_reported.max(appended);
         eprintln!("seed {seed}: iteration {iteration} killed after {delay:?}, committed through {last_reported}");
+    }
+}
+
+#[test]
+fn a_kill_loses_at_most_the_window_gathered_and_the_commit_in_flight() {
+    let kept =
+        |from: u64, to: u64| -> Vec<u64> { (from..=to).filter(|s| !acked_early(*s)).collect() };
+    let committed = kept(1, SET_POINT[0]);
+    let in_flight = kept(SET_POINT[0] + 1, SET_POINT[1]);
+    for mode in ["unwritten", "written"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set_point.redb");
+        let mut child = spawn_child(
+            &path,
+            "crash_child_at_a_set_point",
+            &[(IN_FLIGHT_ENV, mode)],
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            // The harness's "test … " may lead the line.
+            .any(|line| line.ends_with(READY));
+        assert!(ready, "{mode}: the child never reached the set point");
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+
+        let j = Journal::open(&path, config()).unwrap();
+        let held = j.oldest(usize::MAX).unwrap();
+        for (seq, _, bytes) in &held {
+            assert_eq!(bytes, &payload(*seq), "{mode}: seq {seq} payload");
+        }
+        let held: Vec<u64> = held.iter().map(|r| r.0).collect();
+        // Everything committed is there; the commit in flight is there whole once written,
+        // not at all before; the window being gathered is not.
+        assert!(
+            held.starts_with(&committed),
+            "{mode}: committed records lost: {held:?}"
+        );
+        let rest = &held[committed.len()..];
+        if mode == "written" {
+            assert_eq!(rest, in_flight, "{mode}: the commit in flight");
+        } else {
+            assert!(
+                rest.is_empty(),
+                "{mode}: never written, yet on disk: {rest:?}"
+            );
+        }
+        assert!(j.next_seq() > SET_POINT[0]);
+        eprintln!(
+            "{mode}: kept {} of {} unacked records; lost {} in flight and {} gathered",
+            held.len(),
+            committed.len() + in_flight.len() + kept(SET_POINT[1] + 1, SET_POINT[2]).len(),
+            in_flight.len() - rest.len(),
+            kept(SET_POINT[1] + 1, SET_POINT[2]).len(),
+        );
     }
 }

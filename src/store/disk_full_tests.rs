@@ -15,7 +15,7 @@ use redb::{Builder, StorageBackend};
 
 use super::journal::Opener;
 use super::tables::now_micros;
-use super::{Journal, JournalConfig};
+use super::{Ack, Journal, JournalConfig};
 
 #[derive(Debug)]
 struct Quota {
@@ -183,4 +183,113 @@ fn a_full_disk_is_retried_with_backoff_counted_and_recovered_from() {
     );
     let next_seq = j.next_seq();
     assert!(seqs.iter().all(|s| *s < next_seq), "seqs never repeat");
+}
+
+fn quota_journal(path: &Path, limit: &Arc<AtomicU64>) -> Journal {
+    let config = JournalConfig {
+        max_bytes: 64 * 1024 * 1024,
+        max_age: Duration::from_secs(3600),
+        commit_window: Duration::from_millis(100),
+    };
+    Journal::open_with(
+        path.to_path_buf(),
+        config,
+        quota_opener(path, Arc::clone(limit)),
+        &AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
+/// Seqs and payload ids (the test appends payload(seq)) of everything the journal holds.
+fn held(j: &Journal) -> Vec<u64> {
+    let all = j.oldest(usize::MAX).unwrap();
+    for (seq, _, p) in &all {
+        assert_eq!(id(p), *seq, "payload of {seq}");
+    }
+    all.iter().map(|r| r.0).collect()
+}
+
+#[test]
+fn a_commit_that_fails_in_flight_gives_its_records_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.redb");
+    let limit = Arc::new(AtomicU64::new(u64::MAX));
+    let mut j = quota_journal(&path, &limit);
+    let append = |j: &mut Journal, range: std::ops::RangeInclusive<u64>| {
+        for seq in range {
+            assert_eq!(j.append(now_micros(), payload(seq)), seq);
+        }
+    };
+    append(&mut j, 1..=20);
+    j.commit().unwrap();
+    append(&mut j, 21..=40);
+    assert_eq!(j.ack(3), Ack::Deleting);
+    let job = j.begin_commit().unwrap();
+    // While it is in flight: more records, and acks of every kind.
+    append(&mut j, 41..=50);
+    assert_eq!(j.ack(4), Ack::Deleting, "committed");
+    assert_eq!(j.ack(25), Ack::Deleting, "in flight");
+    assert_eq!(j.ack(45), Ack::Cancelled, "gathered since");
+    // The disk refuses every byte: the write fails on its own thread.
+    limit.store(0, Ordering::SeqCst);
+    std::thread::spawn(move || job.write()).join().unwrap();
+    assert!(j.finish_commit().is_err());
+    assert!(!j.commit_in_flight());
+    let wait = j.next_commit_due().unwrap() - Instant::now();
+    assert!(
+        wait > Duration::from_millis(50),
+        "a retry, not a spin: {wait:?}"
+    );
+
+    // The batch is back in front of what came since: nothing lost, nothing twice, in seq
+    // order, and what was acked meanwhile does not come back. (Reads need the file, which
+    // the failure closed; the next commit reopens it, so read after that.)
+    let expected: Vec<u64> = (1..=50).filter(|s| ![3, 4, 25, 45].contains(s)).collect();
+    assert_eq!(
+        j.backlog().0,
+        expected.len() as u64 + 2,
+        "3 and 4 count until deleted"
+    );
+    limit.store(u64::MAX, Ordering::SeqCst);
+    let stats = j.commit().unwrap();
+    assert_eq!((stats.written, stats.deleted), (28, 2));
+    assert_eq!(held(&j), expected);
+    assert_eq!(j.backlog().0, expected.len() as u64);
+    drop(j);
+
+    let j = quota_journal(&path, &limit);
+    assert_eq!(held(&j), expected, "on disk");
+    assert_eq!(j.next_seq(), 51);
+}
+
+#[test]
+fn a_counter_set_while_a_commit_carries_an_older_value_keeps_the_newer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.redb");
+    let limit = Arc::new(AtomicU64::new(u64::MAX));
+    let mut j = quota_journal(&path, &limit);
+    j.set_u64("bd", 2).unwrap();
+    // Refused: 3 waits for the next commit.
+    limit.store(0, Ordering::SeqCst);
+    assert!(j.set_u64("bd", 3).is_err());
+    limit.store(u64::MAX, Ordering::SeqCst);
+    j.append(now_micros(), payload(1));
+    // The commit takes bd along, reopening the file (the failure closed it) on its own
+    // thread; meanwhile no second handle may open it, so 4 waits for a commit too.
+    let job = j.begin_commit().unwrap();
+    assert!(j.set_u64("bd", 4).is_err());
+    job.write();
+    j.finish_commit().unwrap();
+    // Now a commit carries bd = 4, and before its transaction starts the node sets 5,
+    // durably. The commit must write 5 (what is current once it holds redb's writer lock),
+    // not the 4 it was begun with, or a restart would see a bdSeq older than one used.
+    j.append(now_micros(), payload(2));
+    let job = j.begin_commit().unwrap();
+    j.set_u64("bd", 5).unwrap();
+    job.write();
+    j.finish_commit().unwrap();
+    assert_eq!(j.get_u64("bd").unwrap(), Some(5));
+    drop(j);
+    let mut j = quota_journal(&path, &limit);
+    assert_eq!(j.get_u64("bd").unwrap(), Some(5));
 }

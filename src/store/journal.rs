@@ -1,4 +1,6 @@
-//! The journal itself: write-behind buffer, group commit, bounds, drain, meta.
+//! The journal itself: write-behind buffer, acks, bounds, drain, meta. The
+//! commit, split so that its fsyncs can run on another thread, is in
+//! `commit.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
@@ -7,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use redb::{
     Builder, Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, RepairSession,
     StorageError,
@@ -14,32 +17,17 @@ use redb::{
 use tracing::{info, warn};
 
 use super::clock::Frames;
+use super::commit::InFlight;
 use super::pending::Pending;
 use super::tables::{now_micros, record_bytes, META, RECORDS, STATE, STATE_NEXT_SEQ};
-use super::{CommitStats, JournalConfig, StoreError};
+use super::{JournalConfig, StoreError};
 
 /// redb defaults to a 1 GiB page cache; the journal only appends at the end
 /// and reads from the front, so a small cache serves it and suits edge boxes.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Below this file size compaction is not worth a pause.
-const COMPACT_MIN_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Compact once the file is this many times the live logical bytes. Well
-/// above the B-tree's own overhead, so a steady backlog never triggers it;
-/// in practice it fires after a large backlog has drained.
-const COMPACT_RATIO: u64 = 8;
-
-/// redb compacts in rounds; a cap keeps one commit from stalling for long.
-const COMPACT_MAX_ROUNDS: usize = 32;
-
 /// Seqs start at 1 so that "0" never names a record in logs or on the wire.
 const FIRST_SEQ: u64 = 1;
-
-/// Longest wait between commit retries while the disk refuses writes (full
-/// filesystem, file size limit): often enough to notice freed space soon,
-/// rarely enough that a long failure is a few log lines a minute, not a spin.
-const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Opens the database file; called again after an I/O failure, because redb
 /// refuses every later operation on a handle that saw one.
@@ -50,77 +38,76 @@ pub(super) type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send 
 pub enum Ack {
     /// The record was still in memory and will never be written.
     Cancelled,
-    /// The record is on disk and is deleted by the next commit.
+    /// The record is on disk, or in the commit in flight, and is deleted by
+    /// the next commit (or never written, should the one in flight fail).
     Deleting,
     /// No such unacked record: already acked, dropped by a bound, or never
     /// handed out. Harmless — a broker may PUBACK a retransmission twice.
     Unknown,
 }
 
-/// A durable, bounded, ordered journal. See the module docs.
+/// A durable, bounded, ordered journal. See the module docs. The fields are
+/// the store module's so that `commit.rs` can run the commit.
 pub struct Journal {
-    /// `None` after an I/O failure until a reopen succeeds.
-    db: Option<Database>,
-    opener: Opener,
-    path: PathBuf,
-    config: JournalConfig,
-    next_seq: u64,
-    pending: Pending,
+    /// `None` after an I/O failure until a reopen succeeds. Shared with the
+    /// commit in flight, which writes through it while this side reads.
+    pub(super) db: Option<Arc<Database>>,
+    /// Shared with a commit that reopens the file on its own thread.
+    pub(super) opener: Arc<Opener>,
+    pub(super) path: PathBuf,
+    pub(super) config: JournalConfig,
+    pub(super) next_seq: u64,
+    pub(super) pending: Pending,
     /// Acked records that are on disk, deleted by the next commit.
-    deletes: BTreeSet<u64>,
-    committed_records: u64,
-    committed_bytes: u64,
+    pub(super) deletes: BTreeSet<u64>,
+    /// The commit taken by `begin_commit` and not finished yet.
+    pub(super) in_flight: Option<InFlight>,
+    pub(super) committed_records: u64,
+    pub(super) committed_bytes: u64,
     /// Front of the records table (seq, ts): the age bound's next deadline
     /// and the lower limit below which an ack names nothing.
-    oldest_committed: Option<(u64, i64)>,
+    pub(super) oldest_committed: Option<(u64, i64)>,
     /// When the first change since the last commit arrived.
-    dirty_since: Option<Instant>,
-    dropped_records: u64,
-    dropped_bytes: u64,
+    pub(super) dirty_since: Option<Instant>,
+    pub(super) dropped_records: u64,
+    pub(super) dropped_bytes: u64,
     /// One warning per run of failed commits, not one per dropped append.
-    pending_overflow_warned: bool,
+    pub(super) pending_overflow_warned: bool,
     /// File length and live bytes right after the last compaction: a file
     /// that will not shrink further is compacted again only once it has
     /// grown or the live data has since halved.
-    last_compact_len: u64,
-    last_compact_live: u64,
+    pub(super) last_compact_len: u64,
+    pub(super) last_compact_live: u64,
     /// Commits failed in a row; spaces the retries out.
-    failed_commits: u32,
+    pub(super) failed_commits: u32,
     /// While commits fail: when to try again.
-    retry_at: Option<Instant>,
+    pub(super) retry_at: Option<Instant>,
     /// Pending records dropped by the byte bound and not yet in a
-    /// [`CommitStats`], so that the caller's drop counter sees them once the
-    /// disk takes writes again.
-    unreported_drops: (u64, u64),
+    /// [`CommitStats`](super::CommitStats), so that the caller's drop
+    /// counter sees them once the disk takes writes again.
+    pub(super) unreported_drops: (u64, u64),
     /// Caller counters read or written by this process; the journal is the
     /// file's only writer, so this is the truth even while the disk is not.
-    meta: BTreeMap<String, u64>,
+    /// Shared with the commit in flight, which reads the values once its
+    /// transaction holds redb's writer lock: a `set_u64` that slipped in
+    /// before that transaction cannot then be overwritten with an older value.
+    pub(super) meta: Arc<Mutex<BTreeMap<String, u64>>>,
     /// Counters set while the disk refused them, written by the next
     /// commit that succeeds.
-    meta_unsaved: BTreeSet<String>,
+    pub(super) meta_unsaved: BTreeSet<String>,
     /// Where the wall clock stood as records were appended, for the age bound.
-    clock: Frames,
+    pub(super) clock: Frames,
 }
 
-#[derive(Default)]
-struct BatchOutcome {
-    written: u64,
-    written_bytes: u64,
-    deleted: u64,
-    deleted_bytes: u64,
-    dropped_records: u64,
-    dropped_bytes: u64,
-    oldest: Option<(u64, i64)>,
+/// What the file holds, counted on open and after a reopen.
+pub(super) struct Scan {
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest: Option<(u64, i64)>,
+    pub next_seq: u64,
 }
 
-struct Scan {
-    records: u64,
-    bytes: u64,
-    oldest: Option<(u64, i64)>,
-    next_seq: u64,
-}
-
-fn db_err(path: &Path, source: impl Into<redb::Error>) -> StoreError {
+pub(super) fn db_err(path: &Path, source: impl Into<redb::Error>) -> StoreError {
     StoreError::Db {
         path: path.to_path_buf(),
         source: source.into(),
@@ -147,15 +134,58 @@ fn open_err(path: &Path, source: DatabaseError) -> StoreError {
 
 /// Errors after which redb's handle is unusable (it latches the first I/O
 /// failure) and only a reopen can tell whether the disk takes writes again.
-fn needs_reopen(e: &redb::Error) -> bool {
+pub(super) fn needs_reopen(e: &redb::Error) -> bool {
     matches!(
         e,
         redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
     )
 }
 
-fn duration_micros(d: Duration) -> i64 {
+pub(super) fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Opens the file and counts what it holds. The caller has closed any
+/// earlier handle: redb refuses a second one on the same file. Records still
+/// pending are rewritten by the next commit whether or not the failed commit
+/// reached the file (an insert of the same seq replaces, a delete of a
+/// missing one is a no-op), and the counters come from this scan, so nothing
+/// is lost or counted twice.
+pub(super) fn open_and_scan(opener: &Opener) -> Result<(Database, Scan), redb::Error> {
+    let db = opener().map_err(redb::Error::from)?;
+    let scan = init_and_scan(&db)?;
+    Ok((db, scan))
+}
+
+/// Creates the tables if missing and recomputes the counters from the
+/// data itself, so no stored counter can drift from the truth.
+fn init_and_scan(db: &Database) -> Result<Scan, redb::Error> {
+    let txn = db.begin_write()?;
+    let scan = {
+        let records = txn.open_table(RECORDS)?;
+        txn.open_table(META)?;
+        let state = txn.open_table(STATE)?;
+        let mut count = 0u64;
+        let mut bytes = 0u64;
+        for entry in records.iter()? {
+            let (_, value) = entry?;
+            count += 1;
+            bytes = bytes.saturating_add(record_bytes(value.value().1.len()));
+        }
+        let oldest = records.first()?.map(|(k, v)| (k.value(), v.value().0));
+        let after_last = records
+            .last()?
+            .map_or(FIRST_SEQ, |(k, _)| k.value().saturating_add(1));
+        let stored_next = state.get(STATE_NEXT_SEQ)?.map_or(FIRST_SEQ, |v| v.value());
+        Scan {
+            records: count,
+            bytes,
+            oldest,
+            next_seq: after_last.max(stored_next).max(FIRST_SEQ),
+        }
+    };
+    txn.commit()?;
+    Ok(scan)
 }
 
 impl Journal {
@@ -191,7 +221,7 @@ impl Journal {
         repairing: &AtomicBool,
     ) -> Result<Self, StoreError> {
         let db = opener().map_err(|e| open_err(&path, e))?;
-        let scan = Self::init_and_scan(&db).map_err(|e| db_err(&path, e))?;
+        let scan = init_and_scan(&db).map_err(|e| db_err(&path, e))?;
         info!(
             path = %path.display(),
             records = scan.records,
@@ -201,13 +231,14 @@ impl Journal {
             "journal opened"
         );
         Ok(Self {
-            db: Some(db),
-            opener,
+            db: Some(Arc::new(db)),
+            opener: Arc::new(opener),
             path,
             config,
             next_seq: scan.next_seq,
             pending: Pending::new(scan.next_seq),
             deletes: BTreeSet::new(),
+            in_flight: None,
             committed_records: scan.records,
             committed_bytes: scan.bytes,
             oldest_committed: scan.oldest,
@@ -220,83 +251,53 @@ impl Journal {
             failed_commits: 0,
             retry_at: None,
             unreported_drops: (0, 0),
-            meta: BTreeMap::new(),
+            meta: Arc::default(),
             meta_unsaved: BTreeSet::new(),
             clock: Frames::new(),
         })
     }
 
     fn db(&self) -> Result<&Database, redb::Error> {
-        self.db.as_ref().ok_or(redb::Error::DatabaseClosed)
+        self.db.as_deref().ok_or(redb::Error::DatabaseClosed)
     }
 
-    /// Drops a handle that saw an I/O failure and tries a fresh one. The
-    /// counters are recomputed from what is on disk; records still pending
-    /// are rewritten by the next commit whether or not the failed commit
-    /// reached the file (an insert of the same seq replaces, a delete of a
-    /// missing one is a no-op), so nothing is lost or counted twice.
-    fn reopen(&mut self) -> Result<(), redb::Error> {
-        // Closing first: redb refuses a second handle on the same file.
-        self.db = None;
-        let db = (self.opener)().map_err(redb::Error::from)?;
-        let scan = Self::init_and_scan(&db)?;
+    /// Takes the counters from a scan of the file made by a reopen.
+    pub(super) fn apply_scan(&mut self, scan: &Scan) {
         self.committed_records = scan.records;
         self.committed_bytes = scan.bytes;
         self.oldest_committed = scan.oldest;
         self.next_seq = self.next_seq.max(scan.next_seq);
-        self.db = Some(db);
         info!(path = %self.path.display(), records = scan.records, "journal reopened after a write failure");
-        Ok(())
     }
 
-    /// Reopens if an earlier failure closed the handle.
+    /// Reopens if an earlier failure closed the handle, for a write of this
+    /// thread's own (`set_u64`); a commit reopens on its own thread. Not
+    /// while a commit is in flight: it may be reopening the file itself.
     fn ensure_open(&mut self) -> Result<(), redb::Error> {
-        if self.db.is_none() {
-            self.reopen()?;
+        if self.db.is_some() {
+            return Ok(());
         }
+        if self.in_flight.is_some() {
+            return Err(redb::Error::DatabaseClosed);
+        }
+        let (db, scan) = open_and_scan(&self.opener)?;
+        self.apply_scan(&scan);
+        self.db = Some(Arc::new(db));
         Ok(())
     }
 
     /// Closes a handle that `e` made unusable, so the next attempt reopens.
-    fn after_error(&mut self, e: &redb::Error) {
+    /// (A commit in flight may hold it a little longer; redb closes the file
+    /// when the last holder lets go.)
+    pub(super) fn after_error(&mut self, e: &redb::Error) {
         if needs_reopen(e) {
             self.db = None;
         }
     }
 
-    /// Creates the tables if missing and recomputes the counters from the
-    /// data itself, so no stored counter can drift from the truth.
-    fn init_and_scan(db: &Database) -> Result<Scan, redb::Error> {
-        let txn = db.begin_write()?;
-        let scan = {
-            let records = txn.open_table(RECORDS)?;
-            txn.open_table(META)?;
-            let state = txn.open_table(STATE)?;
-            let mut count = 0u64;
-            let mut bytes = 0u64;
-            for entry in records.iter()? {
-                let (_, value) = entry?;
-                count += 1;
-                bytes = bytes.saturating_add(record_bytes(value.value().1.len()));
-            }
-            let oldest = records.first()?.map(|(k, v)| (k.value(), v.value().0));
-            let after_last = records
-                .last()?
-                .map_or(FIRST_SEQ, |(k, _)| k.value().saturating_add(1));
-            let stored_next = state.get(STATE_NEXT_SEQ)?.map_or(FIRST_SEQ, |v| v.value());
-            Scan {
-                records: count,
-                bytes,
-                oldest,
-                next_seq: after_last.max(stored_next).max(FIRST_SEQ),
-            }
-        };
-        txn.commit()?;
-        Ok(scan)
-    }
-
     /// Buffers a record and returns its seq. Never touches the disk; the
-    /// record becomes durable at the next [`commit`](Self::commit).
+    /// record becomes durable at the next [`commit`](Self::commit), or the
+    /// next after the one in flight.
     pub fn append(&mut self, ts: i64, payload: Vec<u8>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -308,7 +309,9 @@ impl Journal {
     }
 
     /// The broker acknowledged `seq`: cancel it if still in memory, else
-    /// delete it in the next commit.
+    /// delete it in the next commit. A record of the commit in flight is
+    /// deleted by the next commit if that one succeeds, and never written if
+    /// it fails (see `finish_commit`).
     pub fn ack(&mut self, seq: u64) -> Ack {
         if seq >= self.pending.base() {
             return if self.pending.cancel(seq) {
@@ -316,6 +319,20 @@ impl Journal {
             } else {
                 Ack::Unknown
             };
+        }
+        if let Some(flight) = &mut self.in_flight {
+            let batch = &flight.batch;
+            if seq >= batch.records.base() {
+                return if batch.records.get(seq).is_some() && flight.acked.insert(seq) {
+                    Ack::Deleting
+                } else {
+                    Ack::Unknown
+                };
+            }
+            if batch.deletes.contains(&seq) {
+                // Acked before; the commit in flight deletes it.
+                return Ack::Unknown;
+            }
         }
         match self.oldest_committed {
             Some((first, _)) if seq >= first => {}
@@ -329,10 +346,15 @@ impl Journal {
         }
     }
 
-    /// When the caller should next call [`commit`](Self::commit): one window
-    /// after the first uncommitted change, or when the oldest record reaches
-    /// `max_age`. `None` when there is nothing to do.
+    /// When the caller should next call [`commit`](Self::commit) (or
+    /// [`begin_commit`](Self::begin_commit)): one window after the first
+    /// uncommitted change, or when the oldest record reaches `max_age`.
+    /// `None` when there is nothing to do, and while a commit is in flight:
+    /// finishing it tells anew.
     pub fn next_commit_due(&self) -> Option<Instant> {
+        if self.in_flight.is_some() {
+            return None;
+        }
         if self.retry_at.is_some() {
             return self.retry_at;
         }
@@ -355,226 +377,8 @@ impl Journal {
         }
     }
 
-    /// Commits pending appends and deletes in one durable transaction, then
-    /// enforces the bounds in that same transaction. On error nothing is
-    /// lost from memory: the next commit retries, one window later.
-    pub fn commit(&mut self) -> Result<CommitStats, StoreError> {
-        let cutoff = now_micros().saturating_sub(duration_micros(self.config.max_age));
-        let offset = self.clock.offset_now();
-        let age_due = self
-            .oldest_committed
-            .is_some_and(|(seq, ts)| ts.saturating_add(self.clock.skew(seq, offset)) <= cutoff);
-        let over_bytes = self.committed_bytes > self.config.max_bytes;
-        let quiet = self.pending.live_records() == 0
-            && self.deletes.is_empty()
-            && self.meta_unsaved.is_empty()
-            && !age_due
-            && !over_bytes;
-        if quiet && self.db.is_some() {
-            // Everything in the window was acked in time: no transaction at
-            // all, so a healthy broker means an idle disk. The seqs given
-            // out meanwhile may be handed out again after a restart, which
-            // is harmless since nothing outside this process saw them.
-            self.pending.clear();
-            self.dirty_since = None;
-            return Ok(CommitStats::default());
-        }
-        let out = match self
-            .ensure_open()
-            .and_then(|()| self.write_batch(cutoff, offset))
-        {
-            Ok(out) => out,
-            Err(e) => {
-                self.after_error(&e);
-                self.commit_failed();
-                return Err(db_err(&self.path, e));
-            }
-        };
-        if self.failed_commits > 0 {
-            info!(
-                path = %self.path.display(),
-                failed_commits = self.failed_commits,
-                dropped_records = self.unreported_drops.0,
-                "journal writes resumed"
-            );
-        }
-        self.failed_commits = 0;
-        self.retry_at = None;
-        let (pending_dropped, pending_dropped_bytes) = std::mem::take(&mut self.unreported_drops);
-        self.committed_records = (self.committed_records + out.written)
-            .saturating_sub(out.deleted + out.dropped_records);
-        self.committed_bytes = (self.committed_bytes + out.written_bytes)
-            .saturating_sub(out.deleted_bytes + out.dropped_bytes);
-        self.oldest_committed = out.oldest;
-        self.clock
-            .forget_below(out.oldest.map_or(self.next_seq, |(seq, _)| seq));
-        self.pending.clear();
-        self.deletes.clear();
-        self.meta_unsaved.clear();
-        self.dirty_since = None;
-        self.pending_overflow_warned = false;
-        if out.dropped_records > 0 {
-            self.dropped_records += out.dropped_records;
-            self.dropped_bytes += out.dropped_bytes;
-            warn!(
-                path = %self.path.display(),
-                dropped_records = out.dropped_records,
-                dropped_bytes = out.dropped_bytes,
-                backlog_records = self.committed_records,
-                backlog_bytes = self.committed_bytes,
-                "journal full or records too old: dropped oldest"
-            );
-        }
-        let compacted = self.maybe_compact();
-        Ok(CommitStats {
-            written: out.written,
-            deleted: out.deleted,
-            dropped_records: out.dropped_records + pending_dropped,
-            dropped_bytes: out.dropped_bytes + pending_dropped_bytes,
-            compacted,
-        })
-    }
-
-    /// Spaces retries out (one window, doubling up to [`MAX_RETRY`]) so a
-    /// full disk costs neither a spin nor a log line per window.
-    fn commit_failed(&mut self) {
-        if self.failed_commits == 0 {
-            warn!(
-                path = %self.path.display(),
-                max_bytes = self.config.max_bytes,
-                "journal cannot write; keeping new records in memory up to max_bytes and retrying"
-            );
-        }
-        let factor = 1u32
-            .checked_shl(self.failed_commits.min(16))
-            .unwrap_or(u32::MAX);
-        let wait = self
-            .config
-            .commit_window
-            .max(Duration::from_millis(1))
-            .saturating_mul(factor)
-            .min(MAX_RETRY);
-        self.failed_commits = self.failed_commits.saturating_add(1);
-        self.retry_at = Instant::now().checked_add(wait);
-    }
-
-    /// Commits now, whatever the window (shutdown, tests).
-    pub fn flush(&mut self) -> Result<CommitStats, StoreError> {
-        self.commit()
-    }
-
-    /// Flushes and closes; unlike a plain drop, reports a failed flush.
-    pub fn close(mut self) -> Result<(), StoreError> {
-        self.commit().map(|_| ())
-    }
-
-    fn write_batch(&self, cutoff: i64, offset: i64) -> Result<BatchOutcome, redb::Error> {
-        let mut txn = self.db()?.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        // A power cut is the expected way for an edge box to stop; quick
-        // repair trades a second fsync per commit for a near-instant reopen
-        // instead of a walk over the whole file.
-        txn.set_quick_repair(true);
-        let mut out = BatchOutcome::default();
-        {
-            let mut records = txn.open_table(RECORDS)?;
-            for (seq, record) in self.pending.iter() {
-                // Already there when a commit reported as failed reached the
-                // file after all (see `reopen`): counted by the rescan.
-                if records
-                    .insert(seq, (record.ts, record.payload.as_slice()))?
-                    .is_none()
-                {
-                    out.written += 1;
-                    out.written_bytes += record_bytes(record.payload.len());
-                }
-            }
-            for &seq in &self.deletes {
-                if let Some(old) = records.remove(seq)? {
-                    out.deleted += 1;
-                    out.deleted_bytes += record_bytes(old.value().1.len());
-                }
-            }
-            let mut live =
-                (self.committed_bytes + out.written_bytes).saturating_sub(out.deleted_bytes);
-            loop {
-                let (seq, ts, bytes) = {
-                    let Some((k, v)) = records.first()? else {
-                        break;
-                    };
-                    let (ts, payload) = v.value();
-                    (k.value(), ts, record_bytes(payload.len()))
-                };
-                // Only the front is checked for age: timestamps follow seq
-                // order closely, and a scan of the whole table per commit
-                // would cost more than an out-of-order record living on.
-                // Read on today's clock, across any jump since the append.
-                let today = ts.saturating_add(self.clock.skew(seq, offset));
-                if live <= self.config.max_bytes && today > cutoff {
-                    out.oldest = Some((seq, ts));
-                    break;
-                }
-                records.remove(seq)?;
-                live = live.saturating_sub(bytes);
-                out.dropped_records += 1;
-                out.dropped_bytes += bytes;
-            }
-            let mut state = txn.open_table(STATE)?;
-            state.insert(STATE_NEXT_SEQ, self.next_seq)?;
-            let mut meta = txn.open_table(META)?;
-            for key in &self.meta_unsaved {
-                if let Some(&value) = self.meta.get(key) {
-                    meta.insert(key.as_str(), value)?;
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(out)
-    }
-
-    /// redb reuses freed pages but never returns them to the filesystem, so
-    /// after a large backlog drains the file would stay at its peak size.
-    /// Compaction failing is not fatal: the data is intact, only the file is
-    /// larger than it needs to be.
-    fn maybe_compact(&mut self) -> bool {
-        let Ok(meta) = std::fs::metadata(&self.path) else {
-            return false;
-        };
-        let before = meta.len();
-        let changed = before > self.last_compact_len
-            || self.committed_bytes.saturating_mul(2) < self.last_compact_live;
-        if before < COMPACT_MIN_FILE_BYTES
-            || !changed
-            || before / COMPACT_RATIO < self.committed_bytes
-        {
-            return false;
-        }
-        let Some(db) = self.db.as_mut() else {
-            return false;
-        };
-        let mut result = Ok(());
-        for _ in 0..COMPACT_MAX_ROUNDS {
-            match db.compact() {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        let after = std::fs::metadata(&self.path).map_or(before, |m| m.len());
-        self.last_compact_len = after;
-        self.last_compact_live = self.committed_bytes;
-        match result {
-            Ok(()) => info!(path = %self.path.display(), before, after, "journal compacted"),
-            Err(e) => warn!(path = %self.path.display(), error = %e, "journal compaction failed"),
-        }
-        true
-    }
-
-    /// The oldest unacked records, committed and pending alike, in seq
-    /// order: what to republish after an outage.
+    /// The oldest unacked records, committed, in flight and pending alike,
+    /// in seq order: what to republish after an outage.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, i64, Vec<u8>)>, StoreError> {
         self.read_from(0, limit)
     }
@@ -597,19 +401,26 @@ impl Journal {
         if limit == 0 {
             return Ok(out);
         }
-        // Every committed seq is below every pending one, so reading the
-        // table first and the buffer second is already one seq order.
-        if self.committed_records > 0 && start < self.pending.base() {
+        let flight = self.in_flight.as_ref();
+        // Every committed seq is below every seq in flight, and those below
+        // every pending one, so table, batch in flight and buffer in turn are
+        // already one seq order. The table is read only below the batch: a
+        // commit in flight may land while this reads, and its records are
+        // served from memory until it is finished either way.
+        let committed_end = flight.map_or(self.pending.base(), |f| f.batch.records.base());
+        if self.committed_records > 0 && start < committed_end {
             let err = |e| db_err(&self.path, e);
             let txn = self
                 .db()
                 .and_then(|db| Ok(db.begin_read()?))
                 .map_err(|e| db_err(&self.path, e))?;
             let table = txn.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
-            for entry in table.range(start..).map_err(err)? {
+            for entry in table.range(start..committed_end).map_err(err)? {
                 let (k, v) = entry.map_err(err)?;
                 let seq = k.value();
-                if self.deletes.contains(&seq) {
+                if self.deletes.contains(&seq)
+                    || flight.is_some_and(|f| f.batch.deletes.contains(&seq))
+                {
                     continue;
                 }
                 let (ts, payload) = v.value();
@@ -617,6 +428,18 @@ impl Journal {
                 if out.len() >= limit {
                     return Ok(out);
                 }
+            }
+        }
+        if let Some(f) = flight {
+            let room = limit - out.len();
+            out.extend(
+                (f.batch.records.iter())
+                    .filter(|(seq, _)| *seq >= start && !f.acked.contains(seq))
+                    .take(room)
+                    .map(|(seq, r)| (seq, r.ts, r.payload.clone())),
+            );
+            if out.len() >= limit {
+                return Ok(out);
             }
         }
         let room = limit - out.len();
@@ -630,12 +453,15 @@ impl Journal {
         Ok(out)
     }
 
-    /// Unacked records and their logical bytes. Acks of committed records
-    /// are reflected after the next commit (within one window).
+    /// Unacked records and their logical bytes. Acks of records committed or
+    /// in flight are reflected after the next commit (within one window).
     pub fn backlog(&self) -> (u64, u64) {
+        let (flight_records, flight_bytes) = self.in_flight.as_ref().map_or((0, 0), |f| {
+            (f.batch.records.live_records(), f.batch.records.live_bytes())
+        });
         (
-            self.committed_records + self.pending.live_records(),
-            self.committed_bytes + self.pending.live_bytes(),
+            self.committed_records + flight_records + self.pending.live_records(),
+            self.committed_bytes + flight_bytes + self.pending.live_bytes(),
         )
     }
 
@@ -645,12 +471,14 @@ impl Journal {
     }
 
     /// Highest seq at or below which everything is durable (or acked, or
-    /// dropped); `None` before the first record.
+    /// dropped); `None` before the first record. The commit in flight does
+    /// not count until it is finished.
     pub fn committed_through(&self) -> Option<u64> {
-        self.pending
-            .base()
-            .checked_sub(1)
-            .filter(|&s| s >= FIRST_SEQ)
+        let front = match &self.in_flight {
+            Some(f) => f.batch.records.base(),
+            None => self.pending.base(),
+        };
+        front.checked_sub(1).filter(|&s| s >= FIRST_SEQ)
     }
 
     /// The seq the next [`append`](Self::append) will return.
@@ -667,12 +495,12 @@ impl Journal {
     /// last set, even if the disk has not taken it yet (see
     /// [`set_u64`](Self::set_u64)).
     pub fn get_u64(&mut self, key: &str) -> Result<Option<u64>, StoreError> {
-        if let Some(&v) = self.meta.get(key) {
+        if let Some(&v) = self.meta.lock().get(key) {
             return Ok(Some(v));
         }
         let value = self.read_u64(key)?;
         if let Some(v) = value {
-            self.meta.insert(key.to_string(), v);
+            self.meta.lock().insert(key.to_string(), v);
         }
         Ok(value)
     }
@@ -694,8 +522,13 @@ impl Journal {
     /// returns, and the next commit that succeeds writes it, so a caller
     /// that goes on regardless (live data on a full disk) never reuses it
     /// within this process.
+    ///
+    /// May run while a commit is in flight: redb runs one write transaction
+    /// at a time, so this waits for that commit's fsync at most, and the
+    /// value is set in `meta` first, so a commit carrying an older value of
+    /// the key writes this one instead, whichever transaction goes first.
     pub fn set_u64(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
-        self.meta.insert(key.to_string(), value);
+        self.meta.lock().insert(key.to_string(), value);
         let write = |db: &Database| -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
@@ -721,15 +554,36 @@ impl Journal {
         result.map_err(|e| db_err(&self.path, e))
     }
 
-    fn mark_dirty(&mut self) {
+    /// Sets a caller counter for the next commit to write, without a
+    /// transaction of its own: a caller that must have it durable before
+    /// acting (a bdSeq before CONNECT) begins a commit and waits for
+    /// [`u64_saved`](Self::u64_saved), on a thread of its choice, instead
+    /// of [`set_u64`](Self::set_u64) waiting (behind the commit in flight,
+    /// since redb runs one write transaction at a time) on the caller's.
+    pub fn stage_u64(&mut self, key: &str, value: u64) {
+        self.meta.lock().insert(key.to_string(), value);
+        self.meta_unsaved.insert(key.to_string());
+        self.mark_dirty();
+    }
+
+    /// Whether the value [`get_u64`](Self::get_u64) returns for `key` is on
+    /// disk: no commit still has to write it.
+    pub fn u64_saved(&self, key: &str) -> bool {
+        !self.meta_unsaved.contains(key)
+            && !(self.in_flight.as_ref()).is_some_and(|f| f.carries(key))
+    }
+
+    pub(super) fn mark_dirty(&mut self) {
         if self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
         }
     }
 
-    /// While commits fail the buffer is the only copy; it must still respect
-    /// the byte bound rather than grow until the process is killed.
-    fn bound_pending(&mut self) {
+    /// While commits fail (or one is slow to land) the buffer is the only
+    /// copy; it must still respect the byte bound rather than grow until the
+    /// process is killed. A batch in flight is not counted: it cannot be
+    /// dropped from under its write, and once back after a failure it is.
+    pub(super) fn bound_pending(&mut self) {
         let mut dropped = 0u64;
         let mut bytes = 0u64;
         while self.pending.live_bytes() > self.config.max_bytes {
@@ -760,12 +614,13 @@ impl Journal {
 
 impl Drop for Journal {
     /// A safety net for shutdown paths that forget to flush, like
-    /// `BufWriter`; [`Journal::close`] is the way to see the error.
+    /// `BufWriter`; [`Journal::close`] is the way to see the error. With a
+    /// commit in flight this waits for it (see [`Journal::finish_commit`]).
     fn drop(&mut self) {
-        if self.pending.is_empty() && self.deletes.is_empty() {
+        if self.in_flight.is_none() && self.pending.is_empty() && self.deletes.is_empty() {
             return;
         }
-        if let Err(e) = self.commit() {
+        if let Err(e) = self.flush() {
             warn!(error = %e, "journal flush on drop failed");
         }
     }

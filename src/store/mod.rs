@@ -5,19 +5,37 @@
 //! redb write transaction (group commit). A PUBACK that arrives inside the
 //! window cancels the record before it ever reaches the disk; a later PUBACK
 //! deletes it in the next commit. So with a healthy broker the disk sees
-//! almost nothing, and during an outage everything is on disk within one
-//! window — the bound on what a `kill -9` or power cut can lose.
+//! almost nothing, and during an outage everything is on disk soon after.
 //!
-//! The API is synchronous and `&mut self`: the owner runs the journal on one
-//! dedicated thread (or `spawn_blocking`), feeds it appends and acks over a
-//! channel, and calls [`Journal::commit`] when [`Journal::next_commit_due`]
-//! says so. Only `commit`, `oldest*`, the meta calls and `open` touch the disk.
+//! The API is synchronous and `&mut self`, and the owner (the edge node task)
+//! feeds it appends and acks. A commit has the historian's writer design: when
+//! [`Journal::next_commit_due`] says so, [`Journal::begin_commit`] takes what
+//! is pending into a [`CommitJob`] without touching the disk, the job's
+//! [`write`](CommitJob::write) runs on another thread (`spawn_blocking`) with
+//! the fsyncs, and [`Journal::finish_commit`] takes the outcome in. Meanwhile
+//! appends, acks and reads go on, so a slow fsync never stalls intake; the
+//! next window gathers in a fresh buffer, bounded by `max_bytes` as always.
+//! At most one commit is in flight. [`Journal::commit`] (and `flush`,
+//! `close`, drop) does the three steps on the calling thread, after waiting
+//! for the commit in flight. Only the job, `oldest*`, the meta calls, `open`
+//! and a compaction after a drain touch the disk.
+//!
+//! What a `kill -9` or power cut can lose: the commit window being gathered
+//! plus the commit in flight, so at most two windows and one commit's fsyncs
+//! while the disk keeps up with the window. (The next commit begins only once
+//! the one in flight has finished, so on a disk slower than that, the window
+//! being gathered lasts as long as one commit.) Never anything a finished
+//! commit wrote: redb commits atomically and the reopen repairs the file (see
+//! `crash_tests`).
 
 mod clock;
+mod commit;
 mod journal;
 mod pending;
 mod tables;
 
+#[cfg(test)]
+mod commit_tests;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
@@ -28,6 +46,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use commit::CommitJob;
 pub use journal::{Ack, Journal};
 
 /// Bounds and timing of a [`Journal`].
@@ -53,7 +72,7 @@ impl Default for JournalConfig {
     }
 }
 
-/// What one [`Journal::commit`] did.
+/// What one commit ([`Journal::commit`], [`Journal::finish_commit`]) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
     /// Records written to disk (pending appends not cancelled by an ack).
@@ -102,6 +121,14 @@ pub enum StoreError {
         /// The underlying error.
         #[source]
         source: redb::DatabaseError,
+    },
+    /// The write of a commit ended without an outcome: its job was dropped
+    /// unwritten (a cancelled task) or panicked. Its records are kept, and
+    /// the next commit writes them.
+    #[error("journal {}: a commit ended without being written", .path.display())]
+    CommitLost {
+        /// The journal file.
+        path: PathBuf,
     },
     /// A read, write or commit failed after the file was open.
     #[error("journal {}: {source}", .path.display())]

@@ -3,6 +3,8 @@
 //! Seqs are handed out contiguously, so a deque indexed by `seq - base` gives
 //! O(1) append and O(1) ack; an ack leaves a tombstone (`None`) that the next
 //! commit skips, which is how an early PUBACK keeps a record off the disk.
+//! A commit takes the whole buffer with it (see `commit.rs`); one that fails
+//! hands it back and it goes in front of what arrived meanwhile.
 
 use std::collections::VecDeque;
 
@@ -14,7 +16,7 @@ pub(super) struct PendingRecord {
     pub payload: Vec<u8>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Pending {
     /// Seq of `items[0]`; equals the journal's next seq when empty.
     base: u64,
@@ -61,8 +63,27 @@ impl Pending {
     }
 
     /// One past the last buffered seq.
-    fn end(&self) -> u64 {
+    pub fn end(&self) -> u64 {
         self.base + self.items.len() as u64
+    }
+
+    /// The record `seq`, if buffered and not cancelled.
+    pub fn get(&self, seq: u64) -> Option<&PendingRecord> {
+        let index = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.items.get(index)?.as_ref()
+    }
+
+    /// Puts `later` (the buffer that filled while this one was being
+    /// committed) behind this one. Seqs that `later` dropped off its front in
+    /// the meantime become tombstones, so that every seq keeps its slot.
+    pub fn append(&mut self, later: Pending) {
+        debug_assert!(later.base >= self.end());
+        while self.end() < later.base {
+            self.items.push_back(None);
+        }
+        self.items.extend(later.items);
+        self.live_records += later.live_records;
+        self.live_bytes += later.live_bytes;
     }
 
     fn slot(&mut self, seq: u64) -> Option<&mut Option<PendingRecord>> {
@@ -152,5 +173,31 @@ mod tests {
         assert_eq!(p.drop_oldest(), Some(record_bytes(8)));
         assert_eq!(p.drop_oldest(), None);
         assert_eq!(p.live_records(), 0);
+    }
+
+    #[test]
+    fn append_keeps_every_seq_in_its_slot() {
+        let mut first = Pending::new(1);
+        for seq in 1..4 {
+            first.push(seq, 0, vec![seq as u8; 4]);
+        }
+        assert!(first.cancel(2));
+        // The later buffer lost its two oldest to the byte bound.
+        let mut later = Pending::new(4);
+        for seq in 4..8 {
+            later.push(seq, 0, vec![seq as u8; 4]);
+        }
+        later.drop_oldest();
+        later.drop_oldest();
+        first.append(later);
+        let seqs: Vec<u64> = first.iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [1, 3, 6, 7]);
+        assert_eq!(first.end(), 8);
+        assert_eq!(first.live_records(), 4);
+        assert_eq!(first.live_bytes(), 4 * record_bytes(4));
+        assert_eq!(first.get(6).map(|r| r.payload[0]), Some(6));
+        assert!(first.get(2).is_none() && first.get(5).is_none() && first.get(8).is_none());
+        assert!(first.cancel(7));
+        assert!(!first.cancel(4));
     }
 }
