@@ -21,8 +21,9 @@
 //! sweep once it saturates). `PIPELINE_WINDOW=30` lengthens the window (seconds) and
 //! `PIPELINE_STORE_MAX=64MiB` shrinks the journal's `max_bytes` (1GiB), so that an
 //! overloaded step reaches the journal's byte bound and shows its drop-oldest phase.
-//! A slow or contended disk (each commit is two fsyncs, and the edge node takes no samples
-//! while it commits) is reproduced by delaying fsync, e.g. by 300 ms:
+//! A slow or contended disk (each commit is two fsyncs; the journal commits on a thread of
+//! its own while the edge node gathers the next window) is reproduced by delaying fsync,
+//! e.g. by 300 ms:
 //! `strace -f --seccomp-bpf -o /dev/null -e trace=fsync,fdatasync
 //! -e inject=fsync,fdatasync:delay_exit=300000 target/release/deps/pipeline-<hash>`.
 
