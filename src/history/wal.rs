@@ -3,11 +3,15 @@
 //! fill (or at a checkpoint); until then their samples are safe here, and a restart replays
 //! the records its chunks do not hold yet.
 //!
-//! A record is a run of samples, each: series id (LEB128), time as a zigzag LEB128 delta to
-//! the previous sample's, a state byte (quality code, bit 7 when a value follows), then the
-//! value's type (index in `DataType::ALL`) and the value: a byte for Boolean, zigzag LEB128
-//! for integers and DateTime (UInt64 plain LEB128), 4 or 8 bytes LE for Float and Double,
-//! length and UTF-8 for String.
+//! A record is a format byte ([`LOG_VERSION`]), then a run of samples, each: a head byte
+//! (quality code in bits 0–2, [`TYPE_FOLLOWS`], [`NEXT_SERIES`], [`SAME_TIME`],
+//! [`HAS_VALUE`]), the series id (LEB128) unless it is the previous sample's plus one, the
+//! time as a zigzag LEB128 delta to the previous sample's unless equal, the value's type
+//! (index in `DataType::ALL`) if it differs from the previous sample's, and the value: a byte
+//! for Boolean, zigzag LEB128 for integers and DateTime (UInt64 plain LEB128), 4 or 8 bytes
+//! LE for Float and Double, length and UTF-8 for String. A device's read comes as a run of
+//! consecutive series with one time and one type, so most samples cost the head byte and
+//! their value: the log is most of what a commit writes.
 
 use std::collections::HashMap;
 
@@ -16,6 +20,15 @@ use uaedge_driver::{DataType, Quality, Timestamp, Value};
 
 use super::bits::{unzigzag, zigzag};
 use super::chunk::{quality_code, quality_of, ChunkError, HAS_VALUE};
+
+/// The first byte of every record.
+pub const LOG_VERSION: u8 = 2;
+/// Head bits: the type byte follows; the series is the previous sample's plus one; the time
+/// is the previous sample's. Bit 7 is [`HAS_VALUE`], bits 0–2 the quality code.
+const TYPE_FOLLOWS: u8 = 0x08;
+const NEXT_SERIES: u8 = 0x10;
+const SAME_TIME: u8 = 0x20;
+const QUALITY_BITS: u8 = 0x07;
 
 /// One sample as the log holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +45,27 @@ pub struct LogSample {
 #[derive(Debug, Default)]
 pub struct RecordWriter {
     bytes: Vec<u8>,
-    last_time: i64,
     samples: u64,
+    prev: Prev,
+}
+
+/// What a sample is written relative to: the record's previous sample.
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    series: u32,
+    time: i64,
+    /// Index in `DataType::ALL`; none before the first sample.
+    data_type: u8,
+}
+
+impl Default for Prev {
+    fn default() -> Prev {
+        Prev {
+            series: u32::MAX,
+            time: 0,
+            data_type: u8::MAX,
+        }
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut x: u64) {
@@ -58,12 +90,40 @@ impl RecordWriter {
         quality: Quality,
     ) {
         let out = &mut self.bytes;
-        put_varint(out, u64::from(series));
-        put_varint(out, zigzag(time.wrapping_sub(self.last_time)));
-        self.last_time = time;
-        out.push(quality_code(quality) | if value.is_some() { HAS_VALUE } else { 0 });
+        if out.is_empty() {
+            out.push(LOG_VERSION);
+        }
+        let prev = self.prev;
+        let type_index = type_index(value.map_or(data_type, Value::data_type));
+        let mut head = quality_code(quality);
+        if value.is_some() {
+            head |= HAS_VALUE;
+        }
+        if type_index != prev.data_type {
+            head |= TYPE_FOLLOWS;
+        }
+        if series == prev.series.wrapping_add(1) {
+            head |= NEXT_SERIES;
+        }
+        if time == prev.time {
+            head |= SAME_TIME;
+        }
+        out.push(head);
+        if head & NEXT_SERIES == 0 {
+            put_varint(out, u64::from(series));
+        }
+        if head & SAME_TIME == 0 {
+            put_varint(out, zigzag(time.wrapping_sub(prev.time)));
+        }
+        if head & TYPE_FOLLOWS != 0 {
+            out.push(type_index);
+        }
+        self.prev = Prev {
+            series,
+            time,
+            data_type: type_index,
+        };
         self.samples += 1;
-        out.push(type_index(value.map_or(data_type, Value::data_type)));
         let Some(v) = value else { return };
         match v {
             Value::Boolean(b) => out.push(u8::from(*b)),
@@ -99,7 +159,7 @@ impl RecordWriter {
 
     /// The record, leaving the writer empty for the next window.
     pub fn take(&mut self) -> Vec<u8> {
-        self.last_time = 0;
+        self.prev = Prev::default();
         self.samples = 0;
         std::mem::take(&mut self.bytes)
     }
@@ -108,14 +168,17 @@ impl RecordWriter {
 /// Reads a record back, sample by sample; a damaged record ends in an error.
 pub struct RecordReader<'a> {
     bytes: &'a [u8],
-    last_time: i64,
+    prev: Prev,
+    /// Whether the format byte was read (and was ours).
+    started: bool,
 }
 
 impl<'a> RecordReader<'a> {
     pub fn new(bytes: &'a [u8]) -> RecordReader<'a> {
         RecordReader {
             bytes,
-            last_time: 0,
+            prev: Prev::default(),
+            started: false,
         }
     }
 
@@ -183,22 +246,40 @@ impl<'a> RecordReader<'a> {
     }
 
     fn sample(&mut self) -> Result<LogSample, ChunkError> {
-        let series = u32::try_from(self.varint()?)
-            .map_err(|_| ChunkError::Corrupt("log series id too large"))?;
-        self.last_time = self.last_time.wrapping_add(unzigzag(self.varint()?));
-        let state = self.byte()?;
-        let quality = quality_of(state & !HAS_VALUE)?;
+        let head = self.byte()?;
+        let quality = quality_of(head & QUALITY_BITS)?;
+        let series = if head & NEXT_SERIES != 0 {
+            self.prev.series.wrapping_add(1)
+        } else {
+            u32::try_from(self.varint()?)
+                .map_err(|_| ChunkError::Corrupt("log series id too large"))?
+        };
+        let time = if head & SAME_TIME != 0 {
+            self.prev.time
+        } else {
+            self.prev.time.wrapping_add(unzigzag(self.varint()?))
+        };
+        let type_index = if head & TYPE_FOLLOWS != 0 {
+            self.byte()?
+        } else {
+            self.prev.data_type
+        };
         let data_type = *DataType::ALL
-            .get(usize::from(self.byte()?))
+            .get(usize::from(type_index))
             .ok_or(ChunkError::Corrupt("unknown data type in log"))?;
-        let value = if state & HAS_VALUE != 0 {
+        self.prev = Prev {
+            series,
+            time,
+            data_type: type_index,
+        };
+        let value = if head & HAS_VALUE != 0 {
             Some(self.value(data_type)?)
         } else {
             None
         };
         Ok(LogSample {
             series,
-            time: self.last_time,
+            time,
             data_type,
             value,
             quality,
@@ -210,6 +291,17 @@ impl Iterator for RecordReader<'_> {
     type Item = Result<LogSample, ChunkError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if !self.started {
+            self.started = true;
+            match self.bytes.split_first() {
+                Some((&LOG_VERSION, rest)) => self.bytes = rest,
+                Some(_) => {
+                    self.bytes = &[];
+                    return Some(Err(ChunkError::Corrupt("log record of an unknown format")));
+                }
+                None => return None,
+            }
+        }
         if self.bytes.is_empty() {
             return None;
         }
@@ -314,5 +406,46 @@ mod tests {
             let read: Vec<_> = RecordReader::new(&bytes[..cut]).collect();
             assert!(read.len() <= samples.len());
         }
+        let mut other = bytes.clone();
+        other[0] = LOG_VERSION + 1;
+        assert!(matches!(
+            RecordReader::new(&other).collect::<Vec<_>>().as_slice(),
+            [Err(ChunkError::Corrupt(_))]
+        ));
+    }
+
+    /// A device read (consecutive series, one time, one type) costs a head byte and the
+    /// value a sample; a tag left out of the run (not historized) costs its series id.
+    #[test]
+    fn a_device_read_costs_its_values_and_a_byte_each() {
+        let mut w = RecordWriter::default();
+        let mut samples = Vec::new();
+        for round in 0..3i64 {
+            for series in (1000..1100).filter(|s| s % 10 != 3) {
+                let value = Value::UInt16((series + round as u32) as u16 % 100);
+                samples.push(LogSample {
+                    series,
+                    time: 1_700_000_000_000_000 + round * 500_000,
+                    data_type: DataType::UInt16,
+                    value: Some(value),
+                    quality: Quality::Good,
+                });
+            }
+        }
+        for s in &samples {
+            w.push(s.series, s.time, s.data_type, s.value.as_ref(), s.quality);
+        }
+        let bytes = w.take();
+        // 270 samples: a head and a one-byte value each, plus per round a series id and a
+        // time, per gap a series id (2 bytes), and the type once.
+        assert!(
+            bytes.len() <= 270 * 2 + 3 * 12 + 30 * 2 + 2,
+            "{}",
+            bytes.len()
+        );
+        let back: Vec<LogSample> = RecordReader::new(&bytes)
+            .collect::<Result<_, _>>()
+            .expect("decodes");
+        assert_eq!(back, samples);
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use uaedge_driver::Timestamp;
+use uaedge_driver::{DataType, Timestamp};
 
 use super::series::{Closed, DirtyQueue, Series, SeriesMem, CHUNK_BYTES};
 use super::stats::HistoryStats;
@@ -37,8 +37,10 @@ use crate::model::TagTable;
 /// drops samples: memory stays bounded when the disk cannot keep up.
 pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
-/// The log may hold this much, or as much as the open chunks, before checkpoints bring it
-/// down: a checkpoint rewrites open chunks, so it pays only once the log outweighs them.
+/// The log may hold this much, or as much as the open chunks can grow to (a chunk's bytes a
+/// series), before checkpoints bring it down. Checkpoints then rewrite about as many bytes as
+/// the log takes in times the open chunks' share of the budget (about half, as they fill
+/// and close in turn); a larger budget writes less but makes a restart replay more.
 const LOG_BUDGET_MIN: u64 = 8 * 1024 * 1024;
 /// Checkpoint bytes per commit, so that no single commit rewrites every open chunk.
 const CHECKPOINT_PER_COMMIT: usize = 4 * 1024 * 1024;
@@ -63,8 +65,9 @@ pub(super) struct Intake {
     /// Series by id (ids are dense).
     all: Vec<Series>,
     by_path: HashMap<Arc<str>, u32>,
-    /// The current table's tags → their series, `None` for tags not historized.
-    by_tag: Vec<Option<Series>>,
+    /// The current table's tags → their series and declared type, `None` for tags not
+    /// historized.
+    by_tag: Vec<Option<(Series, DataType)>>,
     table: Arc<TagTable>,
     /// Number of the batch being gathered.
     commit: u64,
@@ -244,7 +247,7 @@ impl Intake {
                     self.add_series_with_id(path, id)
                 }
             };
-            by_tag.push(Some(series));
+            by_tag.push(Some((series, def.data_type)));
         }
         self.by_tag = by_tag;
         self.table = table;
@@ -326,14 +329,12 @@ impl Intake {
                 }
                 let closed_before = self.closed.len();
                 for s in batch.iter() {
-                    let Some(series) = self.by_tag.get(s.tag.index()).and_then(Option::as_ref)
+                    let Some((series, data_type)) =
+                        self.by_tag.get(s.tag.index()).and_then(Option::as_ref)
                     else {
                         continue;
                     };
-                    let data_type = self
-                        .table
-                        .tag(s.tag)
-                        .map_or(uaedge_driver::DataType::Double, |d| d.data_type);
+                    let data_type = *data_type;
                     let time = s.time.as_micros();
                     self.log
                         .push(series.id, time, data_type, s.value.as_ref(), s.quality);
@@ -380,7 +381,10 @@ impl Intake {
     }
 
     fn series_of(&self, tag: usize) -> Option<&Series> {
-        self.by_tag.get(tag).and_then(Option::as_ref)
+        self.by_tag
+            .get(tag)
+            .and_then(Option::as_ref)
+            .map(|(s, _)| s)
     }
 
     /// Whether `series` is still dirty since `commit` (its queue entry is live).
@@ -392,7 +396,7 @@ impl Intake {
     /// Checkpoints the series that hold the log's oldest records, while the log is over its
     /// budget and this commit's checkpoint allowance lasts. Returns the log's new front.
     fn checkpoint(&mut self) -> u64 {
-        let budget = LOG_BUDGET_MIN.max((self.all.len() * CHUNK_BYTES / 2) as u64);
+        let budget = LOG_BUDGET_MIN.max((self.all.len() * CHUNK_BYTES) as u64);
         let mut written = 0usize;
         let mut log_total: u64 =
             self.log_sizes.iter().map(|(_, b)| b).sum::<u64>() + self.log.byte_len() as u64;
