@@ -31,7 +31,11 @@
 //!    aggregates are crate-private, so the Average is measured through OPC UA only.
 //!
 //! Run: `cargo bench --bench history` (about 2 min; `HISTORY_LIVE_SECS` (90) and
-//! `HISTORY_INGEST_SECS` (10) set the live window and each ingest run's length).
+//! `HISTORY_INGEST_SECS` (10) set the live window and each ingest run's length,
+//! `HISTORY_PACE` (1000000) the paced run's samples/s, `HISTORY_SECTIONS` (123) which
+//! sections run). A slow disk: run the bench binary under `strace -f --seccomp-bpf -o
+//! /dev/null -e trace=fsync,fdatasync -e inject=fsync,fdatasync:delay_exit=300000` with
+//! `HISTORY_SECTIONS=1 HISTORY_PACE=2000000`, and once without the delay to compare.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -830,20 +834,31 @@ async fn connect(url: &str, pki: &Path) -> (Arc<Session>, tokio::task::JoinHandl
 fn main() {
     // The client warns that it has no certificate, which security None does not need.
     uaedge::logging::init("error,uaedge::history=warn,opcua_client=off");
-    let live = Duration::from_secs(env_or("HISTORY_LIVE_SECS", 90));
+    let live_window = Duration::from_secs(env_or("HISTORY_LIVE_SECS", 90));
     let flat = Duration::from_secs(env_or("HISTORY_INGEST_SECS", 10));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let started = Instant::now();
-    let (ingests, day, (shipped, counters)) = runtime.block_on(async {
-        let ingests = [
-            ingest(Offer::FlatOut(flat)).await,
-            ingest(Offer::Paced(1_000_000, flat)).await,
-        ];
-        let day = day().await;
-        let live = tokio::join!(shipped(live), counters(live));
+    let pace = env_or("HISTORY_PACE", 1_000_000u64);
+    let sections: String = env_or("HISTORY_SECTIONS", "123".to_string());
+    let (ingests, day, live) = runtime.block_on(async {
+        let mut ingests = Vec::new();
+        if sections.contains('1') {
+            ingests.push(ingest(Offer::FlatOut(flat)).await);
+            ingests.push(ingest(Offer::Paced(pace, flat)).await);
+        }
+        let day = if sections.contains('3') {
+            Some(day().await)
+        } else {
+            None
+        };
+        let live = if sections.contains('2') {
+            Some(tokio::join!(shipped(live_window), counters(live_window)))
+        } else {
+            None
+        };
         (ingests, day, live)
     });
 
@@ -858,9 +873,11 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    println!(
-        "1. ingest into an in-process Historian (commit window 1 s), 1,000 tags (500 noisy float32, 500 uint32 counters), batches of 100 [target ≥ 1,000,000 samples/s]:"
-    );
+    if !ingests.is_empty() {
+        println!(
+            "1. ingest into an in-process Historian (commit window 1 s), 1,000 tags (500 noisy float32, 500 uint32 counters), batches of 100 [target ≥ 1,000,000 samples/s]:"
+        );
+    }
     for i in &ingests {
         let offered = match i.offer {
             Offer::FlatOut(d) => format!("flat out, {} s", d.as_secs()),
@@ -892,6 +909,15 @@ fn main() {
         );
     }
 
+    if let Some((shipped, counters)) = &live {
+        print_footprints(live_window, shipped, counters);
+    }
+    if let Some(day) = &day {
+        print_day(day);
+    }
+}
+
+fn print_footprints(live: Duration, shipped: &Footprint, counters: &Footprint) {
     let groups = |f: &Footprint| {
         f.groups
             .iter()
@@ -917,7 +943,7 @@ fn main() {
         shipped.dropped,
         shipped.file.0 / 1024,
         shipped.file.1 / 1024,
-        groups(&shipped)
+        groups(shipped)
     );
     println!(
         "   Modbus-like counters, 1,000 uint16 @100 ms, tokio interval + Timestamp::now() [target ≤ 2]: {:.2} B/sample ({} B, {} samples, dropped {}; the redb file {} KiB long, {} KiB allocated){}",
@@ -927,13 +953,14 @@ fn main() {
         counters.dropped,
         counters.file.0 / 1024,
         counters.file.1 / 1024,
-        groups(&counters)
+        groups(counters)
     );
     println!(
         "   for comparison, the Sparkplug store-and-forward journal: {JOURNAL_BYTES_PER_SAMPLE} B/sample on disk (README, Store and forward; not measured here)"
     );
+}
 
-    let d = &day;
+fn print_day(d: &Day) {
     let (ip_min, ip_med) = min_median(&mut d.in_process.clone());
     let (raw_min, raw_med) = min_median(&mut d.raw_rt.clone());
     let (avg_min, avg_med) = min_median(&mut d.avg_rt.clone());
