@@ -3,22 +3,9 @@
 //! order. The steps are interleaved by hand so that every case is deterministic; a failing
 //! write is in `disk_full_tests`, a kill with a commit in flight in `crash_tests`.
 
-use std::time::Duration;
-
 use super::tables::{now_micros, record_bytes};
+use super::tests::{config, seqs};
 use super::{Ack, Journal, JournalConfig, StoreError};
-
-fn config() -> JournalConfig {
-    JournalConfig {
-        max_bytes: 64 * 1024 * 1024,
-        max_age: Duration::from_secs(3600),
-        commit_window: Duration::from_millis(100),
-    }
-}
-
-fn seqs(records: &[(u64, i64, Vec<u8>)]) -> Vec<u64> {
-    records.iter().map(|r| r.0).collect()
-}
 
 /// The payload names its seq, so a record read back can be told from any other.
 fn payload(seq: u64) -> Vec<u8> {

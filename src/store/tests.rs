@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use super::tables::{now_micros, record_bytes};
 use super::{Ack, Journal, JournalConfig, StoreError};
 
-fn config() -> JournalConfig {
+/// A journal as the edge node's defaults would have it, shared with `commit_tests`.
+pub(super) fn config() -> JournalConfig {
     JournalConfig {
         max_bytes: 64 * 1024 * 1024,
         max_age: Duration::from_secs(3600),
@@ -14,7 +15,7 @@ fn config() -> JournalConfig {
     }
 }
 
-fn seqs(records: &[(u64, i64, Vec<u8>)]) -> Vec<u64> {
+pub(super) fn seqs(records: &[(u64, i64, Vec<u8>)]) -> Vec<u64> {
     records.iter().map(|r| r.0).collect()
 }
 
