@@ -7,7 +7,10 @@
 //!   Runtime objects; NodeIds `ns=<uaedge>;s=<device>/<tag>`. No node is stored: each is
 //!   worked out from the [`TagTable`](crate::model::TagTable) when a client asks.
 //! - `node_manager.rs`: answers Browse, Read, TranslateBrowsePaths and monitored items from
-//!   the table (no second copy of the values) and carries writes to [`Handle::write`].
+//!   the table (no second copy of the values) and carries writes to [`Handle::write`];
+//!   `services.rs` is async-opcua's `NodeManager` trait over it, which also routes
+//!   HistoryRead to `history_read.rs` (raw), `history_processed.rs` (processed, at-time)
+//!   and `history_events.rs`.
 //! - `notify.rs`: pushes model events to monitored items, rather than sampling every tag,
 //!   and applies config reloads in order with them: the address space shows the new table
 //!   from then on, so sessions and monitored items on untouched tags carry on. A changed
@@ -41,6 +44,7 @@ mod live_values;
 mod node_manager;
 mod notify;
 mod root_events;
+mod services;
 mod type_tree;
 pub mod uatcp;
 mod units;
