@@ -68,7 +68,6 @@ pub(super) struct Intake {
     /// The current table's tags → their series and declared type, `None` for tags not
     /// historized.
     by_tag: Vec<Option<(Series, DataType)>>,
-    table: Arc<TagTable>,
     /// Number of the batch being gathered.
     commit: u64,
     log: RecordWriter,
@@ -115,7 +114,6 @@ impl Intake {
             all: Vec::new(),
             by_path: HashMap::new(),
             by_tag: Vec::new(),
-            table: start.table.clone(),
             commit: recovered.next_commit,
             log: RecordWriter::default(),
             closed: Vec::new(),
@@ -132,7 +130,7 @@ impl Intake {
             idle,
         };
         intake.recover(recovered);
-        intake.map_tags(start.table.clone());
+        intake.map_tags(&start.table);
         Ok((intake, committer))
     }
 
@@ -231,7 +229,7 @@ impl Intake {
     }
 
     /// Points the current table's historized tags at their series, creating new ones.
-    fn map_tags(&mut self, table: Arc<TagTable>) {
+    fn map_tags(&mut self, table: &TagTable) {
         let mut by_tag = Vec::with_capacity(table.tags().len());
         for def in table.tags() {
             if !def.historized {
@@ -250,7 +248,6 @@ impl Intake {
             by_tag.push(Some((series, def.data_type)));
         }
         self.by_tag = by_tag;
-        self.table = table;
     }
 
     pub(super) async fn run(
@@ -358,7 +355,7 @@ impl Intake {
                     }
                 }
             }
-            ModelEvent::Reloaded(r) => self.map_tags(r.start.table.clone()),
+            ModelEvent::Reloaded(r) => self.map_tags(&r.start.table),
             ModelEvent::Condition(event) => self.on_condition(event),
             ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_) => {}
         }

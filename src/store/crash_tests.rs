@@ -96,15 +96,7 @@ fn crash_child() {
     let mut j = Journal::open(&path, config()).unwrap();
     let mut late = Vec::new();
     loop {
-        for _ in 0..10 {
-            let seq = j.next_seq();
-            assert_eq!(j.append(now_micros(), payload(seq)), seq);
-            if acked_early(seq) {
-                assert_eq!(j.ack(seq), Ack::Cancelled);
-            } else if acked_late(seq) {
-                late.push(seq);
-            }
-        }
+        append_ten(&mut j, &mut late);
         if j.next_commit_due().is_some_and(|due| due <= Instant::now()) {
             j.commit().unwrap();
             // Only now is the report true; a kill before this line merely
@@ -118,6 +110,19 @@ fn crash_child() {
     }
 }
 
+/// Appends ten records; acks the early ones at once and keeps the late ones in `late`.
+fn append_ten(j: &mut Journal, late: &mut Vec<u64>) {
+    for _ in 0..10 {
+        let seq = j.next_seq();
+        assert_eq!(j.append(now_micros(), payload(seq)), seq);
+        if acked_early(seq) {
+            assert_eq!(j.ack(seq), Ack::Cancelled);
+        } else if acked_late(seq) {
+            late.push(seq);
+        }
+    }
+}
+
 /// The edge node's way: each commit is written on a thread of its own while
 /// appends and acks go on; records acked late are acked while their commit
 /// is in flight, so the kill also meets deletes of records just written.
@@ -126,15 +131,7 @@ fn writer_child(path: &Path) {
     let mut late = Vec::new();
     let mut writer: Option<std::thread::JoinHandle<()>> = None;
     loop {
-        for _ in 0..10 {
-            let seq = j.next_seq();
-            assert_eq!(j.append(now_micros(), payload(seq)), seq);
-            if acked_early(seq) {
-                assert_eq!(j.ack(seq), Ack::Cancelled);
-            } else if acked_late(seq) {
-                late.push(seq);
-            }
-        }
+        append_ten(&mut j, &mut late);
         if writer.as_ref().is_some_and(|w| w.is_finished()) {
             if let Some(w) = writer.take() {
                 w.join().unwrap();
