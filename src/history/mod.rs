@@ -60,8 +60,10 @@ pub type HistorySlot = Arc<RwLock<Option<Arc<History>>>>;
 pub struct History {
     settings: HistorySettings,
     store: Arc<Store>,
-    /// Every series by tag path, with its memory.
-    series: RwLock<HashMap<Arc<str>, series::Series>>,
+    /// Every series' id by tag path.
+    series: RwLock<HashMap<Arc<str>, u32>>,
+    /// Every series' memory, by id.
+    mems: series::Mems,
     stats: Arc<HistoryStats>,
     /// Condition events on their way to the file (readers see them here meanwhile).
     pending_events: Arc<parking_lot::Mutex<Vec<PendingEvent>>>,
@@ -96,8 +98,8 @@ impl History {
         &self.settings
     }
 
-    fn series_of(&self, path: &str) -> Option<series::Series> {
-        self.series.read().get(path).cloned()
+    fn series_of(&self, path: &str) -> Option<u32> {
+        self.series.read().get(path).copied()
     }
 
     /// Bytes the kept samples take, compressed: the chunks in the file and the chunks still
@@ -106,8 +108,8 @@ impl History {
     pub fn footprint(&self) -> (u64, u64) {
         let stored = self.stats.snapshot();
         let mut bytes = stored.chunk_bytes;
-        for s in self.series.read().values() {
-            if let Some(open) = &s.mem.lock().open {
+        for s in self.mems.lock().iter() {
+            if let Some(open) = &s.open {
                 // Its last checkpoint, if any, is in the file's count already.
                 bytes += (open.enc.byte_len() as u64).saturating_sub(open.stored_len as u64);
             }
@@ -118,8 +120,8 @@ impl History {
     /// Source time of the oldest sample kept (µs): the oldest stored chunk's, or while
     /// every chunk is still open, the earliest open one's.
     pub fn oldest(&self) -> Option<i64> {
-        let open = (self.series.read().values())
-            .filter_map(|s| s.mem.lock().open.as_ref().map(|o| o.key.first))
+        let open = (self.mems.lock().iter())
+            .filter_map(|s| s.open.as_ref().map(|o| o.key.first))
             .min();
         match (self.stats.snapshot().oldest, open) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -153,6 +155,7 @@ impl Historian {
             settings,
             store: Arc::new(store),
             series: RwLock::default(),
+            mems: series::Mems::default(),
             stats: Arc::default(),
             pending_events: Arc::default(),
             next_event: std::sync::atomic::AtomicU64::new(recovered.next_event),

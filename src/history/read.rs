@@ -43,7 +43,9 @@ impl History {
         // Memory first: a chunk that reaches the file after this copy is found there with
         // the same key (or more samples), and memory's copy wins only where it is newer.
         let unstored: HashMap<ChunkKey, std::sync::Arc<[u8]>> =
-            series.mem.lock().unstored().into_iter().collect();
+            (self.mems.lock().get(series as usize))
+                .map(|m| m.unstored().into_iter().collect())
+                .unwrap_or_default();
         let mut points: Vec<Point> = Vec::new();
         let mut cutoff: Option<i64> = None;
         let take = |key: ChunkKey, bytes: &[u8], points: &mut Vec<Point>| match chunk::decode(bytes)
@@ -80,7 +82,7 @@ impl History {
             ControlFlow::Continue(())
         };
         self.store
-            .visit_chunks(series.id, from, to, reverse, &mut visit)?;
+            .visit_chunks(series, from, to, reverse, &mut visit)?;
         for (key, bytes) in &unstored {
             take(*key, bytes, &mut points);
         }

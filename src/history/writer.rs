@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uaedge_driver::{DataType, Timestamp};
 
-use super::series::{Closed, DirtyQueue, Series, SeriesMem, CHUNK_BYTES};
+use super::series::{Closed, DirtyQueue, Mems, SeriesMem, CHUNK_BYTES};
 use super::stats::HistoryStats;
 use super::store::{Batch, ChunkWrite, Recovered, Retention, Store};
 use super::wal::{replay, RecordWriter};
@@ -56,18 +56,18 @@ struct Job {
     /// The intake's sample count when it handed this batch off.
     samples_in: u64,
     /// The series each chunk write belongs to, to clear their unsaved lists once durable.
-    touched: Vec<Arc<Mutex<SeriesMem>>>,
+    touched: Vec<u32>,
 }
 
 /// What the intake owns.
 pub(super) struct Intake {
     history: Arc<History>,
-    /// Series by id (ids are dense).
-    all: Vec<Series>,
+    /// `history.mems`, which only the intake grows.
+    mems: Mems,
     by_path: HashMap<Arc<str>, u32>,
-    /// The current table's tags → their series and declared type, `None` for tags not
+    /// The current table's tags → their series id and declared type, `None` for tags not
     /// historized.
-    by_tag: Vec<Option<(Series, DataType)>>,
+    by_tag: Vec<Option<(u32, DataType)>>,
     /// Number of the batch being gathered.
     commit: u64,
     log: RecordWriter,
@@ -104,14 +104,17 @@ impl Intake {
         let committer = {
             let store = history.store.clone();
             let stats = history.stats.clone();
+            let mems = history.mems.clone();
             let (in_flight, idle) = (in_flight.clone(), idle.clone());
             std::thread::Builder::new()
                 .name("uaedge-history".into())
-                .spawn(move || run_committer(&store, rx, &stats, &in_flight, &idle, retention))?
+                .spawn(move || {
+                    run_committer(&store, rx, &stats, &mems, &in_flight, &idle, retention)
+                })?
         };
         let mut intake = Intake {
+            mems: history.mems.clone(),
             history,
-            all: Vec::new(),
             by_path: HashMap::new(),
             by_tag: Vec::new(),
             commit: recovered.next_commit,
@@ -139,18 +142,18 @@ impl Intake {
         let mut series: Vec<(String, u32)> = recovered.series;
         series.sort_by_key(|(_, id)| *id);
         for (path, id) in series {
-            if id as usize != self.all.len() {
+            if id as usize != self.mems.lock().len() {
                 warn!(tag = %path, series = id, "history series ids have a gap; later ids shift");
             }
             self.add_series_with_id(path.into(), id);
         }
         let mut heads: HashMap<u32, (u64, u32)> = HashMap::new();
+        let mut mems = self.mems.lock();
         for (id, head) in recovered.heads {
             heads.insert(id, head.through);
-            let Some(s) = self.all.get(id as usize) else {
+            let Some(mem) = mems.get_mut(id as usize) else {
                 continue;
             };
-            let mut mem = s.mem.lock();
             mem.next_seq = head.key.seq.wrapping_add(1);
             mem.pos = head.through;
             if let Some(bytes) = head.open {
@@ -173,13 +176,13 @@ impl Intake {
         for (commit, bytes) in &recovered.log {
             self.log_sizes.push_back((*commit, bytes.len() as u64));
         }
-        let (all, closed, dirty) = (&self.all, &mut self.closed, &mut self.dirty);
+        let (closed, dirty) = (&mut self.closed, &mut self.dirty);
         replay(&recovered.log, &heads, |commit, sample| {
-            let Some(s) = all.get(sample.series as usize) else {
+            let Some(mem) = mems.get_mut(sample.series as usize) else {
                 return;
             };
-            let became_dirty = s.mem.lock().append(
-                s.id,
+            let became_dirty = mem.append(
+                sample.series,
                 commit,
                 sample.time,
                 sample.data_type,
@@ -188,7 +191,7 @@ impl Intake {
                 closed,
             );
             if became_dirty {
-                dirty.push(commit, s.id);
+                dirty.push(commit, sample.series);
             }
             replayed += 1;
         });
@@ -197,35 +200,29 @@ impl Intake {
             .max(recovered.log.last().map_or(0, |(c, _)| c + 1));
         for w in &self.closed {
             self.window_bytes += w.bytes.len();
-            if let Some(s) = self.all.get(w.key.series as usize) {
-                s.mem.lock().unsaved.push((self.commit, w.clone()));
+            if let Some(mem) = mems.get_mut(w.key.series as usize) {
+                mem.unsaved.push((self.commit, w.clone()));
             }
         }
+        let series = mems.len();
+        drop(mems);
         info!(
             path = %self.history.store.path().display(),
-            series = self.all.len(),
+            series,
             replayed,
             "history opened"
         );
     }
 
-    fn add_series_with_id(&mut self, path: Arc<str>, id: u32) -> Series {
-        let s = Series {
-            id,
-            mem: Arc::new(Mutex::new(SeriesMem::default())),
-        };
-        while self.all.len() < id as usize {
-            // A gap (never written by this code): fill it so that ids index `all`.
-            let gap = self.all.len() as u32;
-            self.all.push(Series {
-                id: gap,
-                mem: Arc::default(),
-            });
+    fn add_series_with_id(&mut self, path: Arc<str>, id: u32) {
+        {
+            let mut mems = self.mems.lock();
+            // A gap (never written by this code) is filled so that ids index `mems`.
+            let len = mems.len().max(id as usize + 1);
+            mems.resize_with(len, SeriesMem::default);
         }
-        self.all.push(s.clone());
         self.by_path.insert(path.clone(), id);
-        self.history.series.write().insert(path, s.clone());
-        s
+        self.history.series.write().insert(path, id);
     }
 
     /// Points the current table's historized tags at their series, creating new ones.
@@ -237,15 +234,16 @@ impl Intake {
                 continue;
             }
             let path: Arc<str> = def.path.to_string().into();
-            let series = match self.by_path.get(&path) {
-                Some(&id) => self.all[id as usize].clone(),
+            let id = match self.by_path.get(&path) {
+                Some(&id) => id,
                 None => {
-                    let id = self.all.len() as u32;
+                    let id = self.mems.lock().len() as u32;
                     self.new_series.push((path.clone(), id));
-                    self.add_series_with_id(path, id)
+                    self.add_series_with_id(path, id);
+                    id
                 }
             };
-            by_tag.push(Some((series, def.data_type)));
+            by_tag.push(Some((id, def.data_type)));
         }
         self.by_tag = by_tag;
     }
@@ -325,18 +323,19 @@ impl Intake {
                     return;
                 }
                 let closed_before = self.closed.len();
+                let mut mems = self.mems.lock();
                 for s in batch.iter() {
-                    let Some((series, data_type)) =
-                        self.by_tag.get(s.tag.index()).and_then(Option::as_ref)
-                    else {
+                    let Some(&Some((series, data_type))) = self.by_tag.get(s.tag.index()) else {
                         continue;
                     };
-                    let data_type = *data_type;
+                    let Some(mem) = mems.get_mut(series as usize) else {
+                        continue;
+                    };
                     let time = s.time.as_micros();
                     self.log
-                        .push(series.id, time, data_type, s.value.as_ref(), s.quality);
-                    let dirty = series.mem.lock().append(
-                        series.id,
+                        .push(series, time, data_type, s.value.as_ref(), s.quality);
+                    let dirty = mem.append(
+                        series,
                         self.commit,
                         time,
                         data_type,
@@ -345,13 +344,13 @@ impl Intake {
                         &mut self.closed,
                     );
                     if dirty {
-                        self.dirty.push(self.commit, series.id);
+                        self.dirty.push(self.commit, series);
                     }
                 }
                 for w in &self.closed[closed_before..] {
                     self.window_bytes += w.bytes.len();
-                    if let Some(s) = self.all.get(w.key.series as usize) {
-                        s.mem.lock().unsaved.push((self.commit, w.clone()));
+                    if let Some(mem) = mems.get_mut(w.key.series as usize) {
+                        mem.unsaved.push((self.commit, w.clone()));
                     }
                 }
             }
@@ -377,29 +376,26 @@ impl Intake {
         });
     }
 
-    fn series_of(&self, tag: usize) -> Option<&Series> {
-        self.by_tag
-            .get(tag)
-            .and_then(Option::as_ref)
-            .map(|(s, _)| s)
+    fn series_of(&self, tag: usize) -> Option<u32> {
+        self.by_tag.get(tag).copied().flatten().map(|(s, _)| s)
     }
 
     /// Whether `series` is still dirty since `commit` (its queue entry is live).
-    fn live(all: &[Series], series: u32, commit: u64) -> bool {
-        all.get(series as usize)
-            .is_some_and(|s| s.mem.lock().dirty_since == Some(commit))
+    fn live(mems: &[SeriesMem], series: u32, commit: u64) -> bool {
+        mems.get(series as usize)
+            .is_some_and(|s| s.dirty_since == Some(commit))
     }
 
     /// Checkpoints the series that hold the log's oldest records, while the log is over its
     /// budget and this commit's checkpoint allowance lasts. Returns the log's new front.
     fn checkpoint(&mut self) -> u64 {
-        let budget = LOG_BUDGET_MIN.max((self.all.len() * CHUNK_BYTES) as u64);
+        let mut mems = self.mems.lock();
+        let budget = LOG_BUDGET_MIN.max((mems.len() * CHUNK_BYTES) as u64);
         let mut written = 0usize;
         let mut log_total: u64 =
             self.log_sizes.iter().map(|(_, b)| b).sum::<u64>() + self.log.byte_len() as u64;
-        let all = &self.all;
         loop {
-            let front = self.dirty.front(|s, c| Self::live(all, s, c));
+            let front = self.dirty.front(|s, c| Self::live(&mems, s, c));
             let Some((commit, series)) = front else {
                 return self.commit + 1;
             };
@@ -418,10 +414,9 @@ impl Intake {
                 self.log_sizes.pop_front();
             }
             self.dirty.pop();
-            let Some(s) = all.get(series as usize) else {
+            let Some(mem) = mems.get_mut(series as usize) else {
                 continue;
             };
-            let mut mem = s.mem.lock();
             if let Some(w) = mem.checkpoint() {
                 written += w.bytes.len();
                 mem.unsaved.push((self.commit, w.clone()));
@@ -434,9 +429,11 @@ impl Intake {
         let trim_log_below = self.checkpoint();
         // Stale entries pile up where series close chunks often; keep the queue to the
         // series that are dirty.
-        if self.dirty.len() > 2 * self.all.len() + 1024 {
-            let all = &self.all;
-            self.dirty.retain(|&(c, s)| Self::live(all, s, c));
+        {
+            let mems = self.mems.lock();
+            if self.dirty.len() > 2 * mems.len() + 1024 {
+                self.dirty.retain(|&(c, s)| Self::live(&mems, s, c));
+            }
         }
         let log_samples = self.log.samples();
         let log = self.log.take();
@@ -451,10 +448,7 @@ impl Intake {
             self.log_sizes.pop_front();
         }
         let chunks: Vec<ChunkWrite> = std::mem::take(&mut self.closed);
-        let touched = chunks
-            .iter()
-            .filter_map(|w| self.all.get(w.key.series as usize).map(|s| s.mem.clone()))
-            .collect();
+        let touched = chunks.iter().map(|w| w.key.series).collect();
         let batch = Batch {
             commit: self.commit,
             log,
@@ -498,6 +492,7 @@ fn run_committer(
     store: &Store,
     jobs: Receiver<Job>,
     stats: &HistoryStats,
+    mems: &Mutex<Vec<SeriesMem>>,
     in_flight: &AtomicBool,
     idle: &Notify,
     retention: Retention,
@@ -533,8 +528,13 @@ fn run_committer(
                 }
             }
         }
-        for mem in &job.touched {
-            mem.lock().unsaved.retain(|(c, _)| *c != job.batch.commit);
+        {
+            let mut mems = mems.lock();
+            for &series in &job.touched {
+                if let Some(mem) = mems.get_mut(series as usize) {
+                    mem.unsaved.retain(|(c, _)| *c != job.batch.commit);
+                }
+            }
         }
         if !job.batch.events.is_empty() {
             (job.pending_events.lock()).retain(|e| e.commit != job.batch.commit);
