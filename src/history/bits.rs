@@ -171,13 +171,21 @@ impl Default for Rice {
 }
 
 impl Rice {
+    /// The smallest `k` with `2^k ≥ ⌈sum / count⌉` (at most 60), i.e. with
+    /// `count · 2^k ≥ sum`: found from the bit lengths without a division, which every
+    /// sample of every series pays for.
     fn k(&self) -> u32 {
-        let ratio = self.sum.div_ceil(self.count);
-        if ratio <= 1 {
-            0
-        } else {
-            (64 - (ratio - 1).leading_zeros()).min(60)
+        if self.sum <= self.count {
+            return 0;
         }
+        // `count · 2^k` has the bit length of `sum` here, so it cannot overflow.
+        let k = self.count.leading_zeros() - self.sum.leading_zeros();
+        let k = if self.count << k >= self.sum {
+            k
+        } else {
+            k + 1
+        };
+        k.min(60)
     }
 
     /// Escaped values count as if just past the escape, so that one outlier (a gap in the
@@ -241,6 +249,41 @@ pub fn unzigzag(u: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Rice::k` without a division picks what `⌈log2 ⌈sum / count⌉⌉` does: the stream's
+    /// format rests on encoder and decoder agreeing on it.
+    #[test]
+    fn rice_k_equals_the_ceiling_log_of_the_mean() {
+        let by_division = |sum: u64, count: u64| {
+            let ratio = sum.div_ceil(count);
+            if ratio <= 1 {
+                0
+            } else {
+                (64 - (ratio - 1).leading_zeros()).min(60)
+            }
+        };
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut cases: Vec<(u64, u64)> = (1..WINDOW)
+            .flat_map(|c| [0, 1, c - 1, c, c + 1, u64::MAX, u64::MAX - 1].map(|s| (s, c)))
+            .collect();
+        for _ in 0..200_000 {
+            let count = next() % WINDOW + 1;
+            let sum = next() >> (next() % 64);
+            cases.push((sum, count));
+            cases.push((count << (next() % 60), count));
+            cases.push(((count << (next() % 60)) + 1, count));
+        }
+        for (sum, count) in cases {
+            let rice = Rice { sum, count };
+            assert_eq!(rice.k(), by_division(sum, count), "sum {sum} count {count}");
+        }
+    }
 
     #[test]
     fn bits_of_every_width_read_back() {

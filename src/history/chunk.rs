@@ -245,7 +245,11 @@ impl Times {
         let delta = t.wrapping_sub(self.dod.last);
         let dod = delta.wrapping_sub(self.dod.delta);
         let unit = self.grid.max(1) as i64;
-        if self.grid == 0 || dod % unit == 0 {
+        // A steady period (the usual case) needs no division.
+        if dod == 0 {
+            self.dod.rice.write(out, 0);
+            self.on_grid(delta);
+        } else if self.grid == 0 || dod % unit == 0 {
             self.dod.rice.write(out, zigzag(dod / unit));
             self.on_grid(delta);
         } else {
