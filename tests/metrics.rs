@@ -22,7 +22,11 @@ devices:
       - { name: temp, type: float32, address: "Temp", options: { signal: sine, amplitude: 5, offset: 20, period: 2s } }
 "#;
 
+/// Sends `request` (a head ending in an empty line) asking the server to close the
+/// connection after its answer, and reads the whole answer.
 async fn get(addr: std::net::SocketAddr, request: &str) -> String {
+    let head = request.trim_end_matches("\r\n");
+    let request = format!("{head}\r\nConnection: close\r\n\r\n");
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut response = String::new();
@@ -35,10 +39,10 @@ fn value(body: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_and_health_over_http() {
+/// Starts uaedge on `CONFIG` with `sections` in front, once its endpoint answers.
+async fn start(sections: &str) -> (Runtime, std::net::SocketAddr) {
     let port = common::free_port();
-    let config = CONFIG.replace("PORT", &port.to_string());
+    let config = format!("{sections}{}", CONFIG.replace("PORT", &port.to_string()));
     let rt = Runtime::start(Config::parse("metrics.yaml", &config).expect("config"));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     // The endpoint binds in the background; wait until it answers.
@@ -48,6 +52,12 @@ async fn metrics_and_health_over_http() {
         || async { TcpStream::connect(addr).await.ok() },
     )
     .await;
+    (rt, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_over_http() {
+    let (rt, addr) = start("").await;
 
     let labels = r#"{device="line1",driver="enip-sim"}"#;
     let body = eventually(Duration::from_secs(10), "samples counted", || async {
@@ -61,7 +71,7 @@ async fn metrics_and_health_over_http() {
     .await;
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
     assert!(
-        body.contains("Content-Type: text/plain; version=0.0.4"),
+        (body.to_ascii_lowercase()).contains("content-type: text/plain; version=0.0.4"),
         "{body}"
     );
     assert!(
@@ -103,25 +113,83 @@ async fn metrics_and_health_over_http() {
     );
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length body off a kept-alive connection.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "connection closed mid-response: {bytes:?}");
+        bytes.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = (text[..end].lines())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .expect("content-length");
+        if bytes.len() >= end + 4 + length {
+            return text;
+        }
+    }
+}
+
+/// Connections stay open between requests (a scraper reuses one), a client that never
+/// finishes its request head is closed after the header timeout, and neither it nor a
+/// crowd of idle connections keeps others from being answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_slow_and_idle_clients() {
+    let (rt, addr) = start("").await;
+
+    let mut kept = TcpStream::connect(addr).await.expect("connect");
+    for _ in 0..3 {
+        kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        let response = read_response(&mut kept).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    }
+
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHo")
+        .await
+        .expect("send");
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(addr).await.expect("idle connection"));
+    }
+    let health = get(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
+
+    // The header timeout is 10 s; the bound leaves room for a loaded machine.
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(30), slow.read(&mut buf)).await;
+    match closed {
+        Ok(Ok(n)) => assert!(
+            n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+            "slow client got {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Ok(Err(_)) => {} // reset: closed as well
+        Err(_) => panic!("a client that never finished its request head was not closed"),
+    }
+    rt.shutdown().await.expect("clean shutdown");
+}
+
 /// With a `history:` section: what the historian holds, receives, drops and how long its
 /// commits take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_series() {
-    let port = common::free_port();
     let state = tempfile::tempdir().expect("state dir");
-    let config = format!(
-        "state_dir: {}\nhistory: {{ commit_window: 50ms }}\n{}",
-        state.path().display(),
-        CONFIG.replace("PORT", &port.to_string())
+    let sections = format!(
+        "state_dir: {}\nhistory: {{ commit_window: 50ms }}\n",
+        state.path().display()
     );
-    let rt = Runtime::start(Config::parse("metrics.yaml", &config).expect("config"));
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eventually(
-        Duration::from_secs(10),
-        "metrics endpoint listening",
-        || async { TcpStream::connect(addr).await.ok() },
-    )
-    .await;
+    let (rt, addr) = start(&sections).await;
     let body = eventually(Duration::from_secs(20), "samples historized", || async {
         let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
         (value(&response, "uaedge_history_samples")? >= 20.0).then_some(response)

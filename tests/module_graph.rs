@@ -187,10 +187,10 @@ fn no_module_circle_and_the_bus_imports_no_component() {
     let leaves = BTreeSet::from(["model".to_string(), "conditions".to_string()]);
     assert!(bus.is_subset(&leaves), "bus uses {bus:?}");
     let config = graph.get("config").cloned().unwrap_or_default();
-    for component in ["runtime", "sparkplug", "opcua_server", "metrics", "bus"] {
+    for component in ["runtime", "sparkplug", "opcua_server", "web", "bus"] {
         assert!(!config.contains(component), "config uses {component}");
     }
-    let components = ["sparkplug", "opcua_server", "metrics"];
+    let components = ["sparkplug", "opcua_server", "web"];
     for component in components {
         let uses = graph.get(component).cloned().unwrap_or_default();
         assert!(!uses.contains("runtime"), "{component} uses the runtime");

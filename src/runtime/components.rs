@@ -233,8 +233,8 @@ fn start_metrics(
         let history = history.clone();
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
-            match crate::metrics::bind(m.listen).await {
-                Ok(listener) => crate::metrics::serve(listener, handle, history, cancel).await,
+            match crate::web::bind(m.listen) {
+                Ok(listener) => crate::web::serve(listener, handle, history, cancel).await,
                 // Metrics are for watching; the plant's data keeps flowing without them.
                 Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
             }

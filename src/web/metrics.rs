@@ -1,120 +1,10 @@
-//! Health and metrics over HTTP: `/metrics` in the Prometheus text format and `/health`
-//! for load balancers and `curl`. Off unless configured; meant for loopback.
-//!
-//! A hand-rolled HTTP/1.1 responder rather than a web framework: two read-only GET routes do
-//! not justify a dependency tree, and every response closes its connection.
+//! `/metrics` in the Prometheus text format: the live model, the Sparkplug status and the
+//! historian, rendered on each scrape.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use crate::bus::Handle;
-use crate::history::{History, HistorySlot};
-
-/// A request line longer than this is not a scraper; it is dropped.
-const MAX_REQUEST: usize = 4096;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// `/health` fails when the router does not answer within this.
-const HEALTH_PROBE: Duration = Duration::from_secs(2);
-
-/// Serves until `cancel`. Each connection gets its own task; a slow or broken client
-/// affects only itself.
-pub async fn serve(
-    listener: TcpListener,
-    handle: Handle,
-    history: HistorySlot,
-    cancel: CancellationToken,
-) {
-    if let Ok(addr) = listener.local_addr() {
-        if !addr.ip().is_loopback() {
-            warn!(listen = %addr, "metrics endpoint is reachable from the network");
-        }
-        info!(listen = %addr, "metrics endpoint listening");
-    }
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let (handle, history) = (handle.clone(), history.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = respond(stream, &handle, &history).await {
-                        debug!(peer = %peer, error = %e, "metrics request failed");
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                // Out of file descriptors and the like: back off rather than spin.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn respond(
-    mut stream: TcpStream,
-    handle: &Handle,
-    history: &HistorySlot,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let head = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut chunk = [0u8; 512];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(head, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let request = String::from_utf8_lossy(&buf);
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(handle, history.read().as_deref()),
-        ),
-        ("GET", "/health") => {
-            if handle.probe(HEALTH_PROBE).await {
-                ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
-            } else {
-                (
-                    "503 Service Unavailable",
-                    "text/plain; charset=utf-8",
-                    "router not answering\n".to_string(),
-                )
-            }
-        }
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /health\n".into(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
+use crate::history::History;
 
 /// Label values escaped as the exposition format requires.
 fn label(value: &str) -> String {
@@ -322,11 +212,6 @@ pub fn render(handle: &Handle, history: Option<&History>) -> String {
         );
     }
     out
-}
-
-/// Binds the configured address; the caller logs a failure and runs without metrics.
-pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(listen).await
 }
 
 fn history_metrics(out: &mut String, history: &History) {

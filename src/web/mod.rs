@@ -1,0 +1,121 @@
+//! The gateway's HTTP server: `/metrics` in the Prometheus text format and `/health` for
+//! load balancers and `curl`, configured by `metrics:` (loopback by default).
+//!
+//! axum routes the requests; axum-server serves the connections, because it closes a
+//! connection whose request head does not arrive within [`HEADER_READ_TIMEOUT`] (a slow or
+//! idle client costs a socket for that long, not for ever) and stops gracefully. A
+//! hand-rolled HTTP/1.1 responder served this before: it closed every connection after one
+//! response and would not have grown into an API.
+//!
+//! - [`metrics`]: the exposition, rendered on each scrape.
+//!
+//! Dependencies: the bus (the model and the status) and the history, as readers.
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::TokioTimer;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::bus::Handle;
+use crate::history::HistorySlot;
+
+/// A connection whose request head (or, kept alive, whose next request) has not arrived
+/// within this is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// `/health` fails when the router does not answer within this.
+const HEALTH_PROBE: Duration = Duration::from_secs(2);
+/// On stop, requests under way get this long to finish.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// What the handlers read.
+#[derive(Clone)]
+struct Web {
+    handle: Handle,
+    history: HistorySlot,
+}
+
+/// Binds `listen` (the caller logs a failure and runs without the server).
+pub fn bind(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves until `cancel`, then lets requests under way finish for [`GRACE`].
+pub async fn serve(
+    listener: std::net::TcpListener,
+    handle: Handle,
+    history: HistorySlot,
+    cancel: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        if !addr.ip().is_loopback() {
+            warn!(listen = %addr, "metrics endpoint is reachable from the network");
+        }
+        info!(listen = %addr, "metrics endpoint listening");
+    }
+    let mut server = match axum_server::from_tcp(listener) {
+        Ok(server) => server,
+        Err(e) => {
+            warn!(error = %e, "metrics endpoint not started");
+            return;
+        }
+    };
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let stop = axum_server::Handle::new();
+    let server = server.handle(stop.clone());
+    let app = router(Web { handle, history });
+    let stopper = tokio::spawn(async move {
+        cancel.cancelled().await;
+        stop.graceful_shutdown(Some(GRACE));
+    });
+    if let Err(e) = server.serve(app.into_make_service()).await {
+        warn!(error = %e, "metrics endpoint stopped");
+    }
+    stopper.abort();
+}
+
+fn router(web: Web) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(web)
+}
+
+async fn metrics(State(web): State<Web>) -> Response {
+    let body = metrics::render(&web.handle, web.history.read().as_deref());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn health(State(web): State<Web>) -> Response {
+    if web.handle.probe(HEALTH_PROBE).await {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "router not answering\n").into_response()
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "try /metrics or /health\n").into_response()
+}
