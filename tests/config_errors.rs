@@ -306,3 +306,61 @@ devices:
     );
     assert_eq!(code, 0, "{err}");
 }
+
+/// `users:` is one list for OPC UA and the web console, each user with a role; errors
+/// point at the user's key, and `opcua.users` (the older place) may not repeat it.
+#[test]
+fn bad_users_are_located() {
+    let devices = "devices:\n  - name: press\n    driver: enip-sim\n    tags:\n      - { name: p, type: float32, address: \"P\" }\n";
+    let yaml = format!(
+        r#"users:
+  - {{ name: ann, password: pw, role: boss }}
+  - {{ name: bob, password: pw, role: operator, write: true }}
+  - {{ name: cid, password: "$argon2id$nope" }}
+  - {{ name: dan }}
+  - {{ name: eve, password: pw }}
+  - {{ name: eve, password: pw2, role: admin }}
+opcua:
+  endpoints: [basic256sha256_sign_encrypt]
+  anonymous: off
+  users:
+    - {{ name: old, password: pw, write: true }}
+{devices}"#
+    );
+    let (code, err) = check(&yaml);
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "F:2:38: users[0].role: unknown variant `boss`, expected one of `viewer`, `operator`, `admin`",
+        "F:3:55: users[1].write: give `role:` (viewer, operator or admin) alone",
+        "F:4:28: users[2].password: not a valid argon2 hash: it has no salt or no hash",
+        "F:5:5: users[3]: user `dan` needs `password`",
+        "F:7:5: users[5]: duplicate user `eve`",
+        "F:12:7: opcua.users[0]: users are listed once, in the top-level `users:`",
+    ] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
+    assert!(!err.contains("nobody could log in"), "{err}");
+
+    // Top-level users log in to OPC UA on its encrypted endpoints; `write: true` in the
+    // older place still reads as an operator.
+    let (code, err) = check(&format!(
+        "users:\n  - {{ name: ann, password: pw, role: viewer }}\nopcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n{devices}"
+    ));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = check(&format!(
+        "opcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n  users:\n    - {{ name: old, password: pw, write: true }}\n{devices}"
+    ));
+    assert_eq!(code, 0, "{err}");
+    // Users for the web console alone do not need an encrypted OPC UA endpoint while
+    // anonymous clients may read; with nobody else to log in, they do.
+    let none = "opcua:\n  endpoints: [none]\n  anonymous: ANON\n";
+    let users = "users:\n  - { name: ann, password: pw }\n";
+    let (code, err) = check(&format!("{users}{}{devices}", none.replace("ANON", "read")));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = check(&format!("{users}{}{devices}", none.replace("ANON", "off")));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("users log in only on encrypted endpoints"),
+        "{err}"
+    );
+}

@@ -482,7 +482,8 @@ async fn basic256sha256_users_certificate_folders_and_anonymous_off() {
     std::fs::write(state.path().join("viewer.password"), format!("{hash}\n"))
         .expect("password file");
     let opcua = format!(
-        "  endpoints: [basic256sha256_sign, basic256sha256_sign_encrypt]\n  anonymous: off\n  users:\n    - {{ name: operator, password: op-pw, write: true }}\n    - {{ name: viewer, password_file: {}/viewer.password }}",
+        // The top-level `users:`, shared with the web console, follows the section.
+        "  endpoints: [basic256sha256_sign, basic256sha256_sign_encrypt]\n  anonymous: off\nusers:\n  - {{ name: operator, password: op-pw, role: operator }}\n  - {{ name: viewer, password_file: {}/viewer.password }}",
         state.path().display()
     );
     let edge = Edge::start_in(state, &opcua, CELL).await;

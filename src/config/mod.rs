@@ -15,6 +15,7 @@ mod opcua_limits;
 mod referenced_file;
 mod size;
 pub mod sparkplug;
+pub mod users;
 pub mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -146,6 +147,9 @@ struct RawConfig {
     /// The OPC UA server; absent = no server.
     #[serde(default)]
     opcua: Option<RawNode>,
+    /// Who may log in, to OPC UA and the web console.
+    #[serde(default)]
+    users: Vec<RawNode>,
     /// The Prometheus/health endpoint; absent = off.
     #[serde(default)]
     metrics: Option<MetricsConfig>,
@@ -278,6 +282,8 @@ pub struct Config {
     pub sparkplug: Option<sparkplug::SparkplugSettings>,
     /// `opcua:`; `None` when absent or `enabled: false`.
     pub opcua: Option<opcua::OpcUaSettings>,
+    /// `users:` (the OPC UA server's list also holds `opcua.users` where that is used).
+    pub users: Vec<users::User>,
     /// `metrics:`; `None` when absent.
     pub metrics: Option<MetricsConfig>,
     /// `history:`; `None` when absent.
@@ -337,6 +343,7 @@ impl Config {
                 .unwrap_or_else(default_state_dir),
             sparkplug: None,
             opcua: None,
+            users: Vec::new(),
             metrics: raw.metrics,
             history: None,
             device_defs: Vec::new(),
@@ -403,9 +410,16 @@ impl Config {
                 Err(e) => errors.push(e),
             }
         }
+        let base = Path::new(file).parent().unwrap_or(Path::new(""));
+        config.users = users::load(&raw.users, base, &mut errors);
         if let Some(node) = &raw.opcua {
-            let base = Path::new(file).parent().unwrap_or(Path::new(""));
-            config.opcua = opcua::OpcUaSettings::load(node, base, &config.node.name, &mut errors);
+            config.opcua = opcua::OpcUaSettings::load(
+                node,
+                base,
+                &config.node.name,
+                &config.users,
+                &mut errors,
+            );
         }
         if errors.is_empty() {
             Ok(config)

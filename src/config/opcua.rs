@@ -5,7 +5,6 @@
 //! files are read and password hashes parsed at load, so a missing file or a mangled hash
 //! is a config error with its line rather than a login that can never succeed.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use uaedge_driver::Duration;
 
 pub use super::opcua_limits::Limits;
+use super::users::{self, User};
 use super::{ConfigError, RawNode, Spanned};
 
 /// `opcua:` as written in YAML.
@@ -41,18 +41,6 @@ struct RawOpcUa {
     min_sampling_interval: Option<Spanned<Duration>>,
     #[serde(default)]
     limits: Option<RawNode>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    name: Spanned<String>,
-    #[serde(default)]
-    password: Option<Spanned<String>>,
-    #[serde(default)]
-    password_file: Option<Spanned<String>>,
-    #[serde(default)]
-    write: bool,
 }
 
 fn default_true() -> bool {
@@ -132,30 +120,6 @@ pub enum Access {
     Write,
 }
 
-/// A password as configured: never printed, never logged.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Password {
-    Plain(String),
-    /// An argon2 PHC string, `$argon2id$v=19$m=…,t=…,p=…$salt$hash`.
-    Argon2(String),
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Password::Plain(_) => f.write_str("Plain(***)"),
-            Password::Argon2(_) => f.write_str("Argon2(***)"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub password: Password,
-    pub write: bool,
-}
-
 /// A validated `opcua:` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpcUaSettings {
@@ -181,6 +145,7 @@ impl OpcUaSettings {
         node: &RawNode,
         base: &Path,
         node_name: &str,
+        shared_users: &[User],
         errors: &mut Vec<ConfigError>,
     ) -> Option<OpcUaSettings> {
         if node.is_null() {
@@ -217,18 +182,18 @@ impl OpcUaSettings {
             Some(e) => e.value.clone(),
             None => Endpoint::DEFAULT.to_vec(),
         };
-        let mut users: Vec<User> = Vec::new();
-        for user_node in &raw.users {
-            let Some(user) = load_user(user_node, base, errors) else {
-                continue;
-            };
-            if users.iter().any(|u| u.name == user.name) {
-                errors.push(user_node.error(format!("duplicate user `{}`", user.name)));
-                continue;
+        // `opcua.users` is where the list lived before the web console shared it.
+        let users = match raw.users.first() {
+            Some(first) if !shared_users.is_empty() => {
+                errors.push(first.error(
+                    "users are listed once, in the top-level `users:` (shared with the web console): move these there",
+                ));
+                shared_users.to_vec()
             }
-            users.push(user);
-        }
-        if raw.anonymous == Access::Off && raw.users.is_empty() {
+            Some(_) => users::load(&raw.users, base, errors),
+            None => shared_users.to_vec(),
+        };
+        if raw.anonymous == Access::Off && users.is_empty() {
             errors.push(
                 node.error(
                     "nobody could log in: set `anonymous: read` (or `write`) or add `users:`",
@@ -236,7 +201,11 @@ impl OpcUaSettings {
             );
         }
         let secure = endpoints.iter().any(|e| e.is_secure());
-        if !raw.users.is_empty() && !secure {
+        // Top-level users may be there for the web console alone; they log in to OPC UA
+        // only where an endpoint is encrypted, so without one only anonymous access counts.
+        let needs_secure =
+            !raw.users.is_empty() || (raw.anonymous == Access::Off && !users.is_empty());
+        if needs_secure && !secure {
             let msg = "users log in only on encrypted endpoints (passwords are never sent in clear): add `aes256_sha256_rsapss_sign_encrypt` (or another encrypted one)";
             errors.push(match &raw.endpoints {
                 Some(e) => e.error(msg),
@@ -308,63 +277,4 @@ fn default_hostname(listen: SocketAddr) -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
-}
-
-fn load_user(node: &RawNode, base: &Path, errors: &mut Vec<ConfigError>) -> Option<User> {
-    let raw: RawUser = match node.deserialize() {
-        Ok(u) => u,
-        Err(e) => {
-            errors.push(e);
-            return None;
-        }
-    };
-    let name = raw.name.value.trim();
-    if name.is_empty() {
-        errors.push(raw.name.error("user name must not be empty"));
-        return None;
-    }
-    let (text, at) = match (&raw.password, &raw.password_file) {
-        (Some(p), None) => (p.value.clone(), p),
-        (None, Some(f)) => {
-            let path = base.join(&f.value);
-            let text = crate::config::read_referenced_file(&path).and_then(|b| {
-                String::from_utf8(b).map_err(|_| std::io::Error::other("not UTF-8 text"))
-            });
-            match text {
-                // A trailing newline is the editor's, not the password's.
-                Ok(t) => (t.trim_end_matches(['\n', '\r']).to_string(), f),
-                Err(e) => {
-                    errors.push(f.error(format!("cannot read {}: {e}", path.display())));
-                    return None;
-                }
-            }
-        }
-        (Some(p), Some(_)) => {
-            errors.push(p.error("give either `password` or `password_file`, not both"));
-            return None;
-        }
-        (None, None) => {
-            errors.push(node.error(format!(
-                "user `{name}` needs `password` (plain or an `$argon2id$` hash) or `password_file`"
-            )));
-            return None;
-        }
-    };
-    let password = if text.starts_with("$argon2") {
-        if let Err(e) = argon2::PasswordHash::new(&text) {
-            errors.push(at.error(format!("not a valid argon2 hash: {e}")));
-            return None;
-        }
-        Password::Argon2(text)
-    } else if text.is_empty() {
-        errors.push(at.error("password must not be empty"));
-        return None;
-    } else {
-        Password::Plain(text)
-    };
-    Some(User {
-        name: name.to_string(),
-        password,
-        write: raw.write,
-    })
 }

@@ -1,8 +1,8 @@
 //! Who may log in, and who may write.
 //!
 //! Users log in with a password only over encrypted endpoints, so a password never
-//! crosses the network in clear; the None endpoint takes anonymous sessions only. A user
-//! without `write: true` sees every variable's UserAccessLevel without CurrentWrite, and
+//! crosses the network in clear; the None endpoint takes anonymous sessions only. A viewer
+//! (see `config::users`) sees every variable's UserAccessLevel without CurrentWrite, and
 //! the node manager refuses their writes with BadUserAccessDenied.
 
 use std::collections::HashMap;
@@ -19,7 +19,8 @@ use opcua::server::ServerEndpoint;
 use opcua::types::{Error, NodeId, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 use tracing::{info, warn};
 
-use crate::config::opcua::{Access, OpcUaSettings, Password};
+use crate::config::opcua::{Access, OpcUaSettings};
+use crate::config::users::Password;
 
 /// Prefix of the session tokens of configured users, so that no user name can pass for the
 /// anonymous token.
@@ -37,7 +38,12 @@ impl Authenticator {
             users: settings
                 .users
                 .iter()
-                .map(|u| (u.name.clone(), (Arc::new(u.password.clone()), u.write)))
+                .map(|u| {
+                    (
+                        u.name.clone(),
+                        (Arc::new(u.password.clone()), u.can_write()),
+                    )
+                })
                 .collect(),
         }
     }
