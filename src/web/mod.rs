@@ -2,8 +2,9 @@
 //! load balancers and `curl`, configured by `metrics:` (loopback by default).
 //!
 //! axum routes the requests; axum-server serves the connections, because it closes a
-//! connection whose request head does not arrive within [`HEADER_READ_TIMEOUT`] (a slow or
-//! idle client costs a socket for that long, not for ever) and stops gracefully. A
+//! connection whose request head does not arrive within [`HEADER_READ_TIMEOUT`] (a slow,
+//! silent or idle kept-alive client costs a socket for that long, not for ever) and stops
+//! gracefully. A
 //! hand-rolled HTTP/1.1 responder served this before: it closed every connection after one
 //! response and would not have grown into an API.
 //!
@@ -63,8 +64,10 @@ pub async fn serve(
         }
         info!(listen = %addr, "metrics endpoint listening");
     }
+    // HTTP/1 only: with HTTP/2 as well, each connection first passes a protocol sniff that
+    // no timer covers, so a client that connects and sends nothing would be kept for ever.
     let mut server = match axum_server::from_tcp(listener) {
-        Ok(server) => server,
+        Ok(server) => server.http1_only(),
         Err(e) => {
             warn!(error = %e, "metrics endpoint not started");
             return;
