@@ -108,21 +108,38 @@ impl History {
     pub fn footprint(&self) -> (u64, u64) {
         let stored = self.stats.snapshot();
         let mut bytes = stored.chunk_bytes;
-        for s in self.mems.lock().iter() {
-            if let Some(open) = &s.open {
-                // Its last checkpoint, if any, is in the file's count already.
-                bytes += (open.enc.byte_len() as u64).saturating_sub(open.stored_len as u64);
-            }
-        }
+        self.each_open(|open| {
+            // Its last checkpoint, if any, is in the file's count already.
+            bytes += (open.enc.byte_len() as u64).saturating_sub(open.stored_len as u64);
+        });
         (bytes, stored.samples)
+    }
+
+    /// Visits every open chunk, holding the series lock for a block of series at a time:
+    /// a scrape's scan of 100,000 series never holds up the intake for the whole of it.
+    fn each_open(&self, mut f: impl FnMut(&series::OpenChunk)) {
+        const BLOCK: usize = 4096;
+        let mut from = 0;
+        loop {
+            let mems = self.mems.lock();
+            let block = mems.get(from..).unwrap_or_default();
+            if block.is_empty() {
+                return;
+            }
+            block
+                .iter()
+                .take(BLOCK)
+                .filter_map(|s| s.open.as_ref())
+                .for_each(&mut f);
+            from += BLOCK;
+        }
     }
 
     /// Source time of the oldest sample kept (µs): the oldest stored chunk's, or while
     /// every chunk is still open, the earliest open one's.
     pub fn oldest(&self) -> Option<i64> {
-        let open = (self.mems.lock().iter())
-            .filter_map(|s| s.open.as_ref().map(|o| o.key.first))
-            .min();
+        let mut open: Option<i64> = None;
+        self.each_open(|o| open = Some(open.map_or(o.key.first, |m| m.min(o.key.first))));
         match (self.stats.snapshot().oldest, open) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
