@@ -331,7 +331,7 @@ opcua:
     assert_eq!(code, 1, "{err}");
     for expected in [
         "F:2:38: users[0].role: unknown variant `boss`, expected one of `viewer`, `operator`, `admin`",
-        "F:3:55: users[1].write: give `role:` (viewer, operator or admin) alone",
+        "F:3:55: users[1].write: give `role: operator` (or viewer, admin); `write:` is read only under `opcua.users`",
         "F:4:28: users[2].password: not a valid argon2 hash: it has no salt or no hash",
         "F:5:5: users[3]: user `dan` needs `password`",
         "F:7:5: users[5]: duplicate user `eve`",

@@ -531,7 +531,7 @@ async fn basic256sha256_users_certificate_folders_and_anonymous_off() {
     .await;
     scada.ok(json!({"op": "disconnect"}));
 
-    // A user without `write: true` (argon2-hashed password from a file) reads but may not write.
+    // A viewer (the default role; argon2-hashed password from a file) reads but may not write.
     let mut scada = Scada::start();
     scada.ok(connect(Some(("viewer", "viewer-pw"))));
     assert_eq!(scada.read_one(&setpoint)["status"], "Good");

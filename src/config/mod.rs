@@ -411,7 +411,7 @@ impl Config {
             }
         }
         let base = Path::new(file).parent().unwrap_or(Path::new(""));
-        config.users = users::load(&raw.users, base, &mut errors);
+        config.users = users::load(&raw.users, users::Place::Top, base, &mut errors);
         if let Some(node) = &raw.opcua {
             config.opcua = opcua::OpcUaSettings::load(
                 node,
@@ -420,6 +420,12 @@ impl Config {
                 &config.users,
                 &mut errors,
             );
+            // Users listed the older way, under `opcua:`, are everyone's users too.
+            if config.users.is_empty() {
+                if let Some(o) = &config.opcua {
+                    config.users.clone_from(&o.users);
+                }
+            }
         }
         if errors.is_empty() {
             Ok(config)

@@ -1,9 +1,9 @@
 //! The `opcua:` section of the YAML and its validation.
 //!
 //! Serde reads [`RawOpcUa`] (unknown keys refused, values that need checking kept
-//! [`Spanned`]); [`OpcUaSettings::load`] turns it into settings the server runs on. Password
-//! files are read and password hashes parsed at load, so a missing file or a mangled hash
-//! is a config error with its line rather than a login that can never succeed.
+//! [`Spanned`]); [`OpcUaSettings::load`] turns it into settings the server runs on. Its
+//! users are the top-level list (or `opcua.users`, the older place), read by
+//! [`super::users`].
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -190,7 +190,7 @@ impl OpcUaSettings {
                 ));
                 shared_users.to_vec()
             }
-            Some(_) => users::load(&raw.users, base, errors),
+            Some(_) => users::load(&raw.users, users::Place::OpcUa, base, errors),
             None => shared_users.to_vec(),
         };
         if raw.anonymous == Access::Off && users.is_empty() {
@@ -212,6 +212,9 @@ impl OpcUaSettings {
                 None => node.error(msg),
             });
         }
+        // Users who cannot log in here are not this server's: a change to them (for the web
+        // console) then leaves the server, and its sessions, alone on reload.
+        let users = if secure { users } else { Vec::new() };
         let min_sampling_interval = match &raw.min_sampling_interval {
             Some(d) if d.value.get() < std::time::Duration::from_millis(10) => {
                 errors.push(d.error("min_sampling_interval must be at least 10ms"));

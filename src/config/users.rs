@@ -70,12 +70,26 @@ struct RawUser {
     write: Option<Spanned<bool>>,
 }
 
+/// Where a user list stands in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `users:` at the top level: roles only.
+    Top,
+    /// `opcua.users`, where `write: true` still means an operator.
+    OpcUa,
+}
+
 /// Validates a user list; `base` is the config file's folder, for relative
 /// `password_file:` paths. A user with an error is left out (the error is in `errors`).
-pub fn load(nodes: &[RawNode], base: &Path, errors: &mut Vec<ConfigError>) -> Vec<User> {
+pub fn load(
+    nodes: &[RawNode],
+    place: Place,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<User> {
     let mut users: Vec<User> = Vec::new();
     for node in nodes {
-        let Some(user) = load_user(node, base, errors) else {
+        let Some(user) = load_user(node, place, base, errors) else {
             continue;
         };
         if users.iter().any(|u| u.name == user.name) {
@@ -87,7 +101,12 @@ pub fn load(nodes: &[RawNode], base: &Path, errors: &mut Vec<ConfigError>) -> Ve
     users
 }
 
-fn load_user(node: &RawNode, base: &Path, errors: &mut Vec<ConfigError>) -> Option<User> {
+fn load_user(
+    node: &RawNode,
+    place: Place,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<User> {
     let raw: RawUser = match node.deserialize() {
         Ok(u) => u,
         Err(e) => {
@@ -101,6 +120,12 @@ fn load_user(node: &RawNode, base: &Path, errors: &mut Vec<ConfigError>) -> Opti
         return None;
     }
     let role = match (&raw.role, &raw.write) {
+        (_, Some(w)) if place == Place::Top => {
+            errors.push(w.error(
+                "give `role: operator` (or viewer, admin); `write:` is read only under `opcua.users`",
+            ));
+            return None;
+        }
         (Some(_), Some(w)) => {
             errors.push(w.error(
                 "give `role:` (viewer, operator or admin) alone; `write:` is its older spelling",
@@ -158,8 +183,9 @@ fn load_password(
         // would ever match it.
         let problem = match argon2::PasswordHash::new(&text) {
             Err(e) => Some(e.to_string()),
+            // Not echoed: a plain password that happens to start with `$argon2` would be.
             Ok(h) if !["argon2id", "argon2i", "argon2d"].contains(&h.algorithm.as_str()) => {
-                Some(format!("unknown algorithm `{}`", h.algorithm))
+                Some("unknown algorithm (expected argon2id, argon2i or argon2d)".into())
             }
             Ok(h) if h.salt.is_none() || h.hash.is_none() => Some(
                 "it has no salt or no hash (expected `$argon2id$v=19$m=…,t=…,p=…$salt$hash`)"
@@ -214,14 +240,22 @@ mod tests {
             "opcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n  users:\n    - {{ name: w, password: a, write: true }}\n    - {{ name: r, password: b, write: false }}\n{DEVICES}"
         );
         let config = Config::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
-        assert!(config.users.is_empty());
+        let expected = vec![("w", Role::Operator, true), ("r", Role::Viewer, false)];
+        assert_eq!(roles(&config.users), expected);
         let opcua = config.opcua.unwrap_or_else(|| panic!("opcua"));
-        assert_eq!(
-            roles(&opcua.users),
-            vec![("w", Role::Operator, true), ("r", Role::Viewer, false)]
+        assert_eq!(roles(&opcua.users), expected);
+
+        // Users who cannot log in to OPC UA (no encrypted endpoint) are not its users, so
+        // changing them does not restart it.
+        let text = format!(
+            "users:\n  - {{ name: v, password: a }}\nopcua:\n  endpoints: [none]\n  anonymous: read\n{DEVICES}"
         );
+        let config = Config::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(roles(&config.users), vec![("v", Role::Viewer, false)]);
+        let opcua = config.opcua.unwrap_or_else(|| panic!("opcua"));
+        assert!(opcua.users.is_empty());
         // Passwords never print.
-        let shown = format!("{:?}", opcua.users);
+        let shown = format!("{:?}", config.users);
         assert!(
             shown.contains("Plain(***)") && !shown.contains("\"a\""),
             "{shown}"
