@@ -92,7 +92,12 @@ pub fn decode_for_fuzzing(body: &[u8], operand: bool) -> Result<usize, String> {
     let loaders = with_event_filter_paths(&uaedge_opcua_client::hardening::harden(
         &TypeLoaderCollection::new(),
     ));
-    let owned = opcua::types::ContextOwned::default();
+    // The context holds the same loaders, as the server's does: the ExtensionObjects inside
+    // a filter (its operands) decode through the context, and with async-opcua's plain
+    // loaders an Argument operand with a huge ValueRank allocated gigabytes (found by the
+    // fuzz target; the server was never exposed, its context is hardened).
+    let owned =
+        opcua::types::ContextOwned::new(Default::default(), loaders.clone(), Default::default());
     let ctx = owned.context();
     let id: NodeId = if operand {
         ObjectId::SimpleAttributeOperand_Encoding_DefaultBinary.into()
