@@ -213,6 +213,11 @@ mod tests {
 
     const DEVICES: &str = "devices:\n  - name: a\n    driver: enip-sim\n    tags:\n      - { name: t, type: float64, address: Count }\n";
 
+    /// `sections` with one device, parsed.
+    fn parse(sections: &str) -> Config {
+        Config::parse("f.yaml", &format!("{sections}{DEVICES}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn roles(users: &[User]) -> Vec<(&str, Role, bool)> {
         (users.iter())
             .map(|u| (u.name.as_str(), u.role, u.can_write()))
@@ -223,10 +228,9 @@ mod tests {
     /// `opcua.users` (the older place, where `write: true` means an operator).
     #[test]
     fn roles_and_the_shared_list() {
-        let text = format!(
-            "users:\n  - {{ name: v, password: a }}\n  - {{ name: o, password: b, role: operator }}\n  - {{ name: ad, password: c, role: admin }}\nopcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n{DEVICES}"
+        let config = parse(
+            "users:\n  - { name: v, password: a }\n  - { name: o, password: b, role: operator }\n  - { name: ad, password: c, role: admin }\nopcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n",
         );
-        let config = Config::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
         let expected = vec![
             ("v", Role::Viewer, false),
             ("o", Role::Operator, true),
@@ -236,10 +240,9 @@ mod tests {
         let opcua = config.opcua.unwrap_or_else(|| panic!("opcua"));
         assert_eq!(roles(&opcua.users), expected);
 
-        let text = format!(
-            "opcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n  users:\n    - {{ name: w, password: a, write: true }}\n    - {{ name: r, password: b, write: false }}\n{DEVICES}"
+        let config = parse(
+            "opcua:\n  endpoints: [basic256sha256_sign_encrypt]\n  anonymous: off\n  users:\n    - { name: w, password: a, write: true }\n    - { name: r, password: b, write: false }\n",
         );
-        let config = Config::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
         let expected = vec![("w", Role::Operator, true), ("r", Role::Viewer, false)];
         assert_eq!(roles(&config.users), expected);
         let opcua = config.opcua.unwrap_or_else(|| panic!("opcua"));
@@ -247,10 +250,9 @@ mod tests {
 
         // Users who cannot log in to OPC UA (no encrypted endpoint) are not its users, so
         // changing them does not restart it.
-        let text = format!(
-            "users:\n  - {{ name: v, password: a }}\nopcua:\n  endpoints: [none]\n  anonymous: read\n{DEVICES}"
+        let config = parse(
+            "users:\n  - { name: v, password: a }\nopcua:\n  endpoints: [none]\n  anonymous: read\n",
         );
-        let config = Config::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(roles(&config.users), vec![("v", Role::Viewer, false)]);
         let opcua = config.opcua.unwrap_or_else(|| panic!("opcua"));
         assert!(opcua.users.is_empty());
