@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
-use uaedge::config::{Config, Digest};
+use uaedge::bus::{ReloadError, ReloadOutcome, ReloadRecord};
+use uaedge::config::Config;
 
 /// OPC UA-centric industrial edge runtime: device drivers (Modbus, OPC UA, simulated
 /// PROFINET and EtherNet/IP) into one data model, served over OPC UA and Sparkplug B.
@@ -316,10 +317,16 @@ async fn serve(
 ) -> Result<(), uaedge::runtime::RuntimeError> {
     use tokio::signal::unix::{signal, SignalKind};
     // A digest, not the text: a 100,000-tag config is megabytes held only to compare.
-    let mut loaded = std::fs::read_to_string(path)
-        .map(|t| Digest::of(t.as_bytes()))
+    let mut loaded = std::fs::read(path)
+        .map(|t| sha256_hex(&t))
         .unwrap_or_default();
+    let node = config.node.name.clone();
     let mut runtime = uaedge::runtime::Runtime::start(config);
+    runtime.handle().status().update_gateway(|g| {
+        g.node = node;
+        g.config_file = path.display().to_string();
+        g.config_sha256 = loaded.clone();
+    });
     release_freed_memory();
     let (current, watched) = tokio::sync::watch::channel(runtime.handle());
     uaedge::systemd::ready(&status_line(&runtime));
@@ -349,19 +356,29 @@ async fn serve(
             _ = trim.tick() => release_freed_memory(),
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                 uaedge::systemd::reloading();
-                match reload(path, loaded) {
-                    Reload::Unchanged => info!(config = %path.display(), "reload: config unchanged"),
+                let outcome = match reload(path, &loaded) {
+                    Reload::Unchanged => {
+                        info!(config = %path.display(), "reload: config unchanged");
+                        (ReloadOutcome::Unchanged, Vec::new())
+                    }
                     Reload::Refused(errors) => {
                         for e in &errors.0 {
                             error!(error = %e, "reload refused; the running config stays");
                         }
+                        (ReloadOutcome::Refused, errors.0.iter().map(reload_error).collect())
                     }
-                    Reload::Changed(text, config) => {
+                    Reload::Changed(digest, config) => {
                         info!(config = %path.display(), "reload: applying the new config");
                         log_level.set(&config.log.level);
+                        let node = config.node.name.clone();
                         let summary = runtime.reload(*config).await;
                         release_freed_memory();
-                        loaded = Digest::of(text.as_bytes());
+                        loaded = digest;
+                        runtime.handle().status().update_gateway(|g| {
+                            g.node = node;
+                            g.config_sha256 = loaded.clone();
+                            g.applied = std::time::SystemTime::now();
+                        });
                         // The handle follows reloads by itself; this keeps the watchdog's
                         // copy fresh all the same.
                         current.send_replace(runtime.handle());
@@ -373,8 +390,16 @@ async fn serve(
                             restarted = ?summary.restarted,
                             "config reloaded"
                         );
+                        (ReloadOutcome::Applied, Vec::new())
                     }
-                }
+                };
+                runtime.handle().status().update_gateway(|g| {
+                    g.last_reload = Some(ReloadRecord {
+                        time: std::time::SystemTime::now(),
+                        outcome: outcome.0,
+                        errors: outcome.1,
+                    });
+                });
                 uaedge::systemd::ready(&status_line(&runtime));
             }
         }
@@ -389,10 +414,11 @@ async fn serve(
 enum Reload {
     Unchanged,
     Refused(uaedge::config::ConfigErrors),
+    /// The new file's SHA-256 and its config.
     Changed(String, Box<Config>),
 }
 
-fn reload(path: &Path, loaded: u64) -> Reload {
+fn reload(path: &Path, loaded: &str) -> Reload {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -407,12 +433,35 @@ fn reload(path: &Path, loaded: u64) -> Reload {
             ]))
         }
     };
-    if Digest::of(text.as_bytes()) == loaded {
+    let digest = sha256_hex(text.as_bytes());
+    if digest == loaded {
         return Reload::Unchanged;
     }
     match Config::parse(&path.display().to_string(), &text) {
-        Ok(config) => Reload::Changed(text, Box::new(config)),
+        Ok(config) => Reload::Changed(digest, Box::new(config)),
         Err(errors) => Reload::Refused(errors),
+    }
+}
+
+/// What `sha256sum` prints for `bytes`: the config's digest the API shows and reloads compare.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+fn reload_error(e: &uaedge::config::ConfigError) -> ReloadError {
+    ReloadError {
+        file: e.file.clone(),
+        line: e.line,
+        column: e.col,
+        key: e.path.clone(),
+        message: e.message.clone(),
     }
 }
 

@@ -364,3 +364,32 @@ opcua:
         "{err}"
     );
 }
+
+#[test]
+fn web_section_errors_are_located() {
+    let (code, err) = check("web:\n  listen: 0.0.0.0:8480\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("F:2:11: web.listen: web.listen 0.0.0.0:8480 is off the loopback interface"),
+        "{err}"
+    );
+    let (code, err) =
+        check("web: { listen: 127.0.0.1:9000 }\nmetrics: { listen: 127.0.0.1:9000 }\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("web and metrics both listen on 127.0.0.1:9000"),
+        "{err}"
+    );
+    let (code, err) = check("web: { listen: here }\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("F:1:16: web.listen: invalid socket address"),
+        "{err}"
+    );
+    let (code, err) = check("web: { port: 1 }\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown field `port`"), "{err}");
+    // An empty section takes the defaults.
+    let (code, err) = check("web:\n");
+    assert_eq!(code, 0, "{err}");
+}

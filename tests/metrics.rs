@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
+use common::{eventually, http as get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uaedge::config::Config;
@@ -21,18 +21,6 @@ devices:
       - { name: count, type: uint32, address: "Count", options: { signal: counter } }
       - { name: temp, type: float32, address: "Temp", options: { signal: sine, amplitude: 5, offset: 20, period: 2s } }
 "#;
-
-/// Sends `request` (a head ending in an empty line) asking the server to close the
-/// connection after its answer, and reads the whole answer.
-async fn get(addr: std::net::SocketAddr, request: &str) -> String {
-    let head = request.trim_end_matches("\r\n");
-    let request = format!("{head}\r\nConnection: close\r\n\r\n");
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
-}
 
 fn value(body: &str, series: &str) -> Option<f64> {
     body.lines()

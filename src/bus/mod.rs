@@ -10,9 +10,11 @@
 //! object, the Sparkplug node metrics) read it.
 
 mod event;
+pub mod gateway;
 mod handle;
 pub mod status;
 
 pub use event::{queue_depth, ModelEvent, Reloaded, Start};
+pub use gateway::{GatewayInfo, ReloadError, ReloadOutcome, ReloadRecord};
 pub use handle::{ConditionRequest, Handle, ModelView, Publisher, WriteRequest};
 pub use status::{AlarmCounts, AlarmStatus, ConnectionStats, SparkplugStatus, StatusSnapshot};

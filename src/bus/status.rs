@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::gateway::GatewayInfo;
+
 /// Every component's status, shared by all [`super::Handle`]s of one runtime. It outlives
 /// component restarts by a reload, so counters that only grow keep growing.
 #[derive(Debug, Default)]
@@ -18,6 +20,8 @@ pub struct Status {
     /// The edge node running now, when the config has a `sparkplug:` section; a restarted
     /// node starts with a fresh one.
     sparkplug: RwLock<Option<Arc<SparkplugStatus>>>,
+    /// Written by the binary at start and on each reload.
+    gateway: RwLock<GatewayInfo>,
 }
 
 impl Status {
@@ -26,6 +30,15 @@ impl Status {
     }
 
     /// Set by whoever starts (or stops, with `None`) the edge node.
+    pub fn gateway(&self) -> GatewayInfo {
+        self.gateway.read().clone()
+    }
+
+    /// Changes what is known of the process (the binary calls it at start and on reload).
+    pub fn update_gateway(&self, f: impl FnOnce(&mut GatewayInfo)) {
+        f(&mut self.gateway.write());
+    }
+
     pub(crate) fn set_sparkplug(&self, status: Option<Arc<SparkplugStatus>>) {
         *self.sparkplug.write() = status;
     }

@@ -17,7 +17,7 @@ use uaedge_driver::Duration;
 
 use super::{ByteSize, ConfigError, Spanned};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawHistory {
     #[serde(default)]

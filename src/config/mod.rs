@@ -16,6 +16,7 @@ mod referenced_file;
 mod size;
 pub mod sparkplug;
 pub mod users;
+pub mod web;
 pub mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -156,6 +157,9 @@ struct RawConfig {
     /// The local historian; absent = off.
     #[serde(default)]
     history: Option<RawNode>,
+    /// The REST API (with `/metrics` and `/health`); absent = off.
+    #[serde(default)]
+    web: Option<RawNode>,
 }
 
 fn yes() -> bool {
@@ -288,6 +292,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `history:`; `None` when absent.
     pub history: Option<history::HistorySettings>,
+    /// `web:`; `None` when absent.
+    pub web: Option<web::WebSettings>,
     /// The model's static part, built while validating; the runtime turns it into a TagTable.
     pub device_defs: Vec<DeviceDef>,
     pub tag_defs: Vec<TagDef>,
@@ -346,6 +352,7 @@ impl Config {
             users: Vec::new(),
             metrics: raw.metrics,
             history: None,
+            web: None,
             device_defs: Vec::new(),
             tag_defs: Vec::new(),
             checks: Vec::new(),
@@ -394,20 +401,26 @@ impl Config {
             }
         }
         if let Some(node) = &raw.history {
-            let raw_history = if node.is_null() {
-                Ok(None)
-            } else {
-                node.deserialize::<history::RawHistory>().map(Some)
-            };
-            match raw_history {
-                Ok(Some(h)) => {
+            match node.deserialize_or_default::<history::RawHistory>() {
+                Ok(h) => {
                     config.history =
                         history::HistorySettings::from_raw(h, &config.state_dir, &mut errors)
                 }
-                Ok(None) => {
-                    config.history = Some(history::HistorySettings::defaults(&config.state_dir))
-                }
                 Err(e) => errors.push(e),
+            }
+        }
+        if let Some(node) = &raw.web {
+            match node.deserialize_or_default::<web::RawWeb>() {
+                Ok(w) => config.web = web::WebSettings::from_raw(w, &mut errors),
+                Err(e) => errors.push(e),
+            }
+            if let (Some(w), Some(m)) = (&config.web, &config.metrics) {
+                if w.listen == m.listen {
+                    errors.push(node.error(format!(
+                        "web and metrics both listen on {}: web serves /metrics and /health too, so drop `metrics:`",
+                        w.listen
+                    )));
+                }
             }
         }
         let base = Path::new(file).parent().unwrap_or(Path::new(""));

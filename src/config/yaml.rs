@@ -167,6 +167,17 @@ impl RawNode {
 
     /// Deserializes this subtree. Stops at the first error, which carries the
     /// offending node's position and its full path from the document root.
+    /// [`RawNode::deserialize`], or `T`'s default for a section written empty (`history:`).
+    pub fn deserialize_or_default<T: de::DeserializeOwned + Default>(
+        &self,
+    ) -> Result<T, ConfigError> {
+        if self.is_null() {
+            Ok(T::default())
+        } else {
+            self.deserialize()
+        }
+    }
+
     pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let de = De {
             tree: &self.tree,

@@ -77,13 +77,14 @@ pub fn read(path: &Path, tag: &str, from: i64, to: i64) -> Result<Vec<Point>, Ex
 }
 
 /// RFC 3339 in UTC with µs.
-fn rfc3339(us: i64) -> String {
+pub(crate) fn rfc3339(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         .unwrap_or_else(|| us.to_string())
 }
 
-fn json_value(v: &Option<Value>) -> serde_json::Value {
+/// A value as JSON: numbers as numbers, NaN and ∞ as text, times as RFC 3339.
+pub(crate) fn json_value(v: &Option<Value>) -> serde_json::Value {
     match v {
         None => serde_json::Value::Null,
         Some(Value::Boolean(b)) => (*b).into(),

@@ -343,20 +343,36 @@ impl TagTable {
         device: DeviceId,
         prefix: &str,
     ) -> impl Iterator<Item = &'a TagDef> + 'a {
-        let ids = self.by_name_of(device);
         let key = if prefix.is_empty() {
             String::new()
         } else {
             format!("{prefix}/")
         };
+        self.tags_by_name(device, &key, None)
+    }
+
+    /// The tags of `device` whose names start with `prefix` (a string prefix) and sort after
+    /// `after`, in name order: a page of a listing that survives reloads, since it resumes
+    /// from a name rather than a position.
+    pub fn tags_by_name<'a>(
+        &'a self,
+        device: DeviceId,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a TagDef> + 'a {
+        let ids = self.by_name_of(device);
         let name = |id: &TagId| self.tags.get(id.index()).map_or("", |t| &*t.path.tag);
         // Names with a common prefix sit together in name order.
-        let start = ids.partition_point(|id| name(id) < key.as_str());
+        let mut start = ids.partition_point(|id| name(id) < prefix);
+        if let Some(after) = after {
+            start = start.max(ids.partition_point(|id| name(id) <= after));
+        }
+        let prefix = prefix.to_string();
         ids.get(start..)
             .unwrap_or(&[])
             .iter()
             .filter_map(|id| self.tags.get(id.index()))
-            .take_while(move |t| t.path.tag.starts_with(key.as_str()))
+            .take_while(move |t| t.path.tag.starts_with(prefix.as_str()))
     }
 
     /// Looks up the tag that has `path` in this table.

@@ -1,7 +1,8 @@
 //! The components the runtime starts over the bus (Sparkplug edge node, OPC UA server,
-//! metrics endpoint), each from its own config section, each restarted alone when only
+//! metrics endpoint, web server), each from its own config section, each restarted alone when only
 //! its section changes. A new component is one field here and one in [`Sections`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,10 +16,12 @@ use crate::bus::{Handle, ModelEvent, SparkplugStatus, Start};
 use crate::config::history::HistorySettings;
 use crate::config::opcua::OpcUaSettings;
 use crate::config::sparkplug::SparkplugSettings;
+use crate::config::web::WebSettings;
 use crate::config::{Config, MetricsConfig};
 use crate::history::{Historian, HistorySlot};
 use crate::opcua_server::OpcUaServer;
 use crate::sparkplug::EdgeNode;
+use crate::web::Mount;
 
 /// The sections whose change restarts their component.
 #[derive(PartialEq)]
@@ -27,6 +30,7 @@ pub(super) struct Sections {
     sparkplug: Option<SparkplugSettings>,
     opcua: Option<OpcUaSettings>,
     metrics: Option<MetricsConfig>,
+    web: Option<WebSettings>,
     history: Option<HistorySettings>,
 }
 
@@ -37,6 +41,7 @@ impl Sections {
             sparkplug: config.sparkplug.take(),
             opcua: config.opcua.take(),
             metrics: config.metrics.take(),
+            web: config.web.take(),
             history: config.history.take(),
         }
     }
@@ -56,7 +61,8 @@ pub(super) struct Components {
     sections: Sections,
     sparkplug: Option<EdgeNode>,
     opcua: Option<OpcUaServer>,
-    metrics: Option<(CancellationToken, JoinHandle<()>)>,
+    metrics: Option<HttpTask>,
+    web: Option<HttpTask>,
     history: Option<Historian>,
     /// Where the OPC UA server finds the historian, across its restarts.
     history_slot: HistorySlot,
@@ -84,7 +90,13 @@ impl Components {
                 handle,
                 history_slot.clone(),
             ),
-            metrics: start_metrics(sections.metrics, handle, &history_slot, cancel),
+            metrics: sections
+                .metrics
+                .and_then(|m| start_http(m.listen, Mount::Metrics, handle, &history_slot, cancel)),
+            web: sections
+                .web
+                .as_ref()
+                .and_then(|w| start_http(w.listen, Mount::Api, handle, &history_slot, cancel)),
             history,
             history_slot,
             sections,
@@ -145,14 +157,19 @@ impl Components {
             restarted.push("opcua");
         }
         if next.metrics != self.sections.metrics {
-            if let Some((cancel, task)) = self.metrics.take() {
-                cancel.cancel();
-                if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
-                    warn!("metrics endpoint did not stop within the shutdown deadline");
-                }
-            }
-            self.metrics = start_metrics(next.metrics, handle, &self.history_slot, cancel);
+            stop_http(self.metrics.take()).await;
+            self.metrics = next.metrics.and_then(|m| {
+                start_http(m.listen, Mount::Metrics, handle, &self.history_slot, cancel)
+            });
             restarted.push("metrics");
+        }
+        if next.web != self.sections.web {
+            stop_http(self.web.take()).await;
+            self.web = next
+                .web
+                .as_ref()
+                .and_then(|w| start_http(w.listen, Mount::Api, handle, &self.history_slot, cancel));
+            restarted.push("web");
         }
         if next.history != self.sections.history {
             *self.history_slot.write() = None;
@@ -187,9 +204,14 @@ impl Components {
             }
         }
         // Cancelled with the runtime's token.
-        if let Some((_, task)) = self.metrics {
-            if tokio::time::timeout(STAGE_DEADLINE, task).await.is_err() {
-                late.push("metrics".to_string());
+        for (name, http) in [("metrics", self.metrics), ("web", self.web)] {
+            if let Some(http) = http {
+                if tokio::time::timeout(STAGE_DEADLINE, http.task)
+                    .await
+                    .is_err()
+                {
+                    late.push(name.to_string());
+                }
             }
         }
         if let Some(server) = self.opcua {
@@ -222,25 +244,43 @@ fn start_sparkplug(
     node
 }
 
-fn start_metrics(
-    config: Option<MetricsConfig>,
+/// An HTTP listener's task and the token that stops it.
+struct HttpTask {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Serves `mount` on `listen`. A port that cannot be bound is logged and left: metrics and
+/// the API are for watching; the plant's data keeps flowing without them.
+fn start_http(
+    listen: SocketAddr,
+    mount: Mount,
     handle: &Handle,
     history: &HistorySlot,
     cancel: &CancellationToken,
-) -> Option<(CancellationToken, JoinHandle<()>)> {
-    config.map(|m| {
-        let (handle, cancel) = (handle.clone(), cancel.child_token());
-        let history = history.clone();
-        let stop = cancel.clone();
-        let task = tokio::spawn(async move {
-            match crate::web::bind(m.listen) {
-                Ok(listener) => crate::web::serve(listener, handle, history, cancel).await,
-                // Metrics are for watching; the plant's data keeps flowing without them.
-                Err(e) => warn!(listen = %m.listen, error = %e, "metrics endpoint not started"),
-            }
-        });
-        (stop, task)
-    })
+) -> Option<HttpTask> {
+    let (handle, cancel) = (handle.clone(), cancel.child_token());
+    let history = history.clone();
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move {
+        match crate::web::bind(listen) {
+            Ok(listener) => crate::web::serve(listener, mount, handle, history, cancel).await,
+            Err(e) => warn!(listen = %listen, error = %e, ?mount, "HTTP listener not started"),
+        }
+    });
+    Some(HttpTask { cancel: stop, task })
+}
+
+async fn stop_http(http: Option<HttpTask>) {
+    if let Some(http) = http {
+        http.cancel.cancel();
+        if tokio::time::timeout(STAGE_DEADLINE, http.task)
+            .await
+            .is_err()
+        {
+            warn!("HTTP listener did not stop within the shutdown deadline");
+        }
+    }
 }
 
 /// The historian of a `history:` section, subscribed from here on. A file that cannot be

@@ -1,5 +1,5 @@
 //! The runtime: it builds the [model bus](crate::bus), runs one task per device and the
-//! router, starts the components (Sparkplug, OPC UA, metrics) with a [`Handle`](crate::bus::Handle), and stops
+//! router, starts the components (Sparkplug, OPC UA, metrics, web, history) with a [`Handle`](crate::bus::Handle), and stops
 //! them all in order. [`Runtime::start`] is the one entry point; `main` and the tests call
 //! it, then [`Runtime::reload`] and [`Runtime::shutdown`].
 //!
@@ -32,7 +32,7 @@
 //! the transition count from zero, alarms normal: an Active one is published as cleared
 //! and fires again if its condition holds). Alarm reactions find their target by path, so
 //! a reload between an alarm and its write cannot send it to the wrong tag. A changed
-//! `sparkplug:`, `opcua:` or `metrics:` section (or `state_dir`) restarts that one
+//! `sparkplug:`, `opcua:`, `metrics:`, `web:` or `history:` section (or `state_dir`) restarts that one
 //! component.
 
 mod components;

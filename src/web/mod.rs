@@ -1,17 +1,19 @@
-//! The gateway's HTTP server: `/metrics` in the Prometheus text format and `/health` for
-//! load balancers and `curl`, configured by `metrics:` (loopback by default).
+//! The gateway's HTTP server: `/metrics` in the Prometheus text format, `/health` for load
+//! balancers and `curl`, and with `web:` the REST API under `/api/v1`. `metrics:` alone
+//! serves the first two only, as it always did (loopback by default).
 //!
 //! axum routes the requests; axum-server serves the connections, because it closes a
 //! connection whose request head does not arrive within [`HEADER_READ_TIMEOUT`] (a slow,
 //! silent or idle kept-alive client costs a socket for that long, not for ever) and stops
-//! gracefully. A
-//! hand-rolled HTTP/1.1 responder served this before: it closed every connection after one
-//! response and would not have grown into an API.
+//! gracefully. A hand-rolled HTTP/1.1 responder served this before: it closed every
+//! connection after one response and would not have grown into an API.
 //!
 //! - [`metrics`]: the exposition, rendered on each scrape.
+//! - [`api`]: the REST API and its OpenAPI document.
 //!
 //! Dependencies: the bus (the model and the status) and the history, as readers.
 
+pub mod api;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -37,9 +39,27 @@ const HEALTH_PROBE: Duration = Duration::from_secs(2);
 /// On stop, requests under way get this long to finish.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mount {
+    /// `/metrics` and `/health` (a `metrics:` section).
+    Metrics,
+    /// Those and the REST API (a `web:` section).
+    Api,
+}
+
+impl Mount {
+    fn name(self) -> &'static str {
+        match self {
+            Mount::Metrics => "metrics endpoint",
+            Mount::Api => "web server",
+        }
+    }
+}
+
 /// What the handlers read.
 #[derive(Clone)]
-struct Web {
+pub(crate) struct Web {
     handle: Handle,
     history: HistorySlot,
 }
@@ -54,22 +74,24 @@ pub fn bind(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Serves until `cancel`, then lets requests under way finish for [`GRACE`].
 pub async fn serve(
     listener: std::net::TcpListener,
+    mount: Mount,
     handle: Handle,
     history: HistorySlot,
     cancel: CancellationToken,
 ) {
+    let what = mount.name();
     if let Ok(addr) = listener.local_addr() {
         if !addr.ip().is_loopback() {
-            warn!(listen = %addr, "metrics endpoint is reachable from the network");
+            warn!(listen = %addr, "{what} is reachable from the network");
         }
-        info!(listen = %addr, "metrics endpoint listening");
+        info!(listen = %addr, "{what} listening");
     }
     // HTTP/1 only: with HTTP/2 as well, each connection first passes a protocol sniff that
     // no timer covers, so a client that connects and sends nothing would be kept for ever.
     let mut server = match axum_server::from_tcp(listener) {
         Ok(server) => server.http1_only(),
         Err(e) => {
-            warn!(error = %e, "metrics endpoint not started");
+            warn!(error = %e, "{what} not started");
             return;
         }
     };
@@ -80,23 +102,26 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let stop = axum_server::Handle::new();
     let server = server.handle(stop.clone());
-    let app = router(Web { handle, history });
+    let app = router(mount, Web { handle, history });
     let stopper = tokio::spawn(async move {
         cancel.cancelled().await;
         stop.graceful_shutdown(Some(GRACE));
     });
     if let Err(e) = server.serve(app.into_make_service()).await {
-        warn!(error = %e, "metrics endpoint stopped");
+        warn!(error = %e, "{what} stopped");
     }
     stopper.abort();
 }
 
-fn router(web: Web) -> Router {
-    Router::new()
+fn router(mount: Mount, web: Web) -> Router {
+    let router = Router::new()
         .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .fallback(not_found)
-        .with_state(web)
+        .route("/health", get(health));
+    let router = match mount {
+        Mount::Metrics => router.fallback(not_found),
+        Mount::Api => router.merge(api::router()).fallback(not_found_api),
+    };
+    router.with_state(web)
 }
 
 async fn metrics(State(web): State<Web>) -> Response {
@@ -121,4 +146,12 @@ async fn health(State(web): State<Web>) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "try /metrics or /health\n").into_response()
+}
+
+async fn not_found_api() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "try /api/v1/status, /api/v1/openapi.json, /metrics or /health\n",
+    )
+        .into_response()
 }

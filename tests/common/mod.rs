@@ -245,3 +245,16 @@ pub fn proc_cpu_seconds(pid: u32) -> f64 {
     // USER_HZ is 100 on every Linux uaedge targets.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Sends `request` (a head ending in an empty line, a body may follow) asking the server to
+/// close the connection after its answer, and reads the whole answer.
+pub async fn http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (head, body) = request.split_once("\r\n\r\n").unwrap_or((request, ""));
+    let request = format!("{head}\r\nConnection: close\r\n\r\n{body}");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}

@@ -1,0 +1,316 @@
+//! The REST API under `/api/v1` over a real socket: devices, tags paged through a few
+//! thousand simulated tags, JSON errors, the OpenAPI document, and (with the real binary)
+//! the status with the config's digest and the last reload's errors.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{eventually, http};
+use serde_json::Value as Json;
+use uaedge::config::Config;
+use uaedge::runtime::Runtime;
+
+/// Two devices; `big` has `TAGS` tags in folders, so that paging crosses devices and folders.
+const TAGS: usize = 2_500;
+
+fn config(web: &str) -> String {
+    let mut text = format!(
+        "{web}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n      - {{ name: speed, type: float64, address: Speed, writable: true, units: m/s }}\n  - name: big\n    driver: enip-sim\n    poll_interval: 200ms\n    tags:\n"
+    );
+    for i in 0..TAGS {
+        text.push_str(&format!(
+            "      - {{ name: area{}/t{i}, type: int32, address: T{i}, options: {{ signal: counter }} }}\n",
+            i % 7
+        ));
+    }
+    text
+}
+
+/// Status code and parsed JSON body of `GET path`.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Json) {
+    let response = http(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{path}: {head}"
+    );
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+async fn start(web: &str) -> (Runtime, std::net::SocketAddr) {
+    let port = common::free_port();
+    let text = config(&web.replace("PORT", &port.to_string()));
+    let rt = Runtime::start(Config::parse("web.yaml", &text).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(10), "web server listening", || async {
+        tokio::net::TcpStream::connect(addr).await.ok()
+    })
+    .await;
+    (rt, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_and_tags_paged_with_json_errors() {
+    let (rt, addr) = start("web: { listen: \"127.0.0.1:PORT\" }").await;
+
+    let devices = eventually(Duration::from_secs(10), "both devices up", || async {
+        let (status, body) = get(addr, "/api/v1/devices").await;
+        assert_eq!(status, 200);
+        let list = body["devices"].as_array()?.clone();
+        list.iter()
+            .all(|d| d["connected"] == true && d["samples_in"].as_u64() > Some(0))
+            .then_some(list)
+    })
+    .await;
+    let names: Vec<&str> = devices.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["line1", "big"], "config order");
+    assert_eq!(devices[1]["tags"], TAGS as u64);
+    assert_eq!(devices[1]["driver"], "enip-sim");
+    assert_eq!(devices[1]["bad_tags"], 0);
+
+    let (status, one) = get(addr, "/api/v1/devices/line1").await;
+    assert_eq!((status, &one["name"]), (200, &Json::from("line1")));
+    let (status, err) = get(addr, "/api/v1/devices/nope").await;
+    assert_eq!((status, &err["error"]), (404, &Json::from("not_found")));
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("nope")));
+
+    // Every tag once, in pages of 300: devices in config order, names sorted within each.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor
+            .as_deref()
+            .map(|c| format!("&after={c}"))
+            .unwrap_or_default();
+        let (status, page) = get(addr, &format!("/api/v1/tags?limit=300{after}")).await;
+        assert_eq!(status, 200, "{page}");
+        let tags = page["tags"].as_array().expect("tags");
+        assert!(tags.len() <= 300);
+        seen.extend(
+            tags.iter()
+                .map(|t| t["path"].as_str().expect("path").to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), seen.last().map(String::as_str));
+                cursor = Some(next.to_string());
+            }
+            None => break,
+        }
+    }
+    let total = TAGS + 2;
+    assert_eq!(seen.len(), total);
+    assert_eq!(
+        seen.iter().collect::<BTreeSet<_>>().len(),
+        total,
+        "no repeats"
+    );
+    let line1: Vec<&str> = seen.iter().take(2).map(String::as_str).collect();
+    assert_eq!(line1, ["line1/count", "line1/speed"]);
+    let big = &seen[2..];
+    assert!(big.windows(2).all(|w| w[0] < w[1]), "name order");
+
+    // A path prefix, which also filters by folder, and a device filter.
+    let (_, page) = get(addr, "/api/v1/tags?prefix=big/area3/&limit=10000").await;
+    let area3 = page["tags"].as_array().expect("tags");
+    assert_eq!(area3.len(), (0..TAGS).filter(|i| i % 7 == 3).count());
+    assert!(area3.iter().all(|t| t["path"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("big/area3/"))));
+    assert_eq!(page["next"], Json::Null);
+    let (_, page) = get(addr, "/api/v1/tags?device=line1").await;
+    let line1 = page["tags"].as_array().expect("tags");
+    assert_eq!(line1.len(), 2);
+    let speed = &line1[1];
+    assert_eq!(speed["type"], "float64");
+    assert_eq!(speed["writable"], true);
+    assert_eq!(speed["units"], "m/s");
+    let (_, page) = get(addr, "/api/v1/tags?prefix=li").await;
+    assert_eq!(page["tags"].as_array().map(Vec::len), Some(2));
+
+    // One tag by path, with a live value that moves.
+    let first = eventually(Duration::from_secs(10), "a counter value", || async {
+        let (status, tag) = get(addr, "/api/v1/tags/line1/count").await;
+        assert_eq!(status, 200);
+        (tag["quality"] == "Good")
+            .then(|| tag["value"].as_u64())
+            .flatten()
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the counter moving", || async {
+        let (_, tag) = get(addr, "/api/v1/tags/line1/count").await;
+        (tag["value"].as_u64()? > first).then_some(())
+    })
+    .await;
+    let (_, tag) = get(addr, "/api/v1/tags/big/area1/t1").await;
+    assert_eq!(tag["device"], "big");
+    assert_eq!(tag["name"], "area1/t1");
+    assert!(tag["source_time"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+
+    // Bad input answers a JSON 4xx naming what was wrong.
+    for (path, code, word) in [
+        ("/api/v1/tags/line1/nope", 404, "line1/nope"),
+        ("/api/v1/tags?limit=0", 400, "limit"),
+        ("/api/v1/tags?limit=10001", 400, "limit"),
+        ("/api/v1/tags?limit=many", 400, "limit"),
+        ("/api/v1/tags?device=nope", 404, "nope"),
+        ("/api/v1/tags?after=nodevice", 400, "nodevice"),
+        ("/api/v1/tags?after=gone/x", 400, "gone"),
+        ("/api/v1/nothing/here", 404, "openapi.json"),
+    ] {
+        let (status, err) = get(addr, path).await;
+        assert_eq!(status, code, "{path}: {err}");
+        let message = err["message"].as_str().unwrap_or_default();
+        assert!(message.contains(word), "{path}: {err}");
+        assert!(err["error"].is_string(), "{path}: {err}");
+    }
+
+    // The OpenAPI document names every route the API serves.
+    let (status, doc) = get(addr, "/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let paths: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/api/v1/status",
+        "/api/v1/devices",
+        "/api/v1/devices/{name}",
+        "/api/v1/tags",
+        "/api/v1/tags/{path}",
+    ] {
+        assert!(paths.contains(p), "{p} missing from {paths:?}");
+    }
+    assert!(doc["components"]["schemas"]["Tag"]["properties"]["quality"].is_object());
+
+    // /metrics and /health are served on the web port too.
+    let metrics = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(metrics.contains("uaedge_device_connected"), "{metrics}");
+
+    rt.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_alone_serves_no_api() {
+    let port = common::free_port();
+    let text = config(&format!("metrics: {{ listen: \"127.0.0.1:{port}\" }}"));
+    let rt = Runtime::start(Config::parse("metrics.yaml", &text).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let response = eventually(Duration::from_secs(10), "metrics listening", || async {
+        tokio::net::TcpStream::connect(addr).await.ok()?;
+        Some(http(addr, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n").await)
+    })
+    .await;
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    rt.shutdown().await.expect("clean shutdown");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The binary records the config it runs and each reload; the API shows both.
+#[test]
+fn status_shows_config_digest_and_reload_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let good = format!(
+        "node: {{ name: api-test }}\nstate_dir: {}\n{}",
+        dir.path().join("state").display(),
+        config(&format!("web: {{ listen: \"127.0.0.1:{port}\" }}"))
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &good).expect("write config");
+    let (child, _log) = common::spawn_uaedge(&path);
+    let child = common::KillOnDrop(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let rt = common::tokio_rt();
+    let status = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            eventually(Duration::from_secs(20), "status answering", || async {
+                tokio::net::TcpStream::connect(addr).await.ok()?;
+                Some(get(addr, "/api/v1/status").await.1)
+            })
+            .await
+        })
+    };
+    let first = status(&rt);
+    assert_eq!(first["node"], "api-test");
+    assert_eq!(first["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(first["config"]["file"], path.display().to_string());
+    assert_eq!(first["config"]["sha256"], sha256_hex(good.as_bytes()));
+    assert_eq!(first["last_reload"], Json::Null);
+    assert_eq!(first["devices"]["total"], 2);
+    assert_eq!(first["tags"], (TAGS + 2) as u64);
+    assert!(first["sparkplug"].is_null());
+
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(ok.success());
+    };
+    // A broken file: refused, its error located, the running config's digest unchanged.
+    std::fs::write(
+        &path,
+        good.replace("poll_interval: 50ms", "poll_interval: soon"),
+    )
+    .expect("write config");
+    hup();
+    let refused = rt.block_on(eventually(
+        Duration::from_secs(20),
+        "a refused reload",
+        || async {
+            Some(get(addr, "/api/v1/status").await.1)
+                .filter(|s| s["last_reload"]["outcome"] == "refused")
+        },
+    ));
+    let error = &refused["last_reload"]["errors"][0];
+    assert_eq!(error["file"], path.display().to_string());
+    assert_eq!(error["line"], 7, "{error}");
+    assert!(error["column"].as_u64() > Some(0), "{error}");
+    assert!(
+        error["key"]
+            .as_str()
+            .is_some_and(|k| k.contains("poll_interval")),
+        "{error}"
+    );
+    assert_eq!(refused["config"]["sha256"], sha256_hex(good.as_bytes()));
+
+    // A good change: applied, and the digest follows the file.
+    let changed = good.replace("name: api-test", "name: api-test-2");
+    std::fs::write(&path, &changed).expect("write config");
+    hup();
+    let applied = rt.block_on(eventually(
+        Duration::from_secs(20),
+        "an applied reload",
+        || async {
+            Some(get(addr, "/api/v1/status").await.1)
+                .filter(|s| s["last_reload"]["outcome"] == "applied")
+        },
+    ));
+    assert_eq!(applied["config"]["sha256"], sha256_hex(changed.as_bytes()));
+    assert_eq!(applied["node"], "api-test-2");
+    assert_eq!(applied["last_reload"]["errors"], Json::Array(Vec::new()));
+}
