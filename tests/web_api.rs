@@ -314,3 +314,153 @@ fn status_shows_config_digest_and_reload_errors() {
     assert_eq!(applied["node"], "api-test-2");
     assert_eq!(applied["last_reload"]["errors"], Json::Array(Vec::new()));
 }
+
+/// Response head (status line and headers, lower-cased) and body.
+async fn send(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
+    let response = http(addr, request).await;
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn post(path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_must_log_in_and_post_with_the_csrf_token() {
+    let users = "users:\n  - { name: ann, password: s3cret, role: operator }\n  - { name: vic, password: v1ewer, role: viewer }\nweb: { listen: \"127.0.0.1:PORT\" }";
+    let (rt, addr) = start(users).await;
+
+    // Nothing but the login and the document without a session.
+    for path in [
+        "/api/v1/status",
+        "/api/v1/devices",
+        "/api/v1/tags",
+        "/api/v1/session",
+    ] {
+        let (status, err) = get(addr, path).await;
+        assert_eq!(
+            (status, &err["error"]),
+            (401, &Json::from("unauthenticated")),
+            "{path}"
+        );
+    }
+    assert_eq!(get(addr, "/api/v1/openapi.json").await.0, 200);
+
+    // Bad bodies: clear 4xx, never a session.
+    let (status, _, body) = send(addr, &post("/api/v1/login", "", "{\"user\": \"ann\"")).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = send(addr, &post("/api/v1/login", "", "{\"user\": \"ann\"}")).await;
+    assert!(status == 400 || status == 422, "{status} {body}");
+    let big = format!(
+        "{{\"user\": \"ann\", \"password\": \"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let (status, _, body) = send(addr, &post("/api/v1/login", "", &big)).await;
+    assert_eq!(status, 413, "{body}");
+    let form = "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 22\r\n\r\nuser=ann&password=s3cret";
+    let (status, _, body) = send(addr, form).await;
+    assert_eq!(status, 415, "a cross-site form cannot log in: {body}");
+
+    // A wrong password, then a good login.
+    let (status, _, body) = send(
+        addr,
+        &post("/api/v1/login", "", r#"{"user":"ann","password":"nope"}"#),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("login_failed"), "{body}");
+    let (status, head, body) = send(
+        addr,
+        &post("/api/v1/login", "", r#"{"user":"ann","password":"s3cret"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let cookie_line = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: uaedge_session="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(
+        cookie_line.contains("httponly") && cookie_line.contains("samesite=strict"),
+        "{cookie_line}"
+    );
+    let session: Json = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (&session["user"], &session["role"]),
+        (&Json::from("ann"), &Json::from("operator"))
+    );
+    let csrf = session["csrf_token"]
+        .as_str()
+        .expect("a csrf token")
+        .to_string();
+    // The cookie's value as the server set it (the head was lower-cased; tokens are hex).
+    let cookie = cookie_line
+        .trim_start_matches("set-cookie: ")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
+    let with_cookie =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
+    let (status, _, body) = send(addr, &with_cookie("/api/v1/devices")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(addr, &with_cookie("/api/v1/session")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&csrf), "{body}");
+
+    // POST without the CSRF token is refused; with it, logout works and ends the session.
+    let (status, _, body) = send(
+        addr,
+        &post("/api/v1/logout", &format!("Cookie: {cookie}\r\n"), ""),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("csrf"), "{body}");
+    let (status, _, body) = send(
+        addr,
+        &post(
+            "/api/v1/logout",
+            &format!("Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = send(addr, &with_cookie("/api/v1/devices")).await;
+    assert_eq!(status, 401);
+
+    // Five failures for one user from one address lock that pair out for a minute.
+    for _ in 0..5 {
+        let (status, _, _) = send(
+            addr,
+            &post("/api/v1/login", "", r#"{"user":"vic","password":"guess"}"#),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let (status, head, body) = send(
+        addr,
+        &post("/api/v1/login", "", r#"{"user":"vic","password":"v1ewer"}"#),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(head.contains("retry-after: "), "{head}");
+    // Another user from the same address is not locked out.
+    let (status, _, _) = send(
+        addr,
+        &post("/api/v1/login", "", r#"{"user":"ann","password":"s3cret"}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    rt.shutdown().await.expect("clean shutdown");
+}

@@ -440,6 +440,9 @@ impl Config {
                 }
             }
         }
+        if let Some(w) = &mut config.web {
+            w.users = config.users.clone();
+        }
         if errors.is_empty() {
             Ok(config)
         } else {

@@ -41,6 +41,30 @@ impl fmt::Debug for Password {
     }
 }
 
+impl Password {
+    /// Whether `given` is this password. An argon2 check takes tens of milliseconds on
+    /// purpose: call it off the async threads.
+    pub fn verify(&self, given: &str) -> bool {
+        match self {
+            Password::Plain(p) => same_bytes(p.as_bytes(), given.as_bytes()),
+            Password::Argon2(hash) => {
+                use argon2::PasswordVerifier;
+                argon2::PasswordHash::new(hash).is_ok_and(|h| {
+                    argon2::Argon2::default()
+                        .verify_password(given.as_bytes(), &h)
+                        .is_ok()
+                })
+            }
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess
+/// was right.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
@@ -262,5 +286,20 @@ mod tests {
             shown.contains("Plain(***)") && !shown.contains("\"a\""),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn plain_and_argon2_passwords_verify() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"uaedge-test-salt").expect("salt");
+        let hash = argon2::Argon2::default()
+            .hash_password(b"s3cret", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(Password::Argon2(hash.clone()).verify("s3cret"));
+        assert!(!Password::Argon2(hash).verify("s3cret "));
+        assert!(Password::Plain("pw".into()).verify("pw"));
+        assert!(!Password::Plain("pw".into()).verify("pW"));
+        assert!(!Password::Plain("pw".into()).verify("pw2"));
     }
 }

@@ -77,26 +77,6 @@ fn refused(message: &str) -> Error {
     Error::new(StatusCode::BadIdentityTokenRejected, message.to_string())
 }
 
-/// Compares without an early exit, so the time taken does not tell how much of a guess
-/// was right.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn verify(stored: &Password, given: &str) -> bool {
-    match stored {
-        Password::Plain(p) => same_bytes(p.as_bytes(), given.as_bytes()),
-        Password::Argon2(hash) => {
-            use argon2::PasswordVerifier;
-            argon2::PasswordHash::new(hash).is_ok_and(|h| {
-                argon2::Argon2::default()
-                    .verify_password(given.as_bytes(), &h)
-                    .is_ok()
-            })
-        }
-    }
-}
-
 #[async_trait]
 impl AuthManager for Authenticator {
     async fn authenticate_anonymous_token(&self, endpoint: &ServerEndpoint) -> Result<(), Error> {
@@ -126,7 +106,7 @@ impl AuthManager for Authenticator {
         let stored = stored.clone();
         let given = password.get().to_string();
         // argon2 is deliberately slow: keep it off the threads serving other sessions.
-        let ok = tokio::task::spawn_blocking(move || verify(&stored, &given))
+        let ok = tokio::task::spawn_blocking(move || stored.verify(&given))
             .await
             .unwrap_or(false);
         if !ok {
@@ -181,25 +161,5 @@ impl AuthManager for Authenticator {
             });
         }
         policies
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_and_argon2_passwords_verify() {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::encode_b64(b"uaedge-test-salt").expect("salt");
-        let hash = argon2::Argon2::default()
-            .hash_password(b"s3cret", &salt)
-            .expect("hash")
-            .to_string();
-        assert!(verify(&Password::Argon2(hash.clone()), "s3cret"));
-        assert!(!verify(&Password::Argon2(hash), "s3cret "));
-        assert!(verify(&Password::Plain("pw".into()), "pw"));
-        assert!(!verify(&Password::Plain("pw".into()), "pW"));
-        assert!(!verify(&Password::Plain("pw".into()), "pw2"));
     }
 }

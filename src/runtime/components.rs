@@ -21,6 +21,7 @@ use crate::config::{Config, MetricsConfig};
 use crate::history::{Historian, HistorySlot};
 use crate::opcua_server::OpcUaServer;
 use crate::sparkplug::EdgeNode;
+use crate::web::auth::Auth;
 use crate::web::Mount;
 
 /// The sections whose change restarts their component.
@@ -96,7 +97,7 @@ impl Components {
             web: sections
                 .web
                 .as_ref()
-                .and_then(|w| start_http(w.listen, Mount::Api, handle, &history_slot, cancel)),
+                .and_then(|w| start_http(w.listen, api_mount(w), handle, &history_slot, cancel)),
             history,
             history_slot,
             sections,
@@ -165,10 +166,9 @@ impl Components {
         }
         if next.web != self.sections.web {
             stop_http(self.web.take()).await;
-            self.web = next
-                .web
-                .as_ref()
-                .and_then(|w| start_http(w.listen, Mount::Api, handle, &self.history_slot, cancel));
+            self.web = next.web.as_ref().and_then(|w| {
+                start_http(w.listen, api_mount(w), handle, &self.history_slot, cancel)
+            });
             restarted.push("web");
         }
         if next.history != self.sections.history {
@@ -244,6 +244,10 @@ fn start_sparkplug(
     node
 }
 
+fn api_mount(settings: &WebSettings) -> Mount {
+    Mount::Api(Arc::new(Auth::new(&settings.users, settings.session_idle)))
+}
+
 /// An HTTP listener's task and the token that stops it.
 struct HttpTask {
     cancel: CancellationToken,
@@ -262,10 +266,11 @@ fn start_http(
     let (handle, cancel) = (handle.clone(), cancel.child_token());
     let history = history.clone();
     let stop = cancel.clone();
+    let what = mount.name();
     let task = tokio::spawn(async move {
         match crate::web::bind(listen) {
             Ok(listener) => crate::web::serve(listener, mount, handle, history, cancel).await,
-            Err(e) => warn!(listen = %listen, error = %e, ?mount, "HTTP listener not started"),
+            Err(e) => warn!(listen = %listen, error = %e, "{what} not started"),
         }
     });
     Some(HttpTask { cancel: stop, task })

@@ -14,9 +14,11 @@
 //! Dependencies: the bus (the model and the status) and the history, as readers.
 
 pub mod api;
+pub mod auth;
 pub mod metrics;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -30,6 +32,7 @@ use tracing::{info, warn};
 
 use crate::bus::Handle;
 use crate::history::HistorySlot;
+use auth::Auth;
 
 /// A connection whose request head (or, kept alive, whose next request) has not arrived
 /// within this is closed.
@@ -40,19 +43,19 @@ const HEALTH_PROBE: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(2);
 
 /// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Mount {
     /// `/metrics` and `/health` (a `metrics:` section).
     Metrics,
-    /// Those and the REST API (a `web:` section).
-    Api,
+    /// Those and the REST API (a `web:` section), with its logins.
+    Api(Arc<Auth>),
 }
 
 impl Mount {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Mount::Metrics => "metrics endpoint",
-            Mount::Api => "web server",
+            Mount::Api(_) => "web server",
         }
     }
 }
@@ -62,6 +65,7 @@ impl Mount {
 pub(crate) struct Web {
     handle: Handle,
     history: HistorySlot,
+    auth: Arc<Auth>,
 }
 
 /// Binds `listen` (the caller logs a failure and runs without the server).
@@ -102,26 +106,35 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let stop = axum_server::Handle::new();
     let server = server.handle(stop.clone());
-    let app = router(mount, Web { handle, history });
+    let app = router(mount, handle, history);
     let stopper = tokio::spawn(async move {
         cancel.cancelled().await;
         stop.graceful_shutdown(Some(GRACE));
     });
-    if let Err(e) = server.serve(app.into_make_service()).await {
+    // The peer's address: failed logins are counted per user and address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = server.serve(app).await {
         warn!(error = %e, "{what} stopped");
     }
     stopper.abort();
 }
 
-fn router(mount: Mount, web: Web) -> Router {
+fn router(mount: Mount, handle: Handle, history: HistorySlot) -> Router {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health));
-    let router = match mount {
-        Mount::Metrics => router.fallback(not_found),
-        Mount::Api => router.merge(api::router()).fallback(not_found_api),
+    let (router, auth) = match mount {
+        Mount::Metrics => (
+            router.fallback(not_found),
+            Auth::new(&[], Default::default()).into(),
+        ),
+        Mount::Api(auth) => (router.merge(api::router()).fallback(not_found_api), auth),
     };
-    router.with_state(web)
+    router.with_state(Web {
+        handle,
+        history,
+        auth,
+    })
 }
 
 async fn metrics(State(web): State<Web>) -> Response {

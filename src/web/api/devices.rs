@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::ApiError;
 use crate::model::{DeviceDef, TagTable};
+use crate::web::auth::Caller;
 use crate::web::Web;
 
 #[derive(Serialize, ToSchema)]
@@ -60,8 +61,9 @@ fn device(table: &TagTable, d: &DeviceDef) -> Device {
 
 /// Every configured device, in config order.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
-    responses((status = 200, body = DeviceList)))]
-pub(crate) async fn list_devices(State(web): State<Web>) -> Json<DeviceList> {
+    responses((status = 200, body = DeviceList),
+        (status = 401, body = ApiError, description = "Not logged in")))]
+pub(crate) async fn list_devices(State(web): State<Web>, _caller: Caller) -> Json<DeviceList> {
     let table = web.handle.table();
     Json(DeviceList {
         devices: table.devices().iter().map(|d| device(&table, d)).collect(),
@@ -73,10 +75,12 @@ pub(crate) async fn list_devices(State(web): State<Web>) -> Json<DeviceList> {
     params(("name" = String, Path, description = "The device's name")),
     responses(
         (status = 200, body = Device),
+        (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "No device has that name"),
     ))]
 pub(crate) async fn get_device(
     State(web): State<Web>,
+    _caller: Caller,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Device>, ApiError> {
     let Path(name) = name.map_err(ApiError::from)?;

@@ -6,20 +6,29 @@
 //! - [`status`]: the gateway, its config and reloads, and every component's counters.
 //! - [`devices`]: each device's link and counters.
 //! - [`tags`]: the live tags, filtered and paged.
+//! - [`session`]: logging in and out (see [`crate::web::auth`]).
+//!
+//! With `users:` configured every endpoint but the login and this document needs a
+//! session; without, they are open for reading.
 
 pub mod devices;
+pub mod session;
 pub mod status;
 pub mod tags;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::Web;
+
+/// The largest request body taken: a login or a write is a few hundred bytes.
+const MAX_BODY: usize = 64 * 1024;
 
 /// What every failed request answers.
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,14 +39,32 @@ pub struct ApiError {
     pub message: String,
     #[serde(skip)]
     status: StatusCode,
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            error,
+            message: message.into(),
+            status,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` header of `secs`.
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError {
             error: "not_found",
             message: message.into(),
             status: StatusCode::NOT_FOUND,
+            retry_after: None,
         }
     }
 
@@ -46,6 +73,7 @@ impl ApiError {
             error: "bad_request",
             message: message.into(),
             status: StatusCode::BAD_REQUEST,
+            retry_after: None,
         }
     }
 }
@@ -62,9 +90,35 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        ApiError::new(e.status(), "bad_request", e.body_text())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+        let mut response = (self.status, Json(&self)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        response
+    }
+}
+
+/// The session cookie, named in the document as the API's security scheme.
+struct SessionCookie;
+
+impl utoipa::Modify for SessionCookie {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::web::auth::COOKIE))),
+        );
     }
 }
 
@@ -74,7 +128,12 @@ impl IntoResponse for ApiError {
         title = "uaedge",
         description = "The gateway's live model, devices and status. Times are RFC 3339 in UTC."
     ),
+    modifiers(&SessionCookie),
+    security(("session" = [])),
     paths(
+        session::login,
+        session::logout,
+        session::session,
         status::get_status,
         devices::list_devices,
         devices::get_device,
@@ -108,10 +167,14 @@ async fn unknown() -> ApiError {
 pub(super) fn router() -> Router<Web> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/login", post(session::login))
+        .route("/api/v1/logout", post(session::logout))
+        .route("/api/v1/session", get(session::session))
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{name}", get(devices::get_device))
         .route("/api/v1/tags", get(tags::list_tags))
         .route("/api/v1/tags/{*path}", get(tags::get_tag))
-        .route("/api/v1/{*rest}", get(unknown))
+        .route("/api/v1/{*rest}", get(unknown).post(unknown))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }

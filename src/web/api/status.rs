@@ -7,7 +7,9 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::ApiError;
 use crate::bus::{GatewayInfo, ReloadRecord};
+use crate::web::auth::Caller;
 use crate::web::Web;
 
 #[derive(Serialize, ToSchema)]
@@ -136,8 +138,9 @@ fn reload_info(r: &ReloadRecord) -> ReloadInfo {
 
 /// The gateway, its config, and every component's counters.
 #[utoipa::path(get, path = "/api/v1/status", tag = "gateway",
-    responses((status = 200, body = GatewayStatus)))]
-pub(crate) async fn get_status(State(web): State<Web>) -> Json<GatewayStatus> {
+    responses((status = 200, body = GatewayStatus),
+        (status = 401, body = ApiError, description = "Not logged in")))]
+pub(crate) async fn get_status(State(web): State<Web>, _caller: Caller) -> Json<GatewayStatus> {
     let handle = &web.handle;
     let table = handle.table();
     let GatewayInfo {

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiError;
 use crate::history::export::{json_value, rfc3339};
 use crate::model::{DeviceDef, TagDef, TagState, TagTable};
+use crate::web::auth::Caller;
 use crate::web::Web;
 
 /// A page holds this many tags unless `limit` says otherwise.
@@ -108,10 +109,12 @@ fn name_prefix<'p>(device: &DeviceDef, prefix: &'p str) -> Option<&'p str> {
     responses(
         (status = 200, body = TagPage),
         (status = 400, body = ApiError, description = "A bad parameter, or a cursor whose device is gone"),
+        (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "`device` names no device"),
     ))]
 pub(crate) async fn list_tags(
     State(web): State<Web>,
+    _caller: Caller,
     query: Result<Query<TagQuery>, QueryRejection>,
 ) -> Result<Json<TagPage>, ApiError> {
     let Query(q) = query?;
@@ -183,10 +186,12 @@ pub(crate) async fn list_tags(
     params(("path" = String, Path, description = "The tag's path, `device/tag` (folders included)")),
     responses(
         (status = 200, body = Tag),
+        (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "No tag has that path"),
     ))]
 pub(crate) async fn get_tag(
     State(web): State<Web>,
+    _caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Tag>, ApiError> {
     let Path(path) = path?;
