@@ -31,19 +31,12 @@ fn config(web: &str) -> String {
 
 /// Status code and parsed JSON body of `GET path`.
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Json) {
-    let response = http(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
+    let (status, head, body) = send(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
     assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/json"),
+        head.contains("content-type: application/json"),
         "{path}: {head}"
     );
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
     (status, json)
 }
 
