@@ -367,12 +367,35 @@ opcua:
 
 #[test]
 fn web_section_errors_are_located() {
+    // Off loopback: a login and TLS, never clear text.
     let (code, err) = check("web:\n  listen: 0.0.0.0:8480\n");
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("F:2:11: web.listen: web.listen 0.0.0.0:8480 is off the loopback interface"),
+        err.contains("F:2:11: web.listen: web.listen 0.0.0.0:8480 is off the loopback interface, which needs a login: add `users:`"),
         "{err}"
     );
+    let users = "users:\n  - { name: ann, password: pw, role: viewer }\n";
+    let (code, err) = check(&format!(
+        "{users}web:\n  listen: 0.0.0.0:8480\n  tls: off\n"
+    ));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("F:5:8: web.tls: tls: off is allowed on the loopback interface only"),
+        "{err}"
+    );
+    let (code, err) = check(&format!("{users}web:\n  listen: 0.0.0.0:8480\n"));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) =
+        check("web:\n  tls: { cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem }\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("web.tls: cannot read /nonexistent/c.pem"),
+        "{err}"
+    );
+    assert!(err.contains("cannot read /nonexistent/k.pem"), "{err}");
+    let (code, err) = check("web:\n  tls: maybe\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown tls `maybe`"), "{err}");
     let (code, err) =
         check("web: { listen: 127.0.0.1:9000 }\nmetrics: { listen: 127.0.0.1:9000 }\n");
     assert_eq!(code, 1, "{err}");

@@ -447,6 +447,12 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
     .await;
     assert_eq!(status, 429, "{body}");
     assert!(head.contains("retry-after: "), "{head}");
+    // A body that stops short of its length is answered 408, not waited for.
+    let started = std::time::Instant::now();
+    let partial = "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\":";
+    let (status, _, body) = send(addr, partial).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(60));
     // Another user from the same address is not locked out.
     let (status, _, _) = send(
         addr,

@@ -411,7 +411,14 @@ impl Config {
         }
         if let Some(node) = &raw.web {
             match node.deserialize_or_default::<web::RawWeb>() {
-                Ok(w) => config.web = web::WebSettings::from_raw(w, &mut errors),
+                Ok(w) => {
+                    config.web = web::WebSettings::from_raw(
+                        w,
+                        Path::new(file).parent().unwrap_or(Path::new("")),
+                        &config.state_dir,
+                        &mut errors,
+                    )
+                }
                 Err(e) => errors.push(e),
             }
             if let (Some(w), Some(m)) = (&config.web, &config.metrics) {
@@ -440,8 +447,9 @@ impl Config {
                 }
             }
         }
-        if let Some(w) = &mut config.web {
+        if let (Some(w), Some(node)) = (&mut config.web, &raw.web) {
             w.users = config.users.clone();
+            w.check_users(node, &mut errors);
         }
         if errors.is_empty() {
             Ok(config)

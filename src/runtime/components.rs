@@ -16,7 +16,7 @@ use crate::bus::{Handle, ModelEvent, SparkplugStatus, Start};
 use crate::config::history::HistorySettings;
 use crate::config::opcua::OpcUaSettings;
 use crate::config::sparkplug::SparkplugSettings;
-use crate::config::web::WebSettings;
+use crate::config::web::{Tls, WebSettings};
 use crate::config::{Config, MetricsConfig};
 use crate::history::{Historian, HistorySlot};
 use crate::opcua_server::OpcUaServer;
@@ -245,7 +245,11 @@ fn start_sparkplug(
 }
 
 fn api_mount(settings: &WebSettings) -> Mount {
-    Mount::Api(Arc::new(Auth::new(&settings.users, settings.session_idle)))
+    let secure = settings.tls != Tls::Off;
+    Mount::Api(
+        Arc::new(Auth::new(&settings.users, settings.session_idle, secure)),
+        settings.tls.clone(),
+    )
 }
 
 /// An HTTP listener's task and the token that stops it.

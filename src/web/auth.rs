@@ -64,6 +64,8 @@ pub enum LoginError {
 pub struct Auth {
     users: HashMap<String, (Arc<Password>, Role)>,
     idle: Duration,
+    /// Served over TLS: the cookie is `Secure`.
+    secure: bool,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<(String, IpAddr), VecDeque<Instant>>>,
     checks: Semaphore,
@@ -99,8 +101,9 @@ fn decoy() -> &'static Password {
 }
 
 impl Auth {
-    pub fn new(users: &[User], idle: Duration) -> Auth {
+    pub fn new(users: &[User], idle: Duration, secure: bool) -> Auth {
         Auth {
+            secure,
             users: users
                 .iter()
                 .map(|u| (u.name.clone(), (Arc::new(u.password.clone()), u.role)))
@@ -109,6 +112,15 @@ impl Auth {
             sessions: Mutex::default(),
             failures: Mutex::default(),
             checks: Semaphore::new(PASSWORD_CHECKS),
+        }
+    }
+
+    /// The `Set-Cookie` value for session `id`: `None` clears it.
+    pub fn cookie(&self, id: Option<&str>) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        match id {
+            Some(id) => format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}"),
+            None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
         }
     }
 
@@ -287,6 +299,7 @@ mod tests {
                 role: Role::Operator,
             }],
             Duration::from_secs(60),
+            false,
         )
     }
 
@@ -346,7 +359,7 @@ mod tests {
 
     #[test]
     fn without_users_everyone_reads_and_nobody_writes() {
-        let auth = Auth::new(&[], Duration::from_secs(60));
+        let auth = Auth::new(&[], Duration::from_secs(60), false);
         let caller = auth.caller(&HeaderMap::new()).expect("anonymous");
         assert_eq!(caller.role, Role::Viewer);
         assert!(!csrf_ok(&caller, &HeaderMap::new()));

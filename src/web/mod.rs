@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,17 +27,22 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::bus::Handle;
+use crate::config::web::Tls;
 use crate::history::HistorySlot;
 use auth::Auth;
 
 /// A connection whose request head (or, kept alive, whose next request) has not arrived
 /// within this is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request (its body included) that takes longer than this is answered 408: the head has
+/// its own timeout, a body that stops arriving would otherwise hold its connection.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 /// `/health` fails when the router does not answer within this.
 const HEALTH_PROBE: Duration = Duration::from_secs(2);
 /// On stop, requests under way get this long to finish.
@@ -47,15 +53,15 @@ const GRACE: Duration = Duration::from_secs(2);
 pub enum Mount {
     /// `/metrics` and `/health` (a `metrics:` section).
     Metrics,
-    /// Those and the REST API (a `web:` section), with its logins.
-    Api(Arc<Auth>),
+    /// Those and the REST API (a `web:` section), with its logins, over `tls`.
+    Api(Arc<Auth>, Tls),
 }
 
 impl Mount {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Mount::Metrics => "metrics endpoint",
-            Mount::Api(_) => "web server",
+            Mount::Api(..) => "web server",
         }
     }
 }
@@ -84,12 +90,31 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let what = mount.name();
-    if let Ok(addr) = listener.local_addr() {
-        if !addr.ip().is_loopback() {
-            warn!(listen = %addr, "{what} is reachable from the network");
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    let tls = match &mount {
+        Mount::Api(_, tls) => {
+            let tls = tls.clone();
+            match tokio::task::spawn_blocking(move || tls::server_config(&tls, addr)).await {
+                Ok(Ok(config)) => config,
+                Ok(Err(e)) => {
+                    error!(listen = %addr, error = %e, "{what} not started: TLS");
+                    return;
+                }
+                Err(e) => {
+                    error!(listen = %addr, error = %e, "{what} not started");
+                    return;
+                }
+            }
         }
-        info!(listen = %addr, "{what} listening");
+        Mount::Metrics => None,
+    };
+    if !addr.ip().is_loopback() && tls.is_none() {
+        warn!(listen = %addr, "{what} is reachable from the network");
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(listen = %addr, scheme, "{what} listening");
     // HTTP/1 only: with HTTP/2 as well, each connection first passes a protocol sniff that
     // no timer covers, so a client that connects and sends nothing would be kept for ever.
     let mut server = match axum_server::from_tcp(listener) {
@@ -113,7 +138,16 @@ pub async fn serve(
     });
     // The peer's address: failed logins are counted per user and address.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = server.serve(app).await {
+    let served = match tls {
+        // The handshake gets as long as a request head would.
+        Some(config) => {
+            let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(config))
+                .handshake_timeout(HEADER_READ_TIMEOUT);
+            server.acceptor(acceptor).serve(app).await
+        }
+        None => server.serve(app).await,
+    };
+    if let Err(e) = served {
         warn!(error = %e, "{what} stopped");
     }
     stopper.abort();
@@ -126,9 +160,15 @@ fn router(mount: Mount, handle: Handle, history: HistorySlot) -> Router {
     let (router, auth) = match mount {
         Mount::Metrics => (
             router.fallback(not_found),
-            Auth::new(&[], Default::default()).into(),
+            Auth::new(&[], Default::default(), false).into(),
         ),
-        Mount::Api(auth) => (router.merge(api::router()).fallback(not_found_api), auth),
+        Mount::Api(auth, _) => (
+            router
+                .merge(api::router())
+                .fallback(not_found_api)
+                .layer(axum::middleware::from_fn(deadline)),
+            auth,
+        ),
     };
     router.with_state(Web {
         handle,
@@ -147,6 +187,18 @@ async fn metrics(State(web): State<Web>) -> Response {
         body,
     )
         .into_response()
+}
+
+async fn deadline(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => api::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request did not arrive in time (a body that stopped short of its Content-Length?)",
+        )
+        .into_response(),
+    }
 }
 
 async fn health(State(web): State<Web>) -> Response {

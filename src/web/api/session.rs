@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::ApiError;
 use crate::config::users::Role;
-use crate::web::auth::{csrf_ok, Caller, LoginError, COOKIE};
+use crate::web::auth::{csrf_ok, Caller, LoginError};
 use crate::web::Web;
 
 #[derive(Deserialize, ToSchema)]
@@ -129,7 +129,7 @@ pub(crate) async fn login(
         .await
     {
         Ok((id, caller)) => {
-            let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict");
+            let cookie = web.auth.cookie(Some(&id));
             let mut response = Json(info(caller)).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, v);
@@ -180,7 +180,7 @@ pub(crate) async fn logout(
         ));
     }
     web.auth.logout(&headers);
-    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let clear = web.auth.cookie(None);
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
 
