@@ -15,10 +15,12 @@ use uaedge::runtime::Runtime;
 
 /// Two devices; `big` has `TAGS` tags in folders, so that paging crosses devices and folders.
 const TAGS: usize = 2_500;
+/// `line1`'s tags: three, and the alarm and Acked tags of `level`'s check.
+const LINE1: usize = 5;
 
 fn config(web: &str) -> String {
     let mut text = format!(
-        "{web}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n      - {{ name: speed, type: float64, address: Speed, writable: true, units: m/s }}\n  - name: big\n    driver: enip-sim\n    poll_interval: 200ms\n    tags:\n"
+        "{web}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 50ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n      - {{ name: speed, type: float64, address: Speed, writable: true, units: m/s, options: {{ signal: constant, value: 1 }} }}\n      - {{ name: level, type: int32, address: Level, options: {{ signal: counter }}, checks: [ {{ kind: limits, name: high, hi: 3 }} ] }}\n  - name: big\n    driver: enip-sim\n    poll_interval: 200ms\n    tags:\n"
     );
     for i in 0..TAGS {
         text.push_str(&format!(
@@ -101,16 +103,25 @@ async fn devices_and_tags_paged_with_json_errors() {
             None => break,
         }
     }
-    let total = TAGS + 2;
+    let total = TAGS + LINE1;
     assert_eq!(seen.len(), total);
     assert_eq!(
         seen.iter().collect::<BTreeSet<_>>().len(),
         total,
         "no repeats"
     );
-    let line1: Vec<&str> = seen.iter().take(2).map(String::as_str).collect();
-    assert_eq!(line1, ["line1/count", "line1/speed"]);
-    let big = &seen[2..];
+    let line1: Vec<&str> = seen.iter().take(LINE1).map(String::as_str).collect();
+    assert_eq!(
+        line1,
+        [
+            "line1/count",
+            "line1/level",
+            "line1/level/Alarms/high",
+            "line1/level/Alarms/high/Acked",
+            "line1/speed"
+        ]
+    );
+    let big = &seen[LINE1..];
     assert!(big.windows(2).all(|w| w[0] < w[1]), "name order");
 
     // A path prefix, which also filters by folder, and a device filter.
@@ -123,13 +134,13 @@ async fn devices_and_tags_paged_with_json_errors() {
     assert_eq!(page["next"], Json::Null);
     let (_, page) = get(addr, "/api/v1/tags?device=line1").await;
     let line1 = page["tags"].as_array().expect("tags");
-    assert_eq!(line1.len(), 2);
-    let speed = &line1[1];
+    assert_eq!(line1.len(), LINE1);
+    let speed = &line1[4];
     assert_eq!(speed["type"], "float64");
     assert_eq!(speed["writable"], true);
     assert_eq!(speed["units"], "m/s");
     let (_, page) = get(addr, "/api/v1/tags?prefix=li").await;
-    assert_eq!(page["tags"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["tags"].as_array().map(Vec::len), Some(LINE1));
 
     // One tag by path, with a live value that moves.
     let first = eventually(Duration::from_secs(10), "a counter value", || async {
@@ -254,7 +265,7 @@ fn status_shows_config_digest_and_reload_errors() {
     assert_eq!(first["config"]["sha256"], sha256_hex(good.as_bytes()));
     assert_eq!(first["last_reload"], Json::Null);
     assert_eq!(first["devices"]["total"], 2);
-    assert_eq!(first["tags"], (TAGS + 2) as u64);
+    assert_eq!(first["tags"], (TAGS + LINE1) as u64);
     assert!(first["sparkplug"].is_null());
 
     let hup = || {
@@ -327,10 +338,40 @@ fn post(path: &str, headers: &str, body: &str) -> String {
     )
 }
 
+/// Logs in: the cookie to send back, the CSRF token, and the whole Set-Cookie line
+/// (lower-cased; the tokens are hex).
+async fn login(addr: std::net::SocketAddr, user: &str, password: &str) -> (String, String, String) {
+    let body = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
+    let (status, head, body) = send(addr, &post("/api/v1/login", "", &body)).await;
+    assert_eq!(status, 200, "{body}");
+    let line = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: uaedge_session="))
+        .expect("a session cookie")
+        .to_string();
+    let cookie = line
+        .trim_start_matches("set-cookie: ")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
+    let session: Json = serde_json::from_str(&body).expect("json");
+    assert_eq!(session["user"], user);
+    let csrf = session["csrf_token"]
+        .as_str()
+        .expect("a csrf token")
+        .to_string();
+    (cookie, csrf, line)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_must_log_in_and_post_with_the_csrf_token() {
-    let users = "users:\n  - { name: ann, password: s3cret, role: operator }\n  - { name: vic, password: v1ewer, role: viewer }\nweb: { listen: \"127.0.0.1:PORT\" }";
-    let (rt, addr) = start(users).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = format!(
+        "state_dir: {}\nusers:\n  - {{ name: ann, password: s3cret, role: operator }}\n  - {{ name: vic, password: v1ewer, role: viewer }}\nweb: {{ listen: \"127.0.0.1:PORT\" }}",
+        dir.path().display()
+    );
+    let (rt, addr) = start(&users).await;
 
     // Nothing but the login and the document without a session.
     for path in [
@@ -371,44 +412,135 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
     .await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("login_failed"), "{body}");
-    let (status, head, body) = send(
-        addr,
-        &post("/api/v1/login", "", r#"{"user":"ann","password":"s3cret"}"#),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let cookie_line = head
-        .lines()
-        .find(|l| l.starts_with("set-cookie: uaedge_session="))
-        .expect("a session cookie")
-        .to_string();
+    let (cookie, csrf, cookie_line) = login(addr, "ann", "s3cret").await;
     assert!(
         cookie_line.contains("httponly") && cookie_line.contains("samesite=strict"),
         "{cookie_line}"
     );
-    let session: Json = serde_json::from_str(&body).expect("json");
-    assert_eq!(
-        (&session["user"], &session["role"]),
-        (&Json::from("ann"), &Json::from("operator"))
-    );
-    let csrf = session["csrf_token"]
-        .as_str()
-        .expect("a csrf token")
-        .to_string();
-    // The cookie's value as the server set it (the head was lower-cased; tokens are hex).
-    let cookie = cookie_line
-        .trim_start_matches("set-cookie: ")
-        .split(';')
-        .next()
-        .expect("cookie")
-        .to_string();
     let with_cookie =
         |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
     let (status, _, body) = send(addr, &with_cookie("/api/v1/devices")).await;
     assert_eq!(status, 200, "{body}");
     let (status, _, body) = send(addr, &with_cookie("/api/v1/session")).await;
     assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""role":"operator""#), "{body}");
     assert!(body.contains(&csrf), "{body}");
+
+    // Writes: an operator's reaches the device and is audited; bad ones are refused.
+    let auth = format!("Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n");
+    let (status, _, body) = send(
+        addr,
+        &post("/api/v1/tags/line1/speed", &auth, r#"{"value": 2.5}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let written: Json = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (written["value"].as_f64(), written["previous"].as_f64()),
+        (Some(2.5), Some(1.0))
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the device's next reading",
+        || async {
+            let (_, _, body) = send(addr, &with_cookie("/api/v1/tags/line1/speed")).await;
+            let tag: Json = serde_json::from_str(&body).ok()?;
+            (tag["value"] == 2.5).then_some(())
+        },
+    )
+    .await;
+    for (path, value, code, error) in [
+        ("/api/v1/tags/line1/count", "1", 409, "not_writable"),
+        ("/api/v1/tags/line1/speed", "\"fast\"", 400, "bad_value"),
+        ("/api/v1/tags/line1/speed", "[1]", 400, "bad_value"),
+        ("/api/v1/tags/line1/nope", "1", 404, "not_found"),
+    ] {
+        let (status, _, body) =
+            send(addr, &post(path, &auth, &format!("{{\"value\": {value}}}"))).await;
+        assert_eq!(status, code, "{path} {value}: {body}");
+        assert!(body.contains(error), "{path} {value}: {body}");
+    }
+    let (status, _, body) = send(
+        addr,
+        &post(
+            "/api/v1/tags/line1/speed",
+            &format!("Cookie: {cookie}\r\n"),
+            r#"{"value": 3}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "no CSRF token: {body}");
+
+    // The alarm of `level` (a counter past 3) is active and unacknowledged; ann acknowledges.
+    let key = "line1/level/Alarms/high";
+    eventually(Duration::from_secs(10), "the level alarm", || async {
+        let (_, _, body) = send(addr, &with_cookie("/api/v1/alarms?retained=true")).await;
+        let list: Json = serde_json::from_str(&body).ok()?;
+        let alarm = list["alarms"]
+            .as_array()?
+            .iter()
+            .find(|a| a["key"] == key)?
+            .clone();
+        (alarm["active"] == true && alarm["acked"] == false).then_some(())
+    })
+    .await;
+    let ack = format!(r#"{{"key": "{key}", "comment": "seen on line 1"}}"#);
+    let (status, _, body) = send(addr, &post("/api/v1/alarms/acknowledge", &auth, &ack)).await;
+    assert_eq!(status, 200, "{body}");
+    let alarm: Json = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (&alarm["acked"], &alarm["user"]),
+        (&Json::from(true), &Json::from("ann"))
+    );
+    assert_eq!(alarm["comment"], "seen on line 1");
+    let (status, _, body) = send(addr, &post("/api/v1/alarms/acknowledge", &auth, &ack)).await;
+    assert_eq!(status, 409, "twice: {body}");
+    let (status, _, body) = send(
+        addr,
+        &post(
+            "/api/v1/alarms/acknowledge",
+            &auth,
+            r#"{"key": "line1/none"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // A viewer reads but may not write or acknowledge, and is told why.
+    let (vic_cookie, vic_csrf, _) = login(addr, "vic", "v1ewer").await;
+    let vic = format!("Cookie: {vic_cookie}\r\nX-CSRF-Token: {vic_csrf}\r\n");
+    let (status, _, body) = send(
+        addr,
+        &post("/api/v1/tags/line1/speed", &vic, r#"{"value": 9}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("viewer"), "{body}");
+    let (status, _, body) = send(addr, &post("/api/v1/alarms/acknowledge", &vic, &ack)).await;
+    assert_eq!(status, 403, "{body}");
+
+    // The audit trail has each write and acknowledgement, with user, before and after.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit file");
+    let entries: Vec<Json> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let write = entries
+        .iter()
+        .find(|e| e["action"] == "write" && e["result"] == "done")
+        .expect("the write");
+    assert_eq!(
+        (&write["user"], &write["target"]),
+        (&Json::from("ann"), &Json::from("line1/speed"))
+    );
+    assert_eq!(
+        (write["before"].as_f64(), write["after"].as_f64()),
+        (Some(1.0), Some(2.5))
+    );
+    assert_eq!(write["from"], "127.0.0.1");
+    assert!(entries.iter().any(|e| e["action"] == "acknowledge"
+        && e["target"] == key
+        && e["comment"] == "seen on line 1"));
 
     // POST without the CSRF token is refused; with it, logout works and ends the session.
     let (status, _, body) = send(

@@ -76,6 +76,9 @@ pub struct WebSettings {
     pub listen: SocketAddr,
     pub tls: Tls,
     pub session_idle: std::time::Duration,
+    /// Every write and acknowledgement made through the API, a JSON line each:
+    /// `<state_dir>/audit.jsonl`.
+    pub audit_file: PathBuf,
     /// The config's `users:`, who may log in; set once they are loaded.
     pub users: Vec<User>,
 }
@@ -144,6 +147,7 @@ impl WebSettings {
             listen,
             tls,
             session_idle,
+            audit_file: state_dir.join("audit.jsonl"),
             users: Vec::new(),
         })
     }

@@ -21,6 +21,7 @@ use crate::config::{Config, MetricsConfig};
 use crate::history::{Historian, HistorySlot};
 use crate::opcua_server::OpcUaServer;
 use crate::sparkplug::EdgeNode;
+use crate::web::audit::Audit;
 use crate::web::auth::Auth;
 use crate::web::Mount;
 
@@ -246,10 +247,11 @@ fn start_sparkplug(
 
 fn api_mount(settings: &WebSettings) -> Mount {
     let secure = settings.tls != Tls::Off;
-    Mount::Api(
-        Arc::new(Auth::new(&settings.users, settings.session_idle, secure)),
-        settings.tls.clone(),
-    )
+    Mount::Api {
+        auth: Arc::new(Auth::new(&settings.users, settings.session_idle, secure)),
+        audit: Arc::new(Audit::new(settings.audit_file.clone())),
+        tls: settings.tls.clone(),
+    }
 }
 
 /// An HTTP listener's task and the token that stops it.

@@ -14,6 +14,7 @@
 //! Dependencies: the bus (the model and the status) and the history, as readers.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod metrics;
 pub mod tls;
@@ -35,6 +36,7 @@ use tracing::{error, info, warn};
 use crate::bus::Handle;
 use crate::config::web::Tls;
 use crate::history::HistorySlot;
+use audit::Audit;
 use auth::Auth;
 
 /// A connection whose request head (or, kept alive, whose next request) has not arrived
@@ -53,15 +55,19 @@ const GRACE: Duration = Duration::from_secs(2);
 pub enum Mount {
     /// `/metrics` and `/health` (a `metrics:` section).
     Metrics,
-    /// Those and the REST API (a `web:` section), with its logins, over `tls`.
-    Api(Arc<Auth>, Tls),
+    /// Those and the REST API (a `web:` section), with its logins and audit trail.
+    Api {
+        auth: Arc<Auth>,
+        audit: Arc<Audit>,
+        tls: Tls,
+    },
 }
 
 impl Mount {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Mount::Metrics => "metrics endpoint",
-            Mount::Api(..) => "web server",
+            Mount::Api { .. } => "web server",
         }
     }
 }
@@ -72,6 +78,7 @@ pub(crate) struct Web {
     handle: Handle,
     history: HistorySlot,
     auth: Arc<Auth>,
+    audit: Option<Arc<Audit>>,
 }
 
 /// Binds `listen` (the caller logs a failure and runs without the server).
@@ -94,7 +101,7 @@ pub async fn serve(
         return;
     };
     let tls = match &mount {
-        Mount::Api(_, tls) => {
+        Mount::Api { tls, .. } => {
             let tls = tls.clone();
             match tokio::task::spawn_blocking(move || tls::server_config(&tls, addr)).await {
                 Ok(Ok(config)) => config,
@@ -153,27 +160,39 @@ pub async fn serve(
     stopper.abort();
 }
 
+impl Web {
+    /// Records `entry` in the audit trail (a `web:` server always has one).
+    async fn audit(&self, entry: audit::Entry) {
+        if let Some(audit) = &self.audit {
+            audit.record(entry).await;
+        }
+    }
+}
+
 fn router(mount: Mount, handle: Handle, history: HistorySlot) -> Router {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health));
-    let (router, auth) = match mount {
+    let (router, auth, audit) = match mount {
         Mount::Metrics => (
             router.fallback(not_found),
             Auth::new(&[], Default::default(), false).into(),
+            None,
         ),
-        Mount::Api(auth, _) => (
+        Mount::Api { auth, audit, .. } => (
             router
                 .merge(api::router())
                 .fallback(not_found_api)
                 .layer(axum::middleware::from_fn(deadline)),
             auth,
+            Some(audit),
         ),
     };
     router.with_state(Web {
         handle,
         history,
         auth,
+        audit,
     })
 }
 

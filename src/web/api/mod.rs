@@ -6,11 +6,13 @@
 //! - [`status`]: the gateway, its config and reloads, and every component's counters.
 //! - [`devices`]: each device's link and counters.
 //! - [`tags`]: the live tags, filtered and paged.
+//! - [`alarms`]: the alarm conditions, and acknowledging one.
 //! - [`session`]: logging in and out (see [`crate::web::auth`]).
 //!
 //! With `users:` configured every endpoint but the login and this document needs a
 //! session; without, they are open for reading.
 
+pub mod alarms;
 pub mod devices;
 pub mod session;
 pub mod status;
@@ -138,7 +140,10 @@ impl utoipa::Modify for SessionCookie {
         devices::list_devices,
         devices::get_device,
         tags::list_tags,
-        tags::get_tag
+        tags::get_tag,
+        tags::write_tag,
+        alarms::list_alarms,
+        alarms::acknowledge
     )
 )]
 struct Doc;
@@ -174,7 +179,12 @@ pub(super) fn router() -> Router<Web> {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{name}", get(devices::get_device))
         .route("/api/v1/tags", get(tags::list_tags))
-        .route("/api/v1/tags/{*path}", get(tags::get_tag))
+        .route(
+            "/api/v1/tags/{*path}",
+            get(tags::get_tag).post(tags::write_tag),
+        )
+        .route("/api/v1/alarms", get(alarms::list_alarms))
+        .route("/api/v1/alarms/acknowledge", post(alarms::acknowledge))
         .route("/api/v1/{*rest}", get(unknown).post(unknown))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

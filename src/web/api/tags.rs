@@ -1,18 +1,25 @@
-//! `GET /api/v1/tags` (filtered, paged) and `/api/v1/tags/{path}`: the live tags.
+//! `GET /api/v1/tags` (filtered, paged) and `/api/v1/tags/{path}`: the live tags;
+//! `POST /api/v1/tags/{path}` writes one.
 //!
 //! A page resumes after a tag's path (the `next` of the page before), not at a position:
 //! a reload that adds or removes tags between two pages neither skips nor repeats the
 //! tags that stayed. Within a device tags come in name order; devices in config order.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use uaedge_driver::{DataType, LinkErrorKind, Timestamp, Value, WriteError};
 use utoipa::{IntoParams, ToSchema};
 
+use super::session::Operator;
 use super::ApiError;
 use crate::history::export::{json_value, rfc3339};
 use crate::model::{DeviceDef, TagDef, TagState, TagTable};
+use crate::web::audit::Entry;
 use crate::web::auth::Caller;
 use crate::web::Web;
 
@@ -202,4 +209,120 @@ pub(crate) async fn get_tag(
         .ok_or_else(|| ApiError::not_found(format!("no tag `{path}`")))?;
     let state = table.state(def.id).unwrap_or_default();
     Ok(Json(tag(&table, def, state)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Write {
+    /// The new value in the tag's engineering units: a number, true/false, a string, or
+    /// RFC 3339 text for a datetime tag.
+    pub value: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Written {
+    pub path: String,
+    /// The value the device took, in the tag's type.
+    pub value: serde_json::Value,
+    /// The tag's value before the write.
+    pub previous: serde_json::Value,
+}
+
+/// `value` as the model's value of type `to`, with the conversion rules every driver uses.
+fn model_value(value: &serde_json::Value, to: DataType) -> Result<Value, String> {
+    let given = match value {
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::Int64(i),
+            (None, Some(u), _) => Value::UInt64(u),
+            (None, None, Some(x)) => Value::Double(x),
+            _ => return Err(format!("{n} is not a number uaedge can hold")),
+        },
+        serde_json::Value::String(s) if to == DataType::DateTime => {
+            let t = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
+            Value::DateTime(Timestamp(t.timestamp_micros()))
+        }
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        other => return Err(format!("a {to} tag takes no {other}")),
+    };
+    given.convert(to).map_err(|e| e.to_string())
+}
+
+/// Writes a writable tag: the device's answer is the response. Needs an operator's session
+/// and the CSRF token; recorded in the audit trail either way.
+#[utoipa::path(post, path = "/api/v1/tags/{path}", tag = "tags", request_body = Write,
+    params(
+        ("path" = String, Path, description = "The tag's path, `device/tag`"),
+        ("X-CSRF-Token" = String, Header, description = "The session's CSRF token"),
+    ),
+    responses(
+        (status = 200, body = Written, description = "The device took the value"),
+        (status = 400, body = ApiError, description = "A value that does not fit the tag"),
+        (status = 401, body = ApiError, description = "Not logged in"),
+        (status = 403, body = ApiError, description = "No CSRF token, or not an operator"),
+        (status = 404, body = ApiError, description = "No tag has that path"),
+        (status = 409, body = ApiError, description = "The tag is not writable"),
+        (status = 502, body = ApiError, description = "The device refused the write or is not connected"),
+        (status = 504, body = ApiError, description = "The device did not answer in time"),
+    ))]
+pub(crate) async fn write_tag(
+    State(web): State<Web>,
+    Operator(caller): Operator,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<Write>, JsonRejection>,
+) -> Result<Json<Written>, ApiError> {
+    let Path(path) = path?;
+    let Json(write) = body?;
+    let table = web.handle.table();
+    let def = table
+        .find(&path)
+        .and_then(|id| table.tag(id))
+        .ok_or_else(|| ApiError::not_found(format!("no tag `{path}`")))?;
+    if !def.writable {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_writable",
+            format!("tag `{path}` is not writable (`writable: true` in its config makes it so)"),
+        ));
+    }
+    let value = model_value(&write.value, def.data_type).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_value",
+            format!("`{path}`: {e}"),
+        )
+    })?;
+    let previous = json_value(&table.state(def.id).and_then(|s| s.value));
+    let result = web.handle.write_as(&path, &value, &caller.user).await;
+    let after = json_value(&Some(value));
+    web.audit(Entry {
+        before: previous.clone(),
+        after: after.clone(),
+        result: Entry::outcome(&result),
+        ..Entry::new(&caller.user, from, "write", &path)
+    })
+    .await;
+    match result {
+        Ok(()) => Ok(Json(Written {
+            path,
+            value: after,
+            previous,
+        })),
+        Err(e) => Err(write_error(&path, e)),
+    }
+}
+
+fn write_error(path: &str, e: WriteError) -> ApiError {
+    let (status, code) = match &e {
+        WriteError::NotWritable => (StatusCode::CONFLICT, "not_writable"),
+        WriteError::TypeMismatch(_) => (StatusCode::BAD_REQUEST, "bad_value"),
+        WriteError::Rejected(_) => (StatusCode::BAD_GATEWAY, "device_refused"),
+        WriteError::Link(l) if l.kind == LinkErrorKind::Timeout => {
+            (StatusCode::GATEWAY_TIMEOUT, "device_timeout")
+        }
+        WriteError::Link(_) => (StatusCode::BAD_GATEWAY, "device_unreachable"),
+    };
+    ApiError::new(status, code, format!("write to `{path}`: {e}"))
 }
