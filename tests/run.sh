@@ -6,6 +6,7 @@ bash tests/setup.sh
 export UAEDGE_TEST_PYTHON="$PWD/.build/venv/bin/python"
 export UAEDGE_TEST_NODE="$PWD/.build/node/bin/node"
 export UAEDGE_TEST_NODE_MODULES="$PWD/.build/node/node_modules"
+export UAEDGE_TEST_WEB_PYTHON="$PWD/.build/webtest/bin/python"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

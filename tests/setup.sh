@@ -30,6 +30,14 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQ" "$STAMP"; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
   cp "$REQ" "$STAMP"
 fi
+WEB_VENV=.build/webtest
+WEB_REQ=tests/web/requirements.txt
+if [ ! -x "$WEB_VENV/bin/python" ] || ! cmp -s "$WEB_REQ" "$WEB_VENV/.requirements"; then
+  echo "setup: creating $WEB_VENV with the web API's test tools"
+  python3 -m venv "$WEB_VENV"
+  "$WEB_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$WEB_REQ"
+  cp "$WEB_REQ" "$WEB_VENV/.requirements"
+fi
 # Node.js for the node-opcua peer (tests/opcua_clients.rs). node-opcua is ES modules only,
 # loaded with require(): that needs Node.js >= 20.19, newer than Debian 12's own (18). The
 # machine's node when it is new enough; otherwise Node.js 22 from PyPI's

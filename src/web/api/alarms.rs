@@ -94,7 +94,7 @@ fn alarm(e: &ConditionEvent) -> Alarm {
 /// Every alarm condition, in config order.
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", params(AlarmQuery),
     responses(
-        (status = 200, body = AlarmList),
+        (status = 200, body = AlarmList, description = "OK"),
         (status = 400, body = ApiError, description = "A bad parameter"),
         (status = 401, body = ApiError, description = "Not logged in"),
     ))]
@@ -128,6 +128,8 @@ pub(crate) async fn list_alarms(
         (status = 403, body = ApiError, description = "No CSRF token, or not an operator"),
         (status = 404, body = ApiError, description = "No alarm has that key"),
         (status = 409, body = ApiError, description = "Acknowledged already, or disabled"),
+        (status = 413, body = ApiError, description = "A body over 64 KiB"),
+        (status = 415, body = ApiError, description = "A body that is not application/json"),
     ))]
 pub(crate) async fn acknowledge(
     State(web): State<Web>,

@@ -61,7 +61,7 @@ fn device(table: &TagTable, d: &DeviceDef) -> Device {
 
 /// Every configured device, in config order.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
-    responses((status = 200, body = DeviceList),
+    responses((status = 200, body = DeviceList, description = "OK"),
         (status = 401, body = ApiError, description = "Not logged in")))]
 pub(crate) async fn list_devices(State(web): State<Web>, _caller: Caller) -> Json<DeviceList> {
     let table = web.handle.table();
@@ -74,7 +74,7 @@ pub(crate) async fn list_devices(State(web): State<Web>, _caller: Caller) -> Jso
 #[utoipa::path(get, path = "/api/v1/devices/{name}", tag = "devices",
     params(("name" = String, Path, description = "The device's name")),
     responses(
-        (status = 200, body = Device),
+        (status = 200, body = Device, description = "OK"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "No device has that name"),
     ))]

@@ -94,7 +94,13 @@ impl From<QueryRejection> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> ApiError {
-        ApiError::new(e.status(), "bad_request", e.body_text())
+        // A body too large (413) or not JSON (415) keeps its status; JSON of the wrong
+        // shape is a 400 like every other bad parameter, not axum's 422.
+        let status = match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "bad_request", e.body_text())
     }
 }
 

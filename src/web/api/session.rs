@@ -111,6 +111,8 @@ impl FromRequestParts<Web> for Operator {
         (status = 401, body = ApiError, description = "Unknown user or wrong password"),
         (status = 429, body = ApiError, description = "Too many failed logins for this user from this address"),
         (status = 503, body = ApiError, description = "Too many logins at once"),
+        (status = 413, body = ApiError, description = "A body over 64 KiB"),
+        (status = 415, body = ApiError, description = "A body that is not application/json"),
     ))]
 pub(crate) async fn login(
     State(web): State<Web>,
@@ -187,7 +189,7 @@ pub(crate) async fn logout(
 /// Who is logged in, and the CSRF token to send with POSTs.
 #[utoipa::path(get, path = "/api/v1/session", tag = "session",
     responses(
-        (status = 200, body = SessionInfo),
+        (status = 200, body = SessionInfo, description = "OK"),
         (status = 401, body = ApiError, description = "Not logged in"),
     ))]
 pub(crate) async fn session(caller: Caller) -> Json<SessionInfo> {

@@ -138,7 +138,7 @@ fn reload_info(r: &ReloadRecord) -> ReloadInfo {
 
 /// The gateway, its config, and every component's counters.
 #[utoipa::path(get, path = "/api/v1/status", tag = "gateway",
-    responses((status = 200, body = GatewayStatus),
+    responses((status = 200, body = GatewayStatus, description = "OK"),
         (status = 401, body = ApiError, description = "Not logged in")))]
 pub(crate) async fn get_status(State(web): State<Web>, _caller: Caller) -> Json<GatewayStatus> {
     let handle = &web.handle;

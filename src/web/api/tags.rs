@@ -70,8 +70,10 @@ pub struct TagQuery {
     /// Only tags whose path (`device/tag`) starts with this.
     prefix: Option<String>,
     /// Resume after this path: the `next` of the previous page.
+    #[param(pattern = "^[^/]+/.+$")]
     after: Option<String>,
     /// Tags per page, 1 to 10000 (1000 when absent).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
@@ -114,7 +116,7 @@ fn name_prefix<'p>(device: &DeviceDef, prefix: &'p str) -> Option<&'p str> {
 /// Live tags, filtered by device and path prefix, a page at a time.
 #[utoipa::path(get, path = "/api/v1/tags", tag = "tags", params(TagQuery),
     responses(
-        (status = 200, body = TagPage),
+        (status = 200, body = TagPage, description = "OK"),
         (status = 400, body = ApiError, description = "A bad parameter, or a cursor whose device is gone"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "`device` names no device"),
@@ -192,7 +194,7 @@ pub(crate) async fn list_tags(
 #[utoipa::path(get, path = "/api/v1/tags/{path}", tag = "tags",
     params(("path" = String, Path, description = "The tag's path, `device/tag` (folders included)")),
     responses(
-        (status = 200, body = Tag),
+        (status = 200, body = Tag, description = "OK"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "No tag has that path"),
     ))]
@@ -216,7 +218,19 @@ pub(crate) async fn get_tag(
 pub struct Write {
     /// The new value in the tag's engineering units: a number, true/false, a string, or
     /// RFC 3339 text for a datetime tag.
+    #[schema(value_type = Scalar)]
     pub value: serde_json::Value,
+}
+
+/// A value a tag can take. The schema only: a Write's value is read as JSON and typed by
+/// its tag.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Scalar {
+    Boolean(bool),
+    Number(f64),
+    Text(String),
 }
 
 #[derive(Serialize, ToSchema)]
@@ -262,9 +276,11 @@ fn model_value(value: &serde_json::Value, to: DataType) -> Result<Value, String>
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 403, body = ApiError, description = "No CSRF token, or not an operator"),
         (status = 404, body = ApiError, description = "No tag has that path"),
-        (status = 409, body = ApiError, description = "The tag is not writable"),
-        (status = 502, body = ApiError, description = "The device refused the write or is not connected"),
+        (status = 409, body = ApiError, description = "The tag is not writable, or the device refused the value"),
+        (status = 502, body = ApiError, description = "The device is not connected"),
         (status = 504, body = ApiError, description = "The device did not answer in time"),
+        (status = 413, body = ApiError, description = "A body over 64 KiB"),
+        (status = 415, body = ApiError, description = "A body that is not application/json"),
     ))]
 pub(crate) async fn write_tag(
     State(web): State<Web>,
@@ -318,7 +334,9 @@ fn write_error(path: &str, e: WriteError) -> ApiError {
     let (status, code) = match &e {
         WriteError::NotWritable => (StatusCode::CONFLICT, "not_writable"),
         WriteError::TypeMismatch(_) => (StatusCode::BAD_REQUEST, "bad_value"),
-        WriteError::Rejected(_) => (StatusCode::BAD_GATEWAY, "device_refused"),
+        // The device (or the alarm behind an Acked tag) answered no: the value, not the
+        // link, is at fault.
+        WriteError::Rejected(_) => (StatusCode::CONFLICT, "refused"),
         WriteError::Link(l) if l.kind == LinkErrorKind::Timeout => {
             (StatusCode::GATEWAY_TIMEOUT, "device_timeout")
         }
