@@ -316,17 +316,11 @@ async fn serve(
     log_level: &uaedge::logging::LogLevel,
 ) -> Result<(), uaedge::runtime::RuntimeError> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Installed before READY: SIGHUP's default action would end the process.
+    let mut hup = signal(SignalKind::hangup()).ok();
     // A digest, not the text: a 100,000-tag config is megabytes held only to compare.
-    let mut loaded = std::fs::read(path)
-        .map(|t| sha256_hex(&t))
-        .unwrap_or_default();
-    let node = config.node.name.clone();
+    let mut loaded = config.sha256.clone();
     let mut runtime = uaedge::runtime::Runtime::start(config);
-    runtime.handle().status().update_gateway(|g| {
-        g.node = node;
-        g.config_file = path.display().to_string();
-        g.config_sha256 = loaded.clone();
-    });
     release_freed_memory();
     let (current, watched) = tokio::sync::watch::channel(runtime.handle());
     uaedge::systemd::ready(&status_line(&runtime));
@@ -345,7 +339,6 @@ async fn serve(
             }
         })
     });
-    let mut hup = signal(SignalKind::hangup()).ok();
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
@@ -367,18 +360,12 @@ async fn serve(
                         }
                         (ReloadOutcome::Refused, errors.0.iter().map(reload_error).collect())
                     }
-                    Reload::Changed(digest, config) => {
+                    Reload::Changed(config) => {
                         info!(config = %path.display(), "reload: applying the new config");
                         log_level.set(&config.log.level);
-                        let node = config.node.name.clone();
+                        loaded.clone_from(&config.sha256);
                         let summary = runtime.reload(*config).await;
                         release_freed_memory();
-                        loaded = digest;
-                        runtime.handle().status().update_gateway(|g| {
-                            g.node = node;
-                            g.config_sha256 = loaded.clone();
-                            g.applied = std::time::SystemTime::now();
-                        });
                         // The handle follows reloads by itself; this keeps the watchdog's
                         // copy fresh all the same.
                         current.send_replace(runtime.handle());
@@ -414,8 +401,7 @@ async fn serve(
 enum Reload {
     Unchanged,
     Refused(uaedge::config::ConfigErrors),
-    /// The new file's SHA-256 and its config.
-    Changed(String, Box<Config>),
+    Changed(Box<Config>),
 }
 
 fn reload(path: &Path, loaded: &str) -> Reload {
@@ -433,26 +419,13 @@ fn reload(path: &Path, loaded: &str) -> Reload {
             ]))
         }
     };
-    let digest = sha256_hex(text.as_bytes());
-    if digest == loaded {
+    if uaedge::config::sha256_hex(text.as_bytes()) == loaded {
         return Reload::Unchanged;
     }
     match Config::parse(&path.display().to_string(), &text) {
-        Ok(config) => Reload::Changed(digest, Box::new(config)),
+        Ok(config) => Reload::Changed(Box::new(config)),
         Err(errors) => Reload::Refused(errors),
     }
-}
-
-/// What `sha256sum` prints for `bytes`: the config's digest the API shows and reloads compare.
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
 }
 
 fn reload_error(e: &uaedge::config::ConfigError) -> ReloadError {

@@ -120,7 +120,9 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     })
     .await;
 
-    // Logging out would end the run's session half-way; the logout has its own test.
+    // Logging out would end the run's session half-way, and the change stream never ends
+    // (schemathesis would wait on each request until its timeout); both have their own
+    // tests.
     let args: Vec<String> = [
         "run".to_string(),
         format!("{base}/api/v1/openapi.json"),
@@ -129,7 +131,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "-H".into(),
         format!("X-CSRF-Token: {csrf}"),
         "--max-examples=100".into(),
+        // Fixed, so that a failure reproduces; change it to explore other inputs.
+        "--seed=20261207".into(),
         "--exclude-path=/api/v1/logout".into(),
+        "--exclude-path=/api/v1/events".into(),
         "--suppress-health-check=filter_too_much".into(),
         "--request-timeout=20".into(),
         "--checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance".into(),

@@ -105,7 +105,7 @@ async fn off_loopback_serves_https_only_with_a_kept_self_signed_certificate() {
     )
     .await
     .unwrap_or_default();
-    assert!(!plain.starts_with("HTTP/1.1 2"), "{plain}");
+    assert!(!plain.starts_with("HTTP/"), "{plain}");
     assert!(!plain.contains("uaedge"), "{plain}");
     let first = std::fs::read(&cert).expect("cert");
     rt.shutdown().await.expect("clean shutdown");

@@ -1,5 +1,6 @@
 //! What the process knows of itself: which config runs, since when, and how the last
-//! reload went. The binary writes it at start and on every SIGHUP; the web API reads it.
+//! reload went. The runtime writes the config's part as it starts and reloads, the binary
+//! each SIGHUP's outcome; the web API reads it.
 
 use std::time::SystemTime;
 
@@ -50,16 +51,6 @@ pub enum ReloadOutcome {
     Unchanged,
     /// The file had errors; the running config stayed.
     Refused,
-}
-
-impl ReloadOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReloadOutcome::Applied => "applied",
-            ReloadOutcome::Unchanged => "unchanged",
-            ReloadOutcome::Refused => "refused",
-        }
-    }
 }
 
 /// One error of a refused file, where it is: the same facts `uaedge check` prints.

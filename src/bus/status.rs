@@ -29,7 +29,7 @@ impl Status {
         self.sparkplug.read().clone()
     }
 
-    /// Set by whoever starts (or stops, with `None`) the edge node.
+    /// What is known of the process now.
     pub fn gateway(&self) -> GatewayInfo {
         self.gateway.read().clone()
     }
@@ -39,6 +39,7 @@ impl Status {
         f(&mut self.gateway.write());
     }
 
+    /// Set by whoever starts (or stops, with `None`) the edge node.
     pub(crate) fn set_sparkplug(&self, status: Option<Arc<SparkplugStatus>>) {
         *self.sparkplug.write() = status;
     }

@@ -278,6 +278,8 @@ pub struct DeviceSetup {
 /// A loaded, fully validated configuration.
 pub struct Config {
     pub file: String,
+    /// SHA-256 of the file's text ([`sha256_hex`]).
+    pub sha256: String,
     pub node: GatewayConfig,
     pub log: LogConfig,
     pub devices: Vec<DeviceSetup>,
@@ -317,19 +319,24 @@ impl Config {
             }])
         })?;
         let doc = yaml::Document::parse(&file, &text).map_err(|e| ConfigErrors(vec![e]))?;
+        let sha256 = sha256_hex(text.as_bytes());
         // The tree has every scalar it needs: the text (9 MB for 100,000 tags) goes before
         // the model is built, not after.
         drop(text);
-        Config::from_document(&file, doc)
+        Config::from_document(&file, sha256, doc)
     }
 
     /// Validates config text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         let doc = yaml::Document::parse(file, text).map_err(|e| ConfigErrors(vec![e]))?;
-        Config::from_document(file, doc)
+        Config::from_document(file, sha256_hex(text.as_bytes()), doc)
     }
 
-    fn from_document(file: &str, doc: yaml::Document) -> Result<Config, ConfigErrors> {
+    fn from_document(
+        file: &str,
+        sha256: String,
+        doc: yaml::Document,
+    ) -> Result<Config, ConfigErrors> {
         let mut raw: RawConfig = doc
             .root()
             .deserialize()
@@ -340,6 +347,7 @@ impl Config {
         let mut errors = Vec::new();
         let mut config = Config {
             file: file.to_string(),
+            sha256,
             node: raw.node,
             log: raw.log,
             devices: Vec::new(),
@@ -603,23 +611,34 @@ fn link_fingerprint(node: &RawNode) -> u64 {
     digest.finish()
 }
 
-/// A 64-bit digest of bytes, to tell whether something changed without keeping it: a
-/// device's link ([`link_fingerprint`]) or a whole config file (the binary's reload). SipHash
-/// with fixed keys, so equal bytes give equal digests for the life of the process, which is
-/// all either comparison needs.
+/// A 64-bit digest of bytes, to tell whether a device's link changed without keeping its
+/// settings ([`link_fingerprint`]). SipHash with fixed keys, so equal bytes give equal
+/// digests for the life of the process, which is all the comparison needs.
 #[derive(Default)]
 pub struct Digest(std::collections::hash_map::DefaultHasher);
 
 impl Digest {
-    pub fn of(bytes: &[u8]) -> u64 {
-        let mut digest = Digest::default();
-        std::hash::Hasher::write(&mut digest.0, bytes);
-        digest.finish()
-    }
-
     pub fn finish(&self) -> u64 {
         std::hash::Hasher::finish(&self.0)
     }
+}
+
+/// What `sha256sum` prints for `bytes`: a config file's identity, shown by the API and
+/// compared by reloads.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 impl std::io::Write for Digest {

@@ -165,8 +165,6 @@ impl RawNode {
         matches!(self.tree.scalar(self.id), Some(Scalar::Null))
     }
 
-    /// Deserializes this subtree. Stops at the first error, which carries the
-    /// offending node's position and its full path from the document root.
     /// [`RawNode::deserialize`], or `T`'s default for a section written empty (`history:`).
     pub fn deserialize_or_default<T: de::DeserializeOwned + Default>(
         &self,
@@ -178,6 +176,8 @@ impl RawNode {
         }
     }
 
+    /// Deserializes this subtree. Stops at the first error, which carries the
+    /// offending node's position and its full path from the document root.
     pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let de = De {
             tree: &self.tree,

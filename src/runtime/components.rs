@@ -94,11 +94,11 @@ impl Components {
             ),
             metrics: sections
                 .metrics
-                .and_then(|m| start_http(m.listen, Mount::Metrics, handle, &history_slot, cancel)),
+                .map(|m| start_http(m.listen, Mount::Metrics, handle, &history_slot, cancel)),
             web: sections
                 .web
                 .as_ref()
-                .and_then(|w| start_http(w.listen, api_mount(w), handle, &history_slot, cancel)),
+                .map(|w| start_http(w.listen, api_mount(w), handle, &history_slot, cancel)),
             history,
             history_slot,
             sections,
@@ -160,16 +160,17 @@ impl Components {
         }
         if next.metrics != self.sections.metrics {
             stop_http(self.metrics.take()).await;
-            self.metrics = next.metrics.and_then(|m| {
-                start_http(m.listen, Mount::Metrics, handle, &self.history_slot, cancel)
-            });
+            self.metrics = next
+                .metrics
+                .map(|m| start_http(m.listen, Mount::Metrics, handle, &self.history_slot, cancel));
             restarted.push("metrics");
         }
         if next.web != self.sections.web {
             stop_http(self.web.take()).await;
-            self.web = next.web.as_ref().and_then(|w| {
-                start_http(w.listen, api_mount(w), handle, &self.history_slot, cancel)
-            });
+            self.web = next
+                .web
+                .as_ref()
+                .map(|w| start_http(w.listen, api_mount(w), handle, &self.history_slot, cancel));
             restarted.push("web");
         }
         if next.history != self.sections.history {
@@ -268,7 +269,7 @@ fn start_http(
     handle: &Handle,
     history: &HistorySlot,
     cancel: &CancellationToken,
-) -> Option<HttpTask> {
+) -> HttpTask {
     let (handle, cancel) = (handle.clone(), cancel.child_token());
     let history = history.clone();
     let stop = cancel.clone();
@@ -279,7 +280,7 @@ fn start_http(
             Err(e) => warn!(listen = %listen, error = %e, "{what} not started"),
         }
     });
-    Some(HttpTask { cancel: stop, task })
+    HttpTask { cancel: stop, task }
 }
 
 async fn stop_http(http: Option<HttpTask>) {

@@ -32,6 +32,12 @@ impl Runtime {
     /// with their state carried over, and only a changed section's component restarts.
     pub async fn reload(&mut self, mut config: Config) -> ReloadSummary {
         let mut summary = ReloadSummary::default();
+        self.handle.status().update_gateway(|g| {
+            g.node.clone_from(&config.node.name);
+            g.config_file.clone_from(&config.file);
+            g.config_sha256.clone_from(&config.sha256);
+            g.applied = std::time::SystemTime::now();
+        });
         let table = Arc::new(config.take_tag_table());
         let mut old: HashMap<String, RunningDevice> = std::mem::take(&mut self.devices)
             .into_iter()

@@ -85,6 +85,12 @@ impl Runtime {
         let (probe_tx, probe_rx) = mpsc::channel(1);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (handle, publisher) = Handle::new(view, probe_tx, command_tx);
+        // Before the web server starts, which shows it.
+        handle.status().update_gateway(|g| {
+            g.node.clone_from(&config.node.name);
+            g.config_file.clone_from(&config.file);
+            g.config_sha256.clone_from(&config.sha256);
+        });
         let (reaction_tx, reaction_rx) = mpsc::channel(router_checks::REACTION_QUEUE);
         let alarms = Alarms::new(
             std::mem::take(&mut config.checks),

@@ -75,7 +75,7 @@ pub struct Auth {
 fn token() -> Option<String> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).ok()?;
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::config::hex(&bytes))
 }
 
 /// A hash to check unknown users' passwords against, so that a refusal takes as long for
@@ -136,13 +136,21 @@ impl Auth {
         password: &str,
         from: IpAddr,
     ) -> Result<(String, Caller), LoginError> {
-        let key = (user.to_string(), from);
-        if let Some(wait) = self.blocked(&key) {
-            warn!(user, %from, "login refused: too many failures");
+        let known = self.users.get(user).cloned();
+        // Unknown names share one count per address: trying many names adds no keys, and
+        // what someone typed into the name field (a password, by mistake) is not logged.
+        let (key, shown) = match &known {
+            Some(_) => ((user.to_string(), from), user),
+            None => ((String::new(), from), "(unknown)"),
+        };
+        // Counted as a failure before the check, so that logins sent at once cannot all
+        // pass the count while the first ones are still being checked.
+        if let Some(wait) = self.attempt(&key) {
+            warn!(user = shown, %from, "login refused: too many failures");
             return Err(LoginError::TooMany(wait));
         }
-        let (stored, role) = match self.users.get(user) {
-            Some((p, r)) => (p.clone(), Some(*r)),
+        let (stored, role) = match known {
+            Some((p, r)) => (p, Some(r)),
             None => (Arc::new(decoy().clone()), None),
         };
         let permit = tokio::time::timeout(CHECK_QUEUE, self.checks.acquire())
@@ -155,8 +163,7 @@ impl Auth {
             .unwrap_or(false);
         drop(permit);
         let Some(role) = role.filter(|_| ok) else {
-            self.fail(key);
-            warn!(user, %from, "login refused: unknown user or wrong password");
+            warn!(user = shown, %from, "login refused: unknown user or wrong password");
             return Err(LoginError::Refused);
         };
         self.failures.lock().remove(&key);
@@ -229,35 +236,28 @@ impl Auth {
         })
     }
 
-    /// How long `key` must wait before its next try, when it has used up its failures.
-    fn blocked(&self, key: &(String, IpAddr)) -> Option<Duration> {
+    /// Counts an attempt for `key`, or says how long it must wait when it has used up its
+    /// tries within the window.
+    fn attempt(&self, key: &(String, IpAddr)) -> Option<Duration> {
         let mut failures = self.failures.lock();
-        let times = failures.get_mut(key)?;
+        if failures.len() >= MAX_FAILURE_KEYS && !failures.contains_key(key) {
+            failures.retain(|_, times| times.back().is_some_and(|t| t.elapsed() < FAILURE_WINDOW));
+            if failures.len() >= MAX_FAILURE_KEYS {
+                // Addresses beyond the bound wait their turn rather than go uncounted.
+                return Some(FAILURE_WINDOW);
+            }
+        }
+        let times = failures.entry(key.clone()).or_default();
         while times.front().is_some_and(|t| t.elapsed() >= FAILURE_WINDOW) {
             times.pop_front();
         }
-        if times.len() < MAX_FAILURES {
-            return None;
+        if times.len() >= MAX_FAILURES {
+            return times
+                .front()
+                .map(|first| FAILURE_WINDOW.saturating_sub(first.elapsed()));
         }
-        times
-            .front()
-            .map(|first| FAILURE_WINDOW.saturating_sub(first.elapsed()))
-    }
-
-    fn fail(&self, key: (String, IpAddr)) {
-        let mut failures = self.failures.lock();
-        if failures.len() >= MAX_FAILURE_KEYS && !failures.contains_key(&key) {
-            failures.retain(|_, times| times.back().is_some_and(|t| t.elapsed() < FAILURE_WINDOW));
-            if failures.len() >= MAX_FAILURE_KEYS {
-                // Someone is trying many names from many addresses; the rest still count.
-                return;
-            }
-        }
-        let times = failures.entry(key).or_default();
         times.push_back(Instant::now());
-        if times.len() > MAX_FAILURES {
-            times.pop_front();
-        }
+        None
     }
 }
 

@@ -17,6 +17,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod metrics;
+pub mod stream;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -79,6 +80,8 @@ pub(crate) struct Web {
     history: HistorySlot,
     auth: Arc<Auth>,
     audit: Option<Arc<Audit>>,
+    /// The change stream's clients (a `web:` server).
+    hub: Option<Arc<stream::Hub>>,
 }
 
 /// Binds `listen` (the caller logs a failure and runs without the server).
@@ -138,7 +141,7 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let stop = axum_server::Handle::new();
     let server = server.handle(stop.clone());
-    let app = router(mount, handle, history);
+    let app = router(mount, handle, history, &cancel);
     let stopper = tokio::spawn(async move {
         cancel.cancelled().await;
         stop.graceful_shutdown(Some(GRACE));
@@ -169,14 +172,20 @@ impl Web {
     }
 }
 
-fn router(mount: Mount, handle: Handle, history: HistorySlot) -> Router {
+fn router(
+    mount: Mount,
+    handle: Handle,
+    history: HistorySlot,
+    cancel: &CancellationToken,
+) -> Router {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health));
-    let (router, auth, audit) = match mount {
+    let (router, auth, audit, hub) = match mount {
         Mount::Metrics => (
             router.fallback(not_found),
             Auth::new(&[], Default::default(), false).into(),
+            None,
             None,
         ),
         Mount::Api { auth, audit, .. } => (
@@ -186,6 +195,7 @@ fn router(mount: Mount, handle: Handle, history: HistorySlot) -> Router {
                 .layer(axum::middleware::from_fn(deadline)),
             auth,
             Some(audit),
+            Some(stream::Hub::start(&handle, cancel.child_token())),
         ),
     };
     router.with_state(Web {
@@ -193,6 +203,7 @@ fn router(mount: Mount, handle: Handle, history: HistorySlot) -> Router {
         history,
         auth,
         audit,
+        hub,
     })
 }
 
@@ -214,7 +225,7 @@ async fn deadline(request: axum::extract::Request, next: axum::middleware::Next)
         Err(_) => api::ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "timeout",
-            "the request did not arrive in time (a body that stopped short of its Content-Length?)",
+            "the request took too long (a body that stopped short of its Content-Length?); a write or acknowledgement under way still ends, in the audit trail",
         )
         .into_response(),
     }
@@ -233,9 +244,6 @@ async fn not_found() -> Response {
 }
 
 async fn not_found_api() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "try /api/v1/status, /api/v1/openapi.json, /metrics or /health\n",
-    )
+    api::ApiError::not_found("try /api/v1/status, /api/v1/openapi.json, /metrics or /health")
         .into_response()
 }

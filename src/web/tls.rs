@@ -43,30 +43,49 @@ pub fn server_config(
     tls: &Tls,
     listen: SocketAddr,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-    let (cert, key) = match tls {
-        Tls::Off => return Ok(None),
-        Tls::SelfSigned(dir) => self_signed(dir, listen)?,
-        Tls::Files(files) => (files.cert_file.clone(), files.key_file.clone()),
-    };
+    match tls {
+        Tls::Off => Ok(None),
+        Tls::Files(files) => load(&files.cert_file, &files.key_file).map(Some),
+        Tls::SelfSigned(dir) => {
+            let (cert, key) = self_signed(dir, listen)?;
+            match load(&cert, &key) {
+                Ok(config) => Ok(Some(config)),
+                // A pair of our own that does not load (damaged, or from different runs)
+                // is made again: nobody but uaedge has a stake in it.
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "self-signed certificate unusable; making a new one");
+                    let _ = std::fs::remove_file(&cert);
+                    let _ = std::fs::remove_file(&key);
+                    let (cert, key) = self_signed(dir, listen)?;
+                    load(&cert, &key).map(Some)
+                }
+            }
+        }
+    }
+}
+
+fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |path: &Path, source| TlsError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let chain = CertificateDer::pem_file_iter(&cert)
-        .map_err(|e| read(&cert, e))?
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| read(cert, e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read(&cert, e))?;
+        .map_err(|e| read(cert, e))?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: cert });
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| read(&key, e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| read(key, e))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// The self-signed certificate and key under `dir`, made when either is missing. It names
@@ -91,28 +110,34 @@ fn self_signed(dir: &Path, listen: SocketAddr) -> Result<(PathBuf, PathBuf), Tls
     names.sort();
     names.dedup();
     let made = rcgen::generate_simple_self_signed(names.clone())?;
-    let write = |path: &Path, text: &str, mode: u32| {
+    // Both written aside first, then renamed: a crash leaves no pair, the old one, or a
+    // mixed one that `server_config` finds unusable and makes again.
+    let part = |path: PathBuf, text: &str, mode: u32| {
         use std::os::unix::fs::OpenOptionsExt as _;
         let fail = |source| TlsError::Write {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(fail)?;
-        // Written aside and renamed: a crash leaves the old pair or the new, never half.
-        let part = path.with_extension("part");
+        let aside = path.with_extension("part");
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(mode)
-            .open(&part)
+            .open(&aside)
             .map_err(fail)?;
         file.write_all(text.as_bytes()).map_err(fail)?;
         file.sync_all().map_err(fail)?;
-        std::fs::rename(&part, path).map_err(fail)
+        Ok::<_, TlsError>((aside, path))
     };
-    write(&key, &made.signing_key.serialize_pem(), 0o600)?;
-    write(&cert, &made.cert.pem(), 0o644)?;
+    let written = [
+        part(key.clone(), &made.signing_key.serialize_pem(), 0o600)?,
+        part(cert.clone(), &made.cert.pem(), 0o644)?,
+    ];
+    for (aside, path) in written {
+        std::fs::rename(&aside, &path).map_err(|source| TlsError::Write { path, source })?;
+    }
     info!(cert = %cert.display(), names = ?names, "made a self-signed certificate for the web port");
     Ok((cert, key))
 }
@@ -137,6 +162,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "the key is the service's alone");
+    }
+
+    #[test]
+    fn a_mismatched_pair_of_our_own_is_made_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let web = dir.path().join("web");
+        let listen = SocketAddr::from(([127, 0, 0, 1], 8443));
+        let tls = Tls::SelfSigned(web.clone());
+        assert!(server_config(&tls, listen).expect("config").is_some());
+        let other = rcgen::generate_simple_self_signed(vec!["x".to_string()]).expect("cert");
+        std::fs::write(web.join("key.pem"), other.signing_key.serialize_pem()).expect("write");
+        assert!(server_config(&tls, listen).expect("config").is_some());
     }
 
     #[test]

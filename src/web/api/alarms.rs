@@ -128,6 +128,7 @@ pub(crate) async fn list_alarms(
         (status = 403, body = ApiError, description = "No CSRF token, or not an operator"),
         (status = 404, body = ApiError, description = "No alarm has that key"),
         (status = 409, body = ApiError, description = "Acknowledged already, or disabled"),
+        (status = 503, body = ApiError, description = "The runtime is stopping"),
         (status = 413, body = ApiError, description = "A body over 64 KiB"),
         (status = 415, body = ApiError, description = "A body that is not application/json"),
     ))]
@@ -143,15 +144,22 @@ pub(crate) async fn acknowledge(
         event_id: None,
         comment: ack.comment.clone(),
     };
-    let result = web.handle.condition(&ack.key, command, &caller.user).await;
-    web.audit(Entry {
+    let mut entry = Entry {
         before: before.map_or(serde_json::Value::Null, |e| e.state.acked.into()),
         after: true.into(),
         comment: ack.comment.clone(),
-        result: Entry::outcome(&result),
         ..Entry::new(&caller.user, from, "acknowledge", &ack.key)
+    };
+    // Its own task, as a write's (see `tags::write_tag`).
+    let key = ack.key.clone();
+    let result = tokio::spawn(async move {
+        let result = web.handle.condition(&key, command, &caller.user).await;
+        entry.result = Entry::outcome(&result);
+        web.audit(entry).await;
+        result
     })
-    .await;
+    .await
+    .unwrap_or(Err(ConditionError::Stopped));
     match result {
         Ok(event) => Ok(Json(alarm(&event))),
         Err(e) => {

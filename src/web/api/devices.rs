@@ -75,6 +75,7 @@ pub(crate) async fn list_devices(State(web): State<Web>, _caller: Caller) -> Jso
     params(("name" = String, Path, description = "The device's name")),
     responses(
         (status = 200, body = Device, description = "OK"),
+        (status = 400, body = ApiError, description = "A name that is not UTF-8"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "No device has that name"),
     ))]

@@ -149,7 +149,8 @@ impl utoipa::Modify for SessionCookie {
         tags::get_tag,
         tags::write_tag,
         alarms::list_alarms,
-        alarms::acknowledge
+        alarms::acknowledge,
+        crate::web::stream::events
     )
 )]
 struct Doc;
@@ -175,6 +176,14 @@ async fn unknown() -> ApiError {
     ApiError::not_found("no such API endpoint; /api/v1/openapi.json lists them")
 }
 
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; /api/v1/openapi.json lists what it takes",
+    )
+}
+
 pub(super) fn router() -> Router<Web> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
@@ -189,8 +198,10 @@ pub(super) fn router() -> Router<Web> {
             "/api/v1/tags/{*path}",
             get(tags::get_tag).post(tags::write_tag),
         )
+        .route("/api/v1/events", get(crate::web::stream::events))
         .route("/api/v1/alarms", get(alarms::list_alarms))
         .route("/api/v1/alarms/acknowledge", post(alarms::acknowledge))
-        .route("/api/v1/{*rest}", get(unknown).post(unknown))
+        .route("/api/v1/{*rest}", axum::routing::any(unknown))
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

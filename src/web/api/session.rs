@@ -64,14 +64,14 @@ impl FromRequestParts<Web> for Caller {
     }
 }
 
-/// A caller who may change something: logged in, carrying the session's CSRF token, and at
-/// least an operator.
-pub struct Operator(pub Caller);
+/// A logged-in caller whose request carries the session's CSRF token: what every POST
+/// but the login needs.
+pub struct Session(pub Caller);
 
-impl FromRequestParts<Web> for Operator {
+impl FromRequestParts<Web> for Session {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Operator, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Session, ApiError> {
         let caller = Caller::from_request_parts(parts, web).await?;
         if caller.csrf.is_none() {
             return Err(ApiError::new(
@@ -87,6 +87,18 @@ impl FromRequestParts<Web> for Operator {
                 "missing or wrong X-CSRF-Token header (GET /api/v1/session gives the token)",
             ));
         }
+        Ok(Session(caller))
+    }
+}
+
+/// A [`Session`] of an operator or admin: who may write and acknowledge.
+pub struct Operator(pub Caller);
+
+impl FromRequestParts<Web> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Operator, ApiError> {
+        let Session(caller) = Session::from_request_parts(parts, web).await?;
         if caller.role < Role::Operator {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -171,19 +183,15 @@ pub(crate) async fn login(
     ))]
 pub(crate) async fn logout(
     State(web): State<Web>,
-    caller: Caller,
+    _session: Session,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if !csrf_ok(&caller, &headers) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "csrf",
-            "missing or wrong X-CSRF-Token header",
-        ));
-    }
+) -> Response {
     web.auth.logout(&headers);
-    let clear = web.auth.cookie(None);
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, web.auth.cookie(None))],
+    )
+        .into_response()
 }
 
 /// Who is logged in, and the CSRF token to send with POSTs.

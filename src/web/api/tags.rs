@@ -1,9 +1,9 @@
 //! `GET /api/v1/tags` (filtered, paged) and `/api/v1/tags/{path}`: the live tags;
 //! `POST /api/v1/tags/{path}` writes one.
 //!
-//! A page resumes after a tag's path (the `next` of the page before), not at a position:
-//! a reload that adds or removes tags between two pages neither skips nor repeats the
-//! tags that stayed. Within a device tags come in name order; devices in config order.
+//! Tags come by device name, then by tag name, and a page resumes after
+//! a path (the `next` of the page before), not at a position: a reload between two pages
+//! neither skips nor repeats a tag that stayed.
 
 use std::net::SocketAddr;
 
@@ -117,7 +117,7 @@ fn name_prefix<'p>(device: &DeviceDef, prefix: &'p str) -> Option<&'p str> {
 #[utoipa::path(get, path = "/api/v1/tags", tag = "tags", params(TagQuery),
     responses(
         (status = 200, body = TagPage, description = "OK"),
-        (status = 400, body = ApiError, description = "A bad parameter, or a cursor whose device is gone"),
+        (status = 400, body = ApiError, description = "A bad parameter"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "`device` names no device"),
     ))]
@@ -139,19 +139,19 @@ pub(crate) async fn list_tags(
             .device_id(name)
             .and_then(|id| table.device(id))
             .ok_or_else(|| ApiError::not_found(format!("no device `{name}`")))?],
-        None => table.devices().iter().collect(),
+        None => {
+            let mut all: Vec<&DeviceDef> = table.devices().iter().collect();
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            all
+        }
     };
     let mut after = None;
     if let Some(cursor) = &q.after {
         let (device, name) = cursor.split_once('/').ok_or_else(|| {
             ApiError::bad_request(format!("after `{cursor}` is not a tag path (device/tag)"))
         })?;
-        let at = devices.iter().position(|d| d.name == device).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "after `{cursor}` names device `{device}`, which is not listed (gone by a reload?); start again without `after`"
-            ))
-        })?;
-        devices.drain(..at);
+        // Devices after the cursor's, by name: one a reload removed is simply passed.
+        devices.retain(|d| d.name.as_str() >= device);
         after = Some((device, name));
     }
     let prefix = q.prefix.as_deref().unwrap_or("");
@@ -195,6 +195,7 @@ pub(crate) async fn list_tags(
     params(("path" = String, Path, description = "The tag's path, `device/tag` (folders included)")),
     responses(
         (status = 200, body = Tag, description = "OK"),
+        (status = 400, body = ApiError, description = "A path that is not UTF-8"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "No tag has that path"),
     ))]
@@ -311,15 +312,23 @@ pub(crate) async fn write_tag(
         )
     })?;
     let previous = json_value(&table.state(def.id).and_then(|s| s.value));
-    let result = web.handle.write_as(&path, &value, &caller.user).await;
-    let after = json_value(&Some(value));
-    web.audit(Entry {
+    let after = json_value(&Some(value.clone()));
+    let mut entry = Entry {
         before: previous.clone(),
         after: after.clone(),
-        result: Entry::outcome(&result),
         ..Entry::new(&caller.user, from, "write", &path)
+    };
+    // Its own task: a client that goes, or the request deadline, must not drop a write
+    // under way before it is in the audit trail.
+    let target = path.clone();
+    let result = tokio::spawn(async move {
+        let result = web.handle.write_as(&target, &value, &caller.user).await;
+        entry.result = Entry::outcome(&result);
+        web.audit(entry).await;
+        result
     })
-    .await;
+    .await
+    .unwrap_or_else(|_| Err(WriteError::Rejected("the write task failed".into())));
     match result {
         Ok(()) => Ok(Json(Written {
             path,
@@ -343,4 +352,58 @@ fn write_error(path: &str, e: WriteError) -> ApiError {
         WriteError::Link(_) => (StatusCode::BAD_GATEWAY, "device_unreachable"),
     };
     ApiError::new(status, code, format!("write to `{path}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DeviceId;
+
+    fn device(name: &str) -> DeviceDef {
+        DeviceDef {
+            id: DeviceId(0),
+            name: name.to_string(),
+            driver: "sim".to_string(),
+            first_tag: 0,
+            tag_count: 0,
+            driver_tags: 0,
+        }
+    }
+
+    #[test]
+    fn a_path_prefix_selects_devices_and_then_tag_names() {
+        let (press, press3) = (device("press"), device("press3"));
+        assert_eq!(name_prefix(&press, ""), Some(""));
+        assert_eq!(name_prefix(&press, "pr"), Some(""));
+        assert_eq!(name_prefix(&press, "press"), Some(""));
+        assert_eq!(name_prefix(&press3, "press"), Some(""));
+        // Past the device's name only through its `/`.
+        assert_eq!(name_prefix(&press, "press/"), Some(""));
+        assert_eq!(name_prefix(&press, "press/oil"), Some("oil"));
+        assert_eq!(name_prefix(&press3, "press/oil"), None);
+        assert_eq!(name_prefix(&press, "press3/oil"), None);
+        assert_eq!(name_prefix(&press3, "press3/oil"), Some("oil"));
+        assert_eq!(name_prefix(&press, "q"), None);
+    }
+
+    #[test]
+    fn json_values_take_the_tags_type() {
+        let v = |j: serde_json::Value, t| model_value(&j, t);
+        assert_eq!(v(2.into(), DataType::Double), Ok(Value::Double(2.0)));
+        assert_eq!(v(true.into(), DataType::Boolean), Ok(Value::Boolean(true)));
+        assert_eq!(v(300.into(), DataType::UInt16), Ok(Value::UInt16(300)));
+        assert!(v(70_000.into(), DataType::UInt16).is_err());
+        assert!(v((-1).into(), DataType::UInt8).is_err());
+        assert!(v("x".into(), DataType::Int32).is_err());
+        assert!(v(serde_json::json!([1]), DataType::Int32).is_err());
+        assert_eq!(
+            v("1970-01-01T00:00:01Z".into(), DataType::DateTime),
+            Ok(Value::DateTime(Timestamp(1_000_000)))
+        );
+        assert!(v("yesterday".into(), DataType::DateTime).is_err());
+        assert_eq!(
+            v(u64::MAX.into(), DataType::UInt64),
+            Ok(Value::UInt64(u64::MAX))
+        );
+    }
 }
