@@ -547,6 +547,15 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
         && e["target"] == key
         && e["comment"] == "seen on line 1"));
 
+    // A change stream opened in the session ends with it.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    {
+        use tokio::io::AsyncWriteExt;
+        let request = format!(
+            "GET /api/v1/events?prefix=line1/count HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("send");
+    }
     // POST without the CSRF token is refused; with it, logout works and ends the session.
     let (status, _, body) = send(
         addr,
@@ -567,6 +576,25 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
     assert_eq!(status, 204, "{body}");
     let (status, _, _) = send(addr, &with_cookie("/api/v1/devices")).await;
     assert_eq!(status, 401);
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if got.ends_with(b"0\r\n\r\n") {
+                return got;
+            }
+        }
+    })
+    .await
+    .expect("the stream ends within 30 s of the logout");
+    let ended = String::from_utf8_lossy(&ended);
+    assert!(ended.starts_with("HTTP/1.1 200"), "{ended}");
+    assert!(ended.contains("event: tags"), "it was streaming: {ended}");
 
     // Five failures for one user from one address lock that pair out for a minute.
     for _ in 0..5 {

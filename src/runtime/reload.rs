@@ -32,12 +32,6 @@ impl Runtime {
     /// with their state carried over, and only a changed section's component restarts.
     pub async fn reload(&mut self, mut config: Config) -> ReloadSummary {
         let mut summary = ReloadSummary::default();
-        self.handle.status().update_gateway(|g| {
-            g.node.clone_from(&config.node.name);
-            g.config_file.clone_from(&config.file);
-            g.config_sha256.clone_from(&config.sha256);
-            g.applied = std::time::SystemTime::now();
-        });
         let table = Arc::new(config.take_tag_table());
         let mut old: HashMap<String, RunningDevice> = std::mem::take(&mut self.devices)
             .into_iter()
@@ -113,7 +107,16 @@ impl Runtime {
             .await
             .is_ok();
         match swapped.await {
-            Ok(changed) if sent => summary.tag_set_changed = changed,
+            Ok(changed) if sent => {
+                summary.tag_set_changed = changed;
+                // Only now is it the config in force.
+                self.handle.status().update_gateway(|g| {
+                    g.node.clone_from(&config.node.name);
+                    g.config_file.clone_from(&config.file);
+                    g.config_sha256.clone_from(&config.sha256);
+                    g.applied = std::time::SystemTime::now();
+                });
+            }
             _ => warn!("router gone; the new table was not applied"),
         }
         // After the swap: their first events must find their ids.

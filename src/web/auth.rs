@@ -1,6 +1,7 @@
 //! Who is asking: logins against the config's `users:`, sessions kept in memory (a restart
-//! logs everyone out), failed logins limited per user and address, and the CSRF token
-//! every POST must carry.
+//! logs everyone out), login attempts limited per user and address (unknown names share
+//! one count per address; an IPv6 address counts by its /64), and the CSRF token every
+//! POST must carry.
 //!
 //! The session rides in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` once served over
 //! TLS); the CSRF token comes with the login's answer and from `GET /api/v1/session`, and
@@ -23,7 +24,8 @@ use crate::config::users::{Password, Role, User};
 pub const COOKIE: &str = "uaedge_session";
 /// The header that carries the CSRF token on a POST.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Failed logins allowed per user and address within [`FAILURE_WINDOW`].
+/// Login attempts allowed per user and address within [`FAILURE_WINDOW`]; a success
+/// clears the count.
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Bounds on what strangers can make this keep.
@@ -55,7 +57,7 @@ struct Session {
 pub enum LoginError {
     /// Unknown user or wrong password: the two are not told apart.
     Refused,
-    /// Too many failures for this user from this address; retry after this long.
+    /// Too many attempts for this user from this address; retry after this long.
     TooMany(Duration),
     /// Too many logins being checked at once.
     Busy,
@@ -124,6 +126,15 @@ impl Auth {
         }
     }
 
+    /// Whether the session whose CSRF token is `csrf` is still open.
+    pub fn alive(&self, csrf: &str) -> bool {
+        let idle = self.idle;
+        self.sessions
+            .lock()
+            .values()
+            .any(|s| s.csrf == csrf && s.seen.elapsed() < idle)
+    }
+
     /// Whether requests need a login (the config has users).
     pub fn required(&self) -> bool {
         !self.users.is_empty()
@@ -139,9 +150,10 @@ impl Auth {
         let known = self.users.get(user).cloned();
         // Unknown names share one count per address: trying many names adds no keys, and
         // what someone typed into the name field (a password, by mistake) is not logged.
+        let counted = counted_as(from);
         let (key, shown) = match &known {
-            Some(_) => ((user.to_string(), from), user),
-            None => ((String::new(), from), "(unknown)"),
+            Some(_) => ((user.to_string(), counted), user),
+            None => ((String::new(), counted), "(unknown)"),
         };
         // Counted as a failure before the check, so that logins sent at once cannot all
         // pass the count while the first ones are still being checked.
@@ -153,10 +165,15 @@ impl Auth {
             Some((p, r)) => (p, Some(r)),
             None => (Arc::new(decoy().clone()), None),
         };
-        let permit = tokio::time::timeout(CHECK_QUEUE, self.checks.acquire())
-            .await
-            .map_err(|_| LoginError::Busy)?
-            .map_err(|_| LoginError::Busy)?;
+        let permit = match tokio::time::timeout(CHECK_QUEUE, self.checks.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                // Not checked, so not counted: a flood of logins must not use up a real
+                // user's tries.
+                self.give_back(&key);
+                return Err(LoginError::Busy);
+            }
+        };
         let given = password.to_string();
         let ok = tokio::task::spawn_blocking(move || stored.verify(&given))
             .await
@@ -243,8 +260,15 @@ impl Auth {
         if failures.len() >= MAX_FAILURE_KEYS && !failures.contains_key(key) {
             failures.retain(|_, times| times.back().is_some_and(|t| t.elapsed() < FAILURE_WINDOW));
             if failures.len() >= MAX_FAILURE_KEYS {
-                // Addresses beyond the bound wait their turn rather than go uncounted.
-                return Some(FAILURE_WINDOW);
+                // Full of recent tries from many addresses: the stalest count goes, so a
+                // newcomer is never refused for others' tries.
+                let stalest = failures
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    failures.remove(&k);
+                }
             }
         }
         let times = failures.entry(key.clone()).or_default();
@@ -258,6 +282,26 @@ impl Auth {
         }
         times.push_back(Instant::now());
         None
+    }
+
+    /// Takes back the attempt [`Auth::attempt`] counted last for `key`.
+    fn give_back(&self, key: &(String, IpAddr)) {
+        if let Some(times) = self.failures.lock().get_mut(key) {
+            times.pop_back();
+        }
+    }
+}
+
+/// The address a login counts against: an IPv6 client by its /64, which one host commonly
+/// holds whole.
+fn counted_as(from: IpAddr) -> IpAddr {
+    match from {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -355,6 +399,17 @@ mod tests {
             auth.login("nobody", "x", other).await.err(),
             Some(LoginError::Refused)
         );
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(counted_as(a), counted_as(b));
+        assert_ne!(counted_as(a), counted_as(c));
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
+        assert_eq!(counted_as(mapped), IpAddr::from([10, 0, 0, 7]));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use axum::Router;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::bus::Handle;
@@ -82,6 +83,9 @@ pub(crate) struct Web {
     audit: Option<Arc<Audit>>,
     /// The change stream's clients (a `web:` server).
     hub: Option<Arc<stream::Hub>>,
+    /// Writes and acknowledgements under way, each with its audit entry: the server waits
+    /// for them as it stops.
+    changes: TaskTracker,
 }
 
 /// Binds `listen` (the caller logs a failure and runs without the server).
@@ -141,7 +145,8 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let stop = axum_server::Handle::new();
     let server = server.handle(stop.clone());
-    let app = router(mount, handle, history, &cancel);
+    let changes = TaskTracker::new();
+    let app = router(mount, handle, history, &cancel, changes.clone());
     let stopper = tokio::spawn(async move {
         cancel.cancelled().await;
         stop.graceful_shutdown(Some(GRACE));
@@ -160,10 +165,23 @@ pub async fn serve(
     if let Err(e) = served {
         warn!(error = %e, "{what} stopped");
     }
+    changes.close();
+    if tokio::time::timeout(GRACE, changes.wait()).await.is_err() {
+        warn!("{what}: writes under way did not end within the grace period");
+    }
     stopper.abort();
 }
 
 impl Web {
+    /// Runs a change (a write, an acknowledgement) with its audit entry to its end, even
+    /// when the request that asked for it goes away; the server waits for it as it stops.
+    async fn change<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        self.changes.spawn(work).await.ok()
+    }
+
     /// Records `entry` in the audit trail (a `web:` server always has one).
     async fn audit(&self, entry: audit::Entry) {
         if let Some(audit) = &self.audit {
@@ -177,6 +195,7 @@ fn router(
     handle: Handle,
     history: HistorySlot,
     cancel: &CancellationToken,
+    changes: TaskTracker,
 ) -> Router {
     let router = Router::new()
         .route("/metrics", get(metrics))
@@ -188,15 +207,18 @@ fn router(
             None,
             None,
         ),
-        Mount::Api { auth, audit, .. } => (
-            router
-                .merge(api::router())
-                .fallback(not_found_api)
-                .layer(axum::middleware::from_fn(deadline)),
-            auth,
-            Some(audit),
-            Some(stream::Hub::start(&handle, cancel.child_token())),
-        ),
+        Mount::Api { auth, audit, .. } => {
+            let hub = stream::Hub::start(&handle, auth.clone(), cancel.child_token());
+            (
+                router
+                    .merge(api::router())
+                    .fallback(not_found_api)
+                    .layer(axum::middleware::from_fn(deadline)),
+                auth,
+                Some(audit),
+                Some(hub),
+            )
+        }
     };
     router.with_state(Web {
         handle,
@@ -204,6 +226,7 @@ fn router(
         auth,
         audit,
         hub,
+        changes,
     })
 }
 

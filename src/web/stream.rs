@@ -3,10 +3,10 @@
 //!
 //! One hub per web server subscribes to the bus and fans out to the clients. The router
 //! waits for a full subscriber, so the hub never waits for a client: each client has a
-//! small queue, a frame that does not fit is dropped and counted, and a client that misses
-//! [`MAX_MISSES`] frames in a row is cut off (a browser's EventSource reconnects and the
-//! console reloads its snapshot). Clients with the same filter share one encoding of each
-//! batch.
+//! small queue, and one whose queue is full is cut off rather than left with a gap (a
+//! browser's EventSource reconnects and the console reloads its snapshot). Clients with
+//! the same filter share one encoding of each batch. A stream ends with its session
+//! (logout, idle expiry), and a user holds at most [`MAX_PER_USER`] streams.
 //!
 //! Events: `tags` (a JSON array of changes: path, value, quality, source_time), `device`
 //! (a link went up or down), `alarm` (a condition changed; the alarm's key) and `reload`
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use super::api::ApiError;
-use super::auth::Caller;
+use super::auth::{Auth, Caller};
 use super::Web;
 use crate::bus::{Handle, ModelEvent};
 use crate::history::export::{json_value, rfc3339};
@@ -37,10 +37,14 @@ use crate::model::{DeviceId, Sample, TagTable};
 
 /// Frames a client's queue holds.
 const CLIENT_QUEUE: usize = 16;
-/// Frames in a row a client may miss before it is cut off.
-const MAX_MISSES: u32 = 8;
 /// Clients at once; one more is answered 503.
 pub const MAX_CLIENTS: usize = 256;
+/// Streams one user may hold.
+pub const MAX_PER_USER: usize = 16;
+/// The longest `prefix` taken.
+const MAX_PREFIX: usize = 256;
+/// How often streams are checked against their sessions.
+const SESSION_CHECK: Duration = Duration::from_secs(5);
 /// Batches the hub's own subscription queues (see [`crate::bus::queue_depth`]).
 const HUB_QUEUE: usize = 64;
 /// A comment this often keeps proxies from closing an idle stream.
@@ -59,6 +63,20 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether the tag `tag` of device `device` is wanted, without building its path.
+    fn wants_tag(&self, device: &str, tag: &str) -> bool {
+        self.device.as_deref().is_none_or(|d| d == device)
+            && self.prefix.as_deref().is_none_or(|p| {
+                if p.len() <= device.len() {
+                    device.starts_with(p)
+                } else {
+                    p.strip_prefix(device)
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .is_some_and(|rest| tag.starts_with(rest))
+                }
+            })
+    }
+
     fn wants_device(&self, name: &str) -> bool {
         self.device.as_deref().is_none_or(|d| d == name)
             && self.prefix.as_deref().is_none_or(|p| {
@@ -69,22 +87,34 @@ impl Filter {
                         .is_some_and(|rest| rest.starts_with('/'))
             })
     }
-
-    fn wants_path(&self, path: &str) -> bool {
-        self.prefix.as_deref().is_none_or(|p| path.starts_with(p))
-    }
 }
 
 struct Client {
-    filter: Filter,
+    filter: Arc<Filter>,
     tx: mpsc::Sender<Frame>,
-    misses: u32,
+    user: String,
+    /// The session's CSRF token, which names it; `None` for the anonymous reader.
+    session: Option<String>,
+}
+
+#[derive(Default)]
+struct Clients {
+    list: Vec<Client>,
+    /// The hub stopped: no one joins any more.
+    closed: bool,
 }
 
 /// The clients of one web server's change stream.
-#[derive(Default)]
 pub struct Hub {
-    clients: Mutex<Vec<Client>>,
+    clients: Mutex<Clients>,
+    auth: Arc<Auth>,
+}
+
+/// Why a client was not let in.
+enum Refused {
+    Full,
+    UserFull,
+    Closed,
 }
 
 #[derive(Serialize)]
@@ -96,16 +126,25 @@ struct Change {
 }
 
 impl Hub {
-    /// Starts the hub: it follows the bus until `cancel`.
-    pub fn start(handle: &Handle, cancel: CancellationToken) -> Arc<Hub> {
-        let hub = Arc::new(Hub::default());
+    /// Starts the hub: it follows the bus until `cancel`, and ends streams whose session
+    /// `auth` no longer knows.
+    pub fn start(handle: &Handle, auth: Arc<Auth>, cancel: CancellationToken) -> Arc<Hub> {
+        let hub = Arc::new(Hub {
+            clients: Mutex::default(),
+            auth,
+        });
         let (mut events, start) = handle.subscribe_from(HUB_QUEUE);
         let mut table = start.table;
         let fan = hub.clone();
         tokio::spawn(async move {
+            let mut sessions = tokio::time::interval(SESSION_CHECK);
             loop {
                 let event = tokio::select! {
                     _ = cancel.cancelled() => break,
+                    _ = sessions.tick() => {
+                        fan.drop_ended_sessions();
+                        continue;
+                    }
                     e = events.recv() => match e {
                         Some(e) => e,
                         None => break,
@@ -117,38 +156,68 @@ impl Hub {
                 fan.on_event(&table, &event);
             }
             // Their streams end, which tells the browsers to reconnect.
-            fan.clients.lock().clear();
+            let mut clients = fan.clients.lock();
+            clients.list.clear();
+            clients.closed = true;
         });
         hub
     }
 
-    /// A new client's queue, or `None` when [`MAX_CLIENTS`] are connected.
-    fn join(&self, filter: Filter) -> Option<mpsc::Receiver<Frame>> {
+    /// A new client's queue.
+    fn join(&self, filter: Filter, caller: &Caller) -> Result<mpsc::Receiver<Frame>, Refused> {
         let mut clients = self.clients.lock();
-        clients.retain(|c| !c.tx.is_closed());
-        if clients.len() >= MAX_CLIENTS {
-            return None;
+        if clients.closed {
+            return Err(Refused::Closed);
         }
+        clients.list.retain(|c| !c.tx.is_closed());
+        if clients.list.len() >= MAX_CLIENTS {
+            return Err(Refused::Full);
+        }
+        if clients
+            .list
+            .iter()
+            .filter(|c| c.user == caller.user)
+            .count()
+            >= MAX_PER_USER
+        {
+            return Err(Refused::UserFull);
+        }
+        // Clients with one filter share it, and with it one encoding per event.
+        let filter = clients
+            .list
+            .iter()
+            .find(|c| *c.filter == filter)
+            .map_or_else(|| Arc::new(filter), |c| c.filter.clone());
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-        clients.push(Client {
+        clients.list.push(Client {
             filter,
             tx,
-            misses: 0,
+            user: caller.user.clone(),
+            session: caller.csrf.clone(),
         });
-        Some(rx)
+        Ok(rx)
+    }
+
+    fn drop_ended_sessions(&self) {
+        let mut clients = self.clients.lock();
+        let auth = &self.auth;
+        clients
+            .list
+            .retain(|c| c.session.as_deref().is_none_or(|s| auth.alive(s)));
     }
 
     fn on_event(&self, table: &TagTable, event: &ModelEvent) {
         let mut clients = self.clients.lock();
-        if clients.is_empty() {
+        if clients.list.is_empty() {
             return;
         }
         let device_name = |id: DeviceId| table.device(id).map(|d| d.name.as_str());
-        // One encoding per distinct filter: `None` where nothing of the event is wanted.
-        let mut frames: HashMap<Filter, Option<Frame>> = HashMap::new();
-        for client in clients.iter_mut() {
+        // One encoding per distinct filter (clients share the filter's Arc): `None` where
+        // nothing of the event is wanted.
+        let mut frames: HashMap<*const Filter, Option<Frame>> = HashMap::new();
+        clients.list.retain(|client| {
             let frame = frames
-                .entry(client.filter.clone())
+                .entry(Arc::as_ptr(&client.filter))
                 .or_insert_with(|| match event {
                     ModelEvent::Samples(device, samples) => device_name(*device)
                         .filter(|n| client.filter.wants_device(n))
@@ -163,8 +232,8 @@ impl Hub {
                             })
                     }
                     ModelEvent::Condition(c) => {
-                        let wanted = client.filter.wants_device(&c.def.device)
-                            && client.filter.wants_path(&c.def.key);
+                        let tag = c.def.key.split_once('/').map_or("", |(_, t)| t);
+                        let wanted = client.filter.wants_tag(&c.def.device, tag);
                         wanted.then(|| {
                             let json = serde_json::json!({ "key": &*c.def.key });
                             ("alarm", Arc::from(json.to_string()))
@@ -173,17 +242,9 @@ impl Hub {
                     ModelEvent::Reloaded(_) => Some(("reload", Arc::from("{}"))),
                 })
                 .clone();
-            let Some(frame) = frame else {
-                continue;
-            };
-            match client.tx.try_send(frame) {
-                Ok(()) => client.misses = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => client.misses += 1,
-                Err(mpsc::error::TrySendError::Closed(_)) => client.misses = MAX_MISSES,
-            }
-        }
-        // Dropping the sender ends the client's stream.
-        clients.retain(|c| c.misses < MAX_MISSES);
+            // Kept while its frame fits; dropping the sender ends the client's stream.
+            frame.is_none_or(|frame| client.tx.try_send(frame).is_ok())
+        });
     }
 }
 
@@ -193,13 +254,14 @@ fn changes(table: &TagTable, filter: &Filter, samples: &[Sample]) -> Option<Fram
         .iter()
         .filter_map(|s| {
             let def = table.tag(s.tag)?;
-            let path = def.path.to_string();
-            filter.wants_path(&path).then(|| Change {
-                path,
-                value: json_value(&s.value),
-                quality: s.quality.to_string(),
-                source_time: (s.time.as_micros() != 0).then(|| rfc3339(s.time.as_micros())),
-            })
+            filter
+                .wants_tag(&def.path.device, &def.path.tag)
+                .then(|| Change {
+                    path: def.path.to_string(),
+                    value: json_value(&s.value),
+                    quality: s.quality.to_string(),
+                    source_time: (s.time.as_micros() != 0).then(|| rfc3339(s.time.as_micros())),
+                })
         })
         .collect();
     if list.is_empty() {
@@ -217,14 +279,19 @@ fn changes(table: &TagTable, filter: &Filter, samples: &[Sample]) -> Option<Fram
         (status = 400, body = ApiError, description = "A bad parameter"),
         (status = 401, body = ApiError, description = "Not logged in"),
         (status = 404, body = ApiError, description = "`device` names no device"),
-        (status = 503, body = ApiError, description = "Too many streams open"),
+        (status = 503, body = ApiError, description = "Too many streams open, or stopping"),
     ))]
 pub(crate) async fn events(
     State(web): State<Web>,
-    _caller: Caller,
+    caller: Caller,
     query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(filter) = query?;
+    if filter.prefix.as_ref().is_some_and(|p| p.len() > MAX_PREFIX) {
+        return Err(ApiError::bad_request(format!(
+            "prefix is longer than {MAX_PREFIX} bytes"
+        )));
+    }
     if let Some(name) = &filter.device {
         if web.handle.table().device_id(name).is_none() {
             return Err(ApiError::not_found(format!("no device `{name}`")));
@@ -234,13 +301,16 @@ pub(crate) async fn events(
         .hub
         .as_ref()
         .ok_or_else(|| ApiError::not_found("no change stream on this port"))?;
-    let rx = hub.join(filter).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            format!("{MAX_CLIENTS} streams are open already"),
-        )
-        .retry_after(5)
+    let rx = hub.join(filter, &caller).map_err(|why| {
+        let message = match why {
+            Refused::Full => format!("{MAX_CLIENTS} streams are open already"),
+            Refused::UserFull => format!(
+                "user `{}` has {MAX_PER_USER} streams open already",
+                caller.user
+            ),
+            Refused::Closed => "the web server is stopping".to_string(),
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).retry_after(5)
     })?;
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let (name, data) = rx.recv().await?;

@@ -152,14 +152,16 @@ pub(crate) async fn acknowledge(
     };
     // Its own task, as a write's (see `tags::write_tag`).
     let key = ack.key.clone();
-    let result = tokio::spawn(async move {
-        let result = web.handle.condition(&key, command, &caller.user).await;
-        entry.result = Entry::outcome(&result);
-        web.audit(entry).await;
-        result
-    })
-    .await
-    .unwrap_or(Err(ConditionError::Stopped));
+    let runner = web.clone();
+    let result = runner
+        .change(async move {
+            let result = web.handle.condition(&key, command, &caller.user).await;
+            entry.result = Entry::outcome(&result);
+            web.audit(entry).await;
+            result
+        })
+        .await
+        .unwrap_or(Err(ConditionError::Stopped));
     match result {
         Ok(event) => Ok(Json(alarm(&event))),
         Err(e) => {

@@ -321,14 +321,16 @@ pub(crate) async fn write_tag(
     // Its own task: a client that goes, or the request deadline, must not drop a write
     // under way before it is in the audit trail.
     let target = path.clone();
-    let result = tokio::spawn(async move {
-        let result = web.handle.write_as(&target, &value, &caller.user).await;
-        entry.result = Entry::outcome(&result);
-        web.audit(entry).await;
-        result
-    })
-    .await
-    .unwrap_or_else(|_| Err(WriteError::Rejected("the write task failed".into())));
+    let runner = web.clone();
+    let result = runner
+        .change(async move {
+            let result = web.handle.write_as(&target, &value, &caller.user).await;
+            entry.result = Entry::outcome(&result);
+            web.audit(entry).await;
+            result
+        })
+        .await
+        .unwrap_or_else(|| Err(WriteError::Rejected("the write task failed".into())));
     match result {
         Ok(()) => Ok(Json(Written {
             path,
