@@ -63,7 +63,7 @@ impl Relay {
 async fn a_five_second_break_resumes_the_same_session_and_loses_no_value() {
     chain_support::log_warnings();
     let edge = Edge::start(
-        "  endpoints: [none]\n  anonymous: read",
+        chain_support::UPSTREAM_OPCUA,
         &upstream_devices(2, 500, "100ms"),
     )
     .await;
@@ -119,8 +119,9 @@ async fn ten_upstream_restarts_never_leave_a_session_behind() {
     let devices = upstream_devices(2, 500, "100ms");
     let start = |state: &std::path::Path| {
         let text = format!(
-            "node: {{ name: test }}\nstate_dir: {}\nopcua:\n  listen: 127.0.0.1:{port}\n  endpoints: [none]\n  anonymous: read\ndevices:\n{devices}",
-            state.display()
+            "node: {{ name: test }}\nstate_dir: {}\nopcua:\n  listen: 127.0.0.1:{port}\n{}\ndevices:\n{devices}",
+            state.display(),
+            chain_support::UPSTREAM_OPCUA
         );
         Runtime::start(Config::parse("up.yaml", &text).expect("upstream config"))
     };

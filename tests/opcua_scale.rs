@@ -22,7 +22,7 @@ use uaedge::runtime::Runtime;
 async fn ten_thousand_counters_at_100ms_arrive_one_by_one_over_one_session_for_a_minute() {
     chain_support::log_warnings();
     let edge = Edge::start(
-        "  endpoints: [none]\n  anonymous: read",
+        chain_support::UPSTREAM_OPCUA,
         &upstream_devices(2, 5_000, "100ms"),
     )
     .await;

@@ -27,6 +27,14 @@ pub fn log_warnings() {
         .try_init();
 }
 
+/// The upstream's `opcua:` section. Its counters step every 100 ms, so a client sampling
+/// every 100 ms may rightly miss a value: async-opcua keeps one sample per sampling interval,
+/// by source timestamp, and two steps that come closer than that on a loaded machine
+/// (a late poll, then one on time) make one of them fall out. The chain samples every 10 ms
+/// to see every step (the server reports by exception, so that costs nothing more).
+pub const UPSTREAM_OPCUA: &str =
+    "  endpoints: [none]\n  anonymous: read\n  min_sampling_interval: 10ms";
+
 /// `devices` enip-sim devices of `tags` counters each, stepping every `period`.
 pub fn upstream_devices(devices: usize, tags: usize, period: &str) -> String {
     let mut y = String::new();
@@ -49,7 +57,7 @@ pub fn upstream_devices(devices: usize, tags: usize, period: &str) -> String {
 /// reading the upstream's session counts, all through `url`.
 pub fn downstream(url: &str, pki: &std::path::Path, devices: usize, tags: usize) -> String {
     let options = format!(
-        "{{ endpoint: \"{url}\", pki_dir: \"{}\", publishing_interval: 100ms, request_timeout: 2s, buffer: 1000000 }}",
+        "{{ endpoint: \"{url}\", pki_dir: \"{}\", publishing_interval: 100ms, sampling_interval: 10ms, request_timeout: 2s, buffer: 1000000 }}",
         pki.display()
     );
     let mut y = String::from("node: { name: down }\ndevices:\n");
