@@ -249,7 +249,11 @@ fn alarms_lists_each_check_as_an_opcua_condition() {
             .clone()
     };
     let spike = row("press3/hydraulics/pressure/Alarms/spike");
-    assert_eq!(spike[1..4], ["ExclusiveDeviationAlarmType", "600", "auto"]);
+    // The shipped spike asks for an operator (`ack: required`); spikes default to auto.
+    assert_eq!(
+        spike[1..4],
+        ["ExclusiveDeviationAlarmType", "600", "required"]
+    );
     assert_eq!(
         spike[4],
         "nsu=urn:uaedge:gateway-01;s=press3/hydraulics/pressure//Condition/spike"

@@ -15,6 +15,9 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # libfaketime, for the fault suite's wall clock jumps (tests/faults.rs).
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
+# Debian's Chromium, which Playwright drives headless for the console's tests
+# (tests/web_console.rs); Playwright's own browser download is never used.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from the Debian archive"
   $SUDO apt-get update -qq

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, http};
+use common::{eventually, http, http_response as send};
 use serde_json::Value as Json;
 use uaedge::config::Config;
 use uaedge::runtime::Runtime;
@@ -322,18 +322,6 @@ fn status_shows_config_digest_and_reload_errors() {
     assert_eq!(applied["config"]["sha256"], sha256_hex(changed.as_bytes()));
     assert_eq!(applied["node"], "api-test-2");
     assert_eq!(applied["last_reload"]["errors"], Json::Array(Vec::new()));
-}
-
-/// Response head (status line and headers, lower-cased) and body.
-async fn send(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
-    let response = http(addr, request).await;
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 fn post(path: &str, headers: &str, body: &str) -> String {

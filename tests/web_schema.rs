@@ -6,28 +6,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, http};
+use common::{eventually, http, web_python};
 use uaedge::config::Config;
 use uaedge::runtime::Runtime;
-
-/// The venv `tests/setup.sh` makes with schemathesis and openapi-spec-validator.
-fn web_python() -> PathBuf {
-    let path = std::env::var_os("UAEDGE_TEST_WEB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/webtest/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} not found: run `bash tests/setup.sh` (or the README's test command) first",
-        path.display()
-    );
-    path
-}
 
 const CONFIG: &str = r#"
 users:
@@ -59,7 +43,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         dir.path().join("state").display(),
         CONFIG.replace("PORT", &port.to_string())
     );
-    let rt = Runtime::start(Config::parse("schema.yaml", &text).expect("config"));
+    // On disk, as a gateway's is: `/api/v1/config` reads it.
+    let file = dir.path().join("schema.yaml");
+    std::fs::write(&file, &text).expect("write config");
+    let rt = Runtime::start(Config::parse(&file.display().to_string(), &text).expect("config"));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let base = format!("http://{addr}");
     eventually(Duration::from_secs(10), "web server listening", || async {

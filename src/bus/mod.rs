@@ -17,4 +17,7 @@ pub mod status;
 pub use event::{queue_depth, ModelEvent, Reloaded, Start};
 pub use gateway::{GatewayInfo, ReloadError, ReloadOutcome, ReloadRecord};
 pub use handle::{ConditionRequest, Handle, ModelView, Publisher, WriteRequest};
-pub use status::{AlarmCounts, AlarmStatus, ConnectionStats, SparkplugStatus, StatusSnapshot};
+pub use status::{
+    AlarmCounts, AlarmStatus, ConnectionStats, EndpointInfo, OpcUaStatus, SparkplugIdentity,
+    SparkplugStatus, StatusSnapshot,
+};

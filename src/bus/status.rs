@@ -20,6 +20,8 @@ pub struct Status {
     /// The edge node running now, when the config has a `sparkplug:` section; a restarted
     /// node starts with a fresh one.
     sparkplug: RwLock<Option<Arc<SparkplugStatus>>>,
+    /// The OPC UA server while it listens.
+    opcua: RwLock<Option<Arc<OpcUaStatus>>>,
     /// Written by the binary at start and on each reload.
     gateway: RwLock<GatewayInfo>,
 }
@@ -27,6 +29,15 @@ pub struct Status {
 impl Status {
     pub fn sparkplug(&self) -> Option<Arc<SparkplugStatus>> {
         self.sparkplug.read().clone()
+    }
+
+    pub fn opcua(&self) -> Option<Arc<OpcUaStatus>> {
+        self.opcua.read().clone()
+    }
+
+    /// Set by the OPC UA server once it listens, and back to `None` when it stops.
+    pub(crate) fn set_opcua(&self, status: Option<Arc<OpcUaStatus>>) {
+        *self.opcua.write() = status;
     }
 
     /// What is known of the process now.
@@ -42,6 +53,45 @@ impl Status {
     /// Set by whoever starts (or stops, with `None`) the edge node.
     pub(crate) fn set_sparkplug(&self, status: Option<Arc<SparkplugStatus>>) {
         *self.sparkplug.write() = status;
+    }
+}
+
+/// One endpoint the OPC UA server offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub url: String,
+    /// The policy's short name, e.g. `Basic256Sha256`.
+    pub security_policy: String,
+    /// `None`, `Sign` or `SignAndEncrypt`.
+    pub security_mode: String,
+}
+
+/// The running OPC UA server, as readers outside it see it: its endpoints, and its
+/// session count read from the server's own diagnostics when asked.
+pub struct OpcUaStatus {
+    pub endpoints: Vec<EndpointInfo>,
+    sessions: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl OpcUaStatus {
+    pub fn new(endpoints: Vec<EndpointInfo>, sessions: Box<dyn Fn() -> u64 + Send + Sync>) -> Self {
+        Self {
+            endpoints,
+            sessions,
+        }
+    }
+
+    /// Sessions open now.
+    pub fn sessions(&self) -> u64 {
+        (self.sessions)()
+    }
+}
+
+impl std::fmt::Debug for OpcUaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpcUaStatus")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,6 +130,8 @@ impl AlarmStatus {
 /// object, diagnostics). Plain atomics: readers never wait on the node.
 #[derive(Debug, Default)]
 pub struct SparkplugStatus {
+    /// Who the node is and where it publishes: fixed for the node's life.
+    pub identity: SparkplugIdentity,
     pub(crate) connected: AtomicBool,
     pub(crate) born: AtomicBool,
     pub(crate) host_online: AtomicBool,
@@ -92,6 +144,16 @@ pub struct SparkplugStatus {
     /// Publish → PUBACK of journal records, summed in µs, and how many: a Prometheus summary.
     pub(crate) latency_sum_us: AtomicU64,
     pub(crate) latency_count: AtomicU64,
+}
+
+/// The edge node's names and broker, as the config gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SparkplugIdentity {
+    pub group_id: String,
+    pub edge_node_id: String,
+    /// `host:port`, with `mqtts://` in front over TLS.
+    pub broker: String,
+    pub primary_host_id: Option<String>,
 }
 
 /// A copy of [`SparkplugStatus`] at one moment.
@@ -119,6 +181,13 @@ pub struct StatusSnapshot {
 }
 
 impl SparkplugStatus {
+    pub fn new(identity: SparkplugIdentity) -> Self {
+        Self {
+            identity,
+            ..Self::default()
+        }
+    }
+
     pub fn snapshot(&self) -> StatusSnapshot {
         let r = Ordering::Relaxed;
         StatusSnapshot {

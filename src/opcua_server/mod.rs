@@ -71,7 +71,7 @@ use auth::Authenticator;
 use conditions::CoreWithConditionsBuilder;
 use node_manager::{ModelManagerBuilder, ModelNodeManager};
 
-use crate::bus::Handle;
+use crate::bus::{EndpointInfo, Handle, OpcUaStatus};
 use crate::config::opcua::{Access, Endpoint, OpcUaSettings};
 
 /// How long shutdown waits for sessions to close.
@@ -191,6 +191,9 @@ async fn serve(
         .ok()
         .and_then(|l| l.local_addr().ok())
         .map_or(listen.port(), |a| a.port());
+    let hostname = settings.hostname.clone();
+    let offered: Vec<(SecurityPolicy, MessageSecurityMode)> =
+        settings.endpoints.iter().map(|&e| security(e)).collect();
     let build = {
         let (handle, token) = (handle.clone(), token.clone());
         tokio::task::spawn_blocking(move || build(&settings, port, &pki, &handle, history, token))
@@ -271,9 +274,16 @@ async fn serve(
         token.child_token(),
     ));
     *ready.lock() = Some((public, ns));
+    handle.status().set_opcua(Some(Arc::new(running_status(
+        &hostname,
+        public.port(),
+        &offered,
+        info,
+    ))));
     if let Err(e) = run.await {
         error!(error = %e, "OPC UA server stopped with an error");
     }
+    handle.status().set_opcua(None);
     gate.abort();
     notifier.abort();
 }
@@ -401,6 +411,37 @@ fn server_builder(
     server_limits.subscriptions.min_sampling_interval_ms =
         settings.min_sampling_interval.as_secs_f64() * 1000.0;
     builder
+}
+
+/// What the web console and the API show of the server: the endpoints as clients reach
+/// them (the gate's port), and the session count from async-opcua's diagnostics.
+fn running_status(
+    hostname: &str,
+    port: u16,
+    offered: &[(SecurityPolicy, MessageSecurityMode)],
+    info: Arc<opcua::server::ServerInfo>,
+) -> OpcUaStatus {
+    let url = format!("opc.tcp://{hostname}:{port}/");
+    let endpoints = offered
+        .iter()
+        .map(|(policy, mode)| EndpointInfo {
+            url: url.clone(),
+            security_policy: policy.to_str().to_string(),
+            security_mode: format!("{mode:?}"),
+        })
+        .collect();
+    OpcUaStatus::new(
+        endpoints,
+        Box::new(move || {
+            let count = info.summary().get(
+                opcua::types::VariableId::Server_ServerDiagnostics_ServerDiagnosticsSummary_CurrentSessionCount,
+            );
+            match count.and_then(|v| v.value) {
+                Some(opcua::types::Variant::UInt32(n)) => u64::from(n),
+                _ => 0,
+            }
+        }),
+    )
 }
 
 /// The security policy and message mode of an endpoint.

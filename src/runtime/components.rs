@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::STAGE_DEADLINE;
-use crate::bus::{Handle, ModelEvent, SparkplugStatus, Start};
+use crate::bus::{Handle, ModelEvent, SparkplugIdentity, SparkplugStatus, Start};
 use crate::config::history::HistorySettings;
 use crate::config::opcua::OpcUaSettings;
 use crate::config::sparkplug::SparkplugSettings;
@@ -237,7 +237,21 @@ fn start_sparkplug(
         .clone()
         .zip(events)
         .map(|(settings, events)| {
-            let status = Arc::new(SparkplugStatus::default());
+            let status = Arc::new(SparkplugStatus::new(SparkplugIdentity {
+                group_id: settings.group_id.clone(),
+                edge_node_id: settings.edge_node_id.clone(),
+                broker: format!(
+                    "{}{}:{}",
+                    if settings.tls.is_some() {
+                        "mqtts://"
+                    } else {
+                        ""
+                    },
+                    settings.host,
+                    settings.port
+                ),
+                primary_host_id: settings.primary_host_id.clone(),
+            }));
             EdgeNode::start(settings, handle.clone(), events, status)
         });
     handle

@@ -10,12 +10,14 @@
 //!
 //! - [`metrics`]: the exposition, rendered on each scrape.
 //! - [`api`]: the REST API and its OpenAPI document.
+//! - [`console`]: the web console, a page on that API, built into the binary.
 //!
 //! Dependencies: the bus (the model and the status) and the history, as readers.
 
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod metrics;
 pub mod stream;
 pub mod tls;
@@ -212,6 +214,7 @@ fn router(
             (
                 router
                     .merge(api::router())
+                    .merge(console::router())
                     .fallback(not_found_api)
                     .layer(axum::middleware::from_fn(deadline)),
                 auth,

@@ -65,11 +65,16 @@ pub fn free_port() -> u16 {
 
 /// The virtualenv Python that `tests/setup.sh` provisions with the interop peers.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("UAEDGE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/venv/bin/python")
-        });
+    venv_python("UAEDGE_TEST_PYTHON", ".build/venv")
+}
+
+/// A venv's Python: `var` names it, else `venv` in the checkout; it must exist.
+fn venv_python(var: &str, venv: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(venv)
+            .join("bin/python")
+    });
     assert!(
         path.exists(),
         "{} not found: run `bash tests/setup.sh` (or the README's test command) first",
@@ -142,23 +147,34 @@ impl Drop for Peer {
 }
 
 /// The shipped `config.example.yaml`, written to `dir` with only what a test must change so
-/// that tests can run side by side: its own state folder and a free OPC UA port.
+/// that tests can run side by side: its own state folder, and free OPC UA and web ports.
 pub fn example_config(dir: &std::path::Path) -> PathBuf {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
         .expect("read config.example.yaml");
-    assert!(
-        text.contains("listen: 0.0.0.0:4840"),
-        "example's OPC UA listen line changed"
-    );
-    let port = free_port();
+    for line in ["listen: 0.0.0.0:4840", "listen: 127.0.0.1:8480"] {
+        assert!(text.contains(line), "the example's `{line}` changed");
+    }
     let text = format!(
         "state_dir: {}\n{}",
         dir.join("state").display(),
-        text.replace("listen: 0.0.0.0:4840", &format!("listen: 127.0.0.1:{port}"))
+        text.replace(
+            "listen: 0.0.0.0:4840",
+            &format!("listen: 127.0.0.1:{}", free_port())
+        )
+        .replace(
+            "listen: 127.0.0.1:8480",
+            &format!("listen: 127.0.0.1:{}", free_port())
+        )
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// The venv `tests/setup.sh` makes with the web's test tools (schemathesis,
+/// openapi-spec-validator, Playwright).
+pub fn web_python() -> PathBuf {
+    venv_python("UAEDGE_TEST_WEB_PYTHON", ".build/webtest")
 }
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves none behind.
@@ -265,4 +281,17 @@ pub async fn http(addr: std::net::SocketAddr, request: &str) -> String {
         }
     }
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// [`http`]'s answer split: status code, head (status line and headers, lower-cased) and
+/// body.
+pub async fn http_response(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
+    let response = http(addr, request).await;
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, head.to_ascii_lowercase(), body.to_string())
 }

@@ -163,19 +163,25 @@ impl Edge {
     }
 
     /// The shipped `config.example.yaml` as it is, but for what lets tests run side by side:
-    /// its own state folder, a free OPC UA port, and a broker address where none listens.
+    /// its own state folder, free OPC UA and web ports, and a broker address where none
+    /// listens.
     pub async fn shipped() -> Edge {
         let state = tempfile::tempdir().expect("state dir");
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
                 .expect("read config.example.yaml");
-        for line in ["listen: 0.0.0.0:4840", "broker: mqtt://127.0.0.1:1883"] {
+        for line in [
+            "listen: 0.0.0.0:4840",
+            "listen: 127.0.0.1:8480",
+            "broker: mqtt://127.0.0.1:1883",
+        ] {
             assert!(text.contains(line), "the example's `{line}` changed");
         }
         let text = format!(
             "state_dir: {}\n{}",
             state.path().display(),
             text.replace("listen: 0.0.0.0:4840", "listen: 127.0.0.1:0")
+                .replace("listen: 127.0.0.1:8480", "listen: 127.0.0.1:0")
                 .replace(
                     "broker: mqtt://127.0.0.1:1883",
                     &format!("broker: mqtt://127.0.0.1:{}", crate::common::free_port()),

@@ -4,8 +4,10 @@
 //! document cannot drift from what the handlers answer.
 //!
 //! - [`status`]: the gateway, its config and reloads, and every component's counters.
+//! - [`config`]: the config file that runs, its secrets masked.
 //! - [`devices`]: each device's link and counters.
 //! - [`tags`]: the live tags, filtered and paged.
+//! - [`history`]: a tag's recent samples from the historian (the console's trend).
 //! - [`alarms`]: the alarm conditions, and acknowledging one.
 //! - [`session`]: logging in and out (see [`crate::web::auth`]).
 //!
@@ -13,7 +15,9 @@
 //! session; without, they are open for reading.
 
 pub mod alarms;
+pub mod config;
 pub mod devices;
+pub mod history;
 pub mod session;
 pub mod status;
 pub mod tags;
@@ -143,6 +147,7 @@ impl utoipa::Modify for SessionCookie {
         session::logout,
         session::session,
         status::get_status,
+        config::get_config,
         devices::list_devices,
         devices::get_device,
         tags::list_tags,
@@ -150,6 +155,7 @@ impl utoipa::Modify for SessionCookie {
         tags::write_tag,
         alarms::list_alarms,
         alarms::acknowledge,
+        history::samples,
         crate::web::stream::events
     )
 )]
@@ -191,6 +197,7 @@ pub(super) fn router() -> Router<Web> {
         .route("/api/v1/logout", post(session::logout))
         .route("/api/v1/session", get(session::session))
         .route("/api/v1/status", get(status::get_status))
+        .route("/api/v1/config", get(config::get_config))
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{name}", get(devices::get_device))
         .route("/api/v1/tags", get(tags::list_tags))
@@ -199,6 +206,7 @@ pub(super) fn router() -> Router<Web> {
             get(tags::get_tag).post(tags::write_tag),
         )
         .route("/api/v1/events", get(crate::web::stream::events))
+        .route("/api/v1/history", get(history::samples))
         .route("/api/v1/alarms", get(alarms::list_alarms))
         .route("/api/v1/alarms/acknowledge", post(alarms::acknowledge))
         .route("/api/v1/{*rest}", axum::routing::any(unknown))

@@ -82,6 +82,12 @@ pub struct AlarmInfo {
 
 #[derive(Serialize, ToSchema)]
 pub struct SparkplugInfo {
+    pub group_id: String,
+    pub edge_node_id: String,
+    /// `host:port`, with `mqtts://` in front over TLS.
+    pub broker: String,
+    /// The Sparkplug host application this node follows, when the config names one.
+    pub primary_host_id: Option<String>,
     pub mqtt_connected: bool,
     /// NBIRTH is out: data flows.
     pub born: bool,
@@ -98,11 +104,25 @@ pub struct SparkplugInfo {
 
 #[derive(Serialize, ToSchema)]
 pub struct OpcUaInfo {
+    /// The server listens (false without an `opcua:` section, or while it starts).
+    pub running: bool,
+    pub endpoints: Vec<EndpointDescription>,
+    /// Sessions open now.
+    pub sessions: u64,
     /// TCP connections to the OPC UA port now open.
     pub connections_open: u64,
     pub connections_accepted: u64,
     /// Connections that ended before their secure channel opened.
     pub handshake_failures: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointDescription {
+    pub url: String,
+    /// e.g. `None`, `Basic256Sha256`, `Aes256-Sha256-RsaPss`.
+    pub security_policy: String,
+    /// `None`, `Sign` or `SignAndEncrypt`.
+    pub security_mode: String,
 }
 
 /// RFC 3339 in UTC with µs.
@@ -158,6 +178,7 @@ pub(crate) async fn get_status(State(web): State<Web>, _caller: Caller) -> Json<
         .count();
     let alarms = handle.alarm_counts();
     let (accepted, open, failures) = handle.opcua_connections().snapshot();
+    let opcua = handle.status().opcua();
     Json(GatewayStatus {
         version: env!("CARGO_PKG_VERSION"),
         node,
@@ -180,8 +201,19 @@ pub(crate) async fn get_status(State(web): State<Web>, _caller: Caller) -> Json<
             transitions: alarms.transitions,
         },
         sparkplug: handle.sparkplug_status().map(|s| {
+            let id = &s.identity;
+            let (group_id, edge_node_id, broker, primary_host_id) = (
+                id.group_id.clone(),
+                id.edge_node_id.clone(),
+                id.broker.clone(),
+                id.primary_host_id.clone(),
+            );
             let s = s.snapshot();
             SparkplugInfo {
+                group_id,
+                edge_node_id,
+                broker,
+                primary_host_id,
                 mqtt_connected: s.mqtt_connected,
                 born: s.born,
                 primary_host_online: s.primary_host_online,
@@ -194,6 +226,18 @@ pub(crate) async fn get_status(State(web): State<Web>, _caller: Caller) -> Json<
             }
         }),
         opcua: OpcUaInfo {
+            running: opcua.is_some(),
+            endpoints: opcua.as_ref().map_or_else(Vec::new, |o| {
+                o.endpoints
+                    .iter()
+                    .map(|e| EndpointDescription {
+                        url: e.url.clone(),
+                        security_policy: e.security_policy.clone(),
+                        security_mode: e.security_mode.clone(),
+                    })
+                    .collect()
+            }),
+            sessions: opcua.as_ref().map_or(0, |o| o.sessions()),
             connections_open: open,
             connections_accepted: accepted,
             handshake_failures: failures,

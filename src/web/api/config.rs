@@ -1,0 +1,209 @@
+//! `GET /api/v1/config`: the config file the gateway runs, read-only, its secrets masked —
+//! what the console's config page shows.
+//!
+//! The file is read when asked, not kept: a 100,000-tag config is megabytes. Its digest
+//! says whether it is still what runs (an edited file waits for a reload).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ApiError;
+use crate::config::sha256_hex;
+use crate::web::auth::Caller;
+use crate::web::Web;
+
+/// A larger file is not shown (the loader would not take it either).
+const MAX_FILE: u64 = 64 * 1024 * 1024;
+
+/// Keys ending in one of these have their values masked (`password`, `key_password`, but
+/// not `password_file`: a file's path is no secret, and the engineer wants to see it).
+const SECRET_KEYS: [&str; 4] = ["password", "secret", "token", "private_key"];
+
+#[derive(Serialize, ToSchema)]
+pub struct ConfigFile {
+    pub file: String,
+    /// SHA-256 of the file as it is on disk now.
+    pub sha256: String,
+    /// The file on disk is the config that runs; false when it was edited since and not
+    /// reloaded yet (or the edit was refused: see `/api/v1/status`).
+    pub running: bool,
+    /// The YAML, with the values of keys naming a password, secret or token masked.
+    pub text: String,
+}
+
+/// The config file, secrets masked.
+#[utoipa::path(get, path = "/api/v1/config", tag = "gateway",
+    responses(
+        (status = 200, body = ConfigFile, description = "OK"),
+        (status = 401, body = ApiError, description = "Not logged in"),
+        (status = 404, body = ApiError, description = "The file is gone since it was loaded"),
+        (status = 503, body = ApiError, description = "The file cannot be read now"),
+    ))]
+pub(crate) async fn get_config(
+    State(web): State<Web>,
+    _caller: Caller,
+) -> Result<Json<ConfigFile>, ApiError> {
+    let gateway = web.handle.status().gateway();
+    let path = gateway.config_file.clone();
+    let read = tokio::task::spawn_blocking(move || read(&path))
+        .await
+        .map_err(|e| unreadable(&e.to_string()))??;
+    let sha256 = sha256_hex(read.as_bytes());
+    Ok(Json(ConfigFile {
+        running: sha256 == gateway.config_sha256,
+        file: gateway.config_file,
+        sha256,
+        text: mask(&read),
+    }))
+}
+
+fn read(path: &str) -> Result<String, ApiError> {
+    let failed = |e: std::io::Error| match e.kind() {
+        // Moved or deleted since it was loaded: what runs is still known by its digest.
+        std::io::ErrorKind::NotFound => ApiError::not_found(format!(
+            "{path} is gone since the gateway loaded it; /api/v1/status has its digest"
+        )),
+        _ => unreadable(&format!("{path}: {e}")),
+    };
+    let size = std::fs::metadata(path).map_err(failed)?.len();
+    if size > MAX_FILE {
+        return Err(unreadable(&format!(
+            "{path} is {size} bytes, more than {MAX_FILE}"
+        )));
+    }
+    std::fs::read_to_string(path).map_err(failed)
+}
+
+fn unreadable(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "config_unreadable",
+        format!("the config file cannot be read: {why}"),
+    )
+}
+
+/// The text with every secret's value replaced by `********`, in block (`password: x`)
+/// and flow (`{ name: a, password: x }`) style alike. Comments are left as they are.
+fn mask(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        out.push_str(&mask_line(line));
+    }
+    out
+}
+
+fn mask_line(line: &str) -> String {
+    let (code, comment) = split_comment(line);
+    let mut out = String::with_capacity(line.len());
+    let mut rest = code;
+    while let Some(key_end) = next_secret_key(rest) {
+        out.push_str(&rest[..key_end]);
+        let after = &rest[key_end..];
+        let value = &after[..scalar_len(after)];
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            out.push_str(value);
+        } else {
+            let lead = value.len() - value.trim_start().len();
+            let trail = value.trim_start().len() - trimmed.len();
+            out.push_str(&value[..lead]);
+            out.push_str("********");
+            out.push_str(&value[value.len() - trail..]);
+        }
+        rest = &after[value.len()..];
+    }
+    out.push_str(rest);
+    out.push_str(comment);
+    out
+}
+
+/// Where a comment starts (`#` after a space or at the start, outside quotes).
+fn split_comment(line: &str) -> (&str, &str) {
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if prev.is_whitespace() => return line.split_at(i),
+            _ => {}
+        }
+        prev = c;
+    }
+    let body = line.trim_end_matches(['\n', '\r']);
+    line.split_at(body.len())
+}
+
+/// The end (past the `:`) of the next `key:` whose key names a secret.
+fn next_secret_key(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let is_key_start = (i == 0 || !is_key_char(bytes[i - 1])) && is_key_char(bytes[i]);
+        if is_key_start {
+            let end = i + s[i..].bytes().take_while(|&b| is_key_char(b)).count();
+            let key = &s[i..end];
+            if bytes.get(end) == Some(&b':')
+                && SECRET_KEYS
+                    .iter()
+                    .any(|k| key.to_ascii_lowercase().ends_with(k))
+            {
+                return Some(end + 1);
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn is_key_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// The length of the scalar after a `key:`: a quoted string, or up to the next `,` or `}`
+/// of a flow map (the whole rest in block style).
+fn scalar_len(s: &str) -> usize {
+    let trimmed = s.trim_start();
+    let lead = s.len() - trimmed.len();
+    let mut chars = trimmed.char_indices();
+    match chars.next() {
+        Some((_, q @ ('"' | '\''))) => chars
+            .find(|&(_, c)| c == q)
+            .map_or(s.len(), |(i, _)| lead + i + 1),
+        _ => trimmed.find([',', '}']).map_or(s.len(), |i| lead + i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn secrets_are_masked_in_block_and_flow_style() {
+        let text = "sparkplug:\n  password: hunter2 # the broker's\n  username: edge\nusers:\n  - { name: op, password: \"$argon2id$v=19$m=1,t=1,p=1$x$y\", role: operator }\n  - { name: v, password_file: /etc/uaedge/v.password }\n";
+        let masked = mask(text);
+        assert!(!masked.contains("hunter2"), "{masked}");
+        assert!(!masked.contains("argon2id"), "{masked}");
+        assert!(
+            masked.contains("password: ******** # the broker's"),
+            "{masked}"
+        );
+        assert!(masked.contains("username: edge"), "{masked}");
+        assert!(masked.contains("role: operator }"), "{masked}");
+        assert!(
+            masked.contains("password_file: /etc/uaedge/v.password"),
+            "{masked}"
+        );
+    }
+
+    #[test]
+    fn text_without_secrets_is_unchanged() {
+        let text = "node:\n  name: gateway-01 # a comment with password: in it\ndevices: []\n";
+        assert_eq!(mask(text), text);
+    }
+}

@@ -1,0 +1,162 @@
+//! What the console's pages read, over real HTTP: a tag's recent samples from the
+//! historian (the trend), the config file with its secrets masked, the OPC UA server's
+//! endpoints and sessions and the Sparkplug node's broker in the status, and the console's
+//! own files with their Content-Security-Policy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, http_response};
+use serde_json::Value as Json;
+use uaedge::config::Config;
+use uaedge::runtime::Runtime;
+
+/// Status and JSON body of `GET path` as the logged-in viewer (`cookie`).
+async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (u16, Json) {
+    let (status, _, body) = http_response(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"),
+    )
+    .await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_config_status_and_console_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let file = dir.path().join("views.yaml");
+    let text = format!(
+        "state_dir: {}\nhistory: {{ commit_window: 100ms }}\nopcua: {{ listen: \"127.0.0.1:0\", endpoints: [none], anonymous: read }}\nsparkplug: {{ broker: \"mqtt://127.0.0.1:{}\", group_id: g, primary_host_id: scada }}\nusers:\n  - {{ name: vic, password: hunter2, role: viewer }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n      - {{ name: quiet, type: uint32, address: Quiet, history: false, options: {{ signal: counter }} }}\n",
+        dir.path().join("state").display(),
+        common::free_port()
+    );
+    std::fs::write(&file, &text).expect("write config");
+    let rt = Runtime::start(Config::parse(&file.display().to_string(), &text).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let login = r#"{"user":"vic","password":"hunter2"}"#;
+    let request = format!(
+        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{login}",
+        login.len()
+    );
+    let (status, head, _) = eventually(Duration::from_secs(10), "a login", || async {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => Some(http_response(addr, &request).await),
+            Err(_) => None,
+        }
+    })
+    .await;
+    assert_eq!(status, 200, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+
+    // The trend's samples: oldest first, each one more than the one before.
+    let points = eventually(
+        Duration::from_secs(20),
+        "five samples in the history",
+        || async {
+            let (status, body) =
+                get(addr, &cookie, "/api/v1/history?tag=line1/count&seconds=60").await;
+            let points = body["points"].as_array().cloned().unwrap_or_default();
+            (status == 200 && points.len() >= 5).then_some(points)
+        },
+    )
+    .await;
+    let values: Vec<u64> = points.iter().filter_map(|p| p["value"].as_u64()).collect();
+    assert_eq!(values.len(), points.len(), "{points:?}");
+    assert!(values.windows(2).all(|w| w[1] == w[0] + 1), "{values:?}");
+    assert_eq!(points[0]["quality"], "Good");
+    let (status, newest) = get(addr, &cookie, "/api/v1/history?tag=line1/count&limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(newest["points"].as_array().map(Vec::len), Some(2));
+    assert_eq!(newest["more"], true, "older samples were left out");
+    for (query, want) in [
+        ("tag=line1/quiet", 404),
+        ("tag=nope", 404),
+        ("tag=line1/count&limit=0", 400),
+        ("tag=line1/count&seconds=0", 400),
+        ("tag=line1/count&bogus=1", 400),
+    ] {
+        let (status, body) = get(addr, &cookie, &format!("/api/v1/history?{query}")).await;
+        assert_eq!(status, want, "{query}: {body}");
+        assert!(body["message"].as_str().is_some(), "{query}: {body}");
+    }
+
+    // The config file, password masked; edited on disk, it no longer is what runs.
+    let (status, config) = get(addr, &cookie, "/api/v1/config").await;
+    assert_eq!(status, 200, "{config}");
+    let shown = config["text"].as_str().expect("text");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("password: ********"),
+        "{shown}"
+    );
+    assert!(shown.contains("name: line1"), "{shown}");
+    assert_eq!(config["running"], true);
+    std::fs::write(&file, format!("{text}# edited\n")).expect("edit config");
+    let (_, config) = get(addr, &cookie, "/api/v1/config").await;
+    assert_eq!(config["running"], false);
+
+    // The OPC UA server once it listens, and the Sparkplug node's names.
+    let opcua = eventually(
+        Duration::from_secs(30),
+        "the OPC UA server in the status",
+        || async {
+            let (_, status) = get(addr, &cookie, "/api/v1/status").await;
+            (status["opcua"]["running"] == true).then_some(status)
+        },
+    )
+    .await;
+    let endpoints = opcua["opcua"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1, "{opcua}");
+    assert_eq!(endpoints[0]["security_policy"], "None");
+    assert_eq!(endpoints[0]["security_mode"], "None");
+    let url = format!(
+        "opc.tcp://127.0.0.1:{}/",
+        rt.opcua()
+            .and_then(|s| s.local_addr())
+            .expect("port")
+            .port()
+    );
+    assert_eq!(endpoints[0]["url"], url.as_str());
+    assert_eq!(opcua["opcua"]["sessions"], 0);
+    let sparkplug = &opcua["sparkplug"];
+    assert_eq!(
+        (&sparkplug["group_id"], &sparkplug["primary_host_id"]),
+        (&Json::from("g"), &Json::from("scada")),
+        "{sparkplug}"
+    );
+    assert!(sparkplug["broker"]
+        .as_str()
+        .is_some_and(|b| b.starts_with("127.0.0.1:")));
+
+    // The console: its page under a strict policy, its files with their types.
+    let (status, head, body) = http_response(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/console/app.js"), "{body}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{head}"
+    );
+    assert!(!head.contains("unsafe-inline"), "{head}");
+    for (path, kind) in [
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+        ("/console/icon.svg", "image/svg+xml"),
+    ] {
+        let (status, head, _) =
+            http_response(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+    }
+
+    rt.shutdown().await.expect("clean shutdown");
+}
