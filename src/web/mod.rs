@@ -1,22 +1,25 @@
 //! The gateway's HTTP server: `/metrics` in the Prometheus text format, `/health` for load
-//! balancers and `curl`, and with `web:` the REST API under `/api/v1`. `metrics:` alone
-//! serves the first two only, as it always did (loopback by default).
+//! balancers and `curl`, and with `web:` the REST API under `/api/v1` and the console.
+//! `metrics:` alone serves the first two only, as it always did (loopback by default).
 //!
 //! axum routes the requests; axum-server serves the connections, because it closes a
 //! connection whose request head does not arrive within [`HEADER_READ_TIMEOUT`] (a slow,
-//! silent or idle kept-alive client costs a socket for that long, not for ever) and stops
+//! silent or idle kept-alive client costs a socket for that long, not for ever; [`cap`]
+//! covers the first request's silence, which hyper's timer does not) and stops
 //! gracefully. A hand-rolled HTTP/1.1 responder served this before: it closed every
 //! connection after one response and would not have grown into an API.
 //!
 //! - [`metrics`]: the exposition, rendered on each scrape.
 //! - [`api`]: the REST API and its OpenAPI document.
 //! - [`console`]: the web console, a page on that API, built into the binary.
+//! - [`cap`]: the cap on open connections, taken as they are accepted.
 //!
 //! Dependencies: the bus (the model and the status) and the history, as readers.
 
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cap;
 pub mod console;
 pub mod metrics;
 pub mod stream;
@@ -31,6 +34,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use axum_server::accept::DefaultAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +46,7 @@ use crate::config::web::Tls;
 use crate::history::HistorySlot;
 use audit::Audit;
 use auth::Auth;
+use cap::Capped;
 
 /// A connection whose request head (or, kept alive, whose next request) has not arrived
 /// within this is closed.
@@ -160,9 +165,17 @@ pub async fn serve(
         Some(config) => {
             let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(config))
                 .handshake_timeout(HEADER_READ_TIMEOUT);
-            server.acceptor(acceptor).serve(app).await
+            server
+                .acceptor(Capped::new(acceptor, false, cap::MAX_CONNECTIONS))
+                .serve(app)
+                .await
         }
-        None => server.serve(app).await,
+        None => {
+            server
+                .acceptor(Capped::new(DefaultAcceptor, true, cap::MAX_CONNECTIONS))
+                .serve(app)
+                .await
+        }
     };
     if let Err(e) = served {
         warn!(error = %e, "{what} stopped");
