@@ -321,6 +321,8 @@ async fn serve(
     // A digest, not the text: a 100,000-tag config is megabytes held only to compare.
     let mut loaded = config.sha256.clone();
     let mut runtime = uaedge::runtime::Runtime::start(config);
+    // The web console's admins ask for reloads here, as SIGHUP does.
+    let mut requests = runtime.handle().status().serve_reloads();
     release_freed_memory();
     let (current, watched) = tokio::sync::watch::channel(runtime.handle());
     uaedge::systemd::ready(&status_line(&runtime));
@@ -348,46 +350,16 @@ async fn serve(
             _ = &mut stop => break,
             _ = trim.tick() => release_freed_memory(),
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                uaedge::systemd::reloading();
-                let outcome = match reload(path, &loaded) {
-                    Reload::Unchanged => {
-                        info!(config = %path.display(), "reload: config unchanged");
-                        (ReloadOutcome::Unchanged, Vec::new())
-                    }
-                    Reload::Refused(errors) => {
-                        for e in &errors.0 {
-                            error!(error = %e, "reload refused; the running config stays");
-                        }
-                        (ReloadOutcome::Refused, errors.0.iter().map(reload_error).collect())
-                    }
-                    Reload::Changed(config) => {
-                        info!(config = %path.display(), "reload: applying the new config");
-                        log_level.set(&config.log.level);
-                        loaded.clone_from(&config.sha256);
-                        let summary = runtime.reload(*config).await;
-                        release_freed_memory();
-                        // The handle follows reloads by itself; this keeps the watchdog's
-                        // copy fresh all the same.
-                        current.send_replace(runtime.handle());
-                        info!(
-                            kept = summary.kept.len(),
-                            started = ?summary.started,
-                            stopped = ?summary.stopped,
-                            rebirth = summary.tag_set_changed,
-                            restarted = ?summary.restarted,
-                            "config reloaded"
-                        );
-                        (ReloadOutcome::Applied, Vec::new())
-                    }
-                };
-                runtime.handle().status().update_gateway(|g| {
-                    g.last_reload = Some(ReloadRecord {
-                        time: std::time::SystemTime::now(),
-                        outcome: outcome.0,
-                        errors: outcome.1,
-                    });
-                });
-                uaedge::systemd::ready(&status_line(&runtime));
+                info!(by = "SIGHUP", "reload requested");
+                reload_now(path, &mut loaded, &mut runtime, log_level).await;
+                // The handle follows reloads by itself; this keeps the watchdog's copy
+                // fresh all the same.
+                current.send_replace(runtime.handle());
+            }
+            Some(request) = requests.recv() => {
+                info!(by = %request.user, "reload requested from the web console");
+                reload_now(path, &mut loaded, &mut runtime, log_level).await;
+                current.send_replace(runtime.handle());
             }
         }
     }
@@ -396,6 +368,56 @@ async fn serve(
         task.abort();
     }
     runtime.shutdown().await
+}
+
+/// Re-reads the config at `path` and applies it when it changed (`loaded`: the digest of
+/// the one running), recording the outcome where `/api/v1/status` finds it.
+async fn reload_now(
+    path: &Path,
+    loaded: &mut String,
+    runtime: &mut uaedge::runtime::Runtime,
+    log_level: &uaedge::logging::LogLevel,
+) {
+    uaedge::systemd::reloading();
+    let outcome = match reload(path, loaded) {
+        Reload::Unchanged => {
+            info!(config = %path.display(), "reload: config unchanged");
+            (ReloadOutcome::Unchanged, Vec::new())
+        }
+        Reload::Refused(errors) => {
+            for e in &errors.0 {
+                error!(error = %e, "reload refused; the running config stays");
+            }
+            (
+                ReloadOutcome::Refused,
+                errors.0.iter().map(reload_error).collect(),
+            )
+        }
+        Reload::Changed(config) => {
+            info!(config = %path.display(), "reload: applying the new config");
+            log_level.set(&config.log.level);
+            loaded.clone_from(&config.sha256);
+            let summary = runtime.reload(*config).await;
+            release_freed_memory();
+            info!(
+                kept = summary.kept.len(),
+                started = ?summary.started,
+                stopped = ?summary.stopped,
+                rebirth = summary.tag_set_changed,
+                restarted = ?summary.restarted,
+                "config reloaded"
+            );
+            (ReloadOutcome::Applied, Vec::new())
+        }
+    };
+    runtime.handle().status().update_gateway(|g| {
+        g.last_reload = Some(ReloadRecord {
+            time: std::time::SystemTime::now(),
+            outcome: outcome.0,
+            errors: outcome.1,
+        });
+    });
+    uaedge::systemd::ready(&status_line(runtime));
 }
 
 enum Reload {

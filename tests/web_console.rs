@@ -48,7 +48,7 @@ fn config(dir: &std::path::Path, broker: u16) -> (PathBuf, u16, u16) {
             &format!("broker: mqtt://127.0.0.1:{broker}"),
         )
         .replace("\ndevices:\n", &format!("\n{bulk}"))
-        + "users:\n  - { name: ann, password: s3cret-op, role: operator }\n  - { name: vic, password: v1ewer, role: viewer }\n";
+        + "users:\n  - { name: ann, password: s3cret-op, role: operator }\n  - { name: vic, password: v1ewer, role: viewer }\n  - { name: ada, password: adm1n, role: admin }\n";
     std::fs::write(&path, text).expect("write config");
     (path, opcua, web)
 }
@@ -88,6 +88,7 @@ fn the_console_in_chromium_logs_in_shows_live_values_writes_and_acknowledges() {
         .arg("--artifacts")
         .arg(&artifacts)
         .args(["--operator", "ann:s3cret-op", "--viewer", "vic:v1ewer"])
+        .args(["--admin", "ada:adm1n"])
         .args(["--write-tag", "press3/pressure_setpoint"])
         .args(["--write-value", write_value])
         .args(["--live-tag", "press3/ram/position"])

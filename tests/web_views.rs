@@ -23,38 +23,59 @@ async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (u16, Json
     (status, json)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_config_status_and_console_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let file = dir.path().join("views.yaml");
-    let text = format!(
-        "state_dir: {}\nhistory: {{ commit_window: 100ms }}\nopcua: {{ listen: \"127.0.0.1:0\", endpoints: [none], anonymous: read }}\nsparkplug: {{ broker: \"mqtt://127.0.0.1:{}\", group_id: g, primary_host_id: scada }}\nusers:\n  - {{ name: vic, password: hunter2, role: viewer }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n      - {{ name: quiet, type: uint32, address: Quiet, history: false, options: {{ signal: counter }} }}\n",
-        dir.path().join("state").display(),
-        common::free_port()
-    );
-    std::fs::write(&file, &text).expect("write config");
-    let rt = Runtime::start(Config::parse(&file.display().to_string(), &text).expect("config"));
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let login = r#"{"user":"vic","password":"hunter2"}"#;
+/// Logs in (waiting for the server): the session cookie and the CSRF token.
+async fn login(addr: std::net::SocketAddr, user: &str, password: &str) -> (String, String) {
+    let body = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
     let request = format!(
-        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{login}",
-        login.len()
+        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     );
-    let (status, head, _) = eventually(Duration::from_secs(10), "a login", || async {
+    let (status, head, body) = eventually(Duration::from_secs(20), "a login", || async {
         match tokio::net::TcpStream::connect(addr).await {
             Ok(_) => Some(http_response(addr, &request).await),
             Err(_) => None,
         }
     })
     .await;
-    assert_eq!(status, 200, "{head}");
+    assert_eq!(status, 200, "{head}{body}");
     let cookie = head
         .lines()
         .find_map(|l| l.strip_prefix("set-cookie: "))
         .and_then(|c| c.split(';').next())
         .expect("a session cookie")
         .to_string();
+    let session: Json = serde_json::from_str(&body).expect("json");
+    let csrf = session["csrf_token"].as_str().expect("csrf").to_string();
+    (cookie, csrf)
+}
+
+/// `POST /api/v1/reload` with the session's cookie and CSRF token.
+async fn reload(addr: std::net::SocketAddr, (cookie, csrf): &(String, String)) -> (u16, Json) {
+    let (status, _, body) = http_response(
+        addr,
+        &format!("POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_config_status_and_console_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let file = dir.path().join("views.yaml");
+    let text = format!(
+        "state_dir: {}\nhistory: {{ commit_window: 100ms }}\nopcua: {{ listen: \"127.0.0.1:0\", endpoints: [none], anonymous: read }}\nsparkplug: {{ broker: \"mqtt://127.0.0.1:{}\", group_id: g, primary_host_id: scada }}\nusers:\n  - {{ name: vic, password: hunter2, role: viewer }}\n  - {{ name: ada, password: adm1n, role: admin }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n      - {{ name: quiet, type: uint32, address: Quiet, history: false, options: {{ signal: counter }} }}\n",
+        dir.path().join("state").display(),
+        common::free_port()
+    );
+    std::fs::write(&file, &text).expect("write config");
+    let rt = Runtime::start(Config::parse(&file.display().to_string(), &text).expect("config"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (cookie, _) = login(addr, "vic", "hunter2").await;
 
     // The trend's samples: oldest first, each one more than the one before.
     let points = eventually(
@@ -158,5 +179,81 @@ async fn history_config_status_and_console_files() {
         );
     }
 
+    // Reloads are the service's (the binary's): a runtime inside another program takes
+    // none, and says so.
+    let (status, refused) = reload(addr, &login(addr, "vic", "hunter2").await).await;
+    assert_eq!((status, &refused["error"]), (403, &Json::from("forbidden")));
+    let (status, refused) = reload(addr, &login(addr, "ada", "adm1n").await).await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (503, &Json::from("not_served")),
+        "{refused}"
+    );
+
     rt.shutdown().await.expect("clean shutdown");
+}
+
+/// An admin reloads the config from the API, as SIGHUP would, and sees the outcome; an
+/// operator may not.
+#[test]
+fn an_admin_reloads_the_config_and_sees_the_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let path = dir.path().join("config.yaml");
+    let good = format!(
+        "node: {{ name: reload-test }}\nstate_dir: {}\nusers:\n  - {{ name: ada, password: adm1n, role: admin }}\n  - {{ name: ann, password: s3cret, role: operator }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\ndevices:\n  - name: line1\n    driver: enip-sim\n    poll_interval: 100ms\n    tags:\n      - {{ name: count, type: uint32, address: Count, options: {{ signal: counter }} }}\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&path, &good).expect("write config");
+    let (child, _log) = common::spawn_uaedge(&path);
+    let _child = common::KillOnDrop(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    common::tokio_rt().block_on(async {
+        let admin = login(addr, "ada", "adm1n").await;
+        let operator = login(addr, "ann", "s3cret").await;
+
+        let (status, refused) = reload(addr, &operator).await;
+        assert_eq!(
+            (status, &refused["error"]),
+            (403, &Json::from("forbidden")),
+            "{refused}"
+        );
+
+        std::fs::write(
+            &path,
+            good.replace("poll_interval: 100ms", "poll_interval: soon"),
+        )
+        .expect("write config");
+        let (status, outcome) = reload(addr, &admin).await;
+        assert_eq!(
+            (status, &outcome["outcome"]),
+            (200, &Json::from("refused")),
+            "{outcome}"
+        );
+        let error = &outcome["errors"][0];
+        assert_eq!(error["file"], path.display().to_string());
+        assert!(
+            error["key"]
+                .as_str()
+                .is_some_and(|k| k.contains("poll_interval")),
+            "{error}"
+        );
+
+        std::fs::write(&path, good.replace("name: reload-test", "name: reloaded"))
+            .expect("write config");
+        let (status, outcome) = reload(addr, &admin).await;
+        assert_eq!(
+            (status, &outcome["outcome"]),
+            (200, &Json::from("applied")),
+            "{outcome}"
+        );
+        let (_, now) = get(addr, &admin.0, "/api/v1/status").await;
+        assert_eq!(now["node"], "reloaded");
+        let (status, outcome) = reload(addr, &admin).await;
+        assert_eq!(
+            (status, &outcome["outcome"]),
+            (200, &Json::from("unchanged")),
+            "{outcome}"
+        );
+    });
 }

@@ -18,6 +18,6 @@ pub use event::{queue_depth, ModelEvent, Reloaded, Start};
 pub use gateway::{GatewayInfo, ReloadError, ReloadOutcome, ReloadRecord};
 pub use handle::{ConditionRequest, Handle, ModelView, Publisher, WriteRequest};
 pub use status::{
-    AlarmCounts, AlarmStatus, ConnectionStats, EndpointInfo, OpcUaStatus, SparkplugIdentity,
-    SparkplugStatus, StatusSnapshot,
+    AlarmCounts, AlarmStatus, ConnectionStats, EndpointInfo, OpcUaStatus, ReloadRefused,
+    ReloadRequest, SparkplugIdentity, SparkplugStatus, StatusSnapshot,
 };

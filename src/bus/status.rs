@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use tokio::sync::mpsc;
 
 use super::gateway::GatewayInfo;
 
@@ -24,6 +25,24 @@ pub struct Status {
     opcua: RwLock<Option<Arc<OpcUaStatus>>>,
     /// Written by the binary at start and on each reload.
     gateway: RwLock<GatewayInfo>,
+    /// Where reloads asked for by an admin go: the binary serves them as it serves SIGHUP.
+    reloads: RwLock<Option<mpsc::Sender<ReloadRequest>>>,
+}
+
+/// A reload asked for by `user` (the web console's admin).
+#[derive(Debug, Clone)]
+pub struct ReloadRequest {
+    pub user: String,
+}
+
+/// Why a reload cannot be asked for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadRefused {
+    /// uaedge runs inside another program, which reloads as it sees fit.
+    #[error("this runtime takes no reload requests (only the uaedge service does)")]
+    NotServed,
+    #[error("a reload is already waiting")]
+    Busy,
 }
 
 impl Status {
@@ -38,6 +57,27 @@ impl Status {
     /// Set by the OPC UA server once it listens, and back to `None` when it stops.
     pub(crate) fn set_opcua(&self, status: Option<Arc<OpcUaStatus>>) {
         *self.opcua.write() = status;
+    }
+
+    /// Takes the reload requests from now on (the binary, once).
+    pub fn serve_reloads(&self) -> mpsc::Receiver<ReloadRequest> {
+        let (tx, rx) = mpsc::channel(1);
+        *self.reloads.write() = Some(tx);
+        rx
+    }
+
+    /// Asks whoever serves reloads for one; it runs as SIGHUP's does, and its outcome
+    /// lands in [`GatewayInfo::last_reload`].
+    pub fn request_reload(&self, user: &str) -> Result<(), ReloadRefused> {
+        let reloads = self.reloads.read();
+        let tx = reloads.as_ref().ok_or(ReloadRefused::NotServed)?;
+        tx.try_send(ReloadRequest {
+            user: user.to_string(),
+        })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ReloadRefused::Busy,
+            mpsc::error::TrySendError::Closed(_) => ReloadRefused::NotServed,
+        })
     }
 
     /// What is known of the process now.

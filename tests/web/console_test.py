@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--artifacts", required=True)
     ap.add_argument("--operator", required=True, help="user:password")
     ap.add_argument("--viewer", required=True, help="user:password")
+    ap.add_argument("--admin", required=True, help="user:password")
     ap.add_argument("--write-tag", required=True)
     ap.add_argument("--write-value", required=True)
     ap.add_argument("--live-tag", required=True)
@@ -193,6 +194,16 @@ def main():
         refusal = page.locator(".message.error").inner_text()
         assert "viewer" in refusal or "may not" in refusal or "role" in refusal, refusal
         page.screenshot(path=str(shots / "viewer-refused.png"), full_page=True)
+
+        step("an admin reloads the config from the config page")
+        page.click("#logout")
+        expect(page.locator("input[name=user]")).to_be_visible(timeout=10_000)
+        admin, admin_password = a.admin.split(":", 1)
+        login(page, a.url, admin, admin_password)
+        page.goto(a.url + "/#/config")
+        page.click("text=Reload config…")
+        page.click("#confirm-ok")
+        expect(page.locator(".message.ok")).to_have_text("The file is unchanged.", timeout=20_000)
 
         browser.close()
 

@@ -5,6 +5,7 @@
 //!
 //! - [`status`]: the gateway, its config and reloads, and every component's counters.
 //! - [`config`]: the config file that runs, its secrets masked.
+//! - [`reload`]: an admin reloads it.
 //! - [`devices`]: each device's link and counters.
 //! - [`tags`]: the live tags, filtered and paged.
 //! - [`history`]: a tag's recent samples from the historian (the console's trend).
@@ -18,6 +19,7 @@ pub mod alarms;
 pub mod config;
 pub mod devices;
 pub mod history;
+pub mod reload;
 pub mod session;
 pub mod status;
 pub mod tags;
@@ -148,6 +150,7 @@ impl utoipa::Modify for SessionCookie {
         session::session,
         status::get_status,
         config::get_config,
+        reload::reload,
         devices::list_devices,
         devices::get_device,
         tags::list_tags,
@@ -198,6 +201,7 @@ pub(super) fn router() -> Router<Web> {
         .route("/api/v1/session", get(session::session))
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/config", get(config::get_config))
+        .route("/api/v1/reload", post(reload::reload))
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{name}", get(devices::get_device))
         .route("/api/v1/tags", get(tags::list_tags))

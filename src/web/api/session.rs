@@ -114,6 +114,29 @@ impl FromRequestParts<Web> for Operator {
     }
 }
 
+/// A [`Session`] of an admin: who may reload the gateway's config.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<Web> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Admin, ApiError> {
+        let Session(caller) = Session::from_request_parts(parts, web).await?;
+        if caller.role < Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "user `{}` is a {}: reloading the config needs an admin",
+                    caller.user,
+                    role_name(caller.role)
+                ),
+            ));
+        }
+        Ok(Admin(caller))
+    }
+}
+
 /// Logs in and sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/login", tag = "session", request_body = Login,
     security(()),

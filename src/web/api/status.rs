@@ -134,7 +134,7 @@ pub(crate) fn time(t: SystemTime) -> String {
     crate::history::export::rfc3339(us)
 }
 
-fn reload_info(r: &ReloadRecord) -> ReloadInfo {
+pub(super) fn reload_info(r: &ReloadRecord) -> ReloadInfo {
     ReloadInfo {
         time: time(r.time),
         outcome: match r.outcome {

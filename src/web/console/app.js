@@ -470,15 +470,34 @@ function alarmsPage(view) {
 // ---------------------------------------------------------------- config
 
 function configPage(view) {
+  const result = h("div");
+  const admin = state.session && state.session.role === "admin";
+  async function reload() {
+    if (await confirmDialog("Re-read the config file and apply it, as `systemctl reload uaedge` does?", { ok: "Reload" }) === null) return;
+    put(result, message("note", "Reloading…"));
+    const r = await api("reload", { body: {} });
+    if (!r.ok) { put(result, message("error", "Refused: " + (r.body.message || r.status))); return; }
+    const o = r.body;
+    put(result, o.outcome === "refused"
+      ? h("div", { class: "message error", role: "alert" }, "The new file was refused; the running config stays:",
+        h("ul", {}, o.errors.map((e) => h("li", {}, e.file + ":" + e.line + ":" + e.column + ": " + e.key + ": " + e.message))))
+      : message("ok", o.outcome === "applied" ? "Applied." : "The file is unchanged."));
+    show();
+  }
+  function show() {
+    api("config").then((r) => {
+      if (!r.ok) { put(view, h("h1", {}, "Config"), result, message("error", r.body.message)); return; }
+      const c = r.body;
+      put(view, h("h1", {}, "Config"),
+        h("div", { class: "toolbar" }, h("span", {}, c.file, " · sha256 ", h("code", {}, c.sha256.slice(0, 16)), " · read-only; passwords masked"),
+          admin ? h("button", { type: "button", class: "primary", onclick: reload }, "Reload config…") : null),
+        result,
+        c.running ? null : message("error", "The file was changed since the gateway applied it: what runs differs until a reload."),
+        h("pre", { class: "config" }, c.text));
+    });
+  }
   put(view, h("h1", {}, "Config"), message("note", "Loading…"));
-  api("config").then((r) => {
-    if (!r.ok) { put(view, h("h1", {}, "Config"), message("error", r.body.message)); return; }
-    const c = r.body;
-    put(view, h("h1", {}, "Config"),
-      h("p", {}, c.file, " · sha256 ", h("code", {}, c.sha256.slice(0, 16)), " · read-only; passwords masked"),
-      c.running ? null : message("error", "The file was changed since the gateway applied it: what runs differs until a reload (systemctl reload uaedge)."),
-      h("pre", { class: "config" }, c.text));
-  });
+  show();
   return () => {};
 }
 
