@@ -98,18 +98,13 @@ impl FromRequestParts<Web> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Operator, ApiError> {
-        let Session(caller) = Session::from_request_parts(parts, web).await?;
-        if caller.role < Role::Operator {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "user `{}` is a {}: writing and acknowledging need an operator",
-                    caller.user,
-                    role_name(caller.role)
-                ),
-            ));
-        }
+        let caller = at_least(
+            parts,
+            web,
+            Role::Operator,
+            "writing and acknowledging need an operator",
+        )
+        .await?;
         Ok(Operator(caller))
     }
 }
@@ -121,20 +116,37 @@ impl FromRequestParts<Web> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Admin, ApiError> {
-        let Session(caller) = Session::from_request_parts(parts, web).await?;
-        if caller.role < Role::Admin {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "user `{}` is a {}: reloading the config needs an admin",
-                    caller.user,
-                    role_name(caller.role)
-                ),
-            ));
-        }
+        let caller = at_least(
+            parts,
+            web,
+            Role::Admin,
+            "reloading the config needs an admin",
+        )
+        .await?;
         Ok(Admin(caller))
     }
+}
+
+/// The caller of a [`Session`] whose role is `role` or above; `needs` says why not.
+async fn at_least(
+    parts: &mut Parts,
+    web: &Web,
+    role: Role,
+    needs: &str,
+) -> Result<Caller, ApiError> {
+    let Session(caller) = Session::from_request_parts(parts, web).await?;
+    if caller.role < role {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "user `{}` is a {}: {needs}",
+                caller.user,
+                role_name(caller.role)
+            ),
+        ));
+    }
+    Ok(caller)
 }
 
 /// Logs in and sets the session cookie.
