@@ -35,12 +35,18 @@ const DEVICES: usize = 100;
 const TAGS_PER_DEVICE: usize = 1_000;
 const CLIENTS: usize = 100;
 const WINDOW: Duration = Duration::from_secs(20);
+/// Users the clients log in as: a user may hold 16 streams.
+const USERS: usize = 10;
 
 fn config(state: &std::path::Path, port: u16) -> String {
     let mut y = format!(
-        "state_dir: {}\nlog: {{ level: warn, values: false }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\ndevices:\n",
+        "state_dir: {}\nlog: {{ level: warn, values: false }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\nusers:\n",
         state.display()
     );
+    for u in 0..USERS {
+        let _ = writeln!(y, "  - {{ name: u{u}, password: bench-pw, role: viewer }}");
+    }
+    y.push_str("devices:\n");
     for d in 0..DEVICES {
         let _ = write!(
             y,
@@ -62,21 +68,66 @@ fn cpu_percent(pid: u32, window: Duration) -> f64 {
     100.0 * (proc_cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64()
 }
 
+/// Logs in as each user: their session cookies.
+fn sessions(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> Vec<String> {
+    rt.block_on(async {
+        let mut cookies = Vec::new();
+        for u in 0..USERS {
+            let body = format!(r#"{{"user":"u{u}","password":"bench-pw"}}"#);
+            let (status, head, _) = http_response(
+                addr,
+                &format!(
+                    "POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            )
+            .await;
+            assert_eq!(status, 200, "login u{u}: {head}");
+            let cookie = head
+                .lines()
+                .find_map(|l| l.strip_prefix("set-cookie: "))
+                .and_then(|c| c.split(';').next())
+                .expect("a session cookie");
+            cookies.push(cookie.to_string());
+        }
+        cookies
+    })
+}
+
 /// One change-stream client: reads until told to stop, counting the changes (`"path"` in
-/// the `tags` events) it receives.
-async fn follow(addr: SocketAddr, query: String, changes: Arc<AtomicU64>, stop: Arc<AtomicU64>) {
+/// the `tags` events) it receives; one refused stream counts in `refused`.
+async fn follow(
+    addr: SocketAddr,
+    request: String,
+    changes: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    cut: Arc<AtomicU64>,
+    stop: Arc<AtomicU64>,
+) {
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        refused.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let request = format!("GET /api/v1/events{query} HTTP/1.1\r\nHost: x\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
+        refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let mut buf = vec![0u8; 64 * 1024];
+    match stream.read(&mut buf).await {
+        Ok(n) if buf[..n].starts_with(b"HTTP/1.1 200") => {}
+        _ => {
+            refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
     let needle = b"\"path\"";
     while stop.load(Ordering::Relaxed) == 0 {
         match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
+            // Cut off by the server: it fell 16 frames behind.
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             Ok(Ok(n)) => {
                 let seen = buf[..n]
                     .windows(needle.len())
@@ -95,12 +146,29 @@ fn with_clients(
     rt: &tokio::runtime::Runtime,
     pid: u32,
     addr: SocketAddr,
+    cookies: &[String],
     query: impl Fn(usize) -> String,
-) -> (f64, u64, f64) {
+) -> (f64, u64, f64, u64) {
     let changes = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let cut = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..CLIENTS)
-        .map(|i| rt.spawn(follow(addr, query(i), changes.clone(), stop.clone())))
+        .map(|i| {
+            let request = format!(
+                "GET /api/v1/events{} HTTP/1.1\r\nHost: localhost\r\nCookie: {}\r\n\r\n",
+                query(i),
+                cookies[i % cookies.len()]
+            );
+            rt.spawn(follow(
+                addr,
+                request,
+                changes.clone(),
+                refused.clone(),
+                cut.clone(),
+                stop.clone(),
+            ))
+        })
         .collect();
     std::thread::sleep(Duration::from_secs(5));
     let c0 = changes.load(Ordering::Relaxed);
@@ -114,12 +182,14 @@ fn with_clients(
             let _ = t.await;
         }
     });
+    let refused = refused.load(Ordering::Relaxed);
+    assert_eq!(refused, 0, "{refused} of {CLIENTS} streams refused");
     std::thread::sleep(Duration::from_secs(2));
-    (cpu, rss, rate)
+    (cpu, rss, rate, cut.load(Ordering::Relaxed))
 }
 
 /// Pages every tag once; tags/s.
-fn page_all(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> f64 {
+fn page_all(rt: &tokio::runtime::Runtime, addr: SocketAddr, cookie: &str) -> f64 {
     rt.block_on(async {
         let started = Instant::now();
         let mut after = String::new();
@@ -127,7 +197,9 @@ fn page_all(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> f64 {
         loop {
             let (status, _, body) = http_response(
                 addr,
-                &format!("GET /api/v1/tags?limit=10000{after} HTTP/1.1\r\nHost: x\r\n\r\n"),
+                &format!(
+                    "GET /api/v1/tags?limit=10000{after} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n"
+                ),
             )
             .await;
             assert_eq!(status, 200, "{body}");
@@ -174,10 +246,13 @@ fn main() {
 
     let idle_cpu = cpu_percent(pid, WINDOW);
     let idle_rss = proc_status_kib(pid, "VmRSS").unwrap_or(0);
-    let (dev_cpu, dev_rss, dev_rate) =
-        with_clients(&rt, pid, addr, |i| format!("?device=d{:03}", i % DEVICES));
-    let (all_cpu, all_rss, all_rate) = with_clients(&rt, pid, addr, |_| String::new());
-    let mut paging: Vec<f64> = (0..3).map(|_| page_all(&rt, addr)).collect();
+    let cookies = sessions(&rt, addr);
+    let (dev_cpu, dev_rss, dev_rate, dev_cut) = with_clients(&rt, pid, addr, &cookies, |i| {
+        format!("?device=d{:03}", i % DEVICES)
+    });
+    let (all_cpu, all_rss, all_rate, all_cut) =
+        with_clients(&rt, pid, addr, &cookies, |_| String::new());
+    let mut paging: Vec<f64> = (0..3).map(|_| page_all(&rt, addr, &cookies[0])).collect();
     paging.sort_by(f64::total_cmp);
 
     let tags = DEVICES * TAGS_PER_DEVICE;
@@ -189,12 +264,12 @@ fn main() {
         "  no web client:          uaedge {idle_cpu:.1} % of one core, RSS {:.1} MB",
         idle_rss as f64 / 1024.0
     );
-    for (what, cpu, rss, rate) in [
-        ("one device each", dev_cpu, dev_rss, dev_rate),
-        ("the whole stream each", all_cpu, all_rss, all_rate),
+    for (what, cpu, rss, rate, cut) in [
+        ("one device each", dev_cpu, dev_rss, dev_rate, dev_cut),
+        ("the whole stream each", all_cpu, all_rss, all_rate, all_cut),
     ] {
         println!(
-            "  {CLIENTS} stream clients, {what}: uaedge {cpu:.1} % (+{:.1} % for the web path), RSS +{:.1} MB, {rate:.0} changes/s received in all",
+            "  {CLIENTS} stream clients, {what}: uaedge {cpu:.1} % (+{:.1} % for the web path), RSS +{:.1} MB, {rate:.0} changes/s received in all, {cut} cut off for falling behind",
             cpu - idle_cpu,
             (rss as f64 - idle_rss as f64) / 1024.0
         );

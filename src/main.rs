@@ -351,15 +351,17 @@ async fn serve(
             _ = trim.tick() => release_freed_memory(),
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                 info!(by = "SIGHUP", "reload requested");
-                reload_now(path, &mut loaded, &mut runtime, log_level).await;
+                let _ = reload_now(path, &mut loaded, &mut runtime, log_level).await;
                 // The handle follows reloads by itself; this keeps the watchdog's copy
                 // fresh all the same.
                 current.send_replace(runtime.handle());
             }
             Some(request) = requests.recv() => {
                 info!(by = %request.user, "reload requested from the web console");
-                reload_now(path, &mut loaded, &mut runtime, log_level).await;
+                let record = reload_now(path, &mut loaded, &mut runtime, log_level).await;
                 current.send_replace(runtime.handle());
+                // The asker may have gone (its connection closed by this very reload).
+                let _ = request.done.send(record);
             }
         }
     }
@@ -377,7 +379,7 @@ async fn reload_now(
     loaded: &mut String,
     runtime: &mut uaedge::runtime::Runtime,
     log_level: &uaedge::logging::LogLevel,
-) {
+) -> ReloadRecord {
     uaedge::systemd::reloading();
     let outcome = match reload(path, loaded) {
         Reload::Unchanged => {
@@ -410,14 +412,17 @@ async fn reload_now(
             (ReloadOutcome::Applied, Vec::new())
         }
     };
-    runtime.handle().status().update_gateway(|g| {
-        g.last_reload = Some(ReloadRecord {
-            time: std::time::SystemTime::now(),
-            outcome: outcome.0,
-            errors: outcome.1,
-        });
-    });
+    let record = ReloadRecord {
+        time: std::time::SystemTime::now(),
+        outcome: outcome.0,
+        errors: outcome.1,
+    };
+    runtime
+        .handle()
+        .status()
+        .update_gateway(|g| g.last_reload = Some(record.clone()));
     uaedge::systemd::ready(&status_line(runtime));
+    record
 }
 
 enum Reload {

@@ -49,7 +49,7 @@ async fn metrics_and_health_over_http() {
 
     let labels = r#"{device="line1",driver="enip-sim"}"#;
     let body = eventually(Duration::from_secs(10), "samples counted", || async {
-        let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
         let in_total = value(
             &response,
             &format!("uaedge_device_samples_in_total{labels}"),
@@ -135,7 +135,7 @@ async fn keep_alive_slow_and_idle_clients() {
 
     let mut kept = TcpStream::connect(addr).await.expect("connect");
     for _ in 0..3 {
-        kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        kept.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .expect("send");
         let response = read_response(&mut kept).await;
@@ -152,7 +152,7 @@ async fn keep_alive_slow_and_idle_clients() {
     for _ in 0..200 {
         idle.push(TcpStream::connect(addr).await.expect("idle connection"));
     }
-    let health = get(addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let health = get(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
 
     // Both are closed by the 10 s header timeout (hyper's own default is 30 s, so the
@@ -189,7 +189,7 @@ async fn history_series() {
     );
     let (rt, addr) = start(&sections).await;
     let body = eventually(Duration::from_secs(20), "samples historized", || async {
-        let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
         (value(&response, "uaedge_history_samples")? >= 20.0).then_some(response)
     })
     .await;

@@ -45,7 +45,7 @@ fn abuse(addr: SocketAddr, kind: usize, url: &str) {
         .expect("timeout");
     match kind {
         0 => s
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .expect("send"),
         1 => s.write_all(&noise(kind as u64, 300)).expect("send"),
         2 => {
@@ -71,7 +71,7 @@ fn metric(body: &str, name: &str) -> Option<f64> {
 
 fn scrape(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect(addr).expect("metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .expect("request");
     let mut body = String::new();
     s.read_to_string(&mut body).expect("response");

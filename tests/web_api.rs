@@ -33,7 +33,11 @@ fn config(web: &str) -> String {
 
 /// Status code and parsed JSON body of `GET path`.
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Json) {
-    let (status, head, body) = send(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+    let (status, head, body) = send(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    )
+    .await;
     assert!(
         head.contains("content-type: application/json"),
         "{path}: {head}"
@@ -209,7 +213,7 @@ async fn devices_and_tags_paged_with_json_errors() {
     assert!(doc["components"]["schemas"]["Tag"]["properties"]["quality"].is_object());
 
     // /metrics and /health are served on the web port too.
-    let metrics = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let metrics = http(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(metrics.contains("uaedge_device_connected"), "{metrics}");
 
     rt.shutdown().await.expect("clean shutdown");
@@ -223,7 +227,13 @@ async fn metrics_alone_serves_no_api() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let response = eventually(Duration::from_secs(10), "metrics listening", || async {
         tokio::net::TcpStream::connect(addr).await.ok()?;
-        Some(http(addr, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n").await)
+        Some(
+            http(
+                addr,
+                "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+            .await,
+        )
     })
     .await;
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
@@ -326,7 +336,7 @@ fn status_shows_config_digest_and_reload_errors() {
 
 fn post(path: &str, headers: &str, body: &str) -> String {
     format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
         body.len()
     )
 }
@@ -393,7 +403,7 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
     );
     let (status, _, body) = send(addr, &post("/api/v1/login", "", &big)).await;
     assert_eq!(status, 413, "{body}");
-    let form = "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 22\r\n\r\nuser=ann&password=s3cret";
+    let form = "POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 22\r\n\r\nuser=ann&password=s3cret";
     let (status, _, body) = send(addr, form).await;
     assert_eq!(status, 415, "a cross-site form cannot log in: {body}");
 
@@ -411,7 +421,7 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
         "{cookie_line}"
     );
     let with_cookie =
-        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n");
     let (status, _, body) = send(addr, &with_cookie("/api/v1/devices")).await;
     assert_eq!(status, 200, "{body}");
     let (status, _, body) = send(addr, &with_cookie("/api/v1/session")).await;
@@ -540,7 +550,7 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
     {
         use tokio::io::AsyncWriteExt;
         let request = format!(
-            "GET /api/v1/events?prefix=line1/count HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
+            "GET /api/v1/events?prefix=line1/count HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("send");
     }
@@ -602,7 +612,7 @@ async fn users_must_log_in_and_post_with_the_csrf_token() {
     assert!(head.contains("retry-after: "), "{head}");
     // A body that stops short of its length is answered 408, not waited for.
     let started = std::time::Instant::now();
-    let partial = "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\":";
+    let partial = "POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\":";
     let (status, _, body) = send(addr, partial).await;
     assert_eq!(status, 408, "{body}");
     assert!(started.elapsed() < Duration::from_secs(60));

@@ -27,9 +27,11 @@ fn config(port: u16) -> String {
 /// Opens the stream at `query` and returns the connection after the response head.
 async fn open(addr: std::net::SocketAddr, query: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET /api/v1/events{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("send");
+    s.write_all(
+        format!("GET /api/v1/events{query} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("send");
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -124,7 +126,7 @@ async fn filtered_changes_arrive_and_a_stalled_client_is_cut_off() {
 
     let answer = http(
         addr,
-        "GET /api/v1/events?device=nope HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /api/v1/events?device=nope HTTP/1.1\r\nHost: localhost\r\n\r\n",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");

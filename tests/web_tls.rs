@@ -101,7 +101,10 @@ async fn off_loopback_serves_https_only_with_a_kept_self_signed_certificate() {
     // Clear text on the same port gets no HTTP answer.
     let plain = tokio::time::timeout(
         Duration::from_secs(15),
-        common::http(addr, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n"),
+        common::http(
+            addr,
+            "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ),
     )
     .await
     .unwrap_or_default();

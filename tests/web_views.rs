@@ -1,9 +1,11 @@
 //! What the console's pages read, over real HTTP: a tag's recent samples from the
 //! historian (the trend), the config file with its secrets masked, the OPC UA server's
-//! endpoints and sessions and the Sparkplug node's broker in the status, and the console's
-//! own files with their Content-Security-Policy.
+//! endpoints and sessions and the Sparkplug node's broker in the status, the console's own
+//! files with their Content-Security-Policy, a loopback server refusing foreign Host
+//! names, and an admin's reload.
 
 mod common;
+mod opcua_support;
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use uaedge::runtime::Runtime;
 async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (u16, Json) {
     let (status, _, body) = http_response(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n"),
     )
     .await;
     let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
@@ -27,7 +29,7 @@ async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (u16, Json
 async fn login(addr: std::net::SocketAddr, user: &str, password: &str) -> (String, String) {
     let body = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
     let request = format!(
-        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let (status, head, body) = eventually(Duration::from_secs(20), "a login", || async {
@@ -53,7 +55,7 @@ async fn login(addr: std::net::SocketAddr, user: &str, password: &str) -> (Strin
 async fn reload(addr: std::net::SocketAddr, (cookie, csrf): &(String, String)) -> (u16, Json) {
     let (status, _, body) = http_response(
         addr,
-        &format!("POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Length: 0\r\n\r\n"),
+        &format!("POST /api/v1/reload HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Length: 0\r\n\r\n"),
     )
     .await;
     (
@@ -146,6 +148,12 @@ async fn history_config_status_and_console_files() {
     );
     assert_eq!(endpoints[0]["url"], url.as_str());
     assert_eq!(opcua["opcua"]["sessions"], 0);
+    // A client's session, counted.
+    let mut scada = opcua_support::Scada::start();
+    scada.connect_none(&url);
+    let (_, with_one) = get(addr, &cookie, "/api/v1/status").await;
+    assert_eq!(with_one["opcua"]["sessions"], 1, "{}", with_one["opcua"]);
+    drop(scada);
     let sparkplug = &opcua["sparkplug"];
     assert_eq!(
         (&sparkplug["group_id"], &sparkplug["primary_host_id"]),
@@ -156,8 +164,25 @@ async fn history_config_status_and_console_files() {
         .as_str()
         .is_some_and(|b| b.starts_with("127.0.0.1:")));
 
+    // A page elsewhere that rebinds its name to 127.0.0.1 is not served.
+    let (status, _, body) = http_response(
+        addr,
+        "GET /api/v1/status HTTP/1.1\r\nHost: evil.example:8480\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 421, "{body}");
+    for host in ["127.0.0.1:1", "[::1]:1", "LOCALHOST"] {
+        let (status, _, _) = http_response(
+            addr,
+            &format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{host}");
+    }
+
     // The console: its page under a strict policy, its files with their types.
-    let (status, head, body) = http_response(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (status, head, body) =
+        http_response(addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!(status, 200);
     assert!(body.contains("/console/app.js"), "{body}");
     assert!(
@@ -170,8 +195,11 @@ async fn history_config_status_and_console_files() {
         ("/console/app.css", "text/css"),
         ("/console/icon.svg", "image/svg+xml"),
     ] {
-        let (status, head, _) =
-            http_response(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        let (status, head, _) = http_response(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        )
+        .await;
         assert_eq!(status, 200, "{path}");
         assert!(
             head.contains(&format!("content-type: {kind}")),

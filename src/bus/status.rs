@@ -29,10 +29,12 @@ pub struct Status {
     reloads: RwLock<Option<mpsc::Sender<ReloadRequest>>>,
 }
 
-/// A reload asked for by `user` (the web console's admin).
-#[derive(Debug, Clone)]
+/// A reload asked for by `user` (the web console's admin), and where its own outcome
+/// goes (not another reload's that ran meanwhile).
+#[derive(Debug)]
 pub struct ReloadRequest {
     pub user: String,
+    pub done: tokio::sync::oneshot::Sender<super::gateway::ReloadRecord>,
 }
 
 /// Why a reload cannot be asked for now.
@@ -54,9 +56,18 @@ impl Status {
         self.opcua.read().clone()
     }
 
-    /// Set by the OPC UA server once it listens, and back to `None` when it stops.
-    pub(crate) fn set_opcua(&self, status: Option<Arc<OpcUaStatus>>) {
-        *self.opcua.write() = status;
+    /// Set by the OPC UA server once it listens.
+    pub(crate) fn set_opcua(&self, status: Arc<OpcUaStatus>) {
+        *self.opcua.write() = Some(status);
+    }
+
+    /// Back to `None` when that server stops, unless a newer one has taken its place (a
+    /// server slow to stop may end after its successor started).
+    pub(crate) fn clear_opcua(&self, status: &Arc<OpcUaStatus>) {
+        let mut slot = self.opcua.write();
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, status)) {
+            *slot = None;
+        }
     }
 
     /// Takes the reload requests from now on (the binary, once).
@@ -66,18 +77,24 @@ impl Status {
         rx
     }
 
-    /// Asks whoever serves reloads for one; it runs as SIGHUP's does, and its outcome
-    /// lands in [`GatewayInfo::last_reload`].
-    pub fn request_reload(&self, user: &str) -> Result<(), ReloadRefused> {
+    /// Asks whoever serves reloads for one; it runs as SIGHUP's does. Its outcome comes
+    /// on the receiver (and lands in [`GatewayInfo::last_reload`] as well).
+    pub fn request_reload(
+        &self,
+        user: &str,
+    ) -> Result<tokio::sync::oneshot::Receiver<super::gateway::ReloadRecord>, ReloadRefused> {
         let reloads = self.reloads.read();
         let tx = reloads.as_ref().ok_or(ReloadRefused::NotServed)?;
+        let (done, outcome) = tokio::sync::oneshot::channel();
         tx.try_send(ReloadRequest {
             user: user.to_string(),
+            done,
         })
         .map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ReloadRefused::Busy,
             mpsc::error::TrySendError::Closed(_) => ReloadRefused::NotServed,
-        })
+        })?;
+        Ok(outcome)
     }
 
     /// What is known of the process now.

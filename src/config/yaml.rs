@@ -231,6 +231,36 @@ impl RawNode {
         self.tree.len(self.id)
     }
 
+    /// Every scalar under this node (itself included) whose key path ends in a key
+    /// `matches` accepts, with its text as parsed (escapes resolved, block scalars
+    /// joined). Aliases are followed, so an anchored value is found under each key that
+    /// names it.
+    pub fn scalars_under_keys(&self, matches: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_scalars(false, matches, &mut out);
+        out
+    }
+
+    fn collect_scalars(&self, wanted: bool, matches: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+        match self.tree.kind(self.id) {
+            Kind::Scalar { .. } if wanted => out.push(self.tree.text(self.id).to_string()),
+            Kind::Scalar { .. } => {}
+            Kind::Seq { .. } => {
+                for &item in self.tree.items(self.id) {
+                    self.child(item, String::new())
+                        .collect_scalars(wanted, matches, out);
+                }
+            }
+            Kind::Map { .. } => {
+                for kv in self.tree.entries(self.id).chunks_exact(2) {
+                    let key = matches(self.tree.text(kv[0]));
+                    self.child(kv[1], String::new())
+                        .collect_scalars(wanted || key, matches, out);
+                }
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

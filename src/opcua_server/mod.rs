@@ -274,16 +274,14 @@ async fn serve(
         token.child_token(),
     ));
     *ready.lock() = Some((public, ns));
-    handle.status().set_opcua(Some(Arc::new(running_status(
-        &hostname,
-        public.port(),
-        &offered,
-        info,
-    ))));
+    // Cleared however this task ends (stopped, aborted, or a panic).
+    let _shown = Shown::new(
+        handle.clone(),
+        Arc::new(running_status(&hostname, public.port(), &offered, info)),
+    );
     if let Err(e) = run.await {
         error!(error = %e, "OPC UA server stopped with an error");
     }
-    handle.status().set_opcua(None);
     gate.abort();
     notifier.abort();
 }
@@ -411,6 +409,22 @@ fn server_builder(
     server_limits.subscriptions.min_sampling_interval_ms =
         settings.min_sampling_interval.as_secs_f64() * 1000.0;
     builder
+}
+
+/// The server's status where readers find it, for as long as this lives.
+struct Shown(Handle, Arc<OpcUaStatus>);
+
+impl Shown {
+    fn new(handle: Handle, status: Arc<OpcUaStatus>) -> Shown {
+        handle.status().set_opcua(status.clone());
+        Shown(handle, status)
+    }
+}
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        self.0.status().clear_opcua(&self.1);
+    }
 }
 
 /// What the web console and the API show of the server: the endpoints as clients reach

@@ -1,5 +1,5 @@
-//! The audit trail of what users changed through the API: one JSON line per write or
-//! acknowledgement in `<state_dir>/audit.jsonl` (user, address, what, before, after, and
+//! The audit trail of what users changed through the API: one JSON line per write,
+//! acknowledgement or reload (asked for, then its outcome) in `<state_dir>/audit.jsonl` (user, address, what, before, after, and
 //! how it ended), and the same as a log line. At 10 MiB the file moves to
 //! `audit.jsonl.1`, so it stays bounded and the last rotation is kept.
 
@@ -13,14 +13,14 @@ use tracing::{info, warn};
 const ROTATE_AT: u64 = 10 * 1024 * 1024;
 
 /// One change asked for by a user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub time: String,
     pub user: String,
     pub from: String,
-    /// `write` or `acknowledge`.
+    /// `write`, `acknowledge` or `reload`.
     pub action: &'static str,
-    /// The tag's path or the alarm's key.
+    /// The tag's path, the alarm's key, or the config file.
     pub target: String,
     pub before: serde_json::Value,
     pub after: serde_json::Value,

@@ -1,7 +1,8 @@
 //! A cap on the web server's open connections, taken as each one is accepted: past
 //! [`MAX_CONNECTIONS`] a new connection is answered 503 (plain HTTP) or closed (TLS) at
-//! once, so a flood of idle or slow clients costs a bounded amount of memory and never the
-//! descriptors the OPC UA server, the broker link and the store need.
+//! once, so a flood of idle or slow clients costs a bounded amount of memory and
+//! descriptors (the unit allows 65,536; the web and metrics listeners take 1,024 each at
+//! most).
 //!
 //! A plain connection must also start its first request within
 //! [`HEADER_READ_TIMEOUT`]: hyper's header timer (which closes a kept-alive connection
@@ -19,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use axum_server::accept::Accept;
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::HEADER_READ_TIMEOUT;
@@ -29,7 +31,7 @@ use super::HEADER_READ_TIMEOUT;
 /// Connections open at once, per listener.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// How often a refusal is logged at most (with the count since the last line).
+/// How often a refusal is logged at most (with the count since the server started).
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 10\r\nConnection: close\r\nContent-Length: 77\r\n\r\n{\"error\":\"busy\",\"message\":\"too many open connections; try again in a moment\"}";
@@ -42,6 +44,8 @@ pub struct Capped<A> {
     /// The listener speaks plain HTTP, so a refusal can be answered in HTTP.
     plain: bool,
     refusals: Arc<Refusals>,
+    /// The server stops: a connection still waiting for its first byte goes at once.
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
@@ -51,12 +55,13 @@ struct Refusals {
 }
 
 impl<A> Capped<A> {
-    pub fn new(inner: A, plain: bool, limit: usize) -> Self {
+    pub fn new(inner: A, plain: bool, limit: usize, stop: CancellationToken) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(limit)),
             plain,
             refusals: Arc::default(),
+            stop,
         }
     }
 }
@@ -91,26 +96,28 @@ where
         let inner = self.inner.clone();
         let plain = self.plain;
         let refusals = self.refusals.clone();
+        let stop = self.stop.clone();
         Box::pin(async move {
             let Ok(permit) = permit else {
                 refusals.record();
                 if plain {
-                    // Best effort, and briefly: the point is to let go of the socket.
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                    refuse(&mut stream).await;
                 }
                 return Err(io::Error::other("connection limit reached"));
             };
-            // `peek`, not `readable`, which may answer before a byte is there.
-            if plain
-                && tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut [0u8; 1]))
-                    .await
-                    .is_err()
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no request within the header timeout",
-                ));
+            // `peek`, not `readable`, which answered before a byte was there.
+            if plain {
+                let mut first_byte = [0u8; 1];
+                let first = tokio::select! {
+                    _ = stop.cancelled() => None,
+                    r = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first_byte)) => r.ok(),
+                };
+                if first.is_none() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within the header timeout",
+                    ));
+                }
             }
             let (stream, service) = inner.accept(stream, service).await?;
             Ok((
@@ -122,6 +129,29 @@ where
             ))
         })
     }
+}
+
+/// Answers 503 and lets go, briefly: the answer is written, the sending side shut, and
+/// what the client sent is drained for a moment, so that closing with unread data (a
+/// reset) does not throw the answer away before the client reads it.
+async fn refuse(stream: &mut TcpStream) {
+    let brief = Duration::from_millis(500);
+    if tokio::time::timeout(brief, stream.write_all(BUSY))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout(brief, stream.shutdown()).await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(brief, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A connection holding its slot until it closes.

@@ -5,9 +5,10 @@
 //! The page is plain JavaScript on the REST API, with no third-party code: it draws
 //! tables (the device page renders only the rows in view, so 10,000 tags scroll freely),
 //! one line chart (a polyline in SVG: a chart library would weigh more than the whole
-//! console) and forms. Every answer carries a Content-Security-Policy that allows
+//! console) and forms. The console's files carry a Content-Security-Policy that allows
 //! scripts, styles and connections from the gateway itself only, and no inline script or
-//! style: text from devices or the config cannot become code.
+//! style: text from devices or the config cannot become code (the API's answers are JSON,
+//! which a browser never runs).
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

@@ -153,7 +153,11 @@ pub async fn serve(
     let stop = axum_server::Handle::new();
     let server = server.handle(stop.clone());
     let changes = TaskTracker::new();
-    let app = router(mount, handle, history, &cancel, changes.clone());
+    let accepting = cancel.clone();
+    let mut app = router(mount, handle, history, &cancel, changes.clone());
+    if addr.ip().is_loopback() {
+        app = app.layer(axum::middleware::from_fn(loopback_host));
+    }
     let stopper = tokio::spawn(async move {
         cancel.cancelled().await;
         stop.graceful_shutdown(Some(GRACE));
@@ -166,13 +170,23 @@ pub async fn serve(
             let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(config))
                 .handshake_timeout(HEADER_READ_TIMEOUT);
             server
-                .acceptor(Capped::new(acceptor, false, cap::MAX_CONNECTIONS))
+                .acceptor(Capped::new(
+                    acceptor,
+                    false,
+                    cap::MAX_CONNECTIONS,
+                    accepting.clone(),
+                ))
                 .serve(app)
                 .await
         }
         None => {
             server
-                .acceptor(Capped::new(DefaultAcceptor, true, cap::MAX_CONNECTIONS))
+                .acceptor(Capped::new(
+                    DefaultAcceptor,
+                    true,
+                    cap::MAX_CONNECTIONS,
+                    accepting.clone(),
+                ))
                 .serve(app)
                 .await
         }
@@ -267,6 +281,37 @@ async fn deadline(request: axum::extract::Request, next: axum::middleware::Next)
             "the request took too long (a body that stopped short of its Content-Length?); a write or acknowledgement under way still ends, in the audit trail",
         )
         .into_response(),
+    }
+}
+
+/// On a loopback listener, only requests that name a loopback host are served: a web page
+/// elsewhere that rebinds its own name to 127.0.0.1 (DNS rebinding) must not read the
+/// gateway through the engineer's browser.
+async fn loopback_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // A browser always sends Host; a request without one (HTTP/1.0 from a script) is
+    // not what this guards against.
+    let Some(host) = request.headers().get(header::HOST) else {
+        return next.run(request).await;
+    };
+    let host = host.to_str().unwrap_or("");
+    // `name`, `name:port`, `[v6]` or `[v6]:port`.
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        next.run(request).await
+    } else {
+        api::ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "host",
+            "this server listens on loopback only and answers requests for localhost, 127.0.0.1 or [::1]",
+        )
+        .into_response()
     }
 }
 

@@ -6,7 +6,8 @@
 //! small queue, and one whose queue is full is cut off rather than left with a gap (a
 //! browser's EventSource reconnects and the console reloads its snapshot). Clients with
 //! the same filter share one encoding of each batch. A stream ends with its session
-//! (logout, idle expiry), and a user holds at most [`MAX_PER_USER`] streams.
+//! (logout, idle expiry), and a user holds at most [`MAX_PER_USER`] streams (without
+//! users, an address does).
 //!
 //! Events: `tags` (a JSON array of changes: path, value, quality, source_time), `device`
 //! (a link went up or down), `alarm` (a condition changed; the alarm's key) and `reload`
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
@@ -283,10 +284,16 @@ fn changes(table: &TagTable, filter: &Filter, samples: &[Sample]) -> Option<Fram
     ))]
 pub(crate) async fn events(
     State(web): State<Web>,
-    caller: Caller,
+    mut caller: Caller,
+    ConnectInfo(from): ConnectInfo<std::net::SocketAddr>,
     query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(filter) = query?;
+    // Without users every browser is "anonymous": counted per address instead, so that
+    // one engineer's tabs cannot use up another's streams.
+    if caller.csrf.is_none() {
+        caller.user = format!("{}@{}", caller.user, from.ip());
+    }
     if filter.prefix.as_ref().is_some_and(|p| p.len() > MAX_PREFIX) {
         return Err(ApiError::bad_request(format!(
             "prefix is longer than {MAX_PREFIX} bytes"

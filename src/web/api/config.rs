@@ -2,7 +2,13 @@
 //! what the console's config page shows.
 //!
 //! The file is read when asked, not kept: a 100,000-tag config is megabytes. Its digest
-//! says whether it is still what runs (an edited file waits for a reload).
+//! says whether it is still what runs (an edited file waits for a reload). One read at a
+//! time, so that viewers cannot pile up copies of a large file.
+//!
+//! Masking works on the parsed document, not on the look of the text: every scalar under
+//! a key naming a secret (aliases followed, escapes resolved, block scalars included) is
+//! replaced wherever its text stands in the file, after a first pass over `key: value`
+//! lines. A file that does not parse is not shown at all.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,8 +21,11 @@ use crate::config::sha256_hex;
 use crate::web::auth::Caller;
 use crate::web::Web;
 
-/// A larger file is not shown (the loader would not take it either).
-const MAX_FILE: u64 = 64 * 1024 * 1024;
+/// A larger file is not shown.
+const MAX_FILE: u64 = 16 * 1024 * 1024;
+
+/// One config read at a time.
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Keys ending in one of these have their values masked (`password`, `key_password`, but
 /// not `password_file`: a file's path is no secret, and the engineer wants to see it).
@@ -46,17 +55,24 @@ pub(crate) async fn get_config(
     State(web): State<Web>,
     _caller: Caller,
 ) -> Result<Json<ConfigFile>, ApiError> {
+    let _one = READS
+        .acquire()
+        .await
+        .map_err(|e| unreadable(&e.to_string()))?;
     let gateway = web.handle.status().gateway();
     let path = gateway.config_file.clone();
-    let read = tokio::task::spawn_blocking(move || read(&path))
-        .await
-        .map_err(|e| unreadable(&e.to_string()))??;
-    let sha256 = sha256_hex(read.as_bytes());
+    let (sha256, text) = tokio::task::spawn_blocking(move || {
+        let text = read(&path)?;
+        let masked = mask_parsed(&path, &text)?;
+        Ok::<_, ApiError>((sha256_hex(text.as_bytes()), masked))
+    })
+    .await
+    .map_err(|e| unreadable(&e.to_string()))??;
     Ok(Json(ConfigFile {
         running: sha256 == gateway.config_sha256,
         file: gateway.config_file,
         sha256,
-        text: mask(&read),
+        text,
     }))
 }
 
@@ -85,8 +101,78 @@ fn unreadable(why: &str) -> ApiError {
     )
 }
 
-/// The text with every secret's value replaced by `********`, in block (`password: x`)
-/// and flow (`{ name: a, password: x }`) style alike. Comments are left as they are.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|k| key.ends_with(k))
+}
+
+/// The text with every secret masked (see the module's notes); an error when it does not
+/// parse, since then what is a secret cannot be told.
+fn mask_parsed(file: &str, text: &str) -> Result<String, ApiError> {
+    let doc = crate::config::yaml::Document::parse(file, text).map_err(|e| {
+        unreadable(&format!(
+            "it does not parse ({e}), so its secrets cannot be told apart; `uaedge check` says more"
+        ))
+    })?;
+    // Values first, on the text as written: the line pass could split a quoted value
+    // with escapes, and leave a part no form of the value matches any more.
+    let mut out = text.to_string();
+    for secret in doc.root().scalars_under_keys(&is_secret_key) {
+        for form in written_forms(&secret) {
+            out = replace_tokens(&out, &form);
+        }
+    }
+    Ok(mask(&out))
+}
+
+/// How a parsed value may stand in the file: as it is, escaped within double quotes,
+/// with its single quotes doubled, and each line of a multi-line value on its own.
+fn written_forms(value: &str) -> Vec<String> {
+    let mut forms: Vec<String> = vec![value.to_string()];
+    let json = serde_json::to_string(value).unwrap_or_default();
+    forms.push(json.trim_matches('"').to_string());
+    forms.push(value.replace('\'', "''"));
+    forms.extend(value.lines().map(str::trim).map(str::to_string));
+    forms.retain(|f| !f.is_empty() && f != MASK);
+    forms.sort();
+    forms.dedup();
+    // Longest first: a line of a value must not break up the whole value's match.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms
+}
+
+const MASK: &str = "********";
+
+/// `text` with each whole-token occurrence of `token` (not inside a longer word) masked.
+fn replace_tokens(text: &str, token: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(token) {
+        if at < last {
+            continue;
+        }
+        let before = text[..at].chars().next_back();
+        let after = text[at + token.len()..].chars().next();
+        let starts_word = token.chars().next().is_some_and(|c| c.is_alphanumeric());
+        let ends_word = token
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric());
+        if (starts_word && word(before)) || (ends_word && word(after)) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str(MASK);
+        last = at + token.len();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// The text with the value after each `key:` naming a secret replaced by `********`, in
+/// block (`password: x`) and flow (`{ name: a, password: x }`) style. Comments are left
+/// as they are. The second pass of [`mask_parsed`], for what the first left.
 fn mask(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
@@ -110,7 +196,7 @@ fn mask_line(line: &str) -> String {
             let lead = value.len() - value.trim_start().len();
             let trail = value.trim_start().len() - trimmed.len();
             out.push_str(&value[..lead]);
-            out.push_str("********");
+            out.push_str(MASK);
             out.push_str(&value[value.len() - trail..]);
         }
         rest = &after[value.len()..];
@@ -146,11 +232,7 @@ fn next_secret_key(s: &str) -> Option<usize> {
         if is_key_start {
             let end = i + s[i..].bytes().take_while(|&b| is_key_char(b)).count();
             let key = &s[i..end];
-            if bytes.get(end) == Some(&b':')
-                && SECRET_KEYS
-                    .iter()
-                    .any(|k| key.to_ascii_lowercase().ends_with(k))
-            {
+            if bytes.get(end) == Some(&b':') && is_secret_key(key) {
                 return Some(end + 1);
             }
             i = end;
@@ -181,7 +263,50 @@ fn scalar_len(s: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::mask;
+    use super::{mask, mask_parsed};
+
+    #[test]
+    fn secrets_in_every_yaml_form_are_masked() {
+        let text = r#"a: &pw anchored-secret
+users:
+  - { name: op, password: "quo\"ted # x", role: operator }
+  - { name: b, "password": 'it''s-secret' }
+  - name: c
+    password : spaced-colon
+  - name: d
+    password:
+      next-line-secret
+  - name: e
+    password: |
+      block-line-one
+      block-line-two
+  - name: f
+    password: pa,ss}word
+  - name: g
+    password: *pw
+"#;
+        let masked = mask_parsed("t.yaml", text).unwrap_or_default();
+        for secret in [
+            "anchored-secret",
+            "quo",
+            "ted",
+            "it''s-secret",
+            "spaced-colon",
+            "next-line-secret",
+            "block-line-one",
+            "block-line-two",
+            "ss}word",
+        ] {
+            assert!(!masked.contains(secret), "{secret} in:\n{masked}");
+        }
+        assert!(masked.contains("name: op"), "{masked}");
+        assert!(masked.contains("role: operator"), "{masked}");
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_not_shown() {
+        assert!(mask_parsed("t.yaml", "password: [unclosed\n").is_err());
+    }
 
     #[test]
     fn secrets_are_masked_in_block_and_flow_style() {

@@ -18,7 +18,6 @@ use crate::web::Web;
 
 /// How long the answer waits for the reload to finish: within the request deadline.
 const WAIT: Duration = Duration::from_secs(12);
-const POLL: Duration = Duration::from_millis(100);
 
 /// Reloads the config file and answers with the outcome.
 #[utoipa::path(post, path = "/api/v1/reload", tag = "gateway",
@@ -36,38 +35,50 @@ pub(crate) async fn reload(
     Admin(caller): Admin,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Result<Json<ReloadInfo>, ApiError> {
-    let status = web.handle.status().clone();
-    let before = status.gateway().last_reload.map(|r| r.time);
-    let file = status.gateway().config_file;
+    let file = web.handle.status().gateway().config_file;
     let mut entry = Entry::new(&caller.user, from, "reload", &file);
-    if let Err(e) = status.request_reload(&caller.user) {
-        entry.result = format!("refused: {e}");
-        web.audit(entry).await;
-        return Err(match e {
-            ReloadRefused::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
-            ReloadRefused::NotServed => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_served", e.to_string())
-            }
-        });
-    }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if let Some(done) = status
-            .gateway()
-            .last_reload
-            .filter(|r| Some(r.time) != before)
-        {
-            entry.result = format!("{:?}", done.outcome).to_lowercase();
+    let outcome = match web.handle.status().request_reload(&caller.user) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            entry.result = format!("refused: {e}");
             web.audit(entry).await;
-            return Ok(Json(reload_info(&done)));
+            return Err(match e {
+                ReloadRefused::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+                ReloadRefused::NotServed => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_served", e.to_string())
+                }
+            });
         }
-        tokio::time::sleep(POLL).await;
+    };
+    // Recorded as asked before it runs: a reload that restarts this very server ends the
+    // request, and the outcome entry below (on the tracker, which outlives the request for
+    // a grace period) may then come from the next server's side or not at all.
+    entry.result = "requested".to_string();
+    web.audit(entry.clone()).await;
+    let runner = web.clone();
+    let done = runner
+        .change(async move {
+            let done = tokio::time::timeout(WAIT, outcome).await;
+            entry.result = match &done {
+                Ok(Ok(record)) => format!("{:?}", record.outcome).to_lowercase(),
+                Ok(Err(_)) => "no outcome: the runtime stopped".to_string(),
+                Err(_) => "under way".to_string(),
+            };
+            web.audit(entry).await;
+            done
+        })
+        .await;
+    match done {
+        Some(Ok(Ok(record))) => Ok(Json(reload_info(&record))),
+        Some(Err(_)) => Err(ApiError::new(
+            StatusCode::ACCEPTED,
+            "under_way",
+            "the reload is still under way; GET /api/v1/status shows its outcome",
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the gateway is stopping; the reload's outcome is unknown",
+        )),
     }
-    entry.result = "under way".to_string();
-    web.audit(entry).await;
-    Err(ApiError::new(
-        StatusCode::ACCEPTED,
-        "under_way",
-        "the reload is still under way; GET /api/v1/status shows its outcome",
-    ))
 }

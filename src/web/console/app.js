@@ -68,7 +68,12 @@ const qualityClass = (q) => "q-" + (q || "bad").replace(/\(.*$/, "").toLowerCase
 
 function formatValue(v) {
   if (v === null || v === undefined) return "—";
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(6).replace(/\.?0+$/, "");
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return String(v);
+    const p = v.toPrecision(6);
+    // Trailing zeros of a fraction only: 120000.4 stays "120000", 1.50000 becomes "1.5".
+    return p.includes(".") && !p.includes("e") ? p.replace(/\.?0+$/, "") : p;
+  }
   return String(v);
 }
 
@@ -97,14 +102,29 @@ function confirmDialog(text, { comment = false, ok = "Confirm" } = {}) {
 
 // Follows /api/v1/events with `filter`; handlers by event name. The browser reconnects
 // by itself; `onopen` runs on every (re)connection, so a page reloads its snapshot there.
+// A stream the server refused (busy, logged out) is not retried by the browser: then
+// `lost` runs, and the page says so and checks the session.
 function follow(filter, handlers) {
   const q = new URLSearchParams(filter).toString();
   const source = new EventSource("/api/v1/events" + (q ? "?" + q : ""));
   for (const [name, fn] of Object.entries(handlers)) {
     if (name === "open") source.onopen = fn;
-    else source.addEventListener(name, (e) => fn(JSON.parse(e.data)));
+    else if (name !== "lost") source.addEventListener(name, (e) => fn(JSON.parse(e.data)));
   }
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      if (handlers.lost) handlers.lost();
+      loadSession().then((r) => { if (r.status === 401) showLogin("Your session ended; log in again."); });
+    }
+  };
   return () => source.close();
+}
+
+// A banner for a page whose live updates stopped.
+function staleBanner(view) {
+  if (!view.querySelector(".message.stale")) {
+    view.prepend(h("div", { class: "message error stale", role: "alert" }, "Live updates stopped (too many open pages, or the gateway restarted): reload the page."));
+  }
 }
 
 // ---------------------------------------------------------------- session
@@ -124,7 +144,13 @@ async function loadSession() {
   return r;
 }
 
+function closeDialog() {
+  const dialog = document.getElementById("confirm");
+  if (dialog.open) dialog.close("cancel");
+}
+
 function showLogin(note) {
+  closeDialog();
   stopPage();
   const view = document.getElementById("view");
   const error = h("div");
@@ -284,18 +310,31 @@ function devicePage(view, name) {
   body.addEventListener("scroll", schedule, { passive: true });
   window.addEventListener("resize", schedule);
 
-  async function load() {
+  async function loadInfo() {
     const d = await api("devices/" + encodeURIComponent(name));
-    if (!d.ok) { put(view, message("error", d.body.message)); return; }
+    if (stopped) return false;
+    if (!d.ok) { put(view, message("error", d.body.message)); return false; }
     const x = d.body;
-    put(info, 
+    put(info,
       h("span", { class: "badge " + (x.connected ? "up" : "down") }, x.connected ? "connected" : "down"),
       h("span", {}, x.driver), h("span", { class: "count" }, x.reconnects + " reconnects"),
       x.last_error ? h("span", { class: "q-bad" }, x.last_error) : null);
+    return true;
+  }
+
+  // Changes that arrive while a snapshot loads are kept, and applied over it where they
+  // are newer; a load overtaken by a later one is dropped.
+  let generation = 0;
+  let pending = null;
+  async function load() {
+    const mine = ++generation;
+    pending = new Map();
+    if (!(await loadInfo()) || mine !== generation) return;
     const all = [];
     let after = "";
     for (;;) {
       const r = await api("tags?device=" + encodeURIComponent(name) + "&limit=10000" + (after ? "&after=" + encodeURIComponent(after) : ""));
+      if (stopped || mine !== generation) return;
       if (!r.ok) { put(view, message("error", r.body.message)); return; }
       all.push(...r.body.tags.filter((t) => !t.alarm));
       if (!r.body.next) break;
@@ -304,25 +343,36 @@ function devicePage(view, name) {
     tags = all;
     byPath.clear();
     for (const t of tags) byPath.set(t.path, t);
+    for (const c of pending.values()) apply(c);
+    pending = null;
     reorder();
+  }
+
+  function apply(c) {
+    const t = byPath.get(c.path);
+    if (!t || (t.source_time && c.source_time && c.source_time < t.source_time)) return;
+    t.value = c.value; t.quality = c.quality; t.source_time = c.source_time;
   }
 
   // Values change in place; the order is redone at most once a second when the sort
   // depends on them.
   const resort = setInterval(() => { if (dirtyOrder) { dirtyOrder = false; reorder(); } }, 1000);
+  let opened = false;
+  load();
   const stop = follow({ device: name }, {
-    open: load,
+    // The first opening comes with the load above; a reopening may have missed changes.
+    open: () => { if (opened) load(); opened = true; },
     tags: (changes) => {
       for (const c of changes) {
-        const t = byPath.get(c.path);
-        if (!t) continue;
-        t.value = c.value; t.quality = c.quality; t.source_time = c.source_time;
+        if (pending) pending.set(c.path, c);
+        apply(c);
       }
       if (sort.key !== "name" && sort.key !== "units" && sort.key !== "description") dirtyOrder = true;
       schedule();
     },
-    device: () => load(),
+    device: () => loadInfo(),
     reload: () => load(),
+    lost: () => staleBanner(view),
   });
   return () => { stopped = true; stop(); clearInterval(resort); window.removeEventListener("resize", schedule); };
 }
@@ -332,6 +382,12 @@ function devicePage(view, name) {
 function tagPage(view, path) {
   let points = []; // { t: ms, v: number }
   let tag = null;
+  let stopped = false;
+  // The gateway's clock, as its newest time and when this browser learnt it: a laptop's
+  // clock may be off by minutes, so "now" on the trend is the gateway's.
+  let anchor = null;
+  const gatewayNow = () => anchor ? anchor.t + (Date.now() - anchor.at) : Date.now();
+  const learn = (t) => { if (!anchor || t > anchor.t) anchor = { t, at: Date.now() }; };
   const now = h("div", { class: "value-now" });
   const props = h("dl", { class: "props" });
   const chart = svg("svg", { class: "trend", viewBox: "0 0 800 280", role: "img", "aria-label": "trend" });
@@ -350,7 +406,8 @@ function tagPage(view, path) {
   }
 
   function drawTrend() {
-    const cutoff = Date.now() - 600_000;
+    const end = gatewayNow();
+    const cutoff = end - 600_000;
     points = points.filter((p) => p.t >= cutoff).slice(-TREND_POINTS);
     // Drawn at the element's own width, so that text is not stretched.
     const W = Math.max(300, Math.round(chart.getBoundingClientRect().width) || 800), H = 280, L = 60, B = 24, T = 10, R = 10;
@@ -358,7 +415,7 @@ function tagPage(view, path) {
     put(chart);
     if (points.length === 0) { chart.append(svg("text", { x: L, y: H / 2 }, "Waiting for values…")); return; }
     // The newest value holds until now.
-    const held = points.concat(Date.now() > points[points.length - 1].t ? [{ t: Date.now(), v: points[points.length - 1].v }] : []);
+    const held = points.concat(end > points[points.length - 1].t ? [{ t: end, v: points[points.length - 1].v }] : []);
     let lo = Math.min(...held.map((p) => p.v)), hi = Math.max(...held.map((p) => p.v));
     if (lo === hi) { lo -= 1; hi += 1; }
     const t0 = held[0].t, t1 = Math.max(held[held.length - 1].t, t0 + 1);
@@ -376,14 +433,17 @@ function tagPage(view, path) {
   }
 
   function writeForm(t) {
-    const input = h("input", { name: "value", "aria-label": "New value", value: t.value ?? "", size: 14 });
+    const input = t.type === "bool"
+      ? h("select", { name: "value", "aria-label": "New value" }, h("option", { value: "true" }, "true"), h("option", { value: "false" }, "false"))
+      : h("input", { name: "value", "aria-label": "New value", value: t.value ?? "", size: 14 });
+    if (t.type === "bool") input.value = t.value ? "true" : "false";
     const result = h("div");
     const role = state.session ? state.session.role : "viewer";
     const send = async (e) => {
       e.preventDefault();
       const raw = input.value.trim();
       let value = raw;
-      if (t.type === "bool") value = /^(true|1|on)$/i.test(raw);
+      if (t.type === "bool") value = raw === "true";
       else if (t.type !== "string" && t.type !== "datetime" && raw !== "" && !isNaN(Number(raw))) value = Number(raw);
       if (await confirmDialog("Write " + JSON.stringify(value) + " to " + path + "? The device receives it at once.", { ok: "Write" }) === null) return;
       put(result, message("note", "Writing…"));
@@ -401,13 +461,17 @@ function tagPage(view, path) {
 
   async function load() {
     const r = await api("tags/" + tagUrl(path));
+    if (stopped) return;
     if (!r.ok) { put(view, message("error", r.body.message)); return; }
     tag = r.body;
+    if (tag.source_time) learn(Date.parse(tag.source_time));
     show(tag);
     if (tag.writable && writePanel.hidden) writeForm(tag);
     const hist = await api("history?tag=" + encodeURIComponent(path) + "&seconds=600");
+    if (stopped) return;
     if (hist.ok) {
       points = hist.body.points.map((p) => ({ t: Date.parse(p.time), v: numeric(p.value) })).filter((p) => p.v !== null);
+      if (points.length) learn(points[points.length - 1].t);
       put(trendNote);
     } else {
       put(trendNote, message("note", "No history for this tag (" + hist.body.message + "); the trend shows the values since this page opened."));
@@ -416,20 +480,26 @@ function tagPage(view, path) {
   }
 
   const slash = path.indexOf("/");
+  let opened = false;
+  load();
   const stop = follow({ device: path.slice(0, slash), prefix: path }, {
-    open: load,
+    open: () => { if (opened) load(); opened = true; },
     tags: (changes) => {
+      let mine = false;
       for (const c of changes) {
         if (c.path !== path || !tag) continue;
+        mine = true;
         Object.assign(tag, { value: c.value, quality: c.quality, source_time: c.source_time });
         const v = numeric(c.value);
+        if (c.source_time) learn(Date.parse(c.source_time));
         if (v !== null && c.source_time) points.push({ t: Date.parse(c.source_time), v });
       }
-      if (tag) { show(tag); drawTrend(); }
+      if (mine) { show(tag); drawTrend(); }
     },
     reload: () => load(),
+    lost: () => staleBanner(view),
   });
-  return stop;
+  return () => { stopped = true; stop(); };
 }
 
 // ---------------------------------------------------------------- alarms
@@ -445,8 +515,20 @@ function alarmsPage(view) {
     put(result, r.ok ? message("ok", "Acknowledged " + a.key + ".") : message("error", "Refused: " + (r.body.message || r.status)));
     refresh();
   }
+  // One request at a time, and one more after it when events came meanwhile: a storm of
+  // alarm events costs two requests, not one each.
+  let busy = false, again = false, stopped = false;
   async function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try { await fetchList(); } finally {
+      busy = false;
+      if (again && !stopped) { again = false; refresh(); }
+    }
+  }
+  async function fetchList() {
     const r = await api("alarms");
+    if (stopped) return;
     if (!r.ok) { put(list, message("error", r.body.message)); return; }
     const alarms = r.body.alarms.slice().sort((a, b) => (b.active - a.active) || (a.acked - b.acked) || b.severity - a.severity);
     put(list, alarms.length === 0 ? h("p", {}, "No alarm is active or waiting for acknowledgement.") : h("table", {},
@@ -462,20 +544,27 @@ function alarmsPage(view) {
         h("td", {}, a.acked ? "" : h("button", { type: "button", onclick: () => acknowledge(a) }, "Acknowledge…")))))));
   }
   refresh();
-  const stop = follow({}, { alarm: refresh, open: refresh });
+  const stop = follow({}, { alarm: refresh, open: refresh, lost: () => staleBanner(view) });
   const timer = setInterval(refresh, 10 * POLL_MS);
-  return () => { stop(); clearInterval(timer); };
+  return () => { stopped = true; stop(); clearInterval(timer); };
 }
 
 // ---------------------------------------------------------------- config
 
 function configPage(view) {
+  let stopped = false;
   const result = h("div");
   const admin = state.session && state.session.role === "admin";
   async function reload() {
     if (await confirmDialog("Re-read the config file and apply it, as `systemctl reload uaedge` does?", { ok: "Reload" }) === null) return;
     put(result, message("note", "Reloading…"));
     const r = await api("reload", { body: {} });
+    if (stopped) return;
+    if (r.status === 202) { put(result, message("note", r.body.message)); return; }
+    if (r.status === 0) {
+      put(result, message("note", "The gateway did not answer: a reload that changes `web:` restarts this server. The dashboard's Config card shows the outcome."));
+      return;
+    }
     if (!r.ok) { put(result, message("error", "Refused: " + (r.body.message || r.status))); return; }
     const o = r.body;
     put(result, o.outcome === "refused"
@@ -486,6 +575,7 @@ function configPage(view) {
   }
   function show() {
     api("config").then((r) => {
+      if (stopped) return;
       if (!r.ok) { put(view, h("h1", {}, "Config"), result, message("error", r.body.message)); return; }
       const c = r.body;
       put(view, h("h1", {}, "Config"),
@@ -498,7 +588,7 @@ function configPage(view) {
   }
   put(view, h("h1", {}, "Config"), message("note", "Loading…"));
   show();
-  return () => {};
+  return () => { stopped = true; };
 }
 
 // ---------------------------------------------------------------- routing
@@ -506,12 +596,14 @@ function configPage(view) {
 let stopPage = () => {};
 
 function route() {
+  closeDialog();
   stopPage();
   stopPage = () => {};
   const view = document.getElementById("view");
   const hash = location.hash.replace(/^#\/?/, "");
   const [page, ...rest] = hash.split("/");
-  const arg = decodeURIComponent(rest.join("/"));
+  let arg = "";
+  try { arg = decodeURIComponent(rest.join("/")); } catch (_) { arg = rest.join("/"); }
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("current", a.dataset.nav === (page || "dashboard"));
   if (!state.session) { showLogin(); return; }
   const pages = { "": dashboard, device: devicePage, tag: tagPage, alarms: alarmsPage, config: configPage };
