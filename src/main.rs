@@ -124,7 +124,10 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run { config } => run(config),
+        Command::Run { config } => {
+            raise_open_file_limit();
+            run(config)
+        }
         Command::Discover {
             endpoint,
             root,
@@ -506,6 +509,23 @@ fn one_malloc_arena() {
         // SAFETY: mallopt only sets a glibc tunable; no thread has allocated yet.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard one, as servers do: outside systemd
+/// (whose unit sets 65,536) the soft limit is often 1,024, which the web server's
+/// connection cap alone could reach, leaving the OPC UA server and the store none.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
         }
     }
 }
