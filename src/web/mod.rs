@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod cap;
 pub mod console;
+mod frame;
 pub mod metrics;
 pub mod stream;
 pub mod tls;

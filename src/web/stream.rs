@@ -24,7 +24,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
@@ -33,7 +33,6 @@ use super::api::ApiError;
 use super::auth::{Auth, Caller};
 use super::Web;
 use crate::bus::{Handle, ModelEvent};
-use crate::history::export::{json_value, rfc3339};
 use crate::model::{DeviceId, Sample, TagTable};
 
 /// Frames a client's queue holds.
@@ -116,14 +115,6 @@ enum Refused {
     Full,
     UserFull,
     Closed,
-}
-
-#[derive(Serialize)]
-struct Change {
-    path: String,
-    value: serde_json::Value,
-    quality: String,
-    source_time: Option<String>,
 }
 
 impl Hub {
@@ -251,26 +242,10 @@ impl Hub {
 
 /// The `tags` frame of `samples` that `filter` wants; `None` when it wants none of them.
 fn changes(table: &TagTable, filter: &Filter, samples: &[Sample]) -> Option<Frame> {
-    let list: Vec<Change> = samples
-        .iter()
-        .filter_map(|s| {
-            let def = table.tag(s.tag)?;
-            filter
-                .wants_tag(&def.path.device, &def.path.tag)
-                .then(|| Change {
-                    path: def.path.to_string(),
-                    value: json_value(&s.value),
-                    quality: s.quality.to_string(),
-                    source_time: (s.time.as_micros() != 0).then(|| rfc3339(s.time.as_micros())),
-                })
-        })
-        .collect();
-    if list.is_empty() {
-        return None;
-    }
-    serde_json::to_string(&list)
-        .ok()
-        .map(|json| ("tags", Arc::from(json)))
+    super::frame::tags_json(table, samples, |def| {
+        filter.wants_tag(&def.path.device, &def.path.tag)
+    })
+    .map(|json| ("tags", Arc::from(json)))
 }
 
 /// The change stream: server-sent events `tags`, `device`, `alarm` and `reload`.
