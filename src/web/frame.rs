@@ -73,11 +73,49 @@ impl Serialize for ValueJson<'_> {
             Some(Value::UInt16(v)) => s.serialize_u64(u64::from(*v)),
             Some(Value::UInt32(v)) => s.serialize_u64(u64::from(*v)),
             Some(Value::UInt64(v)) => s.serialize_u64(*v),
-            Some(Value::Float(v)) if v.is_finite() => s.serialize_f32(*v),
-            Some(Value::Double(v)) if v.is_finite() => s.serialize_f64(*v),
+            Some(Value::Float(v)) if v.is_finite() => match whole(f64::from(*v)) {
+                Some(w) => w.serialize(s),
+                None => s.serialize_f32(*v),
+            },
+            Some(Value::Double(v)) if v.is_finite() => match whole(*v) {
+                Some(w) => w.serialize(s),
+                None => s.serialize_f64(*v),
+            },
             Some(v @ (Value::Float(_) | Value::Double(_))) => s.collect_str(v),
             Some(Value::String(v)) => s.serialize_str(v),
             Some(Value::DateTime(t)) => s.collect_str(&Rfc3339(t.as_micros())),
+        }
+    }
+}
+
+/// A float with no fraction that fits an integer, as that integer: `json_value` prints
+/// 42.0 as `42`, and the stream must say what `/api/v1/tags` says.
+fn whole(v: f64) -> Option<Whole> {
+    // 2^64 and 2^63: the first floats past u64 and i64.
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    const I64_START: f64 = -9_223_372_036_854_775_808.0;
+    if v.fract() != 0.0 || (v == 0.0 && v.is_sign_negative()) {
+        return None;
+    }
+    if (0.0..U64_END).contains(&v) {
+        Some(Whole::U(v as u64))
+    } else if (I64_START..0.0).contains(&v) {
+        Some(Whole::I(v as i64))
+    } else {
+        None
+    }
+}
+
+enum Whole {
+    U(u64),
+    I(i64),
+}
+
+impl Serialize for Whole {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Whole::U(v) => s.serialize_u64(v),
+            Whole::I(v) => s.serialize_i64(v),
         }
     }
 }
@@ -90,17 +128,25 @@ impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use chrono::{Datelike, Timelike};
         match chrono::DateTime::from_timestamp_micros(self.0) {
-            Some(t) => write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-                t.year(),
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.timestamp_subsec_micros()
-            ),
+            Some(t) => {
+                // As chrono writes years past four digits: with their sign.
+                let year = t.year();
+                if (0..=9999).contains(&year) {
+                    write!(f, "{year:04}")?;
+                } else {
+                    write!(f, "{year:+05}")?;
+                }
+                write!(
+                    f,
+                    "-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    t.timestamp_subsec_micros()
+                )
+            }
             None => write!(f, "{}", self.0),
         }
     }
@@ -140,6 +186,11 @@ mod tests {
             Some(Value::UInt64(u64::MAX)),
             Some(Value::Float(0.1)),
             Some(Value::Float(1e30)),
+            Some(Value::Float(42.0)),
+            Some(Value::Double(-3.0)),
+            Some(Value::Double(1e15)),
+            Some(Value::Double(1e20)),
+            Some(Value::Double(-0.0)),
             Some(Value::Float(f32::NAN)),
             Some(Value::Double(-120_000.4)),
             Some(Value::Double(f64::INFINITY)),
