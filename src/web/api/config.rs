@@ -7,8 +7,8 @@
 //!
 //! Masking works on the parsed document, not on the look of the text: every scalar under
 //! a key naming a secret (aliases followed, escapes resolved, block scalars included) is
-//! replaced wherever its text stands in the file, after a first pass over `key: value`
-//! lines. A file that does not parse is not shown at all.
+//! replaced wherever its text stands in the file. A file that does not parse is not shown
+//! at all.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -114,15 +114,13 @@ fn mask_parsed(file: &str, text: &str) -> Result<String, ApiError> {
             "it does not parse ({e}), so its secrets cannot be told apart; `uaedge check` says more"
         ))
     })?;
-    // Values first, on the text as written: the line pass could split a quoted value
-    // with escapes, and leave a part no form of the value matches any more.
     let mut out = text.to_string();
     for secret in doc.root().scalars_under_keys(&is_secret_key) {
         for form in written_forms(&secret) {
             out = replace_tokens(&out, &form);
         }
     }
-    Ok(mask(&out))
+    Ok(out)
 }
 
 /// How a parsed value may stand in the file: as it is, escaped within double quotes,
@@ -170,100 +168,13 @@ fn replace_tokens(text: &str, token: &str) -> String {
     out
 }
 
-/// The text with the value after each `key:` naming a secret replaced by `********`, in
-/// block (`password: x`) and flow (`{ name: a, password: x }`) style. Comments are left
-/// as they are. The second pass of [`mask_parsed`], for what the first left.
-fn mask(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        out.push_str(&mask_line(line));
-    }
-    out
-}
-
-fn mask_line(line: &str) -> String {
-    let (code, comment) = split_comment(line);
-    let mut out = String::with_capacity(line.len());
-    let mut rest = code;
-    while let Some(key_end) = next_secret_key(rest) {
-        out.push_str(&rest[..key_end]);
-        let after = &rest[key_end..];
-        let value = &after[..scalar_len(after)];
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            out.push_str(value);
-        } else {
-            let lead = value.len() - value.trim_start().len();
-            let trail = value.trim_start().len() - trimmed.len();
-            out.push_str(&value[..lead]);
-            out.push_str(MASK);
-            out.push_str(&value[value.len() - trail..]);
-        }
-        rest = &after[value.len()..];
-    }
-    out.push_str(rest);
-    out.push_str(comment);
-    out
-}
-
-/// Where a comment starts (`#` after a space or at the start, outside quotes).
-fn split_comment(line: &str) -> (&str, &str) {
-    let mut quote: Option<char> = None;
-    let mut prev = ' ';
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '#') if prev.is_whitespace() => return line.split_at(i),
-            _ => {}
-        }
-        prev = c;
-    }
-    let body = line.trim_end_matches(['\n', '\r']);
-    line.split_at(body.len())
-}
-
-/// The end (past the `:`) of the next `key:` whose key names a secret.
-fn next_secret_key(s: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let is_key_start = (i == 0 || !is_key_char(bytes[i - 1])) && is_key_char(bytes[i]);
-        if is_key_start {
-            let end = i + s[i..].bytes().take_while(|&b| is_key_char(b)).count();
-            let key = &s[i..end];
-            if bytes.get(end) == Some(&b':') && is_secret_key(key) {
-                return Some(end + 1);
-            }
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-fn is_key_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-}
-
-/// The length of the scalar after a `key:`: a quoted string, or up to the next `,` or `}`
-/// of a flow map (the whole rest in block style).
-fn scalar_len(s: &str) -> usize {
-    let trimmed = s.trim_start();
-    let lead = s.len() - trimmed.len();
-    let mut chars = trimmed.char_indices();
-    match chars.next() {
-        Some((_, q @ ('"' | '\''))) => chars
-            .find(|&(_, c)| c == q)
-            .map_or(s.len(), |(i, _)| lead + i + 1),
-        _ => trimmed.find([',', '}']).map_or(s.len(), |i| lead + i),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{mask, mask_parsed};
+    use super::mask_parsed;
+
+    fn mask(text: &str) -> String {
+        mask_parsed("t.yaml", text).unwrap_or_default()
+    }
 
     #[test]
     fn secrets_in_every_yaml_form_are_masked() {
