@@ -9,7 +9,22 @@ export UAEDGE_TEST_NODE_MODULES="$PWD/.build/node/node_modules"
 export UAEDGE_TEST_WEB_PYTHON="$PWD/.build/webtest/bin/python"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Build every test first, then start the shipped-config run (seven minutes, mostly waiting
+# for its scheduled faults) beside the rest instead of after it.
+cargo test --workspace --no-run
+shipped=$(cargo test --test shipped_alarms --no-run 2>&1 | sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
+[ -x "$shipped" ] || { echo "run: no shipped_alarms test binary" >&2; exit 1; }
+mkdir -p target
+"$shipped" --ignored >target/shipped_alarms.log 2>&1 &
+shipped_pid=$!
+trap 'kill "$shipped_pid" 2>/dev/null || true' EXIT
 cargo test --workspace
+echo "run: waiting for the shipped-config test (tests/shipped_alarms.rs)"
+shipped_status=0
+wait "$shipped_pid" || shipped_status=$?
+trap - EXIT
+cat target/shipped_alarms.log
+[ "$shipped_status" -eq 0 ] || { echo "run: shipped_alarms failed ($shipped_status)" >&2; exit 1; }
 bash tests/fuzz.sh  # cargo fuzz targets, 60 s each (UAEDGE_FUZZ_SECS); see tests/fuzz.sh
 # The .deb: build, lintian, install, upgrade, purge. Needs dpkg and root (or sudo).
 if command -v dpkg >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
