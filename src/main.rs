@@ -349,23 +349,29 @@ async fn serve(
     let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        // Who asked for a reload: SIGHUP (no one to answer) or the web console.
+        let asker = tokio::select! {
             _ = &mut stop => break,
-            _ = trim.tick() => release_freed_memory(),
+            _ = trim.tick() => {
+                release_freed_memory();
+                continue;
+            }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                 info!(by = "SIGHUP", "reload requested");
-                let _ = reload_now(path, &mut loaded, &mut runtime, log_level).await;
-                // The handle follows reloads by itself; this keeps the watchdog's copy
-                // fresh all the same.
-                current.send_replace(runtime.handle());
+                None
             }
             Some(request) = requests.recv() => {
                 info!(by = %request.user, "reload requested from the web console");
-                let record = reload_now(path, &mut loaded, &mut runtime, log_level).await;
-                current.send_replace(runtime.handle());
-                // The asker may have gone (its connection closed by this very reload).
-                let _ = request.done.send(record);
+                Some(request.done)
             }
+        };
+        let record = reload_now(path, &mut loaded, &mut runtime, log_level).await;
+        // The handle follows reloads by itself; this keeps the watchdog's copy fresh all
+        // the same.
+        current.send_replace(runtime.handle());
+        if let Some(done) = asker {
+            // The asker may have gone (its connection closed by this very reload).
+            let _ = done.send(record);
         }
     }
     uaedge::systemd::stopping();
