@@ -9,7 +9,7 @@ use super::checks::Detector;
 use super::*;
 use crate::config::checks::{validate_checks, CheckConfig};
 use crate::config::yaml::Document;
-use crate::model::{DeviceId, TagDef, TagId, TagPath};
+use crate::model::{TagDef, TagId};
 
 /// Deterministic uniform noise in [-0.5, 0.5).
 struct Rng(u64);
@@ -97,23 +97,8 @@ const PLANT: &str = "checks:
 
 fn plant_tags() -> Vec<TagDef> {
     let def = |id: u32, tag: &str, data_type, writable| TagDef {
-        id: TagId(id),
-        device: DeviceId(0),
-        path: TagPath {
-            device: "plant".into(),
-            tag: tag.into(),
-        },
-        local: id,
-        data_type,
-        raw_type: data_type,
-        units: None,
-        description: None,
-        scaling: None,
-        range: None,
-        deadband: None,
         writable,
-        historized: true,
-        address: Box::default(),
+        ..TagDef::plain(id, "plant", tag, data_type)
     };
     vec![
         def(0, "temp", DataType::Double, false),

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::yaml::Document;
-use crate::model::{DeviceId, TagId, TagPath};
+use crate::model::{TagDef, TagId};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,23 +12,8 @@ struct Holder {
 
 fn def(id: u32, device: &str, tag: &str, data_type: DataType, writable: bool) -> TagDef {
     TagDef {
-        id: TagId(id),
-        device: DeviceId(0),
-        path: TagPath {
-            device: device.into(),
-            tag: tag.into(),
-        },
-        local: id,
-        data_type,
-        raw_type: data_type,
-        units: None,
-        description: None,
-        scaling: None,
-        range: None,
-        deadband: None,
         writable,
-        historized: true,
-        address: Box::default(),
+        ..TagDef::plain(id, device, tag, data_type)
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use uaedge_driver::Value;
 
+use crate::model::json::{Rfc3339, ValueJson};
+
 use super::chunk::{self, Point};
 use super::store::{HistoryError, ReadOnlyStore};
 use super::wal::replay;
@@ -76,23 +78,18 @@ pub fn read(path: &Path, tag: &str, from: i64, to: i64) -> Result<Vec<Point>, Ex
     Ok(points)
 }
 
-/// RFC 3339 in UTC with µs.
+/// RFC 3339 in UTC with µs ([`Rfc3339`]).
 pub(crate) fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_else(|| us.to_string())
+    Rfc3339(us).to_string()
 }
 
-/// A value as JSON: numbers as numbers, NaN and ∞ as text, times as RFC 3339.
+/// A value as JSON ([`ValueJson`]), for bodies built as `serde_json::Value`: the text is
+/// read back so that a float32 keeps its shortest digits (0.1, not 0.10000000149011612).
 pub(crate) fn json_value(v: &Option<Value>) -> serde_json::Value {
-    match v {
-        None => serde_json::Value::Null,
-        Some(Value::Boolean(b)) => (*b).into(),
-        Some(Value::String(s)) => s.as_str().into(),
-        Some(Value::DateTime(t)) => rfc3339(t.as_micros()).into(),
-        // Numbers as their shortest text (a float32 as float32 prints), NaN and ∞ as text.
-        Some(v) => serde_json::from_str(&v.to_string()).unwrap_or_else(|_| v.to_string().into()),
-    }
+    serde_json::to_string(&ValueJson(v))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// `time,value,quality` with a header; text values quoted as CSV quotes them.

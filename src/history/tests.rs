@@ -11,44 +11,19 @@ use super::chunk::Point;
 use super::{Historian, History};
 use crate::bus::{ModelEvent, Start};
 use crate::config::history::HistorySettings;
-use crate::model::{DeviceDef, DeviceId, Sample, TagDef, TagId, TagPath, TagTable};
+use crate::model::{DeviceId, Sample, TagId, TagTable};
 
 const T0: i64 = 1_780_000_000_000_000;
 
 fn table() -> Arc<TagTable> {
-    let tag = |id: u32, name: &str, data_type, historized| TagDef {
-        id: TagId(id),
-        device: DeviceId(0),
-        path: TagPath {
-            device: "press".into(),
-            tag: name.into(),
-        },
-        local: id,
-        data_type,
-        raw_type: data_type,
-        units: None,
-        description: None,
-        scaling: None,
-        range: None,
-        deadband: None,
-        writable: false,
-        historized,
-        address: Box::default(),
-    };
-    let tags = vec![
-        tag(0, "pressure", DataType::Double, true),
-        tag(1, "count", DataType::UInt32, true),
-        tag(2, "secret", DataType::Boolean, false),
+    let tags = [
+        ("pressure", DataType::Double),
+        ("count", DataType::UInt32),
+        ("secret", DataType::Boolean),
     ];
-    let device = DeviceDef {
-        id: DeviceId(0),
-        name: "press".into(),
-        driver: "sim".into(),
-        first_tag: 0,
-        tag_count: 3,
-        driver_tags: 3,
-    };
-    Arc::new(TagTable::new(vec![device], tags))
+    Arc::new(TagTable::one_device("press", &tags, |def| {
+        def.historized = &*def.path.tag != "secret";
+    }))
 }
 
 fn settings(dir: &std::path::Path, max_bytes: u64) -> HistorySettings {

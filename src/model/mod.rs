@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use uaedge_driver::{DataType, Quality, Timestamp, Value, ValueError};
 
+pub mod json;
 mod scaling;
 pub use scaling::{Gain, Scaling};
 
@@ -227,6 +228,62 @@ pub struct TagTable {
     by_name: Vec<TagId>,
     state: RwLock<Vec<TagState>>,
     device_state: RwLock<Vec<DeviceState>>,
+}
+
+#[cfg(test)]
+impl TagDef {
+    /// A tag for tests: on device 0, historized, read-only, unscaled, no units.
+    pub(crate) fn plain(id: u32, device: &str, tag: &str, data_type: DataType) -> TagDef {
+        TagDef {
+            id: TagId(id),
+            device: DeviceId(0),
+            path: TagPath {
+                device: device.into(),
+                tag: tag.into(),
+            },
+            local: id,
+            data_type,
+            raw_type: data_type,
+            units: None,
+            description: None,
+            scaling: None,
+            range: None,
+            deadband: None,
+            writable: false,
+            historized: true,
+            address: Box::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl TagTable {
+    /// A table of one device with `tags` ([`TagDef::plain`]): `adjust` changes any
+    /// definition before the table is built.
+    pub(crate) fn one_device(
+        device: &str,
+        tags: &[(&str, DataType)],
+        adjust: impl Fn(&mut TagDef),
+    ) -> TagTable {
+        let defs = tags
+            .iter()
+            .zip(0u32..)
+            .map(|(&(name, data_type), i)| {
+                let mut def = TagDef::plain(i, device, name, data_type);
+                adjust(&mut def);
+                def
+            })
+            .collect::<Vec<_>>();
+        let device = DeviceDef {
+            id: DeviceId(0),
+            name: device.into(),
+            driver: "sim".into(),
+            first_tag: 0,
+            tag_count: defs.len() as u32,
+            driver_tags: defs.len() as u32,
+        };
+        TagTable::new(vec![device], defs)
+    }
 }
 
 impl TagTable {

@@ -148,43 +148,15 @@ pub fn decode(bytes: &[u8]) -> Result<(Record, Vec<(String, CodecError)>), Recor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeviceDef, DeviceId, TagDef, TagId, TagPath};
+    use crate::model::TagId;
     use uaedge_driver::{BadReason, DataType, Quality};
 
     fn table() -> TagTable {
-        let tag = |i: u32, name: &str, t: DataType| TagDef {
-            id: TagId(i),
-            device: DeviceId(0),
-            path: TagPath {
-                device: "press3".into(),
-                tag: name.into(),
-            },
-            local: i,
-            data_type: t,
-            raw_type: t,
-            units: None,
-            description: None,
-            scaling: None,
-            range: None,
-            deadband: None,
-            writable: false,
-            historized: true,
-            address: Box::default(),
-        };
-        TagTable::new(
-            vec![DeviceDef {
-                id: DeviceId(0),
-                name: "press3".into(),
-                driver: "x".into(),
-                first_tag: 0,
-                tag_count: 2,
-                driver_tags: 2,
-            }],
-            vec![
-                tag(0, "hydraulics/pressure", DataType::Double),
-                tag(1, "count", DataType::UInt32),
-            ],
-        )
+        let tags = [
+            ("hydraulics/pressure", DataType::Double),
+            ("count", DataType::UInt32),
+        ];
+        TagTable::one_device("press3", &tags, |_| {})
     }
 
     #[test]
