@@ -192,6 +192,12 @@ pub struct SparkplugStatus {
     pub(crate) connected: AtomicBool,
     pub(crate) born: AtomicBool,
     pub(crate) host_online: AtomicBool,
+    /// The primary host's STATE on each server, one bit a server (as last seen there).
+    pub(crate) hosts_online: AtomicU64,
+    /// Index in `identity.brokers` of the server in use (or being tried).
+    pub(crate) server: AtomicU64,
+    /// Moves from one server to another.
+    pub(crate) switches: AtomicU64,
     pub(crate) bd_seq: AtomicU64,
     pub(crate) backlog_records: AtomicU64,
     pub(crate) backlog_bytes: AtomicU64,
@@ -208,8 +214,8 @@ pub struct SparkplugStatus {
 pub struct SparkplugIdentity {
     pub group_id: String,
     pub edge_node_id: String,
-    /// `host:port`, with `mqtts://` in front over TLS.
-    pub broker: String,
+    /// The MQTT servers in order, as `mqtt://host:port` or `mqtts://host:port`.
+    pub brokers: Vec<String>,
     pub primary_host_id: Option<String>,
 }
 
@@ -220,8 +226,16 @@ pub struct StatusSnapshot {
     pub mqtt_connected: bool,
     /// NBIRTH is out: data flows.
     pub born: bool,
-    /// The primary host is online (always true without `primary_host_id`).
+    /// The primary host is online on the server in use (always true without
+    /// `primary_host_id`).
     pub primary_host_online: bool,
+    /// The primary host's STATE as last seen on each server: bit i for `brokers[i]`, all
+    /// set without a primary host. See [`StatusSnapshot::host_online_on`].
+    pub hosts_online: u64,
+    /// Index in the identity's `brokers` of the server in use, or being tried.
+    pub server: usize,
+    /// Moves from one server to another since the node started.
+    pub server_switches: u64,
     pub bd_seq: u64,
     /// Journal records (one device's batch each) not yet acknowledged by the broker.
     pub backlog_records: u64,
@@ -235,6 +249,14 @@ pub struct StatusSnapshot {
     /// Publish → PUBACK time of journal records: total in µs and how many were measured.
     pub publish_latency_sum_us: u64,
     pub publish_latency_count: u64,
+}
+
+impl StatusSnapshot {
+    /// The primary host's STATE on `brokers[server]` as last seen there (true without a
+    /// primary host).
+    pub fn host_online_on(&self, server: usize) -> bool {
+        server < 64 && self.hosts_online & (1 << server) != 0
+    }
 }
 
 impl SparkplugStatus {
@@ -251,6 +273,9 @@ impl SparkplugStatus {
             mqtt_connected: self.connected.load(r),
             born: self.born.load(r),
             primary_host_online: self.host_online.load(r),
+            hosts_online: self.hosts_online.load(r),
+            server: usize::try_from(self.server.load(r)).unwrap_or(usize::MAX),
+            server_switches: self.switches.load(r),
             bd_seq: self.bd_seq.load(r),
             backlog_records: self.backlog_records.load(r),
             backlog_bytes: self.backlog_bytes.load(r),

@@ -6,6 +6,7 @@
 //! read. Every error names the file, line, column and key path, and all of them are returned.
 
 mod alarm_tags;
+mod brokers;
 pub mod checks;
 pub mod conditions;
 mod drivers;

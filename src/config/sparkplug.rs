@@ -6,19 +6,26 @@
 //! with its line, not a runtime surprise. The password is never logged: [`Secret`]'s `Debug`
 //! prints `***`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use uaedge_driver::Duration;
 
+use super::brokers::{self, resolve, RawBroker, RawServers, RawTls};
+pub use super::brokers::{BrokerSettings, Secret, TlsSettings, SYSTEM_CA_BUNDLE};
 use super::{Backoff, ByteSize, ConfigError, Spanned};
 
 /// `sparkplug:` as written in YAML.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSparkplug {
-    broker: Spanned<String>,
+    #[serde(default)]
+    broker: Option<Spanned<String>>,
+    #[serde(default)]
+    brokers: Option<Spanned<Vec<RawBroker>>>,
+    /// Online on a server other than the first this long: back to the first.
+    #[serde(default)]
+    return_to_first: Option<Spanned<Duration>>,
     #[serde(default)]
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
@@ -32,6 +39,10 @@ pub struct RawSparkplug {
     edge_node_id: Option<Spanned<String>>,
     #[serde(default)]
     primary_host_id: Option<Spanned<String>>,
+    /// How long a server may keep the primary host's STATE from the node before it tries
+    /// the next server (with more than one).
+    #[serde(default = "default_primary_host_timeout")]
+    primary_host_timeout: Spanned<Duration>,
     #[serde(default = "default_keep_alive")]
     keep_alive: Spanned<Duration>,
     /// QoS of NDATA/DDATA (see the module docs for why 1 is the default).
@@ -48,17 +59,6 @@ pub struct RawSparkplug {
     diagnostics_period: Spanned<Duration>,
     #[serde(default)]
     store: Option<RawStore>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    #[serde(default)]
-    ca_file: Option<Spanned<String>>,
-    #[serde(default)]
-    cert_file: Option<Spanned<String>>,
-    #[serde(default)]
-    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +87,9 @@ fn spanned<T>(value: T) -> Spanned<T> {
     }
 }
 
+fn default_primary_host_timeout() -> Spanned<Duration> {
+    spanned(Duration::from_secs(10))
+}
 fn default_keep_alive() -> Spanned<Duration> {
     spanned(Duration::from_secs(30))
 }
@@ -108,47 +111,6 @@ fn default_drain_rate() -> Spanned<u32> {
 
 const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
-/// A string that must not reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Where `mqtts://` without `ca_file` finds trusted roots (Debian's `ca-certificates`).
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// TLS material, read at config load: PEM bytes of the CA (or the system bundle), and of
-/// the client certificate and key when configured.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub ca: Vec<u8>,
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("client_cert", &self.client.is_some())
-            .finish()
-    }
-}
-
-fn system_roots(broker: &Spanned<String>, errors: &mut Vec<ConfigError>) -> Option<TlsSettings> {
-    match std::fs::read(SYSTEM_CA_BUNDLE) {
-        Ok(ca) => Some(TlsSettings { ca, client: None }),
-        Err(e) => {
-            errors.push(broker.error(format!(
-                "mqtts:// without `tls.ca_file` uses {SYSTEM_CA_BUNDLE}, which cannot be read ({e}); set `tls.ca_file`"
-            )));
-            None
-        }
-    }
-}
-
 /// The journal's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreSettings {
@@ -162,15 +124,17 @@ pub struct StoreSettings {
 /// A validated `sparkplug:` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SparkplugSettings {
-    pub host: String,
-    pub port: u16,
-    pub tls: Option<TlsSettings>,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
+    /// The MQTT servers in order of preference: at least one.
+    pub brokers: Vec<BrokerSettings>,
+    /// Online on a server other than the first this long: back to the first.
+    pub return_to_first: Option<std::time::Duration>,
     pub client_id: String,
     pub group_id: String,
     pub edge_node_id: String,
     pub primary_host_id: Option<String>,
+    /// With several servers: how long one may keep the primary host's STATE from the
+    /// node (none arrives, or it says offline) before the node tries the next.
+    pub primary_host_timeout: std::time::Duration,
     pub keep_alive: std::time::Duration,
     /// 0 or 1.
     pub data_qos: u8,
@@ -194,22 +158,6 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves a path from the config relative to the config file's folder.
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-fn read_file(base: &Path, s: &Spanned<String>, what: &str) -> Result<Vec<u8>, ConfigError> {
-    let path = resolve(base, &s.value);
-    crate::config::read_referenced_file(&path)
-        .map_err(|e| s.error(format!("cannot read {what} {}: {e}", path.display())))
-}
-
 impl SparkplugSettings {
     /// Validates the section. `config_file` anchors relative paths; `node_name` is the
     /// default edge node id; `devices` are the configured device names (each becomes a
@@ -227,76 +175,24 @@ impl SparkplugSettings {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let (tls_scheme, host, port) = match parse_broker(&raw.broker.value) {
-            Ok(v) => v,
-            Err(m) => {
-                errors.push(raw.broker.error(m));
-                (false, String::new(), 0)
-            }
-        };
-        let tls = match (&raw.tls, tls_scheme) {
-            (Some(t), false) => {
-                errors.push(t.error("`tls` needs an `mqtts://` broker URL"));
-                None
-            }
-            (None, true) => system_roots(&raw.broker, errors),
-            (None, false) => None,
-            (Some(t), true) => {
-                let client = match (&t.cert_file, &t.key_file) {
-                    (Some(c), Some(k)) => {
-                        match (
-                            read_file(&base, c, "cert_file"),
-                            read_file(&base, k, "key_file"),
-                        ) {
-                            (Ok(c), Ok(k)) => Some((c, k)),
-                            (c, k) => {
-                                errors.extend(c.err());
-                                errors.extend(k.err());
-                                None
-                            }
-                        }
-                    }
-                    (None, None) => None,
-                    _ => {
-                        errors.push(t.error("`cert_file` and `key_file` go together"));
-                        None
-                    }
-                };
-                match &t.ca_file {
-                    Some(ca) => match read_file(&base, ca, "ca_file") {
-                        Ok(ca) => Some(TlsSettings { ca, client }),
-                        Err(e) => {
-                            errors.push(e);
-                            None
-                        }
-                    },
-                    None if client.is_some() => {
-                        errors.push(t.error("a client certificate needs `ca_file` as well"));
-                        None
-                    }
-                    None => system_roots(&raw.broker, errors),
-                }
-            }
-        };
-        let password = raw.password_file.as_ref().and_then(|p| {
-            match read_file(&base, p, "password_file") {
-                // A trailing newline from `echo pw > file` is not part of the password.
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(s) => Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())),
-                    Err(_) => {
-                        errors.push(p.error("password_file is not UTF-8 text"));
-                        None
-                    }
-                },
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            }
-        });
-        if password.is_some() && raw.username.is_none() {
-            if let Some(p) = &raw.password_file {
-                errors.push(p.error("password_file needs `username`"));
+        let brokers = brokers::servers(
+            RawServers {
+                broker: raw.broker.as_ref(),
+                brokers: raw.brokers.as_ref(),
+                tls: raw.tls.as_ref(),
+                username: raw.username.as_ref(),
+                password_file: raw.password_file.as_ref(),
+                section: &raw.group_id,
+            },
+            &base,
+            errors,
+        );
+        for (what, d) in [
+            ("return_to_first", raw.return_to_first.as_ref()),
+            ("primary_host_timeout", Some(&raw.primary_host_timeout)),
+        ] {
+            if let Some(d) = d.filter(|d| d.get() < std::time::Duration::from_secs(1)) {
+                errors.push(d.error(format!("{what} must be at least 1s")));
             }
         }
         if let Err(m) = check_id("group_id", &raw.group_id) {
@@ -403,15 +299,13 @@ impl SparkplugSettings {
             return None;
         }
         Some(SparkplugSettings {
-            host,
-            port,
-            tls,
-            username: raw.username,
-            password,
+            brokers,
+            return_to_first: raw.return_to_first.map(|d| d.get()),
             client_id,
             group_id: raw.group_id.value,
             edge_node_id,
             primary_host_id: raw.primary_host_id.map(Spanned::into_inner),
+            primary_host_timeout: raw.primary_host_timeout.get(),
             keep_alive,
             data_qos: *raw.data_qos,
             reconnect: raw.reconnect,
@@ -428,66 +322,9 @@ impl SparkplugSettings {
     }
 }
 
-/// `mqtt://host[:port]` or `mqtts://host[:port]` → (tls, host, port).
-fn parse_broker(url: &str) -> Result<(bool, String, u16), String> {
-    let expected =
-        || format!("invalid broker `{url}`: expected `mqtt://host:port` or `mqtts://host:port`");
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        return Err(expected());
-    };
-    let rest = rest.trim_end_matches('/');
-    if rest.contains('/') || rest.contains('@') {
-        return Err(format!(
-            "{}; credentials go in `username`/`password_file`, and no path is allowed",
-            expected()
-        ));
-    }
-    let default_port = if tls { 8883 } else { 1883 };
-    // `[::1]:1883` for IPv6 literals.
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, tail) = v6.split_once(']').ok_or_else(expected)?;
-        let port = match tail.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| expected())?,
-            None if tail.is_empty() => default_port,
-            None => return Err(expected()),
-        };
-        (h.to_string(), port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| expected())?),
-            None => (rest.to_string(), default_port),
-        }
-    };
-    if host.is_empty() || port == 0 {
-        return Err(expected());
-    }
-    Ok((tls, host, port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            parse_broker("mqtt://127.0.0.1:1884"),
-            Ok((false, "127.0.0.1".into(), 1884))
-        );
-        assert_eq!(
-            parse_broker("mqtts://broker.local"),
-            Ok((true, "broker.local".into(), 8883))
-        );
-        assert_eq!(parse_broker("mqtt://[::1]:9"), Ok((false, "::1".into(), 9)));
-        assert!(parse_broker("tcp://x:1").is_err());
-        assert!(parse_broker("mqtt://u:p@x:1").is_err());
-        assert!(parse_broker("mqtt://x:0").is_err());
-        assert!(parse_broker("mqtt://:1").is_err());
-    }
 
     fn parse(text: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
         crate::config::Config::parse("t.yaml", text)
@@ -507,7 +344,8 @@ mod tests {
         )
         .expect("valid");
         let s = ok.sparkplug.expect("section");
-        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 1883));
+        assert_eq!(s.brokers.len(), 1);
+        assert_eq!(s.brokers[0].url(), "mqtt://127.0.0.1:1883");
         assert_eq!(s.edge_node_id, "edge7");
         assert_eq!(s.client_id, "uaedge-plant-edge7");
         assert_eq!(s.data_qos, 1);
@@ -549,7 +387,7 @@ mod tests {
             dir.path().display()
         );
         let s = parse(&text).expect("valid").sparkplug.expect("section");
-        assert_eq!(s.password, Some(Secret("s3cret".into())));
+        assert_eq!(s.brokers[0].password, Some(Secret("s3cret".into())));
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 

@@ -83,6 +83,10 @@ impl StatusField {
 pub enum RuntimeField {
     MqttConnected,
     PrimaryHostOnline,
+    MqttServer,
+    MqttServers,
+    PrimaryHostOnlineByServer,
+    MqttServerSwitches,
     StoreBacklog,
     SamplesIn,
     SamplesOut,
@@ -91,9 +95,13 @@ pub enum RuntimeField {
 }
 
 impl RuntimeField {
-    pub const ALL: [RuntimeField; 7] = [
+    pub const ALL: [RuntimeField; 11] = [
         RuntimeField::MqttConnected,
         RuntimeField::PrimaryHostOnline,
+        RuntimeField::MqttServer,
+        RuntimeField::MqttServers,
+        RuntimeField::PrimaryHostOnlineByServer,
+        RuntimeField::MqttServerSwitches,
         RuntimeField::StoreBacklog,
         RuntimeField::SamplesIn,
         RuntimeField::SamplesOut,
@@ -105,6 +113,10 @@ impl RuntimeField {
         match self {
             RuntimeField::MqttConnected => "MqttConnected",
             RuntimeField::PrimaryHostOnline => "PrimaryHostOnline",
+            RuntimeField::MqttServer => "MqttServer",
+            RuntimeField::MqttServers => "MqttServers",
+            RuntimeField::PrimaryHostOnlineByServer => "PrimaryHostOnlineByServer",
+            RuntimeField::MqttServerSwitches => "MqttServerSwitches",
             RuntimeField::StoreBacklog => "StoreBacklog",
             RuntimeField::SamplesIn => "SamplesIn",
             RuntimeField::SamplesOut => "SamplesOut",
@@ -115,8 +127,19 @@ impl RuntimeField {
 
     pub fn data_type(self) -> DataTypeId {
         match self {
-            RuntimeField::MqttConnected | RuntimeField::PrimaryHostOnline => DataTypeId::Boolean,
+            RuntimeField::MqttConnected
+            | RuntimeField::PrimaryHostOnline
+            | RuntimeField::PrimaryHostOnlineByServer => DataTypeId::Boolean,
+            RuntimeField::MqttServer | RuntimeField::MqttServers => DataTypeId::String,
             _ => DataTypeId::UInt64,
+        }
+    }
+
+    /// -1 for a scalar, 1 for the per-server arrays (one entry a configured server).
+    pub fn value_rank(self) -> i32 {
+        match self {
+            RuntimeField::MqttServers | RuntimeField::PrimaryHostOnlineByServer => 1,
+            _ => -1,
         }
     }
 
@@ -124,7 +147,15 @@ impl RuntimeField {
         match self {
             RuntimeField::MqttConnected => "The Sparkplug edge node's MQTT connection is up",
             RuntimeField::PrimaryHostOnline => {
-                "The Sparkplug primary host is online (true without a primary host)"
+                "The Sparkplug primary host is online on the MQTT server in use (true without a primary host)"
+            }
+            RuntimeField::MqttServer => "The MQTT server in use, or being tried",
+            RuntimeField::MqttServers => "The configured MQTT servers, in order",
+            RuntimeField::PrimaryHostOnlineByServer => {
+                "The primary host's STATE on each server of MqttServers, as last seen there"
+            }
+            RuntimeField::MqttServerSwitches => {
+                "Moves of the edge node from one MQTT server to another since start"
             }
             RuntimeField::StoreBacklog => {
                 "Store-and-forward records waiting for the broker's acknowledgement"
@@ -717,11 +748,15 @@ impl Space<'_> {
                 "State of the runtime: Sparkplug link, store-and-forward, throughput, alarms"
                     .into(),
             )),
-            UaNode::RuntimeVar(f) => variable(
-                new_variable()
+            UaNode::RuntimeVar(f) => {
+                // Not through `variable`: the per-server arrays have a rank of their own.
+                let b = new_variable()
                     .data_type(f.data_type())
-                    .description(f.description()),
-            ),
+                    .value_rank(f.value_rank())
+                    .description(f.description());
+                b.is_valid()
+                    .then(|| NodeType::Variable(Box::new(b.build())))
+            }
             UaNode::Device(d) => {
                 let d = self.table.device(*d)?;
                 object(Some(format!("device `{}` (driver {})", d.name, d.driver)))

@@ -89,9 +89,27 @@ pub(super) fn live(handle: &Handle, table: &TagTable, node: &UaNode) -> DataValu
                 return status_only(StatusCode::BadOutOfService);
             };
             let s = sparkplug.snapshot();
+            let id = &sparkplug.identity;
             good(match field {
                 RuntimeField::MqttConnected => Variant::Boolean(s.mqtt_connected),
                 RuntimeField::PrimaryHostOnline => Variant::Boolean(s.primary_host_online),
+                RuntimeField::MqttServer => Variant::String(
+                    id.brokers
+                        .get(s.server)
+                        .map_or_else(UAString::null, |u| UAString::from(u.as_str())),
+                ),
+                RuntimeField::MqttServers => Variant::from(
+                    id.brokers
+                        .iter()
+                        .map(|u| UAString::from(u.as_str()))
+                        .collect::<Vec<_>>(),
+                ),
+                RuntimeField::PrimaryHostOnlineByServer => Variant::from(
+                    (0..id.brokers.len())
+                        .map(|i| s.host_online_on(i))
+                        .collect::<Vec<bool>>(),
+                ),
+                RuntimeField::MqttServerSwitches => Variant::UInt64(s.server_switches),
                 RuntimeField::StoreBacklog => Variant::UInt64(s.backlog_records),
                 RuntimeField::SamplesOut
                 | RuntimeField::SamplesIn

@@ -240,16 +240,7 @@ fn start_sparkplug(
             let status = Arc::new(SparkplugStatus::new(SparkplugIdentity {
                 group_id: settings.group_id.clone(),
                 edge_node_id: settings.edge_node_id.clone(),
-                broker: format!(
-                    "{}{}:{}",
-                    if settings.tls.is_some() {
-                        "mqtts://"
-                    } else {
-                        ""
-                    },
-                    settings.host,
-                    settings.port
-                ),
+                brokers: settings.brokers.iter().map(|b| b.url()).collect(),
                 primary_host_id: settings.primary_host_id.clone(),
             }));
             EdgeNode::start(settings, handle.clone(), events, status)

@@ -7,6 +7,9 @@ use crate::model::TagId;
 /// The node control metric a host writes to ask for a re-birth.
 pub(super) const REBIRTH: &str = "Node Control/Rebirth";
 pub(super) const REBIRTH_ALIAS: u64 = 1;
+/// The node control metric a host writes to move the node to its next MQTT server.
+pub(super) const NEXT_SERVER: &str = "Node Control/Next Server";
+pub(super) const NEXT_SERVER_ALIAS: u64 = 9;
 /// The first tag alias; below it, the node's own metrics.
 const TAG_ALIAS_BASE: u64 = 100;
 
@@ -45,8 +48,10 @@ mod tests {
         assert_eq!(tag(of_tag(TagId(0))), Some(TagId(0)));
         assert_eq!(tag(of_tag(TagId(u32::MAX))), Some(TagId(u32::MAX)));
         assert_eq!(tag(REBIRTH_ALIAS), None);
+        assert_eq!(tag(NEXT_SERVER_ALIAS), None);
+        assert_ne!(REBIRTH_ALIAS, NEXT_SERVER_ALIAS);
         for (_, alias) in DIAGNOSTICS {
-            assert!(alias != REBIRTH_ALIAS && tag(alias).is_none());
+            assert!(alias != REBIRTH_ALIAS && alias != NEXT_SERVER_ALIAS && tag(alias).is_none());
         }
         assert_eq!(tag(TAG_ALIAS_BASE + (1 << 33)), None);
     }

@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use uaedge_driver::{DataType, Quality, Timestamp, Value};
 
-use super::aliases::{self, Diagnostics, DIAGNOSTICS, REBIRTH, REBIRTH_ALIAS};
+use super::aliases::{
+    self, Diagnostics, DIAGNOSTICS, NEXT_SERVER, NEXT_SERVER_ALIAS, REBIRTH, REBIRTH_ALIAS,
+};
 use super::codec::{self, MetricSpec};
 use super::inflight::Track;
 use super::link::Phase;
@@ -28,15 +30,18 @@ impl NodeTask {
         self.seq = 0;
         self.devices.iter_mut().for_each(|d| d.born = false);
         let mut metrics = vec![codec::bd_seq_metric(bd_seq, None)];
-        metrics.push(codec::metric(&MetricSpec {
-            name: Some(REBIRTH),
-            alias: Some(REBIRTH_ALIAS),
-            data_type: DataType::Boolean,
-            value: Some(&Value::Boolean(false)),
-            quality: None,
-            units: None,
-            time: Timestamp::now(),
-        }));
+        let now = Timestamp::now();
+        for (name, alias) in [(REBIRTH, REBIRTH_ALIAS), (NEXT_SERVER, NEXT_SERVER_ALIAS)] {
+            metrics.push(codec::metric(&MetricSpec {
+                name: Some(name),
+                alias: Some(alias),
+                data_type: DataType::Boolean,
+                value: Some(&Value::Boolean(false)),
+                quality: None,
+                units: None,
+                time: now,
+            }));
+        }
         let diag = self.diagnostics();
         metrics.extend(diagnostic_metrics(&diag, None, true));
         let topic = self.topics.nbirth();
@@ -49,6 +54,8 @@ impl NodeTask {
         self.next_diag = Instant::now() + self.settings.diagnostics_period;
         self.phase = Phase::Online;
         self.attempt = 0;
+        self.servers.born();
+        self.online_since = Some(Instant::now());
         self.status.born.store(true, Ordering::Relaxed);
         for d in 0..self.devices.len() {
             if self.devices[d].up {

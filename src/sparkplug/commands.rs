@@ -1,14 +1,14 @@
-//! What comes in: NCMD (rebirth), DCMD (writes to devices) and the primary host's STATE.
+//! What comes in: NCMD (rebirth, next server), DCMD (writes to devices) and the primary
+//! host's STATE.
 //! Anything malformed is logged (one warn line) and dropped; nothing here can stop the node.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 use uaedge_driver::{DataType, Value};
 
-use super::aliases::{REBIRTH, REBIRTH_ALIAS};
+use super::aliases::{NEXT_SERVER, NEXT_SERVER_ALIAS, REBIRTH, REBIRTH_ALIAS};
 use super::codec::{self, DeviceCommandError, Refused};
 use super::link::Phase;
 use super::node::NodeTask;
@@ -47,20 +47,33 @@ impl NodeTask {
                 return;
             }
         };
-        let mut rebirth = false;
+        let (mut rebirth, mut next_server) = (false, false);
         for m in &p.metrics {
-            let is_rebirth = m.name.as_deref() == Some(REBIRTH)
-                || (m.name.is_none() && m.alias == Some(REBIRTH_ALIAS));
-            if !is_rebirth {
+            let is = |name: &str, alias: u64| {
+                m.name.as_deref() == Some(name) || (m.name.is_none() && m.alias == Some(alias))
+            };
+            let (flag, name) = if is(REBIRTH, REBIRTH_ALIAS) {
+                (&mut rebirth, REBIRTH)
+            } else if is(NEXT_SERVER, NEXT_SERVER_ALIAS) {
+                (&mut next_server, NEXT_SERVER)
+            } else {
                 warn!(metric = ?m.name, alias = ?m.alias, "NCMD for an unknown node metric dropped");
                 continue;
-            }
+            };
             match codec::command_value(m, DataType::Boolean) {
-                Ok(Value::Boolean(true)) => rebirth = true,
-                Ok(Value::Boolean(false)) => {}
-                Ok(v) => warn!(value = %v, "NCMD Rebirth with a non-Boolean value dropped"),
-                Err(e) => warn!(error = %e, "NCMD Rebirth with a bad value dropped"),
+                Ok(Value::Boolean(v)) => *flag |= v,
+                Ok(v) => warn!(metric = name, value = %v, "NCMD with a non-Boolean value dropped"),
+                Err(e) => warn!(metric = name, error = %e, "NCMD with a bad value dropped"),
             }
+        }
+        // Moving on makes a rebirth here moot: the next server gets a birth anyway.
+        if next_server {
+            if self.servers.count() > 1 {
+                self.leave("NCMD Next Server");
+            } else {
+                info!("NCMD Next Server with one server configured: staying");
+            }
+            return;
         }
         if rebirth {
             if self.phase == Phase::Online {
@@ -130,53 +143,40 @@ impl NodeTask {
                 return;
             }
         };
-        if self.host_ts.is_some_and(|last| state.timestamp < last) {
+        let was = self.servers.host().online;
+        if !self.servers.take_state(state.online, state.timestamp) {
             debug!(
                 timestamp = state.timestamp,
-                "STATE older than the last one ignored"
+                "STATE older than the last one on this server ignored"
             );
             return;
         }
-        self.host_ts = Some(state.timestamp);
-        let was = self.host_online;
-        self.host_online = state.online;
         self.status
             .host_online
             .store(state.online, Ordering::Relaxed);
+        self.status
+            .hosts_online
+            .store(self.servers.hosts_mask(), Ordering::Relaxed);
         match (state.online, self.phase) {
             (true, Phase::WaitingHost) => {
-                info!("primary host online");
+                info!(server = %self.server_url(), "primary host online");
+                self.host_wait_until = None;
                 self.birth();
             }
             (false, Phase::Online) => {
-                info!("primary host offline: NDEATH, disconnect, data to the journal until it is back");
-                self.host_offline();
+                // The specification's reaction: NDEATH and DISCONNECT; then the next server,
+                // or (with one) this one again, waiting for the host; data to the journal.
+                self.leave("primary host offline");
+            }
+            // Offline where the node waits: on to the next server, if any is left to try.
+            (false, Phase::WaitingHost) => {
+                self.host_wait_until = None;
+                self.host_missing("primary host offline");
             }
             _ if was != state.online => {
                 debug!(online = state.online, "primary host state changed");
             }
             _ => {}
         }
-    }
-
-    /// The specification's reaction to an offline primary host: end this session with an
-    /// explicit NDEATH, then reconnect (a new bdSeq) and wait for the host.
-    fn host_offline(&mut self) {
-        let bd_seq = self.session.as_ref().map_or(0, |s| s.bd_seq);
-        if let Some(session) = self.session.take() {
-            let bytes = codec::encode(&codec::payload(
-                None,
-                vec![codec::bd_seq_metric(bd_seq, None)],
-            ));
-            let _ = session.client.try_publish(
-                self.topics.ndeath(),
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                bytes,
-            );
-            // DISCONNECT follows the NDEATH in the same ordered queue; finish it aside.
-            tokio::spawn(session.disconnect(Duration::from_secs(2)));
-        }
-        self.lost("primary host offline", true);
     }
 }

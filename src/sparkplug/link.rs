@@ -1,6 +1,7 @@
 //! The MQTT link of the edge node: the session's state machine (connect with the next
 //! bdSeq, subscribe, wait for the primary host, birth), publishing with seq and flow
-//! control, acknowledgements, loss and reconnect with backoff, and the explicit NDEATH.
+//! control, acknowledgements, loss and reconnect with backoff, moving to another server
+//! (the rules are in `servers.rs`), and the explicit NDEATH.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -35,7 +36,19 @@ pub(super) enum Phase {
     WaitingHost,
     /// NBIRTH sent.
     Online,
+    /// Leaving the server on purpose (host offline, Next Server, back to the first): data
+    /// goes to the journal only while the PUBACKs of what is in flight come in, so that
+    /// nothing the server took is sent again on the next; NDEATH and DISCONNECT at `until`
+    /// at the latest. `born`: NBIRTH went out on this session.
+    Leaving {
+        until: Instant,
+        born: bool,
+        why: &'static str,
+    },
 }
+
+/// Longest a planned move waits for in-flight PUBACKs.
+const LEAVE_WAIT: Duration = Duration::from_secs(2);
 
 impl NodeTask {
     pub(super) fn connect(&mut self) {
@@ -80,10 +93,102 @@ impl NodeTask {
     }
 
     fn start_session(&mut self, bd_seq: u64) {
-        debug!(host = %self.settings.host, port = self.settings.port, bd_seq, "connecting to the MQTT broker");
+        let server = self.servers.current();
+        let Some(broker) = self.settings.brokers.get(server) else {
+            return;
+        };
+        debug!(server = %broker.url(), bd_seq, "connecting to the MQTT broker");
         self.status.bd_seq.store(bd_seq, Ordering::Relaxed);
-        self.session = Some(Session::start(&self.settings, &self.topics, bd_seq as u8));
+        self.session = Some(Session::start(
+            &self.settings,
+            broker,
+            &self.topics,
+            bd_seq as u8,
+        ));
         self.phase = Phase::Connecting;
+    }
+
+    /// The URL of the server in use, for log lines.
+    pub(super) fn server_url(&self) -> String {
+        (self.settings.brokers.get(self.servers.current())).map_or_else(String::new, |b| b.url())
+    }
+
+    /// Leaves the server on purpose (see [`Phase::Leaving`]); the next session goes to the
+    /// next server, or the pinned one, at once.
+    pub(super) fn leave(&mut self, why: &'static str) {
+        let born = self.phase == Phase::Online;
+        info!(server = %self.server_url(), why, "leaving the MQTT server");
+        self.phase = Phase::Leaving {
+            until: Instant::now() + LEAVE_WAIT,
+            born,
+            why,
+        };
+        self.devices.iter_mut().for_each(|d| d.born = false);
+        self.status.born.store(false, Ordering::Relaxed);
+        self.on_server_clock(Instant::now());
+    }
+
+    /// NDEATH (when born) and DISCONNECT, finished aside, then the next session.
+    fn depart(&mut self, born: bool, why: &'static str) {
+        if let Some(session) = self.session.take() {
+            if born {
+                let bytes = codec::encode(&codec::payload(
+                    None,
+                    vec![codec::bd_seq_metric(session.bd_seq, None)],
+                ));
+                let _ = session.client.try_publish(
+                    self.topics.ndeath(),
+                    QoS::AtLeastOnce,
+                    false,
+                    bytes,
+                );
+            }
+            // DISCONNECT follows the NDEATH in the same ordered queue.
+            tokio::spawn(session.disconnect(Duration::from_secs(2)));
+        }
+        self.lost(why, true);
+    }
+
+    /// The timed parts of the server rules, at each tick: a planned move whose PUBACKs are
+    /// in (or waited for long enough), the primary host's STATE not arriving, and the
+    /// return to the first server.
+    pub(super) fn on_server_clock(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Leaving { until, born, why }
+                if self.inflight.records() == 0 || now >= until || self.session.is_none() =>
+            {
+                self.depart(born, why);
+            }
+            Phase::WaitingHost if self.host_wait_until.is_some_and(|t| now >= t) => {
+                self.host_wait_until = None;
+                self.host_missing("no STATE from the primary host within primary_host_timeout");
+            }
+            Phase::Online => {
+                let back = self.settings.return_to_first.is_some_and(|after| {
+                    self.servers.current() != 0
+                        && self.online_since.is_some_and(|t| now >= t + after)
+                });
+                if back {
+                    self.servers.pin_first();
+                    self.leave("return_to_first: back to the first server");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The primary host is not online on this server: on to the next, or stay once every
+    /// server has been tried (see `servers.rs`).
+    pub(super) fn host_missing(&mut self, why: &'static str) {
+        if self.servers.host_missing() {
+            self.leave(why);
+        } else if self.servers.count() > 1 {
+            info!(
+                server = %self.server_url(),
+                servers = self.servers.count(),
+                "the primary host is online on none of the servers; staying here, data to the journal until it is back"
+            );
+        }
     }
 
     fn backoff(&mut self) {
@@ -96,7 +201,10 @@ impl NodeTask {
 
     /// The session is over; its in-flight records stay in the journal.
     pub(super) fn lost(&mut self, reason: &str, retry_now: bool) {
-        if self.attempt.is_multiple_of(10) || self.phase == Phase::Online {
+        if retry_now {
+            // A planned end (host offline, Next Server, back to the first), logged by `leave`.
+            debug!(reason, "MQTT session ended; data goes to the journal");
+        } else if self.attempt.is_multiple_of(10) || self.phase == Phase::Online {
             warn!(
                 reason,
                 attempt = self.attempt,
@@ -108,6 +216,19 @@ impl NodeTask {
         self.devices.iter_mut().for_each(|d| d.born = false);
         self.status.connected.store(false, Ordering::Relaxed);
         self.status.born.store(false, Ordering::Relaxed);
+        self.host_wait_until = None;
+        self.online_since = None;
+        if let Some(from) = self.servers.advance() {
+            let from = self.settings.brokers.get(from).map(|b| b.url());
+            info!(from = ?from, to = %self.server_url(), reason, "the next session goes to another MQTT server");
+            self.status.switches.fetch_add(1, Ordering::Relaxed);
+            self.status
+                .server
+                .store(self.servers.current() as u64, Ordering::Relaxed);
+            self.status
+                .host_online
+                .store(self.servers.host().online, Ordering::Relaxed);
+        }
         if retry_now {
             self.phase = Phase::Down {
                 retry_at: Instant::now(),
@@ -161,11 +282,14 @@ impl NodeTask {
                     bd_seq = self.session.as_ref().map_or(0, |s| s.bd_seq),
                     "MQTT connected and subscribed"
                 );
-                if self.host_online {
+                if self.servers.host().online {
                     self.birth();
                 } else {
-                    info!(host = ?self.settings.primary_host_id, "waiting for the primary host to be online");
+                    info!(host = ?self.settings.primary_host_id, server = %self.server_url(), "waiting for the primary host to be online");
                     self.phase = Phase::WaitingHost;
+                    // With nowhere else to go there is nothing to time out.
+                    self.host_wait_until = (self.servers.count() > 1)
+                        .then(|| Instant::now() + self.settings.primary_host_timeout);
                 }
             }
             Event::Incoming(Incoming::Publish(p)) => self.on_message(&p.topic, &p.payload),

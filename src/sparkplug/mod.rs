@@ -10,7 +10,13 @@
 //! ```yaml
 //! state_dir: /var/lib/uaedge          # default: $STATE_DIRECTORY, else /var/lib/uaedge
 //! sparkplug:                          # absent: no MQTT
-//!   broker: mqtts://broker.plant:8883 # or mqtt://host[:1883]
+//!   broker: mqtts://broker.plant:8883 # or mqtt://host[:1883]; short for a list of one:
+//!   # brokers:                        # servers in order of preference (not with `broker`)
+//!   #   - url: mqtts://site-a:8883    # each may set its own tls, username, password_file;
+//!   #   - url: mqtts://site-b:8883    # the section's below are the defaults
+//!   #     username: edge-b
+//!   #     password_file: /etc/uaedge/site-b.pass
+//!   # return_to_first: 30m            # optional: online elsewhere this long → the first
 //!   tls:                              # mqtts only; without ca_file: the system CA bundle
 //!     ca_file: /etc/uaedge/ca.pem
 //!     cert_file: /etc/uaedge/client.pem   # client certificate, with key_file
@@ -21,6 +27,7 @@
 //!   group_id: plant
 //!   edge_node_id: line3               # default node.name
 //!   primary_host_id: scada            # optional: birth only while it is online
+//!   primary_host_timeout: 10s         # several servers: no STATE online this long → next
 //!   keep_alive: 30s
 //!   data_qos: 1                       # NDATA/DDATA QoS (see below); 0 or 1
 //!   reconnect: { min: 500ms, max: 30s }
@@ -47,7 +54,7 @@
 //!    QoS 1; the node waits for the SUBACK before any birth.
 //! 4. With a primary host: wait for its STATE `{"online":true,"timestamp":…}` (STATE with an
 //!    older timestamp than the last seen is ignored). Without one: go on at once.
-//! 5. NBIRTH (seq 0, bdSeq, `Node Control/Rebirth` false, diagnostics), then a DBIRTH for
+//! 5. NBIRTH (seq 0, bdSeq, `Node Control/Rebirth` and `/Next Server` false, diagnostics), then a DBIRTH for
 //!    every device whose link is up, each with every tag: name, alias, datatype, current
 //!    value (or `is_null`), `Quality` (192/64/0) and `engUnit`. "Current" is the state as
 //!    of the last event this node took from the model stream: the states the stream started
@@ -63,12 +70,23 @@
 //! 7. A device link lost → DDEATH; back → DBIRTH after its first samples (so it carries
 //!    current values; at the latest 500 ms after the link came up).
 //! 8. NCMD `Node Control/Rebirth` = true → NBIRTH (same bdSeq, seq 0) and all DBIRTHs.
-//! 9. STATE offline from the primary host → NDEATH, DISCONNECT, reconnect (new bdSeq) and
-//!    wait for the host again: the specification's behaviour, and an outage for the data.
-//! 10. Shutdown (after the runtime stopped the drivers and drained the router): journal the
+//! 9. STATE offline from the primary host → NDEATH, DISCONNECT, reconnect (new bdSeq) to
+//!    the next server (or, with one, the same) and wait for the host there: the
+//!    specification's behaviour, and an outage for the data.
+//! 10. Several servers (`brokers:`, rules in `servers.rs`): a session that ends goes on to
+//!     the next server after the backoff; the node stays on one that works (no flapping
+//!     back) unless `return_to_first` is set. A server where the primary host is not online
+//!     (STATE offline, or none within `primary_host_timeout`) sends the node on, until
+//!     every server was tried since its last birth: then it stays, connected and
+//!     buffering, until the host is back there. NCMD `Node Control/Next Server` = true
+//!     moves it (both node controls are in NBIRTH). A planned move (those three, and the
+//!     return to the first) stops live data and waits up to 2 s for the PUBACKs in flight
+//!     before NDEATH, so that what the old server took is not sent to the new one; what it
+//!     did not take drains there, historical. bdSeq counts sessions, whatever the server.
+//! 11. Shutdown (after the runtime stopped the drivers and drained the router): journal the
 //!     last samples, wait up to 1 s for in-flight PUBACKs, commit the journal, publish
 //!     NDEATH (QoS 1, awaited), DISCONNECT.
-//! 11. A config reload that keeps the `sparkplug:` section keeps the session (same bdSeq,
+//! 12. A config reload that keeps the `sparkplug:` section keeps the session (same bdSeq,
 //!     no NDEATH). When the tag set changed (see `TagTable::same_tag_set`: names, types,
 //!     units, ranges, access, aliases), removed devices get a DDEATH and the node re-births
 //!     as in 8; a change elsewhere (an anomaly threshold, a driver option) re-births
@@ -120,6 +138,7 @@ mod inflight;
 mod link;
 mod node;
 pub mod record;
+mod servers;
 mod session;
 pub mod topics;
 mod wire;

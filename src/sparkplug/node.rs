@@ -18,6 +18,7 @@ use super::births::DBIRTH_DEFER;
 use super::data::Drain;
 use super::inflight::Inflight;
 use super::link::{next_session_event, Phase};
+use super::servers::Servers;
 use super::session::Session;
 use super::topics::Topics;
 use super::SparkplugError;
@@ -53,9 +54,11 @@ impl EdgeNode {
         (model, start): (mpsc::Receiver<ModelEvent>, Start),
         status: Arc<SparkplugStatus>,
     ) -> EdgeNode {
+        let no_host = settings.primary_host_id.is_none();
+        status.host_online.store(no_host, Ordering::Relaxed);
         status
-            .host_online
-            .store(settings.primary_host_id.is_none(), Ordering::Relaxed);
+            .hosts_online
+            .store(if no_host { u64::MAX } else { 0 }, Ordering::Relaxed);
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
             settings,
@@ -148,7 +151,7 @@ async fn run(
             bytes, "Sparkplug backlog from the last run will drain after the first birth"
         );
     }
-    let host_online = settings.primary_host_id.is_none();
+    let servers = Servers::new(settings.brokers.len(), settings.primary_host_id.is_none());
     let node = NodeTask {
         topics: Topics::new(&settings.group_id, &settings.edge_node_id),
         drain: Drain::new(f64::from(settings.store.drain_rate) * TICK.as_secs_f64()),
@@ -165,8 +168,9 @@ async fn run(
         seq: 0,
         devices,
         seen,
-        host_online,
-        host_ts: None,
+        servers,
+        host_wait_until: None,
+        online_since: None,
         inflight: Inflight::default(),
         next_diag: Instant::now(),
         last_diag: None,
@@ -227,9 +231,12 @@ pub(super) struct NodeTask {
     /// node, so a birth from the table could announce a value that samples still queued here
     /// would then take back.
     pub(super) seen: Vec<TagState>,
-    pub(super) host_online: bool,
-    /// Timestamp of the newest STATE message seen.
-    pub(super) host_ts: Option<u64>,
+    /// The configured servers, the one in use, and the primary host's STATE on each.
+    pub(super) servers: Servers,
+    /// Waiting for the primary host on a server with others to go to: until then.
+    pub(super) host_wait_until: Option<Instant>,
+    /// When the node was last born (for `return_to_first`).
+    pub(super) online_since: Option<Instant>,
     pub(super) inflight: Inflight,
     pub(super) drain: Drain,
     pub(super) next_diag: Instant,
@@ -310,6 +317,7 @@ impl NodeTask {
                 self.flush_all();
             }
         }
+        self.on_server_clock(Instant::now());
         if self.phase == Phase::Online {
             let now = Instant::now();
             let due: Vec<usize> = (self.devices.iter().enumerate())
@@ -393,7 +401,7 @@ impl NodeTask {
         }
         let connected = matches!(
             self.phase,
-            Phase::Subscribing | Phase::WaitingHost | Phase::Online
+            Phase::Subscribing | Phase::WaitingHost | Phase::Online | Phase::Leaving { .. }
         );
         if connected {
             self.publish_ndeath().await;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::codec;
 use super::topics::Topics;
-use crate::config::sparkplug::SparkplugSettings;
+use crate::config::sparkplug::{BrokerSettings, SparkplugSettings};
 
 /// Unacknowledged QoS 1 publishes in flight (rumqttc's window).
 pub const INFLIGHT: u16 = 100;
@@ -48,16 +48,21 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts connecting; the CONNACK arrives as an event.
-    pub fn start(settings: &SparkplugSettings, topics: &Topics, bd_seq: u8) -> Session {
-        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    /// Starts connecting to `broker`; the CONNACK arrives as an event.
+    pub fn start(
+        settings: &SparkplugSettings,
+        broker: &BrokerSettings,
+        topics: &Topics,
+        bd_seq: u8,
+    ) -> Session {
+        let mut opts = MqttOptions::new(&settings.client_id, &broker.host, broker.port);
         opts.set_keep_alive(settings.keep_alive);
         // Sparkplug 3.0 requires a clean session (MQTT 3.1.1).
         opts.set_clean_session(true);
         opts.set_inflight(INFLIGHT);
         opts.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
-        if let Some(user) = &settings.username {
-            let password = settings
+        if let Some(user) = &broker.username {
+            let password = broker
                 .password
                 .as_ref()
                 .map(|p| p.0.clone())
@@ -74,7 +79,7 @@ impl Session {
             QoS::AtLeastOnce,
             false,
         ));
-        if let Some(tls) = &settings.tls {
+        if let Some(tls) = &broker.tls {
             opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
                 ca: tls.ca.clone(),
                 alpn: None,

@@ -157,8 +157,38 @@ pub fn render(handle: &Handle, history: Option<&History>) -> String {
             &mut out,
             "uaedge_sparkplug_primary_host_online",
             "gauge",
-            "1 while the primary host is online (always 1 without one).",
+            "1 while the primary host is online on the server in use (always 1 without one).",
             &one(f64::from(u8::from(s.primary_host_online))),
+        );
+        let id = &status.identity;
+        let per_server = |f: &dyn Fn(usize) -> bool| -> Vec<(String, f64)> {
+            (id.brokers.iter().enumerate())
+                .map(|(i, url)| {
+                    let v = f64::from(u8::from(f(i)));
+                    (format!("server=\"{}\"", label(url)), v)
+                })
+                .collect()
+        };
+        family(
+            &mut out,
+            "uaedge_sparkplug_server_current",
+            "gauge",
+            "1 for the MQTT server in use (or being tried), 0 for the others.",
+            &per_server(&|i| i == s.server),
+        );
+        family(
+            &mut out,
+            "uaedge_sparkplug_server_primary_host_online",
+            "gauge",
+            "The primary host's STATE on each server as last seen there (always 1 without one).",
+            &per_server(&|i| s.host_online_on(i)),
+        );
+        family(
+            &mut out,
+            "uaedge_sparkplug_server_switches_total",
+            "counter",
+            "Moves of the edge node from one MQTT server to another.",
+            &one(s.server_switches as f64),
         );
         family(
             &mut out,

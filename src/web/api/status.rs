@@ -84,14 +84,18 @@ pub struct AlarmInfo {
 pub struct SparkplugInfo {
     pub group_id: String,
     pub edge_node_id: String,
-    /// `host:port`, with `mqtts://` in front over TLS.
+    /// The server in use (or being tried): `mqtt://host:port` or `mqtts://host:port`.
     pub broker: String,
+    /// Every configured server in order, with the primary host's STATE as last seen there.
+    pub brokers: Vec<BrokerInfo>,
+    /// Moves from one server to another since the start.
+    pub server_switches: u64,
     /// The Sparkplug host application this node follows, when the config names one.
     pub primary_host_id: Option<String>,
     pub mqtt_connected: bool,
     /// NBIRTH is out: data flows.
     pub born: bool,
-    /// Always true without `primary_host_id`.
+    /// On the server in use; always true without `primary_host_id`.
     pub primary_host_online: bool,
     pub bd_seq: u64,
     /// Journal records not yet acknowledged by the broker, and their size.
@@ -100,6 +104,15 @@ pub struct SparkplugInfo {
     pub samples_published: u64,
     pub samples_replayed: u64,
     pub records_dropped: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BrokerInfo {
+    pub url: String,
+    /// The one in use (or being tried).
+    pub current: bool,
+    /// The primary host's STATE there, as last seen (true without `primary_host_id`).
+    pub primary_host_online: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -202,18 +215,22 @@ pub(crate) async fn get_status(State(web): State<Web>, _caller: Caller) -> Json<
         },
         sparkplug: handle.sparkplug_status().map(|s| {
             let id = &s.identity;
-            let (group_id, edge_node_id, broker, primary_host_id) = (
-                id.group_id.clone(),
-                id.edge_node_id.clone(),
-                id.broker.clone(),
-                id.primary_host_id.clone(),
-            );
-            let s = s.snapshot();
+            let snap = s.snapshot();
+            let brokers: Vec<BrokerInfo> = (id.brokers.iter().enumerate())
+                .map(|(i, url)| BrokerInfo {
+                    url: url.clone(),
+                    current: i == snap.server,
+                    primary_host_online: snap.host_online_on(i),
+                })
+                .collect();
+            let s = snap;
             SparkplugInfo {
-                group_id,
-                edge_node_id,
-                broker,
-                primary_host_id,
+                group_id: id.group_id.clone(),
+                edge_node_id: id.edge_node_id.clone(),
+                broker: id.brokers.get(s.server).cloned().unwrap_or_default(),
+                brokers,
+                server_switches: s.server_switches,
+                primary_host_id: id.primary_host_id.clone(),
                 mqtt_connected: s.mqtt_connected,
                 born: s.born,
                 primary_host_online: s.primary_host_online,

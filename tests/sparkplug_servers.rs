@@ -1,0 +1,364 @@
+//! The Sparkplug edge node across several MQTT servers (issue 19): two real mosquittos on
+//! free ports, the independent Sparkplug peer (paho-mqtt with Eclipse Tahu's protobuf) on
+//! each as the primary host `scada`, and the `uaedge` binary with a counter that steps
+//! every 10 ms, so any sample lost or repeated on the way shows by its value.
+
+mod common;
+mod sparkplug_support;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value as Json};
+use sparkplug_support::{
+    bd_seq, free_port, kind, metrics, received, wait_for, Broker, Host, Received, Uaedge,
+};
+
+const T: Duration = Duration::from_secs(30);
+const STATE: &str = "spBv1.0/STATE/scada";
+
+/// Node `edge1` of group `plant` on `brokers` (URLs in order), its `/metrics` on
+/// `web_port`; `press/count` steps every 10 ms.
+fn config(state_dir: &Path, brokers: &[String], web_port: u16, extra: &str) -> String {
+    let list: String = brokers
+        .iter()
+        .map(|u| format!("    - url: {u}\n"))
+        .collect();
+    format!(
+        r#"
+node: {{ name: edge1 }}
+state_dir: "{dir}"
+web: {{ listen: "127.0.0.1:{web_port}" }}
+sparkplug:
+  group_id: plant
+  primary_host_id: scada
+  primary_host_timeout: 2s
+  keep_alive: 5s
+  reconnect: {{ min: 100ms, max: 300ms }}
+  store: {{ commit_window: 100ms, drain_rate: 20000 }}
+{extra}
+  brokers:
+{list}
+devices:
+  - name: press
+    driver: profinet-sim
+    poll_interval: 10ms
+    options: {{ station: press-1, sample_period: 10ms }}
+    tags:
+      - {{ name: count, type: uint32, address: "in:1.1:0", options: {{ signal: counter }} }}
+"#,
+        dir = state_dir.display()
+    )
+}
+
+fn url(b: &Broker) -> String {
+    format!("mqtt://127.0.0.1:{}", b.port)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The primary host's STATE on `host`'s server, retained, as Sparkplug 3.0 has it.
+fn state(host: &mut Host, online: bool) {
+    host.send(json!({"publish": STATE, "json": {"online": online, "timestamp": now_ms()}, "retain": true, "qos": 1}));
+}
+
+/// `press/count` DDATA samples a host received.
+fn counts(host: &Host) -> Vec<Received> {
+    received(host, "plant", "edge1", "press", "count")
+        .into_iter()
+        .filter(|r| !r.birth)
+        .collect()
+}
+
+fn births(host: &Host) -> usize {
+    host.count(|m| kind(m) == "NBIRTH")
+}
+
+/// uaedge's `/metrics`, as `name{labels}` → value.
+fn scrape(port: u16) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return out;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    for line in text.lines().filter(|l| l.starts_with("uaedge_")) {
+        if let Some((k, v)) = line.rsplit_once(' ') {
+            if let Ok(v) = v.parse() {
+                out.insert(k.to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+/// Every value from 0 through the newest live one arrived across `hosts`, and the node
+/// sent none twice to any one server; returns the newest live value and the samples by
+/// value. (A message the broker itself delivers again to the peer after a restart, QoS 1
+/// with DUP, is the same message: same session, same flags. A repeat by the node would be
+/// in a later session, or historical where the first was live.)
+fn check_counter(hosts: &[&Host], what: &str) -> (u64, HashMap<u64, Received>) {
+    let mut all: HashMap<u64, Received> = HashMap::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let mut seen: HashMap<u64, Received> = HashMap::new();
+        for r in counts(h) {
+            if let Some(first) = seen.insert(r.value, r) {
+                assert_eq!(
+                    (first.session, first.historical, first.ts),
+                    (r.session, r.historical, r.ts),
+                    "{what}: value {} sent twice to server {i}",
+                    r.value
+                );
+            }
+            all.entry(r.value).or_insert(r);
+        }
+    }
+    let through = all
+        .values()
+        .filter(|r| !r.historical)
+        .map(|r| r.value)
+        .max()
+        .unwrap_or(0);
+    let missing: Vec<u64> = (0..=through).filter(|v| !all.contains_key(v)).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(40)]
+    );
+    (through, all)
+}
+
+/// Waits until the counter is complete across `hosts` through a live value past `after`.
+fn wait_complete(hosts: &[&Host], after: u64, what: &str) {
+    wait_for(T, what, || {
+        let mut have = HashSet::new();
+        let mut live_max = 0;
+        for h in hosts {
+            for r in counts(h) {
+                have.insert(r.value);
+                if !r.historical {
+                    live_max = live_max.max(r.value);
+                }
+            }
+        }
+        (live_max > after && (0..=live_max).all(|v| have.contains(&v))).then_some(())
+    });
+}
+
+fn nbirth_is_valid(m: &Json) {
+    let names: Vec<String> = metrics(m)
+        .iter()
+        .filter_map(|x| x["name"].as_str().map(str::to_string))
+        .collect();
+    for needed in ["bdSeq", "Node Control/Rebirth", "Node Control/Next Server"] {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "{needed} not in NBIRTH {m}"
+        );
+    }
+    assert_eq!(m["seq"], 0, "{m}");
+}
+
+/// Two mosquittos, A and B, each with the peer as primary host `scada` whose STATE there
+/// is `online`; the folder they and the node keep their files in.
+fn two_servers(online: [bool; 2]) -> (tempfile::TempDir, [Broker; 2], [Host; 2]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = ["a", "b"].map(|d| {
+        let path = dir.path().join(d);
+        std::fs::create_dir_all(&path).expect("dir");
+        Broker::start(&path)
+    });
+    let mut hosts = [Host::start(brokers[0].port), Host::start(brokers[1].port)];
+    for (h, on) in hosts.iter_mut().zip(online) {
+        state(h, on);
+    }
+    (dir, brokers, hosts)
+}
+
+/// Writes the node's config for `brokers` and starts it: the node and its web port.
+fn start_node(dir: &Path, brokers: &[String]) -> (Uaedge, u16) {
+    let web = free_port();
+    let cfg = dir.join("uaedge.yaml");
+    std::fs::write(&cfg, config(dir, brokers, web, "")).expect("config");
+    (Uaedge::start(&cfg), web)
+}
+
+#[test]
+fn a_dead_server_sends_the_node_to_the_next_and_back_with_nothing_lost_or_repeated() {
+    let (dir, [mut a, mut b], [host_a, host_b]) = two_servers([true, true]);
+    let (mut node, web) = start_node(dir.path(), &[url(&a), url(&b)]);
+
+    wait_for(T, "live data on A", || {
+        (counts(&host_a).len() > 100).then_some(())
+    });
+    assert_eq!(births(&host_b), 0, "born on B while A works");
+
+    // A dies under load: the node births on B, and what was made meanwhile follows it.
+    let a_down = now_ms();
+    a.stop();
+    let nbirth = host_b.wait(T, "NBIRTH on B", |m| kind(m) == "NBIRTH");
+    nbirth_is_valid(&nbirth);
+    host_b.wait(T, "DBIRTH of press on B", |m| {
+        kind(m) == "DBIRTH" && metrics(m).iter().any(|x| x["name"] == "count")
+    });
+    let on_b = now_ms();
+    let switch_ms = on_b - a_down;
+    let through_a = counts(&host_a).iter().map(|r| r.value).max().unwrap_or(0);
+    wait_complete(
+        &[&host_a, &host_b],
+        through_a + 200,
+        "counter complete across A and B",
+    );
+    let m = scrape(web);
+    assert_eq!(
+        m.get(&format!(
+            "uaedge_sparkplug_server_current{{server=\"{}\"}}",
+            url(&b)
+        )),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert!(
+        m.get("uaedge_sparkplug_server_switches_total") >= Some(&1.0),
+        "{m:?}"
+    );
+    // No flapping back: A returns (its peer reconnects to its persistent session), the
+    // node stays on B.
+    a.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(births(&host_a), 1, "flapped back to A");
+
+    // B dies: back on A.
+    b.stop();
+    wait_for(T, "NBIRTH on A again", || {
+        (births(&host_a) == 2).then_some(())
+    });
+    let through_b = counts(&host_b).iter().map(|r| r.value).max().unwrap_or(0);
+    wait_complete(
+        &[&host_a, &host_b],
+        through_b + 200,
+        "counter complete across A, B and A again",
+    );
+    let (_, all) = check_counter(&[&host_a, &host_b], "two switches");
+    // What waited for the next server was sent historical, with its own time.
+    let zero = all.get(&0).map(|r| r.ts).unwrap_or_default();
+    for r in all.values() {
+        let at = r.ts as u64;
+        if at > a_down + 100 && at + 100 < on_b {
+            assert!(
+                r.historical,
+                "value {} (made during the first switch) not historical",
+                r.value
+            );
+        }
+        assert_eq!(
+            r.ts - zero,
+            r.value as i64 * 10,
+            "value {} at the wrong time",
+            r.value
+        );
+    }
+    eprintln!("death of A → NBIRTH and DBIRTH on B: {switch_ms} ms");
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn the_primary_host_decides_the_server_and_offline_everywhere_stays_put() {
+    let (dir, [a, b], [mut host_a, mut host_b]) = two_servers([false, true]);
+    let (mut node, web) = start_node(dir.path(), &[url(&a), url(&b)]);
+
+    // Offline on A, online on B: born on B, never on A.
+    host_b.wait(T, "NBIRTH on B", |m| kind(m) == "NBIRTH");
+    wait_for(T, "live data on B", || {
+        (counts(&host_b).len() > 50).then_some(())
+    });
+    assert_eq!(births(&host_a), 0, "born on A where the host is offline");
+
+    // Offline on B too: NDEATH on B, A tried, and the node stays on one server.
+    state(&mut host_b, false);
+    host_b.wait(T, "NDEATH on B", |m| kind(m) == "NDEATH");
+    std::thread::sleep(Duration::from_secs(6));
+    let m1 = scrape(web);
+    std::thread::sleep(Duration::from_secs(4));
+    let m2 = scrape(web);
+    let switches = |m: &HashMap<String, f64>| {
+        m.get("uaedge_sparkplug_server_switches_total")
+            .copied()
+            .unwrap_or(-1.0)
+    };
+    assert!(switches(&m1) >= 1.0, "{m1:?}");
+    assert_eq!(switches(&m1), switches(&m2), "still moving between servers");
+    assert_eq!(m2.get("uaedge_mqtt_connected"), Some(&1.0), "{m2:?}");
+    let current_a = m2
+        .get(&format!(
+            "uaedge_sparkplug_server_current{{server=\"{}\"}}",
+            url(&a)
+        ))
+        .copied();
+    // The host comes back where the node waits: born there, and what waited arrives.
+    let (waiting, other) = if current_a == Some(1.0) {
+        (&mut host_a, &host_b)
+    } else {
+        (&mut host_b, &host_a)
+    };
+    let before = waiting.len();
+    state(waiting, true);
+    waiting.wait_after(before, T, "NBIRTH where the node waited", |m| {
+        kind(m) == "NBIRTH"
+    });
+    let through = counts(other).iter().map(|r| r.value).max().unwrap_or(0);
+    wait_complete(
+        &[&host_a, &host_b],
+        through + 200,
+        "counter complete after the host came back",
+    );
+    check_counter(&[&host_a, &host_b], "host offline everywhere");
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn next_server_by_ncmd_moves_the_node_with_nothing_lost() {
+    let (dir, [a, b], [mut host_a, host_b]) = two_servers([true, true]);
+    // The first entry is a TLS server that is not there: logged, and the others used.
+    let dead = format!("mqtts://127.0.0.1:{}", free_port());
+    let list = [dead.clone(), url(&a), url(&b)];
+    let (mut node, _) = start_node(dir.path(), &list);
+    host_a.wait(T, "NBIRTH on A past the dead TLS server", |m| {
+        kind(m) == "NBIRTH"
+    });
+    wait_for(T, "live data on A", || {
+        (counts(&host_a).len() > 100).then_some(())
+    });
+
+    host_a.send(json!({"publish": "spBv1.0/plant/NCMD/edge1", "metrics": [
+        {"name": "Node Control/Next Server", "datatype": 11, "value": true}], "qos": 0}));
+    let death = host_a.wait(T, "NDEATH on A", |m| kind(m) == "NDEATH");
+    assert!(bd_seq(&death).is_some(), "{death}");
+    host_b.wait(T, "NBIRTH on B", |m| kind(m) == "NBIRTH");
+    let through = counts(&host_a).iter().map(|r| r.value).max().unwrap_or(0);
+    wait_complete(
+        &[&host_a, &host_b],
+        through + 200,
+        "counter complete across the move",
+    );
+    let (_, all) = check_counter(&[&host_a, &host_b], "Next Server");
+    // A planned move waits for the PUBACKs first: no value reached both servers.
+    let on_a: HashSet<u64> = counts(&host_a).iter().map(|r| r.value).collect();
+    let twice: Vec<u64> = counts(&host_b)
+        .iter()
+        .map(|r| r.value)
+        .filter(|v| on_a.contains(v))
+        .collect();
+    assert!(twice.is_empty(), "sent to both servers: {twice:?}");
+    assert!(all.len() > 200);
+    assert!(node.terminate().success());
+}
