@@ -201,11 +201,17 @@ impl NodeTask {
 
     /// The session is over; its in-flight records stay in the journal.
     pub(super) fn lost(&mut self, reason: &str, retry_now: bool) {
+        // Each server's first failure in a row is logged (a wrong password on one of them
+        // must show), then every tenth.
+        let loud = self.phase == Phase::Online
+            || self.attempt < self.servers.count() as u32
+            || self.attempt.is_multiple_of(10);
         if retry_now {
             // A planned end (host offline, Next Server, back to the first), logged by `leave`.
             debug!(reason, "MQTT session ended; data goes to the journal");
-        } else if self.attempt.is_multiple_of(10) || self.phase == Phase::Online {
+        } else if loud {
             warn!(
+                server = %self.server_url(),
                 reason,
                 attempt = self.attempt,
                 "MQTT session lost; data goes to the journal"
@@ -219,8 +225,10 @@ impl NodeTask {
         self.host_wait_until = None;
         self.online_since = None;
         if let Some(from) = self.servers.advance() {
-            let from = self.settings.brokers.get(from).map(|b| b.url());
-            info!(from = ?from, to = %self.server_url(), reason, "the next session goes to another MQTT server");
+            let from = (self.settings.brokers.get(from)).map_or_else(String::new, |b| b.url());
+            if loud || retry_now {
+                info!(from = %from, to = %self.server_url(), "the next session goes to another MQTT server");
+            }
             self.status.switches.fetch_add(1, Ordering::Relaxed);
             self.status
                 .server
