@@ -46,19 +46,7 @@ fn config(state: &std::path::Path, port: u16) -> String {
     for u in 0..USERS {
         let _ = writeln!(y, "  - {{ name: u{u}, password: bench-pw, role: viewer }}");
     }
-    y.push_str("devices:\n");
-    for d in 0..DEVICES {
-        let _ = write!(
-            y,
-            "  - name: d{d:03}\n    driver: enip-sim\n    poll_interval: 1s\n    options: {{ seed: {d} }}\n    tags:\n"
-        );
-        for t in 0..TAGS_PER_DEVICE {
-            let _ = writeln!(
-                y,
-                "      - {{ name: t{t:04}, type: uint32, address: \"Tag_{t}\", options: {{ signal: counter }} }}"
-            );
-        }
-    }
+    y.push_str(&common::counter_devices(DEVICES, TAGS_PER_DEVICE));
     y
 }
 

@@ -39,6 +39,8 @@ fuzz_one() {
   echo "$status" >"tests/fuzz/artifacts/$t.status"
 }
 
+# An interrupted run leaves no fuzzer behind.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 for t in "${targets[@]}"; do
   rm -f "tests/fuzz/artifacts/$t.status"
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
@@ -55,12 +57,12 @@ for t in "${targets[@]}"; do
     status=FAILED
     failed=1
   fi
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
-  cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1 || true)
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null | tail -n 1 || true)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" 2>/dev/null | tail -n 1 || true)
+  cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" 2>/dev/null | tail -n 1 || true)
   echo "fuzz $t: $status, ${runs:-?} runs (bound ${secs}s, ${rate:-?}/s), ${cov:-no coverage line}"
   if [ "$status" = FAILED ]; then
-    tail -n 60 "$log"
+    tail -n 60 "$log" 2>/dev/null || true
   fi
 done
 exit "$failed"

@@ -11,13 +11,18 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Build every test first, then start the shipped-config run (seven minutes, mostly waiting
 # for its scheduled faults) beside the rest instead of after it.
-cargo test --workspace --no-run
-shipped=$(cargo test --test shipped_alarms --no-run 2>&1 | sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
+shipped=$(cargo test --workspace --no-run --message-format=json |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "shipped_alarms" and m.get("executable"):
+        print(m["executable"])')
 [ -x "$shipped" ] || { echo "run: no shipped_alarms test binary" >&2; exit 1; }
 mkdir -p target
-"$shipped" --ignored >target/shipped_alarms.log 2>&1 &
+# A session of its own, so that stopping it stops the uaedge and the peers it started.
+setsid "$shipped" --ignored >target/shipped_alarms.log 2>&1 &
 shipped_pid=$!
-trap 'kill "$shipped_pid" 2>/dev/null || true' EXIT
+trap 'kill -- -"$shipped_pid" 2>/dev/null || true' EXIT
 cargo test --workspace
 echo "run: waiting for the shipped-config test (tests/shipped_alarms.rs)"
 shipped_status=0

@@ -196,7 +196,7 @@ pub struct SparkplugStatus {
     pub(crate) hosts_online: AtomicU64,
     /// Index in `identity.brokers` of the server in use (or being tried).
     pub(crate) server: AtomicU64,
-    /// Moves from one server to another.
+    /// Births on another server than the one of the birth before.
     pub(crate) switches: AtomicU64,
     pub(crate) bd_seq: AtomicU64,
     pub(crate) backlog_records: AtomicU64,
@@ -234,7 +234,8 @@ pub struct StatusSnapshot {
     pub hosts_online: u64,
     /// Index in the identity's `brokers` of the server in use, or being tried.
     pub server: usize,
-    /// Moves from one server to another since the node started.
+    /// Births on another server than the one of the birth before, since the node started
+    /// (attempts that never got a birth do not count).
     pub server_switches: u64,
     pub bd_seq: u64,
     /// Journal records (one device's batch each) not yet acknowledged by the broker.

@@ -1,8 +1,10 @@
 //! The MQTT servers of the `sparkplug:` section: `broker:` (one, the shorthand) or
 //! `brokers:` (an ordered list, each with its own URL, TLS and credentials), validated into
 //! [`BrokerSettings`]. The section's own `tls`, `username` and `password_file` belong to
-//! `broker:`, and are the defaults of the entries of `brokers:` that do not set their own
-//! (`tls` only for `mqtts://` ones). Files are read at load, so a missing one is a config
+//! `broker:`, and are the defaults of the entries of `brokers:`: an entry that sets neither
+//! `username` nor `password_file` takes the section's pair, one that sets either uses its
+//! own only (a password is never paired with another server's user); an `mqtts://` entry
+//! without `tls` takes the section's. Files are read at load, so a missing one is a config
 //! error with its line; a password never reaches a log line ([`Secret`]).
 
 use std::fmt;

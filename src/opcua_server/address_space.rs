@@ -155,7 +155,7 @@ impl RuntimeField {
                 "The primary host's STATE on each server of MqttServers, as last seen there"
             }
             RuntimeField::MqttServerSwitches => {
-                "Moves of the edge node from one MQTT server to another since start"
+                "Births of the edge node on another MQTT server than the one of the birth before, since start"
             }
             RuntimeField::StoreBacklog => {
                 "Store-and-forward records waiting for the broker's acknowledgement"

@@ -52,10 +52,15 @@ impl NodeTask {
         }
         self.last_diag = Some(diag);
         self.next_diag = Instant::now() + self.settings.diagnostics_period;
+        // A rebirth on the same session keeps the time `return_to_first` counts from.
+        if self.phase != Phase::Online {
+            self.online_since = Some(Instant::now());
+        }
         self.phase = Phase::Online;
         self.attempt = 0;
-        self.servers.born();
-        self.online_since = Some(Instant::now());
+        if self.servers.born() {
+            self.status.switches.fetch_add(1, Ordering::Relaxed);
+        }
         self.status.born.store(true, Ordering::Relaxed);
         for d in 0..self.devices.len() {
             if self.devices[d].up {

@@ -166,6 +166,8 @@ impl NodeTask {
             (false, Phase::Online) => {
                 // The specification's reaction: NDEATH and DISCONNECT; then the next server,
                 // or (with one) this one again, waiting for the host; data to the journal.
+                // This server counts as tried.
+                self.servers.host_missing();
                 self.leave("primary host offline");
             }
             // Offline where the node waits: on to the next server, if any is left to try.

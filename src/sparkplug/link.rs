@@ -98,6 +98,15 @@ impl NodeTask {
             return;
         };
         debug!(server = %broker.url(), bd_seq, "connecting to the MQTT broker");
+        if self.settings.primary_host_id.is_some() {
+            // What was seen of the host here in an earlier session may be hours old: its
+            // retained STATE, due right after SUBACK, says what it is now.
+            self.servers.forget_host();
+            self.status.host_online.store(false, Ordering::Relaxed);
+            self.status
+                .hosts_online
+                .store(self.servers.hosts_mask(), Ordering::Relaxed);
+        }
         self.status.bd_seq.store(bd_seq, Ordering::Relaxed);
         self.session = Some(Session::start(
             &self.settings,
@@ -116,6 +125,10 @@ impl NodeTask {
     /// Leaves the server on purpose (see [`Phase::Leaving`]); the next session goes to the
     /// next server, or the pinned one, at once.
     pub(super) fn leave(&mut self, why: &'static str) {
+        // Already on the way out: the first reason, its deadline and its NDEATH stand.
+        if matches!(self.phase, Phase::Leaving { .. }) {
+            return;
+        }
         let born = self.phase == Phase::Online;
         info!(server = %self.server_url(), why, "leaving the MQTT server");
         self.phase = Phase::Leaving {
@@ -229,7 +242,6 @@ impl NodeTask {
             if loud || retry_now {
                 info!(from = %from, to = %self.server_url(), "the next session goes to another MQTT server");
             }
-            self.status.switches.fetch_add(1, Ordering::Relaxed);
             self.status
                 .server
                 .store(self.servers.current() as u64, Ordering::Relaxed);

@@ -13,7 +13,8 @@
 //!   broker: mqtts://broker.plant:8883 # or mqtt://host[:1883]; short for a list of one:
 //!   # brokers:                        # servers in order of preference (not with `broker`)
 //!   #   - url: mqtts://site-a:8883    # each may set its own tls, username, password_file;
-//!   #   - url: mqtts://site-b:8883    # the section's below are the defaults
+//!   #   - url: mqtts://site-b:8883    # the section's are the defaults (the credentials as a
+//!   #                                 # pair: an entry setting either uses its own only)
 //!   #     username: edge-b
 //!   #     password_file: /etc/uaedge/site-b.pass
 //!   # return_to_first: 30m            # optional: online elsewhere this long → the first

@@ -401,7 +401,10 @@ impl NodeTask {
         }
         let connected = matches!(
             self.phase,
-            Phase::Subscribing | Phase::WaitingHost | Phase::Online | Phase::Leaving { .. }
+            Phase::Subscribing
+                | Phase::WaitingHost
+                | Phase::Online
+                | Phase::Leaving { born: true, .. }
         );
         if connected {
             self.publish_ndeath().await;

@@ -31,6 +31,8 @@ pub(super) struct Servers {
     without_host: usize,
     /// Where the next session goes instead of the next in line.
     pinned: Option<usize>,
+    /// Where the node was last born.
+    born_on: Option<usize>,
 }
 
 impl Servers {
@@ -48,6 +50,7 @@ impl Servers {
             ],
             without_host: 0,
             pinned: None,
+            born_on: None,
         }
     }
 
@@ -100,8 +103,18 @@ impl Servers {
     }
 
     /// The node is born: a new round of looking for the host begins at its next loss.
-    pub(super) fn born(&mut self) {
+    /// Whether it was born on another server than the last time: a switch.
+    pub(super) fn born(&mut self) -> bool {
         self.without_host = 0;
+        let moved = self.born_on.is_some_and(|s| s != self.current);
+        self.born_on = Some(self.current);
+        moved
+    }
+
+    /// A session on the current server begins: what was seen of the host here before
+    /// counts for nothing until its STATE arrives again (the timestamp rule stays).
+    pub(super) fn forget_host(&mut self) {
+        self.hosts[self.current].online = false;
     }
 
     /// The host is not online on the current server: whether to try the next one. False
@@ -147,6 +160,31 @@ mod tests {
     }
 
     #[test]
+    fn a_switch_is_a_birth_on_another_server() {
+        let mut s = Servers::new(2, true);
+        assert!(!s.born(), "the first birth");
+        assert!(!s.born(), "a rebirth on the same server");
+        s.advance();
+        s.advance();
+        assert!(!s.born(), "failed attempts elsewhere and back: no switch");
+        s.advance();
+        assert!(s.born());
+    }
+
+    #[test]
+    fn a_new_session_waits_for_the_hosts_state_again() {
+        let mut s = Servers::new(1, false);
+        assert!(s.take_state(true, 100));
+        s.forget_host();
+        assert!(!s.host().online);
+        assert!(
+            s.take_state(true, 100),
+            "the same retained STATE is taken again"
+        );
+        assert!(s.host().online);
+    }
+
+    #[test]
     fn state_is_kept_per_server_with_its_own_timestamps() {
         let mut s = Servers::new(2, false);
         assert!(s.take_state(true, 100));
@@ -175,7 +213,7 @@ mod tests {
         // A lost session still moves on; the host missing there too: stay again.
         s.advance();
         assert!(!s.host_missing());
-        s.born();
+        assert!(!s.born(), "the first birth is no switch");
         assert!(s.host_missing(), "a birth starts a new round");
         let mut one = Servers::new(1, false);
         assert!(!one.host_missing());

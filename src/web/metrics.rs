@@ -187,7 +187,7 @@ pub fn render(handle: &Handle, history: Option<&History>) -> String {
             &mut out,
             "uaedge_sparkplug_server_switches_total",
             "counter",
-            "Moves of the edge node from one MQTT server to another.",
+            "Births of the edge node on another MQTT server than the one of the birth before.",
             &one(s.server_switches as f64),
         );
         family(

@@ -295,3 +295,24 @@ pub async fn http_response(addr: std::net::SocketAddr, request: &str) -> (u16, S
         .expect("a status code");
     (status, head.to_ascii_lowercase(), body.to_string())
 }
+
+/// A `devices:` section of `devices` enip-sim devices (`d000`, …) of `tags` uint32
+/// counters each (`t0000`, …), read every second: `devices × tags` changes a second, the
+/// benchmarks' plant.
+pub fn counter_devices(devices: usize, tags: usize) -> String {
+    use std::fmt::Write as _;
+    let mut y = String::from("devices:\n");
+    for d in 0..devices {
+        let _ = write!(
+            y,
+            "  - name: d{d:03}\n    driver: enip-sim\n    poll_interval: 1s\n    options: {{ seed: {d} }}\n    tags:\n"
+        );
+        for t in 0..tags {
+            let _ = writeln!(
+                y,
+                "      - {{ name: t{t:04}, type: uint32, address: \"Tag_{t}\", options: {{ signal: counter }} }}"
+            );
+        }
+    }
+    y
+}

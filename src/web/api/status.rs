@@ -88,7 +88,7 @@ pub struct SparkplugInfo {
     pub broker: String,
     /// Every configured server in order, with the primary host's STATE as last seen there.
     pub brokers: Vec<BrokerInfo>,
-    /// Moves from one server to another since the start.
+    /// Births on another server than the one of the birth before, since the start.
     pub server_switches: u64,
     /// The Sparkplug host application this node follows, when the config names one.
     pub primary_host_id: Option<String>,
