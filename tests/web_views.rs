@@ -160,9 +160,18 @@ async fn history_config_status_and_console_files() {
         (&Json::from("g"), &Json::from("scada")),
         "{sparkplug}"
     );
-    assert!(sparkplug["broker"]
-        .as_str()
-        .is_some_and(|b| b.starts_with("127.0.0.1:")));
+    assert!(
+        sparkplug["broker"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("mqtt://127.0.0.1:")),
+        "{sparkplug}"
+    );
+    assert_eq!(
+        sparkplug["brokers"][0]["url"], sparkplug["broker"],
+        "{sparkplug}"
+    );
+    assert_eq!(sparkplug["brokers"][0]["current"], true, "{sparkplug}");
+    assert_eq!(sparkplug["server_switches"], 0, "{sparkplug}");
 
     // A page elsewhere that rebinds its name to 127.0.0.1 is not served.
     let (status, _, body) = http_response(
