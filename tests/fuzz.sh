@@ -35,7 +35,11 @@ fuzz_one() {
   # The binary itself, not `cargo fuzz run`: that re-checks the whole build once per target.
   args+=(-artifact_prefix="tests/fuzz/artifacts/$t/")
   local status=0
-  "$bin/$t" "${args[@]}" "${dirs[@]}" >"$log" 2>&1 || status=$?
+  # In the background with a trap, so that stopping this job stops its fuzzer too.
+  "$bin/$t" "${args[@]}" "${dirs[@]}" >"$log" 2>&1 &
+  local pid=$!
+  trap 'kill "$pid" 2>/dev/null' TERM
+  wait "$pid" || status=$?
   echo "$status" >"tests/fuzz/artifacts/$t.status"
 }
 

@@ -20,7 +20,9 @@ for line in sys.stdin:
 [ -x "$shipped" ] || { echo "run: no shipped_alarms test binary" >&2; exit 1; }
 mkdir -p target
 # A session of its own, so that stopping it stops the uaedge and the peers it started.
-setsid "$shipped" --ignored >target/shipped_alarms.log 2>&1 &
+# (Without job control the background child is no group leader, so setsid does not fork:
+# $! is the test itself, and the group's id.)
+setsid "$shipped" --include-ignored >target/shipped_alarms.log 2>&1 &
 shipped_pid=$!
 trap 'kill -- -"$shipped_pid" 2>/dev/null || true' EXIT
 cargo test --workspace
@@ -28,6 +30,7 @@ echo "run: waiting for the shipped-config test (tests/shipped_alarms.rs)"
 shipped_status=0
 wait "$shipped_pid" || shipped_status=$?
 trap - EXIT
+kill -- -"$shipped_pid" 2>/dev/null || true
 cat target/shipped_alarms.log
 [ "$shipped_status" -eq 0 ] || { echo "run: shipped_alarms failed ($shipped_status)" >&2; exit 1; }
 bash tests/fuzz.sh  # cargo fuzz targets, 60 s each (UAEDGE_FUZZ_SECS); see tests/fuzz.sh

@@ -234,6 +234,8 @@ fn a_dead_server_sends_the_node_to_the_next_and_back_with_nothing_lost_or_repeat
         kind(m) == "DBIRTH" && metrics(m).iter().any(|x| x["name"] == "count")
     });
     let on_b = now_ms();
+    // The node's own clock at the birth on B: what it took before then had waited.
+    let born_b = nbirth["timestamp"].as_u64().expect("NBIRTH timestamp");
     let switch_ms = on_b - a_down;
     let through_a = counts(&host_a).iter().map(|r| r.value).max().unwrap_or(0);
     wait_complete(
@@ -276,7 +278,7 @@ fn a_dead_server_sends_the_node_to_the_next_and_back_with_nothing_lost_or_repeat
     let zero = all.get(&0).map(|r| r.ts).unwrap_or_default();
     for r in all.values() {
         let at = r.ts as u64;
-        if at > a_down + 100 && at + 100 < on_b {
+        if at > a_down + 100 && at + 100 < born_b {
             assert!(
                 r.historical,
                 "value {} (made during the first switch) not historical",
@@ -422,17 +424,22 @@ const RUN2: u64 = 1_000_000;
 #[test]
 fn kill_9_during_a_move_loses_nothing_committed() {
     let (dir, [a, b], [mut host_a, mut host_b]) = two_servers([true, true]);
-    let (mut node, _) = start_node(dir.path(), &[url(&a), url(&b)]);
+    let (mut node, web) = start_node(dir.path(), &[url(&a), url(&b)]);
     wait_for(T, "live data on A", || {
         (counts(&host_a).len() > 100).then_some(())
     });
-    // The host is offline on B, so a move there stops half way: connected, not born.
-    state(&mut host_b, false);
+    // No STATE on B (the retained one cleared), so a move there stops half way for
+    // primary_host_timeout: connected, waiting, not born.
+    host_b.send(json!({"publish": STATE, "hex": "", "retain": true, "qos": 1}));
     host_a.send(json!({"publish": "spBv1.0/plant/NCMD/edge1", "metrics": [
         {"name": "Node Control/Next Server", "datatype": 11, "value": true}], "qos": 0}));
     host_a.wait(T, "NDEATH on A", |m| kind(m) == "NDEATH");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(births(&host_b), 0, "born on B where the host is offline");
+    let on_b = wait_for(T, "connected to B", || {
+        let s = sparkplug_status(web);
+        (s["mqtt_connected"] == true && s["broker"] == url(&b).as_str()).then_some(s)
+    });
+    assert_eq!(on_b["born"], false, "{on_b}");
+    assert_eq!(births(&host_b), 0, "born on B where the host has no STATE");
     let killed = now_ms();
     node.kill9();
 

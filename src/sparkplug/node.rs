@@ -399,14 +399,12 @@ impl NodeTask {
         if let Err(e) = blocking(|| self.journal.flush()) {
             error!(error = %e, "final journal commit failed");
         }
-        let connected = matches!(
+        // NDEATH ends a born session; an unborn one just disconnects (which drops its Will).
+        let born = matches!(
             self.phase,
-            Phase::Subscribing
-                | Phase::WaitingHost
-                | Phase::Online
-                | Phase::Leaving { born: true, .. }
+            Phase::Online | Phase::Leaving { born: true, .. }
         );
-        if connected {
+        if born {
             self.publish_ndeath().await;
         }
         if let Some(session) = self.session.take() {

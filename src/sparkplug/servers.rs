@@ -112,9 +112,11 @@ impl Servers {
     }
 
     /// A session on the current server begins: what was seen of the host here before
-    /// counts for nothing until its STATE arrives again (the timestamp rule stays).
+    /// counts for nothing until its STATE arrives again. The timestamp rule starts afresh
+    /// too (MQTT keeps one session's messages in order), so a host whose clock stepped
+    /// back is not shut out for good.
     pub(super) fn forget_host(&mut self) {
-        self.hosts[self.current].online = false;
+        self.hosts[self.current] = HostSeen::default();
     }
 
     /// The host is not online on the current server: whether to try the next one. False
@@ -178,8 +180,8 @@ mod tests {
         s.forget_host();
         assert!(!s.host().online);
         assert!(
-            s.take_state(true, 100),
-            "the same retained STATE is taken again"
+            s.take_state(true, 90),
+            "a new session takes the retained STATE as it is"
         );
         assert!(s.host().online);
     }
