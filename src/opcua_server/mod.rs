@@ -45,6 +45,7 @@ mod node_manager;
 mod notify;
 mod root_events;
 mod services;
+mod status_vars;
 mod type_tree;
 pub mod uatcp;
 mod units;
