@@ -4,6 +4,7 @@
 //! every 10 ms, so any sample lost or repeated on the way shows by its value.
 
 mod common;
+mod opcua_support;
 mod sparkplug_support;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,17 @@ const STATE: &str = "spBv1.0/STATE/scada";
 /// Node `edge1` of group `plant` on `brokers` (in order: a URL, or a whole `{ url, … }`
 /// entry), its `/metrics` on `web_port`; `press/count` steps every 10 ms.
 fn config(state_dir: &Path, brokers: &[String], web_port: u16, extra: &str) -> String {
+    config_with(state_dir, brokers, web_port, extra, "")
+}
+
+/// [`config`] with top-level sections of its own (`top`, YAML at column 0).
+fn config_with(
+    state_dir: &Path,
+    brokers: &[String],
+    web_port: u16,
+    extra: &str,
+    top: &str,
+) -> String {
     let list: String = brokers
         .iter()
         .map(|u| {
@@ -37,6 +49,7 @@ fn config(state_dir: &Path, brokers: &[String], web_port: u16, extra: &str) -> S
 node: {{ name: edge1 }}
 state_dir: "{dir}"
 web: {{ listen: "127.0.0.1:{web_port}" }}
+{top}
 sparkplug:
   group_id: plant
   primary_host_id: scada
@@ -299,7 +312,18 @@ fn a_dead_server_sends_the_node_to_the_next_and_back_with_nothing_lost_or_repeat
 #[test]
 fn the_primary_host_decides_the_server_and_offline_everywhere_stays_put() {
     let (dir, [a, b], [mut host_a, mut host_b]) = two_servers([false, true]);
-    let (mut node, web) = start_node(dir.path(), &[url(&a), url(&b)]);
+    // With an OPC UA server, so that SCADA clients on two stacks read where the node is.
+    let (web, ua) = (free_port(), free_port());
+    let cfg = dir.path().join("uaedge.yaml");
+    let opcua = format!(
+        "opcua: {{ listen: \"127.0.0.1:{ua}\", endpoints: [none], anonymous: read, namespace_uri: \"urn:uaedge:test\" }}"
+    );
+    std::fs::write(
+        &cfg,
+        config_with(dir.path(), &[url(&a), url(&b)], web, "", &opcua),
+    )
+    .expect("config");
+    let mut node = Uaedge::start(&cfg);
 
     // Offline on A, online on B: born on B, never on A.
     host_b.wait(T, "NBIRTH on B", |m| kind(m) == "NBIRTH");
@@ -307,6 +331,7 @@ fn the_primary_host_decides_the_server_and_offline_everywhere_stays_put() {
         (counts(&host_b).len() > 50).then_some(())
     });
     assert_eq!(births(&host_a), 0, "born on A where the host is offline");
+    runtime_object_agrees(ua, web, &[url(&a), url(&b)], &url(&b), [false, true]);
 
     // Offline on B too: NDEATH on B, A tried, and the node stays on one server.
     state(&mut host_b, false);
@@ -356,6 +381,56 @@ fn the_primary_host_decides_the_server_and_offline_everywhere_stays_put() {
     );
     check_counter(&[&host_a, &host_b], "host offline everywhere");
     assert!(node.terminate().success());
+}
+
+/// asyncua and node-opcua, stacks we did not write, read the Runtime object of the node
+/// serving OPC UA on `port`: the servers in order, the current one, the primary host's
+/// STATE on each, and the switch count the same as `/metrics` would say.
+fn runtime_object_agrees(
+    port: u16,
+    web: u16,
+    servers: &[String],
+    current: &str,
+    online: [bool; 2],
+) {
+    let switches = scrape(web)
+        .get("uaedge_sparkplug_server_switches_total")
+        .copied();
+    let endpoint = format!("opc.tcp://127.0.0.1:{port}/");
+    let path = |v: &str| format!("nsu=urn:uaedge:test;s=/uaedge/Runtime/{v}");
+    let vars = [
+        "MqttServer",
+        "MqttServers",
+        "PrimaryHostOnlineByServer",
+        "MqttServerSwitches",
+    ];
+    for mut client in [
+        opcua_support::Scada::start(),
+        opcua_support::Scada::node_opcua(),
+    ] {
+        client.connect_none(&endpoint);
+        let nodes: Vec<String> = if client.name() == "asyncua" {
+            let ns =
+                client.ok(json!({"op": "namespace", "uri": "urn:uaedge:test"}))["index"].clone();
+            vars.iter()
+                .map(|v| format!("ns={ns};s=/uaedge/Runtime/{v}"))
+                .collect()
+        } else {
+            vars.iter().map(|v| path(v)).collect()
+        };
+        let who = client.name();
+        let values: Vec<Json> = wait_for(T, "the Runtime object to show the server", || {
+            let values = client.read(&nodes);
+            (values[0]["value"] == current).then_some(values)
+        });
+        assert!(
+            values.iter().all(|v| v["status"] == "Good"),
+            "{who}: {values:?}"
+        );
+        assert_eq!(values[1]["value"], json!(servers), "{who}: {values:?}");
+        assert_eq!(values[2]["value"], json!(online), "{who}: {values:?}");
+        assert_eq!(values[3]["value"].as_f64(), switches, "{who}: {values:?}");
+    }
 }
 
 #[test]

@@ -52,6 +52,7 @@ const {
   SecurityPolicy,
   TimestampsToReturn,
   UserTokenType,
+  VariantArrayType,
   coerceNodeId,
   constructEventFilter,
 } = require("node-opcua-client");
@@ -85,6 +86,9 @@ const seconds = (date) => (date ? date.getTime() / 1000 : null);
 function plain(variant) {
   if (!variant || variant.dataType === DataType.Null) return null;
   const v = variant.value;
+  if (variant.arrayType === VariantArrayType.Array && v) {
+    return Array.from(v, (x) => plain({ dataType: variant.dataType, value: x }));
+  }
   if (v instanceof Date) return seconds(v);
   // 64-bit integers come as [high, low] 32-bit words.
   if (variant.dataType === DataType.UInt64 || variant.dataType === DataType.Int64) {

@@ -96,6 +96,8 @@ def plain(v):
         return {"low": v.Low, "high": v.High}
     if isinstance(v, ua.LocalizedText):
         return v.Text
+    if isinstance(v, list):
+        return [plain(x) for x in v]
     return str(v)
 
 
