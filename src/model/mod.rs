@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use uaedge_driver::{DataType, Quality, Timestamp, Value, ValueError};
 
-pub mod json;
+pub use uaedge_driver::json;
 mod scaling;
 pub use scaling::{Gain, Scaling};
 

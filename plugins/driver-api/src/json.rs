@@ -1,11 +1,12 @@
-//! How the model's values and times are written as JSON text, in one place: the web
-//! API's tag, history and audit bodies, its change stream (encoded straight into the
-//! frame, without a `serde_json::Value` of its own) and `uaedge history` all say the same.
+//! How the model's values and times are written as JSON text and read back from it, in
+//! one place: the web API's tag, history and audit bodies, its change stream (encoded
+//! straight into the frame, without a `serde_json::Value` of its own), `uaedge history`
+//! and the `exec` driver's protocol all say the same.
 
 use std::fmt;
 
+use crate::{DataType, Timestamp, Value};
 use serde::ser::{Serialize, Serializer};
-use uaedge_driver::Value;
 
 /// A value as uaedge writes it in JSON everywhere (the web API and its change stream,
 /// `uaedge history`): numbers as numbers, a float with no fraction as the integer it is,
@@ -110,10 +111,33 @@ impl Serialize for Rfc3339 {
     }
 }
 
+/// `value` as the model's value of type `to`, with the conversion rules every driver uses
+/// ([`Value::convert`]): a JSON bool, number or string, and for a `datetime` tag an
+/// RFC 3339 text. The error says what did not fit.
+pub fn value_from_json(value: &serde_json::Value, to: DataType) -> Result<Value, String> {
+    let given = match value {
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::Int64(i),
+            (None, Some(u), _) => Value::UInt64(u),
+            (None, None, Some(x)) => Value::Double(x),
+            _ => return Err(format!("{n} is not a number uaedge can hold")),
+        },
+        serde_json::Value::String(s) if to == DataType::DateTime => {
+            let t = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
+            Value::DateTime(Timestamp(t.timestamp_micros()))
+        }
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        other => return Err(format!("a {to} tag takes no {other}")),
+    };
+    given.convert(to).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Rfc3339, ValueJson};
-    use uaedge_driver::{Timestamp, Value};
+    use super::{value_from_json, Rfc3339, ValueJson};
+    use crate::{DataType, Timestamp, Value};
 
     #[test]
     fn times_are_rfc3339_in_utc_with_microseconds() {
@@ -168,5 +192,26 @@ mod tests {
                 "{v:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_values_take_the_tags_type() {
+        let v = |j: serde_json::Value, t| value_from_json(&j, t);
+        assert_eq!(v(2.into(), DataType::Double), Ok(Value::Double(2.0)));
+        assert_eq!(v(true.into(), DataType::Boolean), Ok(Value::Boolean(true)));
+        assert_eq!(v(300.into(), DataType::UInt16), Ok(Value::UInt16(300)));
+        assert!(v(70_000.into(), DataType::UInt16).is_err());
+        assert!(v((-1).into(), DataType::UInt8).is_err());
+        assert!(v("x".into(), DataType::Int32).is_err());
+        assert!(v(serde_json::json!([1]), DataType::Int32).is_err());
+        assert_eq!(
+            v("1970-01-01T00:00:01Z".into(), DataType::DateTime),
+            Ok(Value::DateTime(Timestamp(1_000_000)))
+        );
+        assert!(v("yesterday".into(), DataType::DateTime).is_err());
+        assert_eq!(
+            v(u64::MAX.into(), DataType::UInt64),
+            Ok(Value::UInt64(u64::MAX))
+        );
     }
 }

@@ -11,6 +11,7 @@
 
 mod driver;
 mod duration;
+pub mod json;
 mod quality;
 mod value;
 

@@ -12,7 +12,8 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use uaedge_driver::{DataType, LinkErrorKind, Timestamp, Value, WriteError};
+use uaedge_driver::json::value_from_json;
+use uaedge_driver::{LinkErrorKind, WriteError};
 use utoipa::{IntoParams, ToSchema};
 
 use super::session::Operator;
@@ -243,27 +244,6 @@ pub struct Written {
     pub previous: serde_json::Value,
 }
 
-/// `value` as the model's value of type `to`, with the conversion rules every driver uses.
-fn model_value(value: &serde_json::Value, to: DataType) -> Result<Value, String> {
-    let given = match value {
-        serde_json::Value::Bool(b) => Value::Boolean(*b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::Int64(i),
-            (None, Some(u), _) => Value::UInt64(u),
-            (None, None, Some(x)) => Value::Double(x),
-            _ => return Err(format!("{n} is not a number uaedge can hold")),
-        },
-        serde_json::Value::String(s) if to == DataType::DateTime => {
-            let t = chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
-            Value::DateTime(Timestamp(t.timestamp_micros()))
-        }
-        serde_json::Value::String(s) => Value::String(s.clone()),
-        other => return Err(format!("a {to} tag takes no {other}")),
-    };
-    given.convert(to).map_err(|e| e.to_string())
-}
-
 /// Writes a writable tag: the device's answer is the response. Needs an operator's session
 /// and the CSRF token; recorded in the audit trail either way.
 #[utoipa::path(post, path = "/api/v1/tags/{path}", tag = "tags", request_body = Write,
@@ -304,7 +284,7 @@ pub(crate) async fn write_tag(
             format!("tag `{path}` is not writable (`writable: true` in its config makes it so)"),
         ));
     }
-    let value = model_value(&write.value, def.data_type).map_err(|e| {
+    let value = value_from_json(&write.value, def.data_type).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_value",
@@ -386,26 +366,5 @@ mod tests {
         assert_eq!(name_prefix(&press, "press3/oil"), None);
         assert_eq!(name_prefix(&press3, "press3/oil"), Some("oil"));
         assert_eq!(name_prefix(&press, "q"), None);
-    }
-
-    #[test]
-    fn json_values_take_the_tags_type() {
-        let v = |j: serde_json::Value, t| model_value(&j, t);
-        assert_eq!(v(2.into(), DataType::Double), Ok(Value::Double(2.0)));
-        assert_eq!(v(true.into(), DataType::Boolean), Ok(Value::Boolean(true)));
-        assert_eq!(v(300.into(), DataType::UInt16), Ok(Value::UInt16(300)));
-        assert!(v(70_000.into(), DataType::UInt16).is_err());
-        assert!(v((-1).into(), DataType::UInt8).is_err());
-        assert!(v("x".into(), DataType::Int32).is_err());
-        assert!(v(serde_json::json!([1]), DataType::Int32).is_err());
-        assert_eq!(
-            v("1970-01-01T00:00:01Z".into(), DataType::DateTime),
-            Ok(Value::DateTime(Timestamp(1_000_000)))
-        );
-        assert!(v("yesterday".into(), DataType::DateTime).is_err());
-        assert_eq!(
-            v(u64::MAX.into(), DataType::UInt64),
-            Ok(Value::UInt64(u64::MAX))
-        );
     }
 }
