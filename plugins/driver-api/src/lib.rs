@@ -9,16 +9,20 @@
 //! gone (every tag of the device turns Bad and the runtime reconnects); a per-tag failure,
 //! such as a Modbus exception, is a [`Reading`] with Bad quality and the link stays up.
 
+mod backoff;
 mod driver;
 mod duration;
 pub mod json;
 mod quality;
+mod size;
 mod value;
 
 pub use driver::{
     DeviceInfo, Driver, DriverFactory, LinkError, LinkErrorKind, Reading, TagSpec, WriteError,
 };
+pub use backoff::Backoff;
 pub use duration::Duration;
+pub use size::ByteSize;
 pub use quality::{BadReason, Quality, UncertainReason};
 pub use value::{DataType, Timestamp, Value, ValueError};
 
