@@ -7,7 +7,7 @@ use super::yaml::Document;
 use super::{ConfigError, RawNode, RawTag, Spanned};
 
 /// Every driver name a config may use.
-pub const DRIVERS: &[&str] = &["modbus", "profinet-sim", "enip-sim", "opcua-client"];
+pub const DRIVERS: &[&str] = &["modbus", "profinet-sim", "enip-sim", "opcua-client", "exec"];
 
 type Builder = Box<dyn FnOnce(&DeviceInfo) -> Box<dyn Driver> + Send>;
 
@@ -57,6 +57,7 @@ pub(crate) fn prepare(
             tags,
             errors,
         ),
+        "exec" => prepare_with(uaedge_exec::ExecFactory, options, device, tags, errors),
         other => {
             errors.push(driver.error(format!(
                 "unknown driver `{other}`; known drivers: {}",

@@ -1,0 +1,236 @@
+//! The driver program as a process: started with only the environment it was given, in a
+//! process group of its own, its stderr logged with the device's name, and stopped by
+//! closing stdin, then SIGTERM, then SIGKILL to the whole group.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use tracing::{info, warn};
+
+/// How long each step of a stop waits for the program to exit: stdin closed, SIGTERM,
+/// SIGKILL. Two of them fit the runtime's three seconds per shutdown stage.
+pub const STOP_STEP: Duration = Duration::from_secs(1);
+/// Driver log lines per second; past that they are counted and the count is logged.
+const LOG_LINES_PER_SECOND: u32 = 20;
+/// The longest stderr line logged whole.
+const LOG_LINE: usize = 2048;
+
+/// What to start, from the device's options.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// A running driver program.
+pub struct Child {
+    process: tokio::process::Child,
+    /// The process group, the program's own pid.
+    group: Option<i32>,
+    pub stdin: Option<ChildStdin>,
+    stderr: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Program {
+    /// Starts the program for `device`; its stdout is the caller's to read.
+    pub fn spawn(&self, device: &str) -> std::io::Result<(Child, ChildStdout)> {
+        let (program, args) = self
+            .command
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("no command"))?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env_clear()
+            .envs(inherited())
+            .env("UAEDGE_DEVICE", device)
+            .env("UAEDGE_PROTOCOL", crate::protocol::VERSION.to_string())
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        // SAFETY: between fork and exec only async-signal-safe calls: prctl twice.
+        unsafe {
+            command.pre_exec(|| {
+                // setuid programs do not raise the driver's privileges (systemd's
+                // NoNewPrivileges, kept also when uaedge runs outside its unit).
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // uaedge killed with SIGKILL leaves no driver behind. (Tied to the thread
+                // that forks: a tokio worker, which lives as long as the runtime.)
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut process = command.spawn()?;
+        let stdout = process
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout pipe"))?;
+        let stderr = process
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(log_stderr(device.to_string(), e)));
+        let group = process.id().and_then(|p| i32::try_from(p).ok());
+        Ok((
+            Child {
+                stdin: process.stdin.take(),
+                process,
+                group,
+                stderr,
+            },
+            stdout,
+        ))
+    }
+}
+
+/// What the driver keeps of uaedge's environment: where to find programs and how to
+/// read text. Nothing else (credentials, tokens, the service's own settings).
+fn inherited() -> impl Iterator<Item = (String, String)> {
+    ["PATH", "LANG"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+}
+
+impl Child {
+    pub fn pid(&self) -> Option<i32> {
+        self.group
+    }
+
+    /// The exit status, if the program ends within `limit`: its output closes a moment
+    /// before it can be reaped.
+    pub async fn exited(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.wait(limit).await
+    }
+
+    /// Stops the program: closes its stdin, then SIGTERM, then SIGKILL, [`STOP_STEP`]
+    /// apart, and kills what is left of its group. Returns how it ended.
+    pub async fn stop(mut self) -> Option<ExitStatus> {
+        self.stdin = None;
+        let mut status = self.wait(STOP_STEP).await;
+        if status.is_none() {
+            self.signal(libc::SIGTERM);
+            status = self.wait(STOP_STEP).await;
+        }
+        if status.is_none() {
+            self.signal(libc::SIGKILL);
+            status = self.wait(STOP_STEP).await;
+        }
+        // Whatever the program started and left behind goes with it.
+        self.signal(libc::SIGKILL);
+        if let Some(task) = self.stderr.take() {
+            // The pipe closes once the group is gone; the last lines are logged.
+            let _ = tokio::time::timeout(STOP_STEP, task).await;
+        }
+        status
+    }
+
+    async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(limit, self.process.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(group) = self.group {
+            // SAFETY: kill(2) on our own child's group; an empty group is ESRCH, ignored.
+            unsafe {
+                libc::kill(-group, signal);
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // A child dropped without `stop` (a connect cancelled by shutdown): kill_on_drop
+        // takes the program, this takes its group.
+        self.signal(libc::SIGKILL);
+        if let Some(task) = self.stderr.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Logs the driver's stderr, a line each with the device's name, at most
+/// [`LOG_LINES_PER_SECOND`]; the pipe is always drained, so a chatty driver never blocks.
+async fn log_stderr(device: String, stderr: tokio::process::ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let mut window = Instant::now();
+    let (mut logged, mut skipped) = (0u32, 0u64);
+    loop {
+        line.clear();
+        // At most LOG_LINE bytes kept; the rest of a long line is read and dropped.
+        let read = (&mut reader)
+            .take(LOG_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await;
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let whole = line.last() == Some(&b'\n');
+        if !whole {
+            skip_rest_of_line(&mut reader).await;
+        }
+        if window.elapsed() >= Duration::from_secs(1) {
+            if skipped > 0 {
+                warn!(device = %device, skipped, "driver log lines skipped (over {LOG_LINES_PER_SECOND} a second)");
+            }
+            window = Instant::now();
+            logged = 0;
+            skipped = 0;
+        }
+        if logged >= LOG_LINES_PER_SECOND {
+            skipped += 1;
+            continue;
+        }
+        logged += 1;
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        if whole {
+            info!(device = %device, "driver: {text}");
+        } else {
+            info!(device = %device, "driver: {text}… (cut at {LOG_LINE} bytes)");
+        }
+    }
+    if skipped > 0 {
+        warn!(device = %device, skipped, "driver log lines skipped (over {LOG_LINES_PER_SECOND} a second)");
+    }
+}
+
+async fn skip_rest_of_line(reader: &mut BufReader<tokio::process::ChildStderr>) {
+    loop {
+        let Ok(available) = reader.fill_buf().await else {
+            return;
+        };
+        if available.is_empty() {
+            return;
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return;
+            }
+            None => {
+                let n = available.len();
+                reader.consume(n);
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""A driver program for the exec driver's tests: speaks PROTOCOL.md, and misbehaves as
+the environment variable MODE says:
+
+  normal     answers everything; addresses: `const:<json>` reads that value,
+             `counter` counts reads, `bad:...` is refused at configure,
+             `refuse` refuses writes; a written value is read back
+  crash      exits (status 3) at its CRASH_AFTER-th read (default 1)
+  hang       answers hello and configure, then never a read
+  garbage    prints a line that is not JSON after configure
+  partial    prints half a line at the first read, then waits
+  huge       prints a 100 MB line at the first read
+  flood      floods stderr (and answers reads)
+  push       says push, sends a data line per read request and one unasked
+  stubborn   ignores the end of stdin and SIGTERM, and starts a grandchild
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+MODE = os.environ.get("MODE", "normal")
+out = sys.stdout
+
+
+def send(obj):
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+if MODE == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    subprocess.Popen(["sleep", "1000"])
+
+send({"type": "hello", "protocol": int(os.environ.get("PROTO", "1")), "driver": "test",
+      "version": "1", "read": True, "write": True, "push": MODE == "push"})
+
+tags = []
+written = {}
+reads = 0
+for line in sys.stdin:
+    msg = json.loads(line)
+    kind, rid = msg["type"], msg.get("id")
+    if kind == "configure":
+        tags = msg["tags"]
+        errors = [{"tag": t["tag"], "message": "no such address " + t["address"]}
+                  for t in tags if t["address"].startswith("bad:")]
+        send({"type": "ok", "id": rid, "tag_errors": errors})
+        if MODE == "garbage":
+            out.write("hello world\n")
+            out.flush()
+        if MODE == "flood":
+            for i in range(200000):
+                sys.stderr.write("flood line %d\n" % i)
+    elif kind == "read":
+        reads += 1
+        if MODE == "crash" and reads >= int(os.environ.get("CRASH_AFTER", "1")):
+            sys.exit(3)
+        if MODE == "hang":
+            continue
+        if MODE == "partial":
+            out.write('{"type":"readings","id":')
+            out.flush()
+            time.sleep(1000)
+        if MODE == "huge":
+            out.write('{"type":"readings","id":%d,"readings":[],"pad":"' % rid + "x" * 100_000_000 + '"}\n')
+            out.flush()
+            continue
+        readings = []
+        for t in tags:
+            a = t["address"]
+            if t["tag"] in written:
+                readings.append({"tag": t["tag"], "value": written[t["tag"]]})
+            elif a.startswith("const:"):
+                readings.append({"tag": t["tag"], "value": json.loads(a[6:])})
+            elif a == "counter":
+                readings.append({"tag": t["tag"], "value": reads})
+            elif a == "down":
+                readings.append({"tag": t["tag"], "quality": "bad", "reason": "not_connected",
+                                 "error": "device away"})
+        if MODE == "push":
+            send({"type": "data", "readings": [{"tag": 0, "value": reads * 100,
+                                                 "time": "2026-12-07T10:00:00Z"}]})
+        send({"type": "readings", "id": rid, "readings": readings})
+    elif kind == "write":
+        tag = next(t for t in tags if t["tag"] == msg["tag"])
+        if tag["address"] == "refuse":
+            send({"type": "error", "id": rid, "kind": "rejected", "message": "refused by test"})
+        else:
+            written[msg["tag"]] = msg["value"]
+            send({"type": "ok", "id": rid})
+
+if MODE == "stubborn":
+    while True:
+        time.sleep(1)
