@@ -420,3 +420,43 @@ fn web_section_errors_are_located() {
     let (code, err) = check("web:\n");
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn exec_devices_are_checked_without_starting_anything() {
+    let (code, err) = check(
+        r#"devices:
+  - name: ext
+    driver: exec
+    options:
+      command: [/nonexistent/driver.py, --fast]
+    tags:
+      - { name: a, type: int16, address: "" }
+  - name: ext2
+    driver: exec
+    options: { comand: [python3] }
+    tags: []
+  - name: ext3
+    driver: exec
+    options: { command: [no-such-driver-in-path], env: { UAEDGE_DEVICE: x } }
+    tags: []
+"#,
+    );
+    assert_eq!(code, 1, "{err}");
+    for want in [
+        "F:7:42: devices[0].tags[0].address: an empty address",
+        "F:10:16: devices[1].options.comand: unknown field `comand`",
+        "F:14:14: devices[2].options: command: `no-such-driver-in-path` is not an executable in PATH",
+    ] {
+        assert!(err.lines().any(|l| l.starts_with(want)), "missing `{want}` in:\n{err}");
+    }
+    let (code, err) = check(
+        "devices:\n  - name: ext\n    driver: exec\n    options: { command: [/nonexistent/driver.py] }\n    tags: []\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "F:4:14: devices[0].options: command: `/nonexistent/driver.py` cannot be found"
+        ),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${UAEDGE_FUZZ_SECS:-60}"
-targets=(config sparkplug_command modbus_response opcua_frames condition_inputs history_chunks)
+targets=(config sparkplug_command modbus_response opcua_frames condition_inputs history_chunks exec_protocol)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 # cargo fuzz passes nightly-only flags (-Zsanitizer, sancov options); only the stable
@@ -15,7 +15,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 # -a keeps overflow checks and debug assertions in the optimised build: they are findings.
 # No sanitizer and 16 codegen units by default keep a cold build inside the CI budget (our
-# code has no `unsafe`); UAEDGE_FUZZ_SANITIZER=address for a deeper local run.
+# decoders have no `unsafe`); UAEDGE_FUZZ_SANITIZER=address for a deeper local run.
 flags=(--fuzz-dir tests/fuzz -O -a --codegen-units 16 --sanitizer "${UAEDGE_FUZZ_SANITIZER:-none}")
 cargo fuzz build "${flags[@]}"
 bin="${CARGO_TARGET_DIR:-tests/fuzz/target}/$(rustc -vV | sed -n 's/^host: //p')/release"

@@ -76,7 +76,8 @@ fn prepare_with<F: DriverFactory + 'static>(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Prepared> {
     let before = errors.len();
-    let options: Option<F::Options> = match options.filter(|n| !n.is_null()) {
+    let options_node = options.filter(|n| !n.is_null());
+    let options: Option<F::Options> = match options_node {
         Some(node) => node.deserialize().map_err(|e| errors.push(e)).ok(),
         // No `options:` at all: the driver's defaults, or an error at the device saying which
         // option it needs.
@@ -112,7 +113,8 @@ fn prepare_with<F: DriverFactory + 'static>(
         return None;
     }
     if let Err(message) = factory.validate(&options, &specs) {
-        errors.push(device.error(message));
+        // At the `options:` it is about when there is one; the message names the key.
+        errors.push(options_node.unwrap_or(device).error(message));
         return None;
     }
     let addresses = specs.iter().map(|s| factory.describe(&s.address)).collect();

@@ -17,13 +17,13 @@ mod quality;
 mod size;
 mod value;
 
+pub use backoff::Backoff;
 pub use driver::{
     DeviceInfo, Driver, DriverFactory, LinkError, LinkErrorKind, Reading, TagSpec, WriteError,
 };
-pub use backoff::Backoff;
 pub use duration::Duration;
-pub use size::ByteSize;
 pub use quality::{BadReason, Quality, UncertainReason};
+pub use size::ByteSize;
 pub use value::{DataType, Timestamp, Value, ValueError};
 
 /// Re-exported so that drivers implement [`Driver`] with the same macro version as the runtime.

@@ -61,23 +61,21 @@ impl ExecOptions {
     /// run, the timeouts are not zero, the environment can be set.
     pub fn validate(&self) -> Result<(), String> {
         let Some(program) = self.command.first() else {
-            return Err("options.command: an empty command; give the program and its arguments, e.g. [/usr/lib/uaedge/drivers/s7.py, --rack, \"0\"]".into());
+            return Err("command: an empty command; give the program and its arguments, e.g. [/usr/lib/uaedge/drivers/s7.py, --rack, \"0\"]".into());
         };
         find_program(program, self.cwd.as_deref())
-            .map_err(|e| format!("options.command: `{program}` {e}"))?;
+            .map_err(|e| format!("command: `{program}` {e}"))?;
         if let Some(cwd) = &self.cwd {
             if !cwd.is_dir() {
-                return Err(format!("options.cwd: {} is not a directory", cwd.display()));
+                return Err(format!("cwd: {} is not a directory", cwd.display()));
             }
         }
         for (key, value) in &self.env {
             if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return Err(format!(
-                    "options.env: `{key}` cannot be an environment variable"
-                ));
+                return Err(format!("env: `{key}` cannot be an environment variable"));
             }
             if RESERVED.contains(&key.as_str()) {
-                return Err(format!("options.env: `{key}` is set by uaedge"));
+                return Err(format!("env: `{key}` is set by uaedge"));
             }
         }
         for (name, d) in [
@@ -85,14 +83,14 @@ impl ExecOptions {
             ("request_timeout", self.request_timeout),
         ] {
             if d.get().is_zero() {
-                return Err(format!("options.{name}: must be more than 0"));
+                return Err(format!("{name}: must be more than 0"));
             }
         }
         if self.restart.min.get() > self.restart.max.get() || self.restart.min.get().is_zero() {
-            return Err("options.restart: needs 0 < min <= max".into());
+            return Err("restart: needs 0 < min <= max".into());
         }
         if self.max_line.0 < 1024 {
-            return Err("options.max_line: at least 1KiB".into());
+            return Err("max_line: at least 1KiB".into());
         }
         Ok(())
     }

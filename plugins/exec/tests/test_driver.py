@@ -13,6 +13,9 @@ the environment variable MODE says:
   flood      floods stderr (and answers reads)
   push       says push, sends a data line per read request and one unasked
   stubborn   ignores the end of stdin and SIGTERM, and starts a grandchild
+
+With PIDFILE set it writes its pid there, and with GRANDCHILD set it starts a `sleep` of
+its own first and writes that pid after its own.
 """
 import json
 import os
@@ -30,9 +33,14 @@ def send(obj):
     out.flush()
 
 
+pids = [os.getpid()]
 if MODE == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    subprocess.Popen(["sleep", "1000"])
+if MODE == "stubborn" or os.environ.get("GRANDCHILD"):
+    pids.append(subprocess.Popen(["sleep", "1000"]).pid)
+if os.environ.get("PIDFILE"):
+    with open(os.environ["PIDFILE"], "w") as f:
+        f.write(" ".join(map(str, pids)))
 
 send({"type": "hello", "protocol": int(os.environ.get("PROTO", "1")), "driver": "test",
       "version": "1", "read": True, "write": True, "push": MODE == "push"})
