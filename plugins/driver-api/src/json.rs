@@ -128,6 +128,12 @@ pub fn value_from_json(value: &serde_json::Value, to: DataType) -> Result<Value,
                 .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
             Value::DateTime(Timestamp(t.timestamp_micros()))
         }
+        // NaN and the infinities as ValueJson writes them: JSON has no number for them.
+        serde_json::Value::String(s)
+            if to.is_float() && matches!(s.as_str(), "NaN" | "inf" | "-inf") =>
+        {
+            Value::Double(s.parse().unwrap_or(f64::NAN))
+        }
         serde_json::Value::String(s) => Value::String(s.clone()),
         other => return Err(format!("a {to} tag takes no {other}")),
     };
@@ -209,6 +215,16 @@ mod tests {
             Ok(Value::DateTime(Timestamp(1_000_000)))
         );
         assert!(v("yesterday".into(), DataType::DateTime).is_err());
+        assert_eq!(
+            v("-inf".into(), DataType::Float),
+            Ok(Value::Float(f32::NEG_INFINITY))
+        );
+        assert!(matches!(v("NaN".into(), DataType::Double), Ok(Value::Double(x)) if x.is_nan()));
+        assert_eq!(
+            v("NaN".into(), DataType::String),
+            Ok(Value::String("NaN".into()))
+        );
+        assert!(v("inf".into(), DataType::Int32).is_err());
         assert_eq!(
             v(u64::MAX.into(), DataType::UInt64),
             Ok(Value::UInt64(u64::MAX))

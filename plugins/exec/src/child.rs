@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn, Level};
 
 /// How long each step of a stop waits for the program to exit: stdin closed, SIGTERM,
 /// SIGKILL. Two of them fit the runtime's three seconds per shutdown stage.
@@ -203,14 +203,32 @@ async fn log_stderr(device: String, stderr: tokio::process::ChildStderr) {
         logged += 1;
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
-        if whole {
-            info!(device = %device, "driver: {text}");
-        } else {
-            info!(device = %device, "driver: {text}… (cut at {LOG_LINE} bytes)");
+        let cut = if whole { "" } else { "… (cut)" };
+        match level(text) {
+            Level::ERROR => error!(device = %device, "driver: {text}{cut}"),
+            Level::WARN => warn!(device = %device, "driver: {text}{cut}"),
+            Level::DEBUG => debug!(device = %device, "driver: {text}{cut}"),
+            _ => info!(device = %device, "driver: {text}{cut}"),
         }
     }
     if skipped > 0 {
         warn!(device = %device, skipped, "driver log lines skipped (over {LOG_LINES_PER_SECOND} a second)");
+    }
+}
+
+/// A log line's level, from the word it starts with as most logging libraries write it
+/// (`ERROR`, `WARNING:root:…`, `[warn]`, `debug …`); INFO otherwise.
+fn level(line: &str) -> Level {
+    let word: String = line
+        .trim_start_matches(['[', '<', ' '])
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect();
+    match word.to_ascii_uppercase().as_str() {
+        "ERROR" | "CRITICAL" | "FATAL" => Level::ERROR,
+        "WARNING" | "WARN" => Level::WARN,
+        "DEBUG" | "TRACE" => Level::DEBUG,
+        _ => Level::INFO,
     }
 }
 
@@ -231,6 +249,27 @@ async fn skip_rest_of_line(reader: &mut BufReader<tokio::process::ChildStderr>) 
                 let n = available.len();
                 reader.consume(n);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_keep_the_level_they_start_with() {
+        for (line, want) in [
+            ("ERROR S7_HOST is not set", Level::ERROR),
+            ("WARNING:root:slow PLC", Level::WARN),
+            ("[warn] retrying", Level::WARN),
+            ("debug: frame 3", Level::DEBUG),
+            ("CRITICAL:driver:gone", Level::ERROR),
+            ("connected to 10.0.0.7", Level::INFO),
+            ("Errors so far: 0", Level::INFO),
+            ("", Level::INFO),
+        ] {
+            assert_eq!(level(line), want, "{line}");
         }
     }
 }

@@ -383,6 +383,11 @@ impl Driver for ExecDriver {
         if !self.running.as_ref().is_some_and(|r| r.hello.write) {
             return Err(WriteError::NotWritable);
         }
+        if self.index(tag).is_some_and(|i| self.refused[i]) {
+            return Err(WriteError::Rejected(
+                "the driver refused this tag's address when it started".into(),
+            ));
+        }
         let id = self.id();
         let value = Some(value.clone());
         let line = Request::Write {
@@ -409,9 +414,10 @@ impl Driver for ExecDriver {
                 ErrorKind::Rejected => WriteError::Rejected(message),
                 ErrorKind::NotWritable => WriteError::NotWritable,
                 ErrorKind::TypeMismatch => WriteError::TypeMismatch(message),
+                // The program is fine, its device is away: the write fails, the program
+                // keeps running (its reads say the rest).
                 ErrorKind::NotConnected => {
-                    self.failed();
-                    WriteError::Link(LinkError::not_connected(message))
+                    WriteError::Rejected(format!("the device is not connected: {message}"))
                 }
             }),
             other => {
