@@ -23,7 +23,8 @@ use crate::protocol::{self, ErrorKind, Hello, Message, RawReading, Request, TagO
 /// Messages read ahead of the driver's requests. A program writing faster than that is
 /// held back by its pipe.
 const INBOX: usize = 64;
-/// Pushed readings kept while a write waits for its answer; past that the oldest go.
+/// Pushed readings kept for the next poll; past that the oldest go. A driver that pushes
+/// more between two polls than this pushes faster than any consumer takes.
 const PENDING: usize = 65_536;
 /// How long a program whose output ended is given to exit, for its status in the log.
 const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -44,6 +45,8 @@ pub struct ExecDriver {
     refused: Vec<bool>,
     /// Whether a reading for an index out of range was logged (once per program start).
     unknown_logged: bool,
+    /// Pushed readings dropped past [`PENDING`] since the last poll, logged at the poll.
+    dropped: u64,
     /// Readings due at the next read: the refused tags' Bad ones, data pushed meanwhile.
     pending: Vec<Reading>,
 }
@@ -71,6 +74,7 @@ impl ExecDriver {
             logged: vec![None; n],
             refused: vec![false; n],
             unknown_logged: false,
+            dropped: 0,
             pending: Vec::new(),
         }
     }
@@ -267,7 +271,7 @@ impl ExecDriver {
         self.convert(readings);
         if self.pending.len() > PENDING {
             let drop = self.pending.len() - PENDING;
-            warn!(device = %self.device, dropped = drop, "pushed readings dropped while a write waited");
+            self.dropped += drop as u64;
             self.pending.drain(..drop);
         }
         Ok(())
@@ -369,6 +373,10 @@ impl Driver for ExecDriver {
 
     async fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
         let result = self.poll().await;
+        if self.dropped > 0 {
+            warn!(device = %self.device, dropped = self.dropped, "pushed readings dropped: the driver pushes more between two polls than uaedge keeps ({PENDING})");
+            self.dropped = 0;
+        }
         match result {
             Ok(()) => {
                 self.healthy();
@@ -445,8 +453,11 @@ impl ExecDriver {
             return Err(LinkError::not_connected("the driver is not running"));
         };
         let reads = running.hello.read;
-        // Pushed data that came between polls.
-        while let Some(running) = self.running.as_mut() {
+        // Pushed data that came between polls: what the inbox held, no more, so that a
+        // driver pushing without pause cannot keep the poll from its read.
+        let mut queued = INBOX;
+        while let Some(running) = self.running.as_mut().filter(|_| queued > 0) {
+            queued -= 1;
             match running.inbox.try_recv() {
                 Ok(Ok(Message::Data { readings })) => self.take_pushed(&readings)?,
                 Ok(Ok(other)) => return Err(unexpected(&other, "a poll")),

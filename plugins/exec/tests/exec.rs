@@ -334,3 +334,43 @@ async fn a_program_that_ignores_stdin_and_sigterm_is_killed_with_its_children() 
     // Stdin closed, a second; SIGTERM, a second; SIGKILL.
     assert!(took < StdDuration::from_secs(5), "{took:?}");
 }
+
+#[tokio::test]
+async fn a_program_pushing_without_pause_is_bounded_and_still_read() {
+    let mut d = driver(
+        options("pushflood"),
+        vec![tag("n", DataType::Int32, "counter", false)],
+    );
+    d.connect().await.expect("connect");
+    let rss = rss_kib();
+    let mut answered = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        let r = read(&mut d).await.expect("read through the flood");
+        // At most what the poll keeps, and the read's own answer (the pushed readings
+        // carry a time, the answer does not) among it.
+        assert!(r.len() <= 65_536 + 1, "{}", r.len());
+        answered += usize::from(r.iter().any(|x| x.source_time.is_none()));
+    }
+    assert_eq!(answered, 20, "a read went unanswered");
+    assert!(
+        rss_kib() < rss + 64 * 1024,
+        "RSS {rss} -> {} KiB",
+        rss_kib()
+    );
+    d.close().await;
+}
+
+#[tokio::test]
+async fn data_from_a_program_that_did_not_say_push_is_a_protocol_error() {
+    let mut d = driver(
+        options("unasked"),
+        vec![tag("n", DataType::Int32, "counter", false)],
+    );
+    d.connect().await.expect("connect");
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    let e = read(&mut d).await.expect_err("unasked data");
+    assert_eq!(e.kind, LinkErrorKind::Protocol, "{e}");
+    assert!(e.message.contains("did not say `push: true`"), "{e}");
+    d.close().await;
+}

@@ -12,6 +12,8 @@ the environment variable MODE says:
   huge       prints a 100 MB line at the first read
   flood      floods stderr (and answers reads)
   push       says push, sends a data line per read request and one unasked
+  pushflood  says push and pushes data lines without pause from a thread
+  unasked    sends a data line without having said push
   stubborn   ignores the end of stdin and SIGTERM, and starts a grandchild
 
 With PIDFILE set it writes its pid there, and with GRANDCHILD set it starts a `sleep` of
@@ -22,15 +24,24 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 MODE = os.environ.get("MODE", "normal")
 out = sys.stdout
+lock = threading.Lock()
+
+
+def send_raw(text):
+    with lock:
+        out.write(text)
+        out.flush()
 
 
 def send(obj):
-    out.write(json.dumps(obj) + "\n")
-    out.flush()
+    with lock:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
 
 
 pids = [os.getpid()]
@@ -43,7 +54,18 @@ if os.environ.get("PIDFILE"):
         f.write(" ".join(map(str, pids)))
 
 send({"type": "hello", "protocol": int(os.environ.get("PROTO", "1")), "driver": "test",
-      "version": "1", "read": True, "write": True, "push": MODE == "push"})
+      "version": "1", "read": True, "write": True, "push": MODE in ("push", "pushflood")})
+
+
+def flood():
+    i = 0
+    while True:
+        i += 1
+        line = json.dumps({"type": "data", "readings": [{"tag": 0, "value": i, "time": "2026-12-07T10:00:00Z"}] * 100}) + "\n"
+        with lock:
+            out.write(line)
+            out.flush()
+
 
 tags = []
 written = {}
@@ -56,9 +78,12 @@ for line in sys.stdin:
         errors = [{"tag": t["tag"], "message": "no such address " + t["address"]}
                   for t in tags if t["address"].startswith("bad:")]
         send({"type": "ok", "id": rid, "tag_errors": errors})
+        if MODE == "pushflood":
+            threading.Thread(target=flood, daemon=True).start()
+        if MODE == "unasked":
+            send({"type": "data", "readings": []})
         if MODE == "garbage":
-            out.write("hello world\n")
-            out.flush()
+            send_raw("hello world\n")
         if MODE == "flood":
             for i in range(200000):
                 sys.stderr.write("flood line %d\n" % i)
@@ -69,12 +94,10 @@ for line in sys.stdin:
         if MODE == "hang":
             continue
         if MODE == "partial":
-            out.write('{"type":"readings","id":')
-            out.flush()
+            send_raw('{"type":"readings","id":')
             time.sleep(1000)
         if MODE == "huge":
-            out.write('{"type":"readings","id":%d,"readings":[],"pad":"' % rid + "x" * 100_000_000 + '"}\n')
-            out.flush()
+            send_raw('{"type":"readings","id":%d,"readings":[],"pad":"' % rid + "x" * 100_000_000 + '"}\n')
             continue
         readings = []
         for t in tags:
