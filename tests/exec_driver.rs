@@ -199,3 +199,56 @@ fn a_child_program_feeds_opcua_and_sparkplug_takes_writes_and_stops_with_uaedge(
         || pids.iter().all(|p| !alive(p)).then_some(()),
     );
 }
+
+/// A program that exits after every few reads, inside the runtime: each exit turns the
+/// tag Bad, each restart is counted as a reconnect, and the values come back every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
+    let devices = format!(
+        r#"  - name: ext
+    driver: exec
+    poll_interval: 20ms
+    reconnect: {{ min: 10ms, max: 20ms }}
+    options:
+      command: [python3, "{}"]
+      env: {{ MODE: crash, CRASH_AFTER: "3" }}
+      restart: {{ min: 10ms, max: 40ms }}
+    tags:
+      - {{ name: n, type: int32, address: counter }}
+"#,
+        script().display()
+    );
+    let edge = opcua_support::Edge::start("  endpoints: [none]\n  anonymous: read", &devices).await;
+    let table = edge.runtime.handle().table().clone();
+    let n = table.find("ext/n").expect("tag");
+    let reconnects = || {
+        table
+            .device_state(uaedge::model::DeviceId(0))
+            .map(|s| s.reconnects)
+            .unwrap_or(0)
+    };
+    // Good (a value read) and Bad (the program gone) in turn, again and again.
+    let (mut good, mut bad, mut last) = (0, 0, None);
+    let (start, base) = (std::time::Instant::now(), reconnects());
+    while reconnects() < base + 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} restarts",
+            reconnects()
+        );
+        if let Some(s) = table.state(n) {
+            let q = s.quality.is_good();
+            if last != Some(q) {
+                if q {
+                    good += 1
+                } else {
+                    bad += 1
+                }
+                last = Some(q);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(good >= 5 && bad >= 5, "good {good} times, bad {bad} times");
+    edge.stop().await;
+}
