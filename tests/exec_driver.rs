@@ -201,7 +201,8 @@ fn a_child_program_feeds_opcua_and_sparkplug_takes_writes_and_stops_with_uaedge(
 }
 
 /// A program that exits after every few reads, inside the runtime: each exit turns the
-/// tag Bad, each restart is counted as a reconnect, and the values come back every time.
+/// tag Bad, each restart is counted as a reconnect, the values come back every time, and
+/// the device beside it goes on untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
     let devices = format!(
@@ -215,6 +216,11 @@ async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
       restart: {{ min: 10ms, max: 40ms }}
     tags:
       - {{ name: n, type: int32, address: counter }}
+  - name: other
+    driver: enip-sim
+    poll_interval: 20ms
+    tags:
+      - {{ name: c, type: uint32, address: "Tag_0", options: {{ signal: counter }} }}
 "#,
         script().display()
     );
@@ -250,5 +256,19 @@ async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert!(good >= 5 && bad >= 5, "good {good} times, bad {bad} times");
+    // The device beside it never noticed.
+    let other = table.find("other/c").expect("other tag");
+    let seen = table.state(other).expect("state");
+    assert!(seen.quality.is_good(), "{seen:?}");
+    common::eventually(
+        Duration::from_secs(5),
+        "the other device still counting",
+        || {
+            let now = table.state(other).map(|s| s.value);
+            let moved = now != Some(seen.value.clone());
+            async move { moved.then_some(()) }
+        },
+    )
+    .await;
     edge.stop().await;
 }

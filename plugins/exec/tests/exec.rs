@@ -19,11 +19,26 @@ fn script() -> String {
         .to_string()
 }
 
+/// python3 itself, not a wrapper in PATH (pyenv's shim is a shell script that sets
+/// variables of its own in the program's environment, and costs a start-up each time).
+fn python() -> String {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .expect("python3");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .clone()
+}
+
 fn options(mode: &str) -> ExecOptions {
     let mut env = BTreeMap::new();
     env.insert("MODE".to_string(), mode.to_string());
     ExecOptions {
-        command: vec!["python3".into(), script()],
+        command: vec![python(), script()],
         env,
         cwd: None,
         startup_timeout: Duration::from_secs(10),
@@ -372,5 +387,41 @@ async fn data_from_a_program_that_did_not_say_push_is_a_protocol_error() {
     let e = read(&mut d).await.expect_err("unasked data");
     assert_eq!(e.kind, LinkErrorKind::Protocol, "{e}");
     assert!(e.message.contains("did not say `push: true`"), "{e}");
+    d.close().await;
+}
+
+#[tokio::test]
+async fn the_program_gets_only_its_own_environment_and_no_new_privileges() {
+    // A secret in uaedge's environment (a token, a password given to the service).
+    // SAFETY: this test binary sets no other variable and reads this one nowhere else.
+    unsafe { std::env::set_var("UAEDGE_TEST_SECRET", "hunter2") };
+    let mut o = options("normal");
+    o.env.insert("S7_HOST".into(), "10.0.0.7".into());
+    let mut d = driver(
+        o,
+        vec![
+            tag("env", DataType::String, "env", false),
+            tag("nnp", DataType::UInt8, "nnp", false),
+        ],
+    );
+    d.connect().await.expect("connect");
+    let r = read(&mut d).await.expect("read");
+    let Some(Value::String(names)) = r[0].value.clone() else {
+        panic!("{r:?}");
+    };
+    let mut names: Vec<&str> = names.split(',').filter(|n| *n != "LANG").collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "MODE",
+            "PATH",
+            "S7_HOST",
+            "UAEDGE_DEVICE",
+            "UAEDGE_PROTOCOL"
+        ],
+        "the program saw more than it was given"
+    );
+    assert_eq!(r[1].value, Some(Value::UInt8(1)), "NoNewPrivs is not set");
     d.close().await;
 }

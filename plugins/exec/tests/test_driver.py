@@ -4,7 +4,8 @@ the environment variable MODE says:
 
   normal     answers everything; addresses: `const:<json>` reads that value,
              `counter` counts reads, `bad:...` is refused at configure,
-             `refuse` refuses writes; a written value is read back
+             `refuse` refuses writes, `env` reads the names of its environment,
+             `nnp` its NoNewPrivs flag; a written value is read back
   crash      exits (status 3) at its CRASH_AFTER-th read (default 1)
   hang       answers hello and configure, then never a read
   garbage    prints a line that is not JSON after configure
@@ -108,6 +109,12 @@ for line in sys.stdin:
                 readings.append({"tag": t["tag"], "value": json.loads(a[6:])})
             elif a == "counter":
                 readings.append({"tag": t["tag"], "value": reads})
+            elif a == "env":
+                readings.append({"tag": t["tag"], "value": ",".join(sorted(os.environ))})
+            elif a == "nnp":
+                with open("/proc/self/status") as f:
+                    nnp = next(l.split()[1] for l in f if l.startswith("NoNewPrivs:"))
+                readings.append({"tag": t["tag"], "value": int(nnp)})
             elif a == "down":
                 readings.append({"tag": t["tag"], "quality": "bad", "reason": "not_connected",
                                  "error": "device away"})
