@@ -23,7 +23,9 @@ echo "package: built $deb"
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/uaedge ./etc/uaedge/config.yaml ./usr/lib/systemd/system/uaedge.service \
          ./usr/share/man/man1/uaedge.1.gz ./usr/share/doc/uaedge/copyright \
-         ./usr/share/doc/uaedge/changelog.Debian.gz ./usr/share/doc/uaedge/examples/modbus-tcp.yaml; do
+         ./usr/share/doc/uaedge/changelog.Debian.gz ./usr/share/doc/uaedge/examples/modbus-tcp.yaml \
+         ./usr/share/doc/uaedge/exec-driver-protocol.md \
+         ./usr/share/doc/uaedge/examples/drivers/s7/s7_driver.py; do
   grep -q " $f\$" <<<"$contents" || fail "$f missing from the package"
 done
 dpkg-deb -f "$deb" Depends | grep -q adduser || fail "Depends lacks adduser"
