@@ -67,6 +67,7 @@ pub(super) fn prepare(
         queue: queue.clone(),
         writes: write_rx,
         cancel,
+        delivered: false,
     };
     (device, Some(PendingTask { task, setup }))
 }
@@ -87,6 +88,8 @@ struct DeviceTask {
     queue: mpsc::Sender<RouterMsg>,
     writes: mpsc::Receiver<WriteRequest>,
     cancel: CancellationToken,
+    /// Whether a read succeeded since the link last came up.
+    delivered: bool,
 }
 
 impl DeviceTask {
@@ -98,6 +101,14 @@ impl DeviceTask {
         let mut driver = setup.prepared.build(&info);
         let device = setup.name;
         let mut attempt: u32 = 0;
+        // Links in a row that failed before a single read came through: a device (or an
+        // exec driver's program) that accepts and then drops at once backs off as one
+        // that refuses does, instead of being hammered every `reconnect.min`. A link that
+        // delivered anything starts the backoff afresh, however short it was.
+        let mut short_links: u32 = 0;
+        // Whether the router has heard that the device is down: a lost link always tells
+        // it, a failed connect only the first time (a device away from the start).
+        let mut told_down = false;
         loop {
             let connected = tokio::select! {
                 _ = self.cancel.cancelled() => break,
@@ -106,14 +117,22 @@ impl DeviceTask {
             match connected {
                 Ok(()) => {
                     info!(device = %device, "connected");
-                    attempt = 0;
                     if !self.send(DeviceEvent::Up).await {
                         break;
                     }
-                    match self.poll(&mut *driver, &device, info.poll_interval).await {
+                    self.delivered = false;
+                    let lost = self.poll(&mut *driver, &device, info.poll_interval).await;
+                    if self.delivered {
+                        short_links = 0;
+                    } else {
+                        short_links = short_links.saturating_add(1);
+                    }
+                    attempt = short_links.saturating_sub(1);
+                    match lost {
                         Some(error) => {
                             warn!(device = %device, error = %error, "link lost; reconnecting");
                             driver.disconnect().await;
+                            told_down = true;
                             if !self.send(DeviceEvent::Down(error)).await {
                                 break;
                             }
@@ -127,8 +146,11 @@ impl DeviceTask {
                     if attempt.is_multiple_of(10) {
                         warn!(device = %device, error = %error, attempt, "connect failed");
                     }
-                    if attempt == 0 && !self.send(DeviceEvent::Down(error)).await {
-                        break;
+                    if !told_down {
+                        told_down = true;
+                        if !self.send(DeviceEvent::Down(error)).await {
+                            break;
+                        }
                     }
                 }
             }
@@ -155,7 +177,13 @@ impl DeviceTask {
             tokio::select! {
                 _ = self.cancel.cancelled() => return None,
                 _ = ticker.tick() => {
-                    if let Err(e) = self.read(driver).await {
+                    // A read may wait its driver's whole request timeout: shutdown does not.
+                    let cancel = self.cancel.clone();
+                    let read = tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        r = self.read(driver) => r,
+                    };
+                    if let Err(e) = read {
                         return Some(e);
                     }
                 }
@@ -187,6 +215,7 @@ impl DeviceTask {
     async fn read(&mut self, driver: &mut dyn Driver) -> Result<(), LinkError> {
         let mut readings = Vec::new();
         driver.read(&mut readings).await?;
+        self.delivered = true;
         self.send(DeviceEvent::Readings(readings, Timestamp::now()))
             .await;
         Ok(())
