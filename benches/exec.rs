@@ -8,7 +8,8 @@
 //! uaedge's own CPU (its process, not the program's) and RSS, and the CPU per sample;
 //! then the exec boundary's cost per sample against the in-process driver's.
 //!
-//! Run: `cargo bench --bench exec` (needs python3)
+//! Run: `cargo bench --bench exec` (after `bash tests/setup.sh`: it runs the test venv's
+//! Python)
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -35,7 +36,8 @@ fn config(state: &std::path::Path, port: u16, exec: bool) -> String {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/exec_bench_driver.py");
         let _ = writeln!(
             y,
-            "    driver: exec\n    options: {{ command: [python3, \"{script}\"] }}\n    tags:"
+            "    driver: exec\n    options: {{ command: [\"{}\", \"{script}\"] }}\n    tags:",
+            common::python().display()
         );
     } else {
         y.push_str("    driver: enip-sim\n    tags:\n");

@@ -110,19 +110,14 @@ devices:
     driver: exec
     poll_interval: 100ms
     options:
-      command: [python3, "{script}"]
+      command: ["{python}", "{script}"]
       env: {{ MODE: normal, GRANDCHILD: "1", PIDFILE: "{dir}/driver.pid" }}
     tags:
 {tags}"#,
         dir = dir.display(),
         script = script().display(),
+        python = common::python().display(),
     )
-}
-
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
 }
 
 #[test]
@@ -190,13 +185,13 @@ fn a_child_program_feeds_opcua_and_sparkplug_takes_writes_and_stops_with_uaedge(
     let pids = std::fs::read_to_string(dir.path().join("driver.pid")).expect("pid file");
     let pids: Vec<&str> = pids.split_whitespace().collect();
     assert_eq!(pids.len(), 2, "{pids:?}");
-    assert!(pids.iter().all(|p| alive(p)), "{pids:?}");
+    assert!(pids.iter().all(|p| common::alive(p)), "{pids:?}");
     drop(scada);
     assert!(node.terminate().success());
     wait_for(
         Duration::from_secs(5),
         "the driver and its child to go",
-        || pids.iter().all(|p| !alive(p)).then_some(()),
+        || pids.iter().all(|p| !common::alive(p)).then_some(()),
     );
 }
 
@@ -211,9 +206,8 @@ async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
     poll_interval: 20ms
     reconnect: {{ min: 10ms, max: 20ms }}
     options:
-      command: [python3, "{}"]
-      env: {{ MODE: crash, CRASH_AFTER: "3" }}
-      restart: {{ min: 10ms, max: 40ms }}
+      command: ["{}", "{}"]
+      env: {{ MODE: crash, CRASH_AFTER: "10" }}
     tags:
       - {{ name: n, type: int32, address: counter }}
   - name: other
@@ -222,6 +216,7 @@ async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
     tags:
       - {{ name: c, type: uint32, address: "Tag_0", options: {{ signal: counter }} }}
 "#,
+        common::python().display(),
         script().display()
     );
     let edge = opcua_support::Edge::start("  endpoints: [none]\n  anonymous: read", &devices).await;
@@ -270,5 +265,50 @@ async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
         },
     )
     .await;
+    edge.stop().await;
+}
+
+/// A program that dies at its first read, inside the runtime: it never delivers, so each
+/// restart waits twice as long as the last (100 ms, 200 ms, … up to `reconnect.max`)
+/// rather than hammering at `reconnect.min`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_never_answers_a_read_backs_off() {
+    let devices = format!(
+        r#"  - name: ext
+    driver: exec
+    poll_interval: 20ms
+    reconnect: {{ min: 100ms, max: 1600ms }}
+    options:
+      command: ["{}", "{}"]
+      env: {{ MODE: crash, CRASH_AFTER: "1" }}
+    tags:
+      - {{ name: n, type: int32, address: counter }}
+"#,
+        common::python().display(),
+        script().display()
+    );
+    let edge = opcua_support::Edge::start("  endpoints: [none]\n  anonymous: read", &devices).await;
+    let table = edge.runtime.handle().table().clone();
+    let reconnects = || {
+        table
+            .device_state(uaedge::model::DeviceId(0))
+            .map(|s| s.reconnects)
+            .unwrap_or(0)
+    };
+    let at = |n: u64| {
+        common::eventually(Duration::from_secs(60), "restarts", move || {
+            let done = reconnects() >= n;
+            async move { done.then_some(std::time::Instant::now()) }
+        })
+    };
+    // By the fifth failure in a row the wait is at its cap: after that, two restarts take
+    // two waits of 1.6 s (hammering at `reconnect.min` would take 0.2 s and two starts).
+    // A lower bound, which a slow machine only lengthens.
+    at(5).await;
+    let r = reconnects();
+    let a = at(r + 1).await;
+    let b = at(r + 3).await;
+    let took = b - a;
+    assert!(took >= Duration::from_millis(3_000), "{took:?}");
     edge.stop().await;
 }

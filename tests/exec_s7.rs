@@ -249,7 +249,7 @@ const BAD_TAGS: [(&str, &str, &str, &str); 3] = [
 fn device(port: u16) -> String {
     let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/drivers/s7/s7_driver.py");
     let mut yaml = format!(
-        "  - name: press\n    driver: exec\n    poll_interval: 200ms\n    reconnect: {{ min: 100ms, max: 500ms }}\n    options:\n      command: [\"{}\", \"{}\"]\n      env: {{ S7_HOST: 127.0.0.1, S7_PORT: \"{port}\", S7_TIMEOUT: \"1\" }}\n      restart: {{ min: 200ms, max: 1s }}\n    tags:\n",
+        "  - name: press\n    driver: exec\n    poll_interval: 200ms\n    reconnect: {{ min: 100ms, max: 500ms }}\n    options:\n      command: [\"{}\", \"{}\"]\n      env: {{ S7_HOST: 127.0.0.1, S7_PORT: \"{port}\", S7_TIMEOUT: \"1\" }}\n    tags:\n",
         python().display(),
         driver.display()
     );

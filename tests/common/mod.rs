@@ -316,3 +316,10 @@ pub fn counter_devices(devices: usize, tags: usize) -> String {
     }
     y
 }
+
+/// Whether process `pid` (as text, as a pid file holds it) runs: a zombie does not.
+pub fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}

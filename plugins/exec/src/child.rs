@@ -1,19 +1,30 @@
 //! The driver program as a process: started with only the environment it was given, in a
 //! process group of its own, its stderr logged with the device's name, and stopped by
 //! closing stdin, then SIGTERM, then SIGKILL to the whole group.
+//!
+//! The program is reaped only after its group has been killed: until then its zombie
+//! holds the group's number, so a signal to the group can never reach a process that
+//! took the number over.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tracing::{debug, error, info, warn, Level};
 
-/// How long each step of a stop waits for the program to exit: stdin closed, SIGTERM,
-/// SIGKILL. Two of them fit the runtime's three seconds per shutdown stage.
+/// How long a stop waits for the program to exit after closing its stdin, and again after
+/// SIGTERM; then SIGKILL. With the rest of a stop it stays within the runtime's three
+/// seconds per shutdown stage.
 pub const STOP_STEP: Duration = Duration::from_secs(1);
+/// How long a stop waits after SIGKILL, and for the last log lines.
+const STOP_LAST: Duration = Duration::from_millis(400);
+/// close_range(2)'s flag to mark instead of close (linux/close_range.h).
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+/// How often an exit is looked for while waiting.
+const EXIT_POLL: Duration = Duration::from_millis(10);
 /// Driver log lines per second; past that they are counted and the count is logged.
 const LOG_LINES_PER_SECOND: u32 = 20;
 /// The longest stderr line logged whole.
@@ -59,7 +70,8 @@ impl Program {
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
-        // SAFETY: between fork and exec only async-signal-safe calls: prctl twice.
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, close_range,
+        // sysconf, fcntl), nothing that allocates or locks.
         unsafe {
             command.pre_exec(|| {
                 // setuid programs do not raise the driver's privileges (systemd's
@@ -67,10 +79,18 @@ impl Program {
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                // uaedge killed with SIGKILL leaves no driver behind. (Tied to the thread
-                // that forks: a tokio worker, which lives as long as the runtime.)
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
+                // Descriptors uaedge itself inherited without close-on-exec (a parent's
+                // pipes, a jobserver) stay behind: only the three pipes reach the program.
+                // Marked, not closed: std's own exec-error pipe must live until exec.
+                if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+                    // Before Linux 5.11: one by one.
+                    let max = match libc::sysconf(libc::_SC_OPEN_MAX) {
+                        n if n > 0 => n.min(1 << 20) as libc::c_int,
+                        _ => 1024,
+                    };
+                    for fd in 3..max {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                    }
                 }
                 Ok(())
             });
@@ -110,44 +130,72 @@ impl Child {
         self.group
     }
 
-    /// The exit status, if the program ends within `limit`: its output closes a moment
-    /// before it can be reaped.
-    pub async fn exited(&mut self, limit: Duration) -> Option<ExitStatus> {
-        self.wait(limit).await
+    /// How the program ended, if it has: looked at without reaping it.
+    pub fn ended(&self) -> Option<String> {
+        let pid = u32::try_from(self.group?).ok()?;
+        // SAFETY: waitid(2) on our own child with WNOWAIT leaves it unreaped; `info` is
+        // plain data the call fills.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            if libc::waitid(libc::P_PID, pid, &mut info, flags) != 0 || info.si_pid() == 0 {
+                return None;
+            }
+            Some(match info.si_code {
+                libc::CLD_EXITED => format!("exit status {}", info.si_status()),
+                _ => format!("killed by signal {}", info.si_status()),
+            })
+        }
+    }
+
+    /// [`Child::ended`], waiting up to `limit` for it.
+    pub async fn ended_within(&self, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(how) = self.ended() {
+                return Some(how);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(EXIT_POLL).await;
+        }
     }
 
     /// Stops the program: closes its stdin, then SIGTERM, then SIGKILL, [`STOP_STEP`]
-    /// apart, and kills what is left of its group. Returns how it ended.
-    pub async fn stop(mut self) -> Option<ExitStatus> {
+    /// apart; kills what is left of its group and reaps it. Returns how it ended.
+    pub async fn stop(mut self) -> Option<String> {
         self.stdin = None;
-        let mut status = self.wait(STOP_STEP).await;
-        if status.is_none() {
+        let mut how = self.ended_within(STOP_STEP).await;
+        if how.is_none() {
             self.signal(libc::SIGTERM);
-            status = self.wait(STOP_STEP).await;
+            how = self.ended_within(STOP_STEP).await;
         }
-        if status.is_none() {
+        if how.is_none() {
             self.signal(libc::SIGKILL);
-            status = self.wait(STOP_STEP).await;
+            how = self.ended_within(STOP_LAST).await;
         }
         // Whatever the program started and left behind goes with it.
         self.signal(libc::SIGKILL);
-        if let Some(task) = self.stderr.take() {
-            // The pipe closes once the group is gone; the last lines are logged.
-            let _ = tokio::time::timeout(STOP_STEP, task).await;
-        }
-        status
-    }
-
-    async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(limit, self.process.wait())
+        if tokio::time::timeout(STOP_LAST, self.process.wait())
             .await
-            .ok()
-            .and_then(Result::ok)
+            .is_ok()
+        {
+            self.group = None;
+        }
+        if let Some(mut task) = self.stderr.take() {
+            // The pipe closes once the group is gone, and the last lines are logged; a
+            // helper that left the group may hold it open: then the task goes.
+            if tokio::time::timeout(STOP_LAST, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        how
     }
 
     fn signal(&self, signal: libc::c_int) {
         if let Some(group) = self.group {
-            // SAFETY: kill(2) on our own child's group; an empty group is ESRCH, ignored.
+            // SAFETY: kill(2) on the group of our unreaped child; ESRCH is ignored.
             unsafe {
                 libc::kill(-group, signal);
             }
@@ -157,8 +205,8 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        // A child dropped without `stop` (a connect cancelled by shutdown): kill_on_drop
-        // takes the program, this takes its group.
+        // A child dropped without `stop` (a connect cancelled by shutdown): this takes its
+        // group (not reaped yet, so the number is still its own), kill_on_drop the rest.
         self.signal(libc::SIGKILL);
         if let Some(task) = self.stderr.take() {
             task.abort();

@@ -2,32 +2,31 @@
 //! trait: connect starts the program and waits for its hello and its `configure` answer,
 //! read and write are one request and its answer each, and any breach of the protocol,
 //! a silence past the timeout or the end of the program is a link error, after which the
-//! runtime disconnects (the program is stopped) and connects again (after the backoff).
+//! runtime disconnects (the program is stopped) and connects again after the device's
+//! `reconnect` backoff.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::process::ChildStdout;
-use tokio::sync::mpsc;
+use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 use uaedge_driver::json::ValueJson;
 use uaedge_driver::{
-    BadReason, DeviceInfo, Driver, LinkError, Reading, TagSpec, Value, WriteError,
+    BadReason, DeviceInfo, Driver, LinkError, Reading, TagSpec, Timestamp, Value, WriteError,
 };
 
 use crate::child::Child;
-use crate::lines::Lines;
+use crate::inbox::{Inbox, Next, INBOX};
 use crate::options::ExecOptions;
 use crate::protocol::{self, ErrorKind, Hello, Message, RawReading, Request, TagOut};
 
-/// Messages read ahead of the driver's requests. A program writing faster than that is
-/// held back by its pipe.
-const INBOX: usize = 64;
-/// Pushed readings kept for the next poll; past that the oldest go. A driver that pushes
-/// more between two polls than this pushes faster than any consumer takes.
-const PENDING: usize = 65_536;
+/// Pushed readings kept for the next poll; past that the oldest go. More than this between
+/// two polls is more than any consumer takes.
+pub const PENDING: usize = 65_536;
 /// How long a program whose output ended is given to exit, for its status in the log.
 const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often dropped pushed readings are logged, at most.
+const DROP_LOG: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct ExecDriver {
     device: String,
@@ -36,27 +35,35 @@ pub struct ExecDriver {
     tags: Vec<TagSpec<String>>,
     running: Option<Running>,
     next_id: u64,
-    /// Failures in a row, for the restart backoff; when the last one was.
-    failures: u32,
-    failed_at: Option<Instant>,
-    /// Per tag: what was last logged of it being Bad, so each problem is logged once.
-    logged: Vec<Option<String>>,
+    /// Per tag: the kind of trouble last logged for it, so each is logged once.
+    logged: Vec<Option<Trouble>>,
     /// Tags the program refused at `configure`: Bad (ConfigError) until it restarts.
     refused: Vec<bool>,
+    /// Whether the refused tags' Bad readings are still to be handed out.
+    announce_refused: bool,
     /// Whether a reading for an index out of range was logged (once per program start).
     unknown_logged: bool,
-    /// Pushed readings dropped past [`PENDING`] since the last poll, logged at the poll.
+    /// Pushed readings dropped past [`PENDING`] and not logged yet, and when they last were.
     dropped: u64,
-    /// Readings due at the next read: the refused tags' Bad ones, data pushed meanwhile.
-    pending: Vec<Reading>,
+    dropped_logged: Option<Instant>,
+    /// Pushed readings due at the next poll.
+    pending: VecDeque<Reading>,
 }
 
 struct Running {
     child: Child,
-    inbox: mpsc::Receiver<Result<Message, LinkError>>,
-    reader: tokio::task::JoinHandle<()>,
+    inbox: Inbox,
     hello: Hello,
-    started: Instant,
+}
+
+/// What was wrong with a tag, as far as logging it once goes: the kind, not the text (a
+/// value that keeps not fitting logs once, not at every poll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    Refused,
+    Value,
+    Time,
+    Bad(uaedge_driver::Quality),
 }
 
 impl ExecDriver {
@@ -69,31 +76,32 @@ impl ExecDriver {
             tags,
             running: None,
             next_id: 0,
-            failures: 0,
-            failed_at: None,
             logged: vec![None; n],
             refused: vec![false; n],
+            announce_refused: false,
             unknown_logged: false,
             dropped: 0,
-            pending: Vec::new(),
+            dropped_logged: None,
+            pending: VecDeque::new(),
         }
+    }
+
+    /// The running program's pid (its process group's id).
+    pub fn pid(&self) -> Option<i32> {
+        self.running.as_ref().and_then(|r| r.child.pid())
     }
 
     /// Starts the program and holds the conversation up to the `configure` answer.
     async fn start(&mut self) -> Result<(), LinkError> {
-        let program = self.options.program();
-        let (child, stdout) = program.spawn(&self.device).map_err(|e| {
+        let (child, stdout) = self.options.program().spawn(&self.device).map_err(|e| {
             LinkError::not_connected(format!(
                 "cannot start `{}`: {e}",
                 self.options.command.join(" ")
             ))
         })?;
-        let (tx, inbox) = mpsc::channel(INBOX);
-        let reader = tokio::spawn(read_messages(stdout, self.options.max_line(), tx));
-        let mut running = Running {
+        let running = self.running.insert(Running {
             child,
-            inbox,
-            reader,
+            inbox: Inbox::start(stdout, self.options.max_line()),
             hello: Hello {
                 protocol: protocol::VERSION,
                 driver: None,
@@ -102,17 +110,15 @@ impl ExecDriver {
                 write: false,
                 push: false,
             },
-            started: Instant::now(),
-        };
-        // From here on `running` is kept even on failure, so disconnect stops the program.
-        let hello =
-            tokio::time::timeout(self.options.startup_timeout.get(), running.inbox.recv()).await;
-        let outcome = match hello {
+        });
+        let first =
+            tokio::time::timeout(self.options.startup_timeout.get(), running.inbox.next()).await;
+        let hello = match first {
             Err(_) => Err(LinkError::timeout(format!(
                 "no hello within startup_timeout ({})",
                 self.options.startup_timeout
             ))),
-            Ok(None) => Err(LinkError::not_connected("the driver's output ended")),
+            Ok(None) => Err(self.ended("the driver's output ended".into()).await),
             Ok(Some(Err(e))) => Err(e),
             Ok(Some(Ok(Message::Hello(h)))) if h.protocol == protocol::VERSION => Ok(h),
             Ok(Some(Ok(Message::Hello(h)))) => Err(LinkError::protocol(format!(
@@ -124,9 +130,7 @@ impl ExecDriver {
                 "the first line was not a hello but {}",
                 describe(&other)
             ))),
-        };
-        self.running = Some(running);
-        let hello = outcome?;
+        }?;
         info!(
             device = %self.device,
             driver = hello.driver.as_deref().unwrap_or("?"),
@@ -173,10 +177,13 @@ impl ExecDriver {
                         continue;
                     };
                     self.refused[i] = true;
-                    self.log_bad(i, format!("the driver refused the tag: {}", e.message));
-                    self.pending
-                        .push(Reading::bad(e.tag, BadReason::ConfigError));
+                    self.log_bad(
+                        i,
+                        Trouble::Refused,
+                        format!("the driver refused the tag: {}", e.message),
+                    );
                 }
+                self.announce_refused = self.refused.contains(&true);
                 Ok(())
             }
             Message::Error { kind, message, .. } => Err(read_error(kind, &message, "configure")),
@@ -224,8 +231,7 @@ impl ExecDriver {
                 .running
                 .as_mut()
                 .ok_or_else(|| LinkError::not_connected("the driver is not running"))?;
-            let next = tokio::time::timeout_at(deadline, running.inbox.recv()).await;
-            let message = match next {
+            let message = match tokio::time::timeout_at(deadline, running.inbox.next()).await {
                 Err(_) => {
                     return Err(LinkError::timeout(format!(
                         "no answer within request_timeout ({timeout})"
@@ -248,16 +254,14 @@ impl ExecDriver {
         }
     }
 
-    /// The link error for a program whose pipes closed: with its exit status if it has one.
+    /// The link error for a program whose pipes closed: with how it ended if it has.
     async fn ended(&mut self, what: String) -> LinkError {
-        let status = match self.running.as_mut() {
-            Some(r) => r.child.exited(EXIT_WAIT).await,
+        let how = match self.running.as_ref() {
+            Some(r) => r.child.ended_within(EXIT_WAIT).await,
             None => None,
         };
-        match status {
-            Some(status) => {
-                LinkError::not_connected(format!("{what}: the driver exited ({status})"))
-            }
+        match how {
+            Some(how) => LinkError::not_connected(format!("{what}: the driver exited ({how})")),
             None => LinkError::not_connected(what),
         }
     }
@@ -268,19 +272,28 @@ impl ExecDriver {
                 "a `data` line from a driver whose hello did not say `push: true`",
             ));
         }
-        self.convert(readings);
-        if self.pending.len() > PENDING {
-            let drop = self.pending.len() - PENDING;
+        // A pushed reading without a time of its own was made when its line came, not at
+        // the poll that hands it on.
+        let now = Timestamp::now();
+        let mut out = std::mem::take(&mut self.pending);
+        self.convert(readings, Some(now), &mut out);
+        if out.len() > PENDING {
+            let drop = out.len() - PENDING;
             self.dropped += drop as u64;
-            self.pending.drain(..drop);
+            out.drain(..drop);
         }
+        self.pending = out;
         Ok(())
     }
 
-    /// Checks each reading against its tag into `pending`: a reading that does not fit
-    /// makes its tag Bad (ConfigError), logged once.
-    fn convert(&mut self, readings: &[RawReading]) {
-        self.pending.reserve(readings.len());
+    /// Checks each reading against its tag into `out`: a reading that does not fit makes
+    /// its tag Bad (ConfigError), logged once.
+    fn convert(
+        &mut self,
+        readings: &[RawReading],
+        stamp: Option<Timestamp>,
+        out: &mut impl Extend<Reading>,
+    ) {
         for raw in readings {
             let Some(i) = self.index(raw.tag) else {
                 self.log_unknown_tag(raw.tag);
@@ -289,28 +302,37 @@ impl ExecDriver {
             if self.refused[i] {
                 continue;
             }
-            match raw.to_reading(self.tags[i].data_type) {
-                Ok(reading) => {
-                    match (&raw.error, reading.quality.is_bad()) {
-                        (Some(e), true) => self.log_bad(i, e.clone()),
-                        (None, true) => self.log_bad(i, format!("{}", reading.quality)),
-                        (_, false) => self.logged[i] = None,
+            let reading = match raw.to_reading(self.tags[i].data_type) {
+                Ok(mut reading) => {
+                    if reading.quality.is_bad() {
+                        let why = raw
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| reading.quality.to_string());
+                        self.log_bad(i, Trouble::Bad(reading.quality), why);
+                    } else {
+                        self.logged[i] = None;
                     }
-                    self.pending.push(reading);
+                    reading.source_time = reading.source_time.or(stamp);
+                    reading
                 }
                 Err(e) => {
-                    self.log_bad(i, e.to_string());
-                    self.pending
-                        .push(Reading::bad(raw.tag, BadReason::ConfigError));
+                    let trouble = match e {
+                        protocol::ReadingError::Value { .. } => Trouble::Value,
+                        protocol::ReadingError::Time(_) => Trouble::Time,
+                    };
+                    self.log_bad(i, trouble, e.to_string());
+                    Reading::bad(raw.tag, BadReason::ConfigError)
                 }
-            }
+            };
+            out.extend(std::iter::once(reading));
         }
     }
 
-    fn log_bad(&mut self, i: usize, why: String) {
-        if self.logged[i].as_deref() != Some(why.as_str()) {
+    fn log_bad(&mut self, i: usize, trouble: Trouble, why: String) {
+        if self.logged[i] != Some(trouble) {
             warn!(device = %self.device, tag = %self.tags[i].name, "{why}");
-            self.logged[i] = Some(why);
+            self.logged[i] = Some(trouble);
         }
     }
 
@@ -321,69 +343,101 @@ impl ExecDriver {
         }
     }
 
-    /// Counts a failure for the restart backoff.
-    fn failed(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        self.failed_at = Some(Instant::now());
-    }
-
-    /// A program that ran for `restart.max` starts the failure count again.
-    fn healthy(&mut self) {
-        if self.failures > 0
-            && self
-                .running
-                .as_ref()
-                .is_some_and(|r| r.started.elapsed() >= self.options.restart.max.get())
-        {
-            self.failures = 0;
+    fn log_dropped(&mut self) {
+        if self.dropped == 0 || self.dropped_logged.is_some_and(|t| t.elapsed() < DROP_LOG) {
+            return;
         }
+        warn!(
+            device = %self.device,
+            dropped = self.dropped,
+            "pushed readings dropped: the driver pushes more between two polls than uaedge keeps ({PENDING})"
+        );
+        self.dropped = 0;
+        self.dropped_logged = Some(Instant::now());
     }
 
     async fn stop_program(&mut self) {
         let Some(running) = self.running.take() else {
             return;
         };
-        running.reader.abort();
         let pid = running.child.pid().unwrap_or(0);
-        if let Some(status) = running.child.stop().await {
-            info!(device = %self.device, pid, %status, "exec driver stopped");
-        } else {
-            warn!(device = %self.device, pid, "exec driver did not exit after SIGKILL");
+        drop(running.inbox);
+        match running.child.stop().await {
+            Some(how) => info!(device = %self.device, pid, "exec driver stopped ({how})"),
+            None => warn!(device = %self.device, pid, "exec driver did not exit after SIGKILL"),
         }
         self.unknown_logged = false;
         self.pending.clear();
+    }
+
+    /// One poll: the refused tags' Bad readings once, what was pushed since the last poll,
+    /// and the answer to a `read` if the driver answers reads.
+    async fn poll(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
+        let Some(running) = self.running.as_ref() else {
+            return Err(LinkError::not_connected("the driver is not running"));
+        };
+        // A push-only driver is asked nothing: its end shows here, even while a helper it
+        // started still holds its output open.
+        if let Some(how) = running.child.ended() {
+            return Err(LinkError::not_connected(format!(
+                "the driver exited ({how})"
+            )));
+        }
+        let reads = running.hello.read;
+        if std::mem::take(&mut self.announce_refused) {
+            out.extend(
+                (0u32..)
+                    .zip(&self.refused)
+                    .filter(|(_, r)| **r)
+                    .map(|(tag, _)| Reading::bad(tag, BadReason::ConfigError)),
+            );
+        }
+        // Pushed lines that came between polls: what the inbox held, no more, so that a
+        // driver pushing without pause cannot keep the poll from its read.
+        for _ in 0..INBOX {
+            let Some(running) = self.running.as_mut() else {
+                break;
+            };
+            match running.inbox.try_next()? {
+                Next::Message(Message::Data { readings }) => self.take_pushed(&readings)?,
+                Next::Message(other) => return Err(unexpected(&other, "a poll")),
+                Next::Empty => break,
+                Next::Ended => return Err(self.ended("the driver's output ended".into()).await),
+            }
+        }
+        if reads {
+            let id = self.id();
+            self.send(&Request::Read { id }.encode()).await?;
+            match self.answer(id).await? {
+                Message::Readings { readings, .. } => {
+                    out.extend(self.pending.drain(..));
+                    self.convert(&readings, None, out);
+                }
+                Message::Error { kind, message, .. } => {
+                    return Err(read_error(kind, &message, "read"))
+                }
+                other => return Err(unexpected(&other, "read")),
+            }
+        }
+        out.extend(self.pending.drain(..));
+        Ok(())
     }
 }
 
 #[uaedge_driver::async_trait]
 impl Driver for ExecDriver {
     async fn connect(&mut self) -> Result<(), LinkError> {
-        if let Some(at) = self.failed_at.filter(|_| self.failures > 0) {
-            let wait = self.options.restart.delay(self.failures - 1);
-            tokio::time::sleep(wait.saturating_sub(at.elapsed())).await;
-        }
         self.stop_program().await;
         let started = self.start().await;
         if started.is_err() {
-            self.failed();
             self.stop_program().await;
         }
         started
     }
 
     async fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), LinkError> {
-        let result = self.poll().await;
-        if self.dropped > 0 {
-            warn!(device = %self.device, dropped = self.dropped, "pushed readings dropped: the driver pushes more between two polls than uaedge keeps ({PENDING})");
-            self.dropped = 0;
-        }
-        match result {
-            Ok(()) => {
-                self.healthy();
-                out.append(&mut self.pending);
-            }
-            Err(_) => self.failed(),
-        }
+        let result = self.poll(out).await;
+        self.log_dropped();
         result
     }
 
@@ -404,117 +458,29 @@ impl Driver for ExecDriver {
             value: ValueJson(&value),
         }
         .encode();
-        let answer = async {
-            self.send(&line).await?;
-            self.answer(id).await
-        }
-        .await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                self.failed();
-                return Err(WriteError::Link(e));
-            }
-        };
-        match answer {
+        self.send(&line).await?;
+        match self.answer(id).await? {
             Message::Ok { .. } => Ok(()),
-            Message::Error { kind, message, .. } => Err(match kind {
-                ErrorKind::Rejected => WriteError::Rejected(message),
-                ErrorKind::NotWritable => WriteError::NotWritable,
-                ErrorKind::TypeMismatch => WriteError::TypeMismatch(message),
-                // The program is fine, its device is away: the write fails, the program
-                // keeps running (its reads say the rest).
-                ErrorKind::NotConnected => {
-                    WriteError::Rejected(format!("the device is not connected: {message}"))
-                }
-            }),
-            other => {
-                self.failed();
-                Err(WriteError::Link(unexpected(&other, "write")))
+            Message::Error { kind, message, .. } => {
+                let name = self.index(tag).map_or("?", |i| self.tags[i].name.as_str());
+                warn!(device = %self.device, tag = %name, ?kind, "the driver refused a write: {message}");
+                Err(match kind {
+                    ErrorKind::Rejected => WriteError::Rejected(message),
+                    ErrorKind::NotWritable => WriteError::NotWritable,
+                    ErrorKind::TypeMismatch => WriteError::TypeMismatch(message),
+                    // The program is fine, its device is away: the write fails, the
+                    // program keeps running (its reads say the rest).
+                    ErrorKind::NotConnected => {
+                        WriteError::Rejected(format!("the device is not connected: {message}"))
+                    }
+                })
             }
+            other => Err(WriteError::Link(unexpected(&other, "write"))),
         }
     }
 
     async fn disconnect(&mut self) {
         self.stop_program().await;
-    }
-}
-
-impl ExecDriver {
-    /// The running program's pid (its process group's id).
-    pub fn pid(&self) -> Option<i32> {
-        self.running.as_ref().and_then(|r| r.child.pid())
-    }
-
-    /// One poll: what was pushed since the last, and the answer to a `read` if the driver
-    /// answers reads.
-    async fn poll(&mut self) -> Result<(), LinkError> {
-        let Some(running) = self.running.as_mut() else {
-            return Err(LinkError::not_connected("the driver is not running"));
-        };
-        let reads = running.hello.read;
-        // Pushed data that came between polls: what the inbox held, no more, so that a
-        // driver pushing without pause cannot keep the poll from its read.
-        let mut queued = INBOX;
-        while let Some(running) = self.running.as_mut().filter(|_| queued > 0) {
-            queued -= 1;
-            match running.inbox.try_recv() {
-                Ok(Ok(Message::Data { readings })) => self.take_pushed(&readings)?,
-                Ok(Ok(other)) => return Err(unexpected(&other, "a poll")),
-                Ok(Err(e)) => return Err(e),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return Err(self.ended("the driver's output ended".into()).await)
-                }
-            }
-        }
-        if !reads {
-            return Ok(());
-        }
-        let id = self.id();
-        self.send(&Request::Read { id }.encode()).await?;
-        match self.answer(id).await? {
-            Message::Readings { readings, .. } => {
-                self.convert(&readings);
-                Ok(())
-            }
-            Message::Error { kind, message, .. } => Err(read_error(kind, &message, "read")),
-            other => Err(unexpected(&other, "read")),
-        }
-    }
-}
-
-/// Reads the program's stdout into messages until the first that breaks the protocol,
-/// which ends the conversation (sent as the last item).
-async fn read_messages(
-    stdout: ChildStdout,
-    max_line: usize,
-    inbox: mpsc::Sender<Result<Message, LinkError>>,
-) {
-    let mut lines = Lines::new(BufReader::with_capacity(64 * 1024, stdout), max_line);
-    let mut number: u64 = 0;
-    loop {
-        number += 1;
-        let item = match lines.next().await {
-            Ok(None) => return,
-            Ok(Some(line)) => protocol::decode(line).map_err(|e| {
-                LinkError::protocol(format!("stdout line {number}: {e}: `{}`", start(line)))
-            }),
-            Err(e) => Err(LinkError::protocol(format!("stdout line {number}: {e}"))),
-        };
-        let last = item.is_err();
-        if inbox.send(item).await.is_err() || last {
-            return;
-        }
-    }
-}
-
-/// The start of a line, for an error message: at most 80 characters.
-fn start(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&line[..line.len().min(320)]);
-    match text.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.into_owned(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod child;
 mod driver;
+mod inbox;
 mod lines;
 mod options;
 pub mod protocol;
@@ -13,7 +14,7 @@ pub mod protocol;
 use serde::Deserialize;
 use uaedge_driver::{DataType, DeviceInfo, Driver, DriverFactory, TagSpec};
 
-pub use driver::ExecDriver;
+pub use driver::{ExecDriver, PENDING};
 pub use options::ExecOptions;
 
 /// The longest address passed on: addresses are the program's business, but a config

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use uaedge_driver::{Backoff, ByteSize, Duration};
+use uaedge_driver::{ByteSize, Duration};
 
 use crate::child::Program;
 
@@ -26,8 +26,6 @@ pub struct ExecOptions {
     pub startup_timeout: Duration,
     #[serde(default = "default_request_timeout")]
     pub request_timeout: Duration,
-    #[serde(default)]
-    pub restart: Backoff,
     #[serde(default = "default_max_line")]
     pub max_line: ByteSize,
 }
@@ -86,11 +84,8 @@ impl ExecOptions {
                 return Err(format!("{name}: must be more than 0"));
             }
         }
-        if self.restart.min.get() > self.restart.max.get() || self.restart.min.get().is_zero() {
-            return Err("restart: needs 0 < min <= max".into());
-        }
-        if self.max_line.0 < 1024 {
-            return Err("max_line: at least 1KiB".into());
+        if !(1 << 10..=1 << 30).contains(&self.max_line.0) {
+            return Err("max_line: from 1KiB to 1GiB".into());
         }
         Ok(())
     }
@@ -133,7 +128,6 @@ mod tests {
             cwd: None,
             startup_timeout: default_startup_timeout(),
             request_timeout: default_request_timeout(),
-            restart: Backoff::default(),
             max_line: default_max_line(),
         }
     }

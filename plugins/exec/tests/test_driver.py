@@ -5,15 +5,17 @@ the environment variable MODE says:
   normal     answers everything; addresses: `const:<json>` reads that value,
              `counter` counts reads, `bad:...` is refused at configure,
              `refuse` refuses writes, `env` reads the names of its environment,
-             `nnp` its NoNewPrivs flag; a written value is read back
+             `nnp` its NoNewPrivs flag, `fds` its open descriptors; a written
+             value is read back
   crash      exits (status 3) at its CRASH_AFTER-th read (default 1)
   hang       answers hello and configure, then never a read
   garbage    prints a line that is not JSON after configure
   partial    prints half a line at the first read, then waits
   huge       prints a 100 MB line at the first read
   flood      floods stderr (and answers reads)
-  push       says push, sends a data line per read request and one unasked
+  push       says push and sends a data line before each readings answer
   pushflood  says push and pushes data lines without pause from a thread
+  pushbig    says push and pushes one data line of 70,000 readings after configure
   unasked    sends a data line without having said push
   stubborn   ignores the end of stdin and SIGTERM, and starts a grandchild
 
@@ -55,7 +57,7 @@ if os.environ.get("PIDFILE"):
         f.write(" ".join(map(str, pids)))
 
 send({"type": "hello", "protocol": int(os.environ.get("PROTO", "1")), "driver": "test",
-      "version": "1", "read": True, "write": True, "push": MODE in ("push", "pushflood")})
+      "version": "1", "read": True, "write": True, "push": MODE in ("push", "pushflood", "pushbig")})
 
 
 def flood():
@@ -81,6 +83,9 @@ for line in sys.stdin:
         send({"type": "ok", "id": rid, "tag_errors": errors})
         if MODE == "pushflood":
             threading.Thread(target=flood, daemon=True).start()
+        if MODE == "pushbig":
+            send({"type": "data", "readings": [{"tag": 0, "value": v, "time": "2026-12-07T10:00:00Z"}
+                                               for v in range(70000)]})
         if MODE == "unasked":
             send({"type": "data", "readings": []})
         if MODE == "garbage":
@@ -111,6 +116,9 @@ for line in sys.stdin:
                 readings.append({"tag": t["tag"], "value": reads})
             elif a == "env":
                 readings.append({"tag": t["tag"], "value": ",".join(sorted(os.environ))})
+            elif a == "fds":
+                fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+                readings.append({"tag": t["tag"], "value": ",".join(map(str, fds))})
             elif a == "nnp":
                 with open("/proc/self/status") as f:
                     nnp = next(l.split()[1] for l in f if l.startswith("NoNewPrivs:"))
