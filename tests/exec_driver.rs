@@ -160,7 +160,7 @@ fn a_child_program_feeds_opcua_and_sparkplug_takes_writes_and_stops_with_uaedge(
 
     // OPC UA, through asyncua: the same values, Good, in their types.
     let mut scada = opcua_support::Scada::start();
-    scada.connect_none(&format!("opc.tcp://127.0.0.1:{ua}/"));
+    scada.connect_none_when_ready(&format!("opc.tcp://127.0.0.1:{ua}/"));
     let ns = scada.ok(json!({"op": "namespace", "uri": "urn:uaedge:test"}))["index"].clone();
     let node_id = |tag: &str| format!("ns={ns};s=ext/{tag}");
     let nodes: Vec<String> = every_type().iter().map(|t| node_id(t.0)).collect();

@@ -408,7 +408,7 @@ fn runtime_object_agrees(
         opcua_support::Scada::start(),
         opcua_support::Scada::node_opcua(),
     ] {
-        client.connect_none(&endpoint);
+        client.connect_none_when_ready(&endpoint);
         let nodes: Vec<String> = if client.name() == "asyncua" {
             let ns =
                 client.ok(json!({"op": "namespace", "uri": "urn:uaedge:test"}))["index"].clone();

@@ -107,6 +107,25 @@ impl Scada {
         self.ok(json!({"op": "connect", "url": url}));
     }
 
+    /// [`Scada::connect_none`] to a server that may still be starting: the `uaedge` binary
+    /// makes its certificate before it answers, seconds in a debug build on a busy
+    /// machine, while its port already takes connections.
+    pub fn connect_none_when_ready(&mut self, url: &str) {
+        let start = std::time::Instant::now();
+        loop {
+            let answer = self.call(json!({"op": "connect", "url": url}));
+            if answer.get("error").is_none() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{}: cannot connect to {url}: {answer}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     pub fn read(&mut self, nodes: &[String]) -> Vec<Value> {
         let answer = self.ok(json!({"op": "read", "nodes": nodes}));
         answer["values"].as_array().cloned().unwrap_or_default()
