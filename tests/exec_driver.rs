@@ -195,47 +195,57 @@ fn a_child_program_feeds_opcua_and_sparkplug_takes_writes_and_stops_with_uaedge(
     );
 }
 
+/// A device `ext` whose program exits at its `crash_after`-th read, polled every 20 ms
+/// with `reconnect` as its backoff (YAML list items).
+fn crashing_device(crash_after: u32, reconnect: &str) -> String {
+    format!(
+        r#"  - name: ext
+    driver: exec
+    poll_interval: 20ms
+    reconnect: {reconnect}
+    options:
+      command: ["{}", "{}"]
+      env: {{ MODE: crash, CRASH_AFTER: "{crash_after}" }}
+    tags:
+      - {{ name: n, type: int32, address: counter }}
+"#,
+        common::python().display(),
+        script().display()
+    )
+}
+
+/// Restarts of the first device so far.
+fn reconnects(table: &uaedge::model::TagTable) -> u64 {
+    table
+        .device_state(uaedge::model::DeviceId(0))
+        .map(|s| s.reconnects)
+        .unwrap_or(0)
+}
+
 /// A program that exits after every few reads, inside the runtime: each exit turns the
 /// tag Bad, each restart is counted as a reconnect, the values come back every time, and
 /// the device beside it goes on untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
-    let devices = format!(
-        r#"  - name: ext
-    driver: exec
-    poll_interval: 20ms
-    reconnect: {{ min: 10ms, max: 20ms }}
-    options:
-      command: ["{}", "{}"]
-      env: {{ MODE: crash, CRASH_AFTER: "10" }}
-    tags:
-      - {{ name: n, type: int32, address: counter }}
-  - name: other
+    let devices = crashing_device(10, "{ min: 10ms, max: 20ms }")
+        + r#"  - name: other
     driver: enip-sim
     poll_interval: 20ms
     tags:
-      - {{ name: c, type: uint32, address: "Tag_0", options: {{ signal: counter }} }}
-"#,
-        common::python().display(),
-        script().display()
-    );
+      - { name: c, type: uint32, address: "Tag_0", options: { signal: counter } }
+"#;
     let edge = opcua_support::Edge::start("  endpoints: [none]\n  anonymous: read", &devices).await;
     let table = edge.runtime.handle().table().clone();
     let n = table.find("ext/n").expect("tag");
-    let reconnects = || {
-        table
-            .device_state(uaedge::model::DeviceId(0))
-            .map(|s| s.reconnects)
-            .unwrap_or(0)
-    };
+    let restarts = || reconnects(&table);
     // Good (a value read) and Bad (the program gone) in turn, again and again.
     let (mut good, mut bad, mut last) = (0, 0, None);
-    let (start, base) = (std::time::Instant::now(), reconnects());
-    while reconnects() < base + 10 {
+    let (start, base) = (std::time::Instant::now(), restarts());
+    while restarts() < base + 10 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "{} restarts",
-            reconnects()
+            restarts()
         );
         if let Some(s) = table.state(n) {
             let q = s.quality.is_good();
@@ -273,31 +283,13 @@ async fn a_crashing_program_is_restarted_and_counted_by_the_runtime() {
 /// rather than hammering at `reconnect.min`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_never_answers_a_read_backs_off() {
-    let devices = format!(
-        r#"  - name: ext
-    driver: exec
-    poll_interval: 20ms
-    reconnect: {{ min: 100ms, max: 1600ms }}
-    options:
-      command: ["{}", "{}"]
-      env: {{ MODE: crash, CRASH_AFTER: "1" }}
-    tags:
-      - {{ name: n, type: int32, address: counter }}
-"#,
-        common::python().display(),
-        script().display()
-    );
+    let devices = crashing_device(1, "{ min: 100ms, max: 1600ms }");
     let edge = opcua_support::Edge::start("  endpoints: [none]\n  anonymous: read", &devices).await;
     let table = edge.runtime.handle().table().clone();
-    let reconnects = || {
-        table
-            .device_state(uaedge::model::DeviceId(0))
-            .map(|s| s.reconnects)
-            .unwrap_or(0)
-    };
+    let restarts = || reconnects(&table);
     let at = |n: u64| {
         common::eventually(Duration::from_secs(60), "restarts", move || {
-            let done = reconnects() >= n;
+            let done = restarts() >= n;
             async move { done.then_some(std::time::Instant::now()) }
         })
     };
@@ -305,7 +297,7 @@ async fn a_program_that_never_answers_a_read_backs_off() {
     // two waits of 1.6 s (hammering at `reconnect.min` would take 0.2 s and two starts).
     // A lower bound, which a slow machine only lengthens.
     at(5).await;
-    let r = reconnects();
+    let r = restarts();
     let a = at(r + 1).await;
     let b = at(r + 3).await;
     let took = b - a;
