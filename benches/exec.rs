@@ -29,31 +29,28 @@ const WINDOW: Duration = Duration::from_secs(20);
 
 fn config(state: &std::path::Path, port: u16, exec: bool) -> String {
     let mut y = format!(
-        "state_dir: {}\nlog: {{ level: warn, values: false }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\ndevices:\n  - name: d\n    poll_interval: {POLL_MS}ms\n",
+        "state_dir: {}\nlog: {{ level: warn, values: false }}\nweb: {{ listen: \"127.0.0.1:{port}\" }}\n",
         state.display()
     );
-    if exec {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/exec_bench_driver.py");
+    if !exec {
+        y.push_str(&common::counter_devices_every(
+            1,
+            TAGS,
+            &format!("{POLL_MS}ms"),
+        ));
+        return y;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/exec_bench_driver.py");
+    let _ = writeln!(
+        y,
+        "devices:\n  - name: d\n    poll_interval: {POLL_MS}ms\n    driver: exec\n    options: {{ command: [\"{}\", \"{script}\"] }}\n    tags:",
+        common::python().display()
+    );
+    for t in 0..TAGS {
         let _ = writeln!(
             y,
-            "    driver: exec\n    options: {{ command: [\"{}\", \"{script}\"] }}\n    tags:",
-            common::python().display()
+            "      - {{ name: t{t:04}, type: uint32, address: \"c{t}\" }}"
         );
-    } else {
-        y.push_str("    driver: enip-sim\n    tags:\n");
-    }
-    for t in 0..TAGS {
-        let _ = if exec {
-            writeln!(
-                y,
-                "      - {{ name: t{t:04}, type: uint32, address: \"c{t}\" }}"
-            )
-        } else {
-            writeln!(
-                y,
-                "      - {{ name: t{t:04}, type: uint32, address: \"Tag_{t}\", options: {{ signal: counter }} }}"
-            )
-        };
     }
     y
 }

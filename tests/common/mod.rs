@@ -300,12 +300,17 @@ pub async fn http_response(addr: std::net::SocketAddr, request: &str) -> (u16, S
 /// counters each (`t0000`, …), read every second: `devices × tags` changes a second, the
 /// benchmarks' plant.
 pub fn counter_devices(devices: usize, tags: usize) -> String {
+    counter_devices_every(devices, tags, "1s")
+}
+
+/// [`counter_devices`] read every `poll` (a config duration).
+pub fn counter_devices_every(devices: usize, tags: usize, poll: &str) -> String {
     use std::fmt::Write as _;
     let mut y = String::from("devices:\n");
     for d in 0..devices {
         let _ = write!(
             y,
-            "  - name: d{d:03}\n    driver: enip-sim\n    poll_interval: 1s\n    options: {{ seed: {d} }}\n    tags:\n"
+            "  - name: d{d:03}\n    driver: enip-sim\n    poll_interval: {poll}\n    options: {{ seed: {d} }}\n    tags:\n"
         );
         for t in 0..tags {
             let _ = writeln!(

@@ -111,6 +111,11 @@ impl Serialize for Rfc3339 {
     }
 }
 
+/// An RFC 3339 time (any offset) as the model's timestamp.
+pub fn parse_rfc3339(text: &str) -> Result<Timestamp, chrono::ParseError> {
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| Timestamp(t.timestamp_micros()))
+}
+
 /// `value` as the model's value of type `to`, with the conversion rules every driver uses
 /// ([`Value::convert`]): a JSON bool, number or string, and for a `datetime` tag an
 /// RFC 3339 text. The error says what did not fit.
@@ -123,11 +128,9 @@ pub fn value_from_json(value: &serde_json::Value, to: DataType) -> Result<Value,
             (None, None, Some(x)) => Value::Double(x),
             _ => return Err(format!("{n} is not a number uaedge can hold")),
         },
-        serde_json::Value::String(s) if to == DataType::DateTime => {
-            let t = chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
-            Value::DateTime(Timestamp(t.timestamp_micros()))
-        }
+        serde_json::Value::String(s) if to == DataType::DateTime => Value::DateTime(
+            parse_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?,
+        ),
         // NaN and the infinities as ValueJson writes them: JSON has no number for them.
         serde_json::Value::String(s)
             if to.is_float() && matches!(s.as_str(), "NaN" | "inf" | "-inf") =>

@@ -3,8 +3,8 @@
 //! (which answer may come when) live in the driver.
 
 use serde::{Deserialize, Serialize};
-use uaedge_driver::json::{value_from_json, ValueJson};
-use uaedge_driver::{BadReason, DataType, Quality, Reading, Timestamp, UncertainReason, Value};
+use uaedge_driver::json::{parse_rfc3339, value_from_json, ValueJson};
+use uaedge_driver::{BadReason, DataType, Quality, Reading, UncertainReason};
 
 /// The protocol version this uaedge speaks.
 pub const VERSION: u32 = 1;
@@ -179,7 +179,7 @@ impl RawReading {
         };
         let source_time = match &self.time {
             None => None,
-            Some(t) => Some(parse_time(t).ok_or_else(|| ReadingError::Time(t.clone()))?),
+            Some(t) => Some(parse_rfc3339(t).map_err(|_| ReadingError::Time(t.clone()))?),
         };
         let quality = match self.quality {
             QualityName::Good => Quality::Good,
@@ -199,13 +199,6 @@ impl RawReading {
             quality,
             source_time,
         })
-    }
-}
-
-fn parse_time(text: &str) -> Option<Timestamp> {
-    match value_from_json(&serde_json::Value::from(text), DataType::DateTime) {
-        Ok(Value::DateTime(t)) => Some(t),
-        _ => None,
     }
 }
 
@@ -263,6 +256,7 @@ impl Request<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uaedge_driver::{Timestamp, Value};
 
     #[test]
     fn every_message_decodes_from_its_line() {
