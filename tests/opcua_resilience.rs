@@ -1,6 +1,7 @@
 //! One uaedge reading another over OPC UA through trouble: a 5 s network break costs no
 //! value and keeps the session; ten upstream restarts never leave a session behind. The
-//! counters and the session count are checked as in tests/opcua_scale.rs.
+//! counters and the session count are checked as in tests/opcua_scale.rs. New subscriptions
+//! on tags that change while they are made miss no change after their first value.
 
 mod chain_support;
 mod common;
@@ -154,4 +155,41 @@ async fn ten_upstream_restarts_never_leave_a_session_behind() {
     );
     down.shutdown().await.expect("downstream stops");
     up.shutdown().await.expect("upstream stops");
+}
+
+/// A client subscribing while the tags change gets, after each tag's first value, every
+/// change: none falls between the value its monitored item starts with and the moment the
+/// server starts sending it changes. Ten downstreams in turn, each a new session and
+/// subscription on counters that step every 20 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_new_subscriptions_on_changing_tags_miss_no_change() {
+    chain_support::log_warnings();
+    let edge = Edge::start(
+        chain_support::UPSTREAM_OPCUA,
+        &upstream_devices(1, 2_000, "20ms"),
+    )
+    .await;
+    let source = watch(&edge.runtime, "sim");
+    let pki = tempfile::tempdir().expect("pki");
+    let text = downstream(&edge.url, pki.path(), 1, 2_000);
+    let mut failures = Vec::new();
+    for round in 1..=10 {
+        let down = Runtime::start(Config::parse("down.yaml", &text).expect("config"));
+        let seen = watch(&down, "up");
+        flowing(&down, &seen, Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        {
+            let s = seen.lock();
+            let lost = s.lost_from(&source.lock());
+            if (lost, s.repeated, s.backwards) != (0, 0, 0) {
+                failures.push(format!(
+                    "round {round}: lost {lost}, repeated {}, backwards {}",
+                    s.repeated, s.backwards
+                ));
+            }
+        }
+        down.shutdown().await.expect("downstream stops");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    edge.stop().await;
 }

@@ -33,6 +33,7 @@ mod condition_nodes;
 mod conditions;
 mod convert;
 pub mod event_filter;
+mod fresh_items;
 mod gate;
 mod history_capabilities;
 mod history_events;

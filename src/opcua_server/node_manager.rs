@@ -19,7 +19,7 @@ use opcua::server::node_manager::{
     NodeManagerBuilder, ParsedReadValueId, RequestContext, ServerContext, SyncSampler,
     TypeTreeReadContext, WriteNode,
 };
-use opcua::server::{CreateMonitoredItem, SubscriptionCache};
+use opcua::server::{CreateMonitoredItem, MonitoredItemHandle, SubscriptionCache};
 use opcua::types::{
     AttributeId, DataValue, NodeId, NumericRange, ReferenceDescription, StatusCode,
     TimestampsToReturn, Variant,
@@ -30,6 +30,7 @@ use uaedge_driver::{Timestamp, WriteError};
 use super::address_space::{self, Space, Target, UaNode};
 use super::auth::Authenticator;
 use super::convert::{self, apply_timestamps, status_only};
+use super::fresh_items::FreshItems;
 use super::live_values::{live, LiveSampler};
 use super::root_events::RootEvents;
 use crate::bus::Handle;
@@ -71,7 +72,11 @@ impl NodeManagerBuilder for ModelManagerBuilder {
             handle: self.handle,
             auth: self.auth,
             samplers: SyncSampler::new(),
-            watched: parking_lot::Mutex::new(Watched::default()),
+            watched: parking_lot::Mutex::new(Watched {
+                nodes: HashMap::new(),
+                tags: HashMap::new(),
+                fresh: FreshItems::new(self.data_queue_max),
+            }),
             data_queue_max: self.data_queue_max,
             root_events: RootEvents::default(),
             history: self.history,
@@ -81,13 +86,14 @@ impl NodeManagerBuilder for ModelManagerBuilder {
 
 /// The tag nodes someone monitors, so that a sample costs a NodeId only when it will be
 /// sent (see [`ModelNodeManager::notify`]).
-#[derive(Default)]
 struct Watched {
     /// Monitored items per tag NodeId. Kept across reloads: a tag that goes and comes back
     /// with a later reload is served again.
     nodes: HashMap<NodeId, u32>,
     /// The monitored tags of the current table.
     tags: HashMap<TagId, NodeId>,
+    /// Items being created, until async-opcua serves them.
+    fresh: FreshItems,
 }
 
 pub struct ModelNodeManager {
@@ -163,45 +169,82 @@ impl ModelNodeManager {
 
     /// Hands the changes in `batch` to the monitored items of their tags.
     pub fn notify(&self, subscriptions: &SubscriptionCache, batch: &[Sample]) {
-        let watched = self.watched.lock();
+        let mut watched = self.watched.lock();
         if watched.tags.is_empty() {
             return;
         }
         let now = Timestamp::now();
         let mut notifier = subscriptions.data_notifier();
+        let Watched { tags, fresh, .. } = &mut *watched;
+        fresh.hand_over(&mut notifier);
         for s in batch {
-            let Some(node) = watched.tags.get(&s.tag) else {
+            let Some(node) = tags.get(&s.tag) else {
                 continue;
             };
-            if let Some(mut items) = notifier.notify_for(node, AttributeId::Value) {
-                items.data_value(convert::data_value(
-                    s.value.as_ref(),
-                    s.quality,
-                    s.time,
-                    now,
-                ));
+            let items = notifier.notify_for(node, AttributeId::Value);
+            if items.is_none() && fresh.is_empty() {
+                continue;
+            }
+            let value = convert::data_value(s.value.as_ref(), s.quality, s.time, now);
+            if !fresh.is_empty() {
+                fresh.keep(node, &value);
+            }
+            if let Some(mut items) = items {
+                items.data_value(value);
             }
         }
         // Dropping the notifier hands the values to the subscriptions.
     }
 
-    /// Counts new monitored items on tag nodes. Their TagIds are looked up under the lock,
-    /// in the table of the moment, so a reload in between cannot leave a stale one.
-    pub(super) fn watch<'a>(&self, nodes: impl Iterator<Item = &'a NodeId>) {
+    /// Whether items being created wait for [`ModelNodeManager::hand_over`].
+    pub fn has_fresh_items(&self) -> bool {
+        !self.watched.lock().fresh.is_empty()
+    }
+
+    /// Sends new items that async-opcua now serves the changes they missed, when no
+    /// sample comes to do it.
+    pub fn hand_over(&self, subscriptions: &SubscriptionCache) {
+        let mut watched = self.watched.lock();
+        if !watched.fresh.is_empty() {
+            watched.fresh.hand_over(&mut subscriptions.data_notifier());
+        }
+    }
+
+    /// Counts new monitored items on tag nodes, and keeps changes for those that will send
+    /// them (a handle, where not disabled) until async-opcua serves them (see
+    /// `fresh_items.rs`): call it before their initial values are read. Their TagIds are
+    /// looked up under the lock, in the table of the moment, so a reload in between cannot
+    /// leave a stale one.
+    pub(super) fn watch<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a NodeId, Option<MonitoredItemHandle>)>,
+    ) {
         let mut watched = self.watched.lock();
         let table = self.table();
         let conditions = self.handle.conditions();
         let space = self.space(&table, &conditions);
-        for node in nodes {
+        for (node, handle) in items {
             *watched.nodes.entry(node.clone()).or_default() += 1;
             if let Some(UaNode::Tag(t)) = space.node(node) {
                 watched.tags.insert(t, node.clone());
             }
+            if let Some(handle) = handle {
+                watched.fresh.add(node, handle);
+            }
         }
     }
 
-    pub(super) fn unwatch(&self, node: &NodeId) {
+    /// The items start with these values (both timestamps, whatever the client asked).
+    pub(super) fn started(&self, items: Vec<(NodeId, MonitoredItemHandle, DataValue)>) {
         let mut watched = self.watched.lock();
+        for (node, handle, initial) in items {
+            watched.fresh.started(&node, handle, initial);
+        }
+    }
+
+    pub(super) fn unwatch(&self, node: &NodeId, handle: MonitoredItemHandle) {
+        let mut watched = self.watched.lock();
+        watched.fresh.remove(node, handle);
         let Some(count) = watched.nodes.get_mut(node) else {
             return;
         };

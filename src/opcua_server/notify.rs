@@ -6,6 +6,7 @@
 //! then applied per monitored item by async-opcua.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use opcua::server::SubscriptionCache;
 use tokio::sync::mpsc;
@@ -20,6 +21,10 @@ use crate::bus::{Handle, ModelEvent};
 /// only does in-memory work, so that is brief).
 pub const QUEUE: usize = 64;
 
+/// How soon a new monitored item gets the changes it missed while async-opcua took it in,
+/// when no sample of its tag comes first (see `fresh_items.rs`).
+const HAND_OVER: Duration = Duration::from_millis(10);
+
 /// Also the one that applies reloads to the address space: it learns of them in order with
 /// the samples, so it never looks a TagId up in the wrong table.
 pub async fn run(
@@ -33,9 +38,14 @@ pub async fn run(
     // subscription; catch up with it (applying the same table twice is a no-op).
     manager.reload(handle.table());
     loop {
+        let waiting = manager.has_fresh_items();
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
             e = events.recv() => e,
+            _ = tokio::time::sleep(HAND_OVER), if waiting => {
+                manager.hand_over(&subscriptions);
+                continue;
+            }
         };
         match event {
             Some(ModelEvent::Samples(_, batch)) => manager.notify(&subscriptions, &batch),

@@ -19,7 +19,7 @@ use opcua::types::{
 };
 
 use super::address_space::UaNode;
-use super::convert::tag_value;
+use super::convert::{self, apply_timestamps, status_only, tag_value};
 use super::node_manager::{Answer, BrowseRest, ModelNodeManager};
 
 #[async_trait]
@@ -235,21 +235,37 @@ impl NodeManager for ModelNodeManager {
         if tags.is_empty() {
             return Ok(());
         }
-        table.states(|states| {
+        // Model events push their changes (see `notify`); watched before the initial values
+        // are read, so that a change in between is not lost (see `fresh_items.rs`).
+        self.watch(tags.iter().filter_map(|(i, _)| items.get(*i)).map(|item| {
+            let sends = item.monitoring_mode() != MonitoringMode::Disabled;
+            (
+                &item.item_to_monitor().node_id,
+                sends.then(|| item.handle()),
+            )
+        }));
+        let started = table.states(|states| {
+            let mut started = Vec::with_capacity(tags.len());
             for (i, tag) in &tags {
-                if let Some(item) = items.get_mut(*i) {
-                    let ttr = item.timestamps_to_return();
-                    item.set_initial_value(tag_value(states, *tag, ttr));
-                    item.set_status(StatusCode::Good);
-                }
+                let Some(item) = items.get_mut(*i) else {
+                    continue;
+                };
+                let initial = match states.get(tag.index()) {
+                    Some(s) => convert::state_value(s),
+                    None => status_only(StatusCode::BadNodeIdUnknown),
+                };
+                let ttr = item.timestamps_to_return();
+                item.set_initial_value(apply_timestamps(initial.clone(), ttr));
+                item.set_status(StatusCode::Good);
+                started.push((
+                    item.item_to_monitor().node_id.clone(),
+                    item.handle(),
+                    initial,
+                ));
             }
+            started
         });
-        // Model events push their changes (see `notify`).
-        self.watch(
-            tags.iter()
-                .filter_map(|(i, _)| items.get(*i))
-                .map(|item| &item.item_to_monitor().node_id),
-        );
+        self.started(started);
         Ok(())
     }
 
@@ -297,7 +313,7 @@ impl NodeManager for ModelNodeManager {
             }
             self.samplers
                 .remove_sampler(it.node_id(), it.attribute(), it.handle());
-            self.unwatch(it.node_id());
+            self.unwatch(it.node_id(), it.handle());
         }
     }
 }
