@@ -82,17 +82,20 @@ impl Start {
         }
     }
 
+    /// Takes one batch of the stream's samples.
+    pub fn apply_samples(&mut self, batch: &[Sample]) {
+        let now = uaedge_driver::Timestamp::now();
+        for s in batch {
+            if let Some(state) = self.states.get_mut(s.tag.index()) {
+                state.apply(s, now);
+            }
+        }
+    }
+
     /// Keeps up with the stream while the subscriber cannot act on it yet.
     pub fn apply(&mut self, event: &ModelEvent) {
         match event {
-            ModelEvent::Samples(_, batch) => {
-                let now = uaedge_driver::Timestamp::now();
-                for s in batch.iter() {
-                    if let Some(state) = self.states.get_mut(s.tag.index()) {
-                        state.apply(s, now);
-                    }
-                }
-            }
+            ModelEvent::Samples(_, batch) => self.apply_samples(batch),
             ModelEvent::DeviceUp(id) | ModelEvent::DeviceDown(id) => {
                 if let Some(up) = self.connected.get_mut(id.index()) {
                     *up = matches!(event, ModelEvent::DeviceUp(_));

@@ -4,69 +4,56 @@
 //! node manager has answered does it put the item into its subscription cache. A change
 //! pushed in between reaches nobody: the client keeps the initial value, and a tag that
 //! changes once more and then holds still shows a stale value for good. So a new item is
-//! known here before its initial value is read; what the notifier pushes for its node
-//! meanwhile is kept, and handed to the item once the cache lists it, starting after the
-//! change the initial value came from (nothing twice, nothing backwards).
+//! known here from the moment its initial value is read (from the notifier's own view of
+//! the states, under the lock the notifier pushes under: see `node_manager.rs`). What the
+//! notifier pushes for its node from then on is kept, and handed to the item, in order,
+//! once the cache lists it: exactly the changes after its initial value.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use opcua::server::notify::SubscriptionDataNotifier;
 use opcua::server::MonitoredItemHandle;
 use opcua::types::{AttributeId, DataValue, NodeId};
-use tracing::debug;
+use tracing::warn;
 
-/// async-opcua lists an item or has it deleted (the call failed) right after the node
+/// async-opcua lists an item, or has it deleted (the call failed), right after the node
 /// managers answer; should an item be neither by then, what it kept is dropped.
 const GIVE_UP: Duration = Duration::from_secs(10);
 
 struct Item {
-    handle: MonitoredItemHandle,
     since: Instant,
-    /// The value the item starts with, once read.
-    initial: Option<DataValue>,
-    /// What the notifier pushed for the node since the item became known, oldest first.
+    /// The item's own queue size: it would drop the oldest beyond that too.
+    limit: usize,
+    /// What the notifier pushed for the node since the item's initial value, oldest first.
     kept: VecDeque<DataValue>,
 }
 
+#[derive(Default)]
 pub(super) struct FreshItems {
-    by_node: HashMap<NodeId, Vec<Item>>,
-    /// Changes kept per item, the oldest dropped beyond: the item's own queue bound.
-    limit: usize,
+    by_node: HashMap<NodeId, HashMap<MonitoredItemHandle, Item>>,
 }
 
 impl FreshItems {
-    pub fn new(limit: usize) -> FreshItems {
-        FreshItems {
-            by_node: HashMap::new(),
-            limit: limit.max(1),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_node.is_empty()
     }
 
-    /// `handle` on `node` is being created; its initial value is not read yet.
-    pub fn add(&mut self, node: &NodeId, handle: MonitoredItemHandle) {
-        self.by_node.entry(node.clone()).or_default().push(Item {
+    /// `handle` on `node` starts with the value of the notifier's view at this moment.
+    pub fn add(&mut self, node: &NodeId, handle: MonitoredItemHandle, queue_size: usize) {
+        self.by_node.entry(node.clone()).or_default().insert(
             handle,
-            since: Instant::now(),
-            initial: None,
-            kept: VecDeque::new(),
-        });
-    }
-
-    /// The item starts with `initial` (with both timestamps, whatever the client asked).
-    pub fn started(&mut self, node: &NodeId, handle: MonitoredItemHandle, initial: DataValue) {
-        if let Some(item) = self.item(node, handle) {
-            item.initial = Some(initial);
-        }
+            Item {
+                since: Instant::now(),
+                limit: queue_size.max(1),
+                kept: VecDeque::new(),
+            },
+        );
     }
 
     pub fn remove(&mut self, node: &NodeId, handle: MonitoredItemHandle) {
         if let Some(items) = self.by_node.get_mut(node) {
-            items.retain(|i| i.handle != handle);
+            items.remove(&handle);
             if items.is_empty() {
                 self.by_node.remove(node);
             }
@@ -79,8 +66,8 @@ impl FreshItems {
         let Some(items) = self.by_node.get_mut(node) else {
             return;
         };
-        for item in items {
-            if item.kept.len() >= self.limit {
+        for item in items.values_mut() {
+            if item.kept.len() >= item.limit {
                 item.kept.pop_front();
             }
             item.kept.push_back(value.clone());
@@ -90,58 +77,44 @@ impl FreshItems {
     /// Sends the items the cache now lists what they missed, through `notifier` and so
     /// before anything newer sent through it; forgets items given up on.
     pub fn hand_over(&mut self, notifier: &mut SubscriptionDataNotifier<'_>) {
+        if self.by_node.is_empty() {
+            return;
+        }
         self.by_node.retain(|node, items| {
-            let listed: Vec<MonitoredItemHandle> = notifier
-                .notify_for(node, AttributeId::Value)
-                .map(|batch| batch.entries().map(|(h, _)| *h).collect())
-                .unwrap_or_default();
-            items.retain_mut(|item| {
-                let Some(initial) = item.initial.as_ref() else {
+            let Some(mut batch) = notifier.notify_for(node, AttributeId::Value) else {
+                give_up_stale(node, items);
+                return !items.is_empty();
+            };
+            let listed: HashSet<MonitoredItemHandle> = batch.entries().map(|(h, _)| *h).collect();
+            items.retain(|handle, item| {
+                if !listed.contains(handle) {
                     return true;
-                };
-                if listed.contains(&item.handle) {
-                    let missed = after(initial, std::mem::take(&mut item.kept));
-                    if let Some(mut batch) = notifier.notify_for(node, AttributeId::Value) {
-                        for value in missed {
-                            batch.data_value_to_item(value, &item.handle);
-                        }
-                    }
-                    return false;
                 }
-                if item.since.elapsed() > GIVE_UP {
-                    debug!(node = %node, item = item.handle.monitored_item_id,
-                        "monitored item never served; its kept changes are dropped");
-                    return false;
+                for value in item.kept.drain(..) {
+                    batch.data_value_to_item(value, handle);
                 }
-                true
+                false
             });
+            give_up_stale(node, items);
             !items.is_empty()
         });
-    }
-
-    fn item(&mut self, node: &NodeId, handle: MonitoredItemHandle) -> Option<&mut Item> {
-        self.by_node
-            .get_mut(node)?
-            .iter_mut()
-            .find(|i| i.handle == handle)
+        if self.by_node.is_empty() {
+            // A burst of many new items leaves a large, empty table; every batch would
+            // walk it.
+            self.by_node = HashMap::new();
+        }
     }
 }
 
-/// The changes of `kept` the initial value does not hold yet. The table's states, which the
-/// initial value is read from, run ahead of the notifier, so the first changes kept may be
-/// ones the initial value already shows, ending with the one it came from: everything
-/// after that one. When none is it, the initial value is older than all of them.
-fn after(initial: &DataValue, kept: VecDeque<DataValue>) -> impl Iterator<Item = DataValue> {
-    let skip = kept
-        .iter()
-        .rposition(|v| same(v, initial))
-        .map_or(0, |i| i + 1);
-    kept.into_iter().skip(skip)
-}
-
-/// The same change: the server timestamp differs with when it was built.
-fn same(a: &DataValue, b: &DataValue) -> bool {
-    a.value == b.value && a.status == b.status && a.source_timestamp == b.source_timestamp
+fn give_up_stale(node: &NodeId, items: &mut HashMap<MonitoredItemHandle, Item>) {
+    items.retain(|handle, item| {
+        let stale = item.since.elapsed() > GIVE_UP;
+        if stale {
+            warn!(node = %node, subscription = handle.subscription_id, item = handle.monitored_item_id,
+                kept = item.kept.len(), "a new monitored item was never served; the changes kept for it are dropped");
+        }
+        !stale
+    });
 }
 
 #[cfg(test)]
@@ -154,45 +127,34 @@ mod tests {
             value: Some(Variant::UInt32(n)),
             status: Some(StatusCode::Good),
             source_timestamp: Some(DateTime::from(i64::from(n) * 10_000)),
-            server_timestamp: Some(DateTime::now()),
             ..Default::default()
         }
     }
 
-    fn values(initial: u32, kept: &[u32]) -> Vec<u32> {
-        after(&v(initial), kept.iter().map(|&n| v(n)).collect())
-            .filter_map(|d| match d.value {
-                Some(Variant::UInt32(n)) => Some(n),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
-    fn only_what_the_initial_value_does_not_show_is_handed_over() {
-        assert_eq!(values(5, &[4, 5, 6, 7]), vec![6, 7], "states ran ahead");
-        assert_eq!(values(5, &[5]), Vec::<u32>::new(), "nothing new");
-        assert_eq!(values(5, &[6, 7]), vec![6, 7], "initial older than all");
-        assert_eq!(values(5, &[]), Vec::<u32>::new());
-    }
-
-    #[test]
-    fn an_item_keeps_at_most_its_limit_newest_first_to_stay() {
+    fn an_item_keeps_at_most_its_queue_size_the_newest() {
         let node = NodeId::new(2, "a");
-        let handle = MonitoredItemHandle {
+        let handle = |id| MonitoredItemHandle {
             subscription_id: 1,
-            monitored_item_id: 1,
+            monitored_item_id: id,
         };
-        let mut fresh = FreshItems::new(2);
-        fresh.add(&node, handle);
+        let mut fresh = FreshItems::default();
+        fresh.add(&node, handle(1), 2);
+        fresh.add(&node, handle(2), 10);
         for n in 1..=5 {
             fresh.keep(&node, &v(n));
         }
-        let kept: Vec<_> = (fresh.by_node[&node][0].kept.iter())
-            .map(|d| d.source_timestamp)
-            .collect();
-        assert_eq!(kept, vec![v(4).source_timestamp, v(5).source_timestamp]);
-        fresh.remove(&node, handle);
+        let kept = |id| -> Vec<DataValue> {
+            fresh.by_node[&node][&handle(id)]
+                .kept
+                .iter()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(kept(1), vec![v(4), v(5)]);
+        assert_eq!(kept(2), (1..=5).map(v).collect::<Vec<_>>());
+        fresh.remove(&node, handle(1));
+        fresh.remove(&node, handle(2));
         assert!(fresh.is_empty());
     }
 }

@@ -216,12 +216,15 @@ async fn serve(
             return;
         }
     };
-    // Subscribed only now: a notifier that is not reading yet would stall the router.
+    // Subscribed only now: a notifier that is not reading yet would stall the router. The
+    // node manager follows the stream from its start before any client can connect (a
+    // reload racing the subscription is set right by its own event, which follows).
+    let (events, start) = handle.subscribe_from(notify::QUEUE);
+    manager.reload(&start);
     let notifier = tokio::spawn(notify::run(
-        handle.subscribe(notify::QUEUE),
+        events,
         subscriptions,
         manager,
-        handle.clone(),
         token.child_token(),
     ));
     let listener = match first {

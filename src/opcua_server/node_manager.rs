@@ -33,7 +33,7 @@ use super::convert::{self, apply_timestamps, status_only};
 use super::fresh_items::FreshItems;
 use super::live_values::{live, LiveSampler};
 use super::root_events::RootEvents;
-use crate::bus::Handle;
+use crate::bus::{Handle, Start};
 use crate::conditions::ConditionBook;
 use crate::history::HistorySlot;
 use crate::model::{Sample, TagId, TagTable};
@@ -68,14 +68,15 @@ impl NodeManagerBuilder for ModelManagerBuilder {
                 namespace_index: ns,
                 ..Default::default()
             },
-            table: parking_lot::RwLock::new(table),
+            table: parking_lot::RwLock::new(table.clone()),
             handle: self.handle,
             auth: self.auth,
             samplers: SyncSampler::new(),
             watched: parking_lot::Mutex::new(Watched {
                 nodes: HashMap::new(),
                 tags: HashMap::new(),
-                fresh: FreshItems::new(self.data_queue_max),
+                fresh: FreshItems::default(),
+                view: Start::of(table.clone()),
             }),
             data_queue_max: self.data_queue_max,
             root_events: RootEvents::default(),
@@ -94,6 +95,10 @@ struct Watched {
     tags: HashMap<TagId, NodeId>,
     /// Items being created, until async-opcua serves them.
     fresh: FreshItems,
+    /// The states as the notifier has pushed them so far. The table's own run ahead of it
+    /// (the router applies a batch before the notifier gets it), so a new item's initial
+    /// value is read here: the changes pushed after it are then exactly the ones it lacks.
+    view: Start,
 }
 
 pub struct ModelNodeManager {
@@ -113,6 +118,14 @@ pub struct ModelNodeManager {
     pub(super) root_events: RootEvents,
     /// The historian, while one runs (see `history_read.rs`).
     history: HistorySlot,
+}
+
+/// A monitored item on a tag being created (see [`ModelNodeManager::watch`]).
+pub(super) struct NewItem<'a> {
+    pub node: &'a NodeId,
+    /// Its handle, unless it is created disabled (then it sends nothing to miss).
+    pub sends: Option<MonitoredItemHandle>,
+    pub queue_size: usize,
 }
 
 /// What is left of a Browse when a client asked for fewer references than there are.
@@ -141,10 +154,14 @@ impl ModelNodeManager {
         self.table.read().clone()
     }
 
-    /// Shows `table` from now on. Nothing is rebuilt: nodes are worked out from the table
-    /// on each request, so sessions and monitored items on untouched tags carry on.
-    pub fn reload(&self, table: Arc<TagTable>) {
+    /// Shows `start`'s table from now on, and follows the stream its states are the start
+    /// of: the notifier calls this with its subscription's start, then with each reload's.
+    /// Nothing is rebuilt: nodes are worked out from the table on each request, so sessions
+    /// and monitored items on untouched tags carry on.
+    pub fn reload(&self, start: &Start) {
         let mut watched = self.watched.lock();
+        watched.view.clone_from(start);
+        let table = start.table.clone();
         if Arc::ptr_eq(&self.table.read(), &table) {
             return;
         }
@@ -170,6 +187,7 @@ impl ModelNodeManager {
     /// Hands the changes in `batch` to the monitored items of their tags.
     pub fn notify(&self, subscriptions: &SubscriptionCache, batch: &[Sample]) {
         let mut watched = self.watched.lock();
+        watched.view.apply_samples(batch);
         if watched.tags.is_empty() {
             return;
         }
@@ -210,36 +228,38 @@ impl ModelNodeManager {
         }
     }
 
-    /// Counts new monitored items on tag nodes, and keeps changes for those that will send
-    /// them (a handle, where not disabled) until async-opcua serves them (see
-    /// `fresh_items.rs`): call it before their initial values are read. Their TagIds are
-    /// looked up under the lock, in the table of the moment, so a reload in between cannot
-    /// leave a stale one.
-    pub(super) fn watch<'a>(
-        &self,
-        items: impl Iterator<Item = (&'a NodeId, Option<MonitoredItemHandle>)>,
-    ) {
+    /// Counts new monitored items on tag nodes and gives their initial values (with both
+    /// timestamps), read from the notifier's view; the changes pushed after that are kept
+    /// for the items that will send them until async-opcua serves them (see
+    /// `fresh_items.rs`). TagIds are looked up under the lock, in the table of the moment,
+    /// so a reload in between cannot leave a stale one; a node that is no tag by then
+    /// starts with BadNodeIdUnknown.
+    pub(super) fn watch<'a>(&self, items: impl Iterator<Item = NewItem<'a>>) -> Vec<DataValue> {
         let mut watched = self.watched.lock();
-        let table = self.table();
+        let table = watched.view.table.clone();
         let conditions = self.handle.conditions();
         let space = self.space(&table, &conditions);
-        for (node, handle) in items {
+        let mut initial = Vec::new();
+        for item in items {
+            let node = item.node;
             *watched.nodes.entry(node.clone()).or_default() += 1;
-            if let Some(UaNode::Tag(t)) = space.node(node) {
-                watched.tags.insert(t, node.clone());
-            }
-            if let Some(handle) = handle {
-                watched.fresh.add(node, handle);
+            let tag = match space.node(node) {
+                Some(UaNode::Tag(t)) => t,
+                _ => {
+                    initial.push(status_only(StatusCode::BadNodeIdUnknown));
+                    continue;
+                }
+            };
+            watched.tags.insert(tag, node.clone());
+            initial.push(match watched.view.states.get(tag.index()) {
+                Some(state) => convert::state_value(state),
+                None => status_only(StatusCode::BadNodeIdUnknown),
+            });
+            if let Some(handle) = item.sends {
+                watched.fresh.add(node, handle, item.queue_size);
             }
         }
-    }
-
-    /// The items start with these values (both timestamps, whatever the client asked).
-    pub(super) fn started(&self, items: Vec<(NodeId, MonitoredItemHandle, DataValue)>) {
-        let mut watched = self.watched.lock();
-        for (node, handle, initial) in items {
-            watched.fresh.started(&node, handle, initial);
-        }
+        initial
     }
 
     pub(super) fn unwatch(&self, node: &NodeId, handle: MonitoredItemHandle) {

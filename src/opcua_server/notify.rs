@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::conditions;
 use super::node_manager::ModelNodeManager;
-use crate::bus::{Handle, ModelEvent};
+use crate::bus::ModelEvent;
 
 /// Model event batches queued for the notifier; when full, the router waits (the notifier
 /// only does in-memory work, so that is brief).
@@ -31,12 +31,8 @@ pub async fn run(
     mut events: mpsc::Receiver<ModelEvent>,
     subscriptions: Arc<SubscriptionCache>,
     manager: Arc<ModelNodeManager>,
-    handle: Handle,
     cancel: CancellationToken,
 ) {
-    // A reload between building the address space and subscribing came before our
-    // subscription; catch up with it (applying the same table twice is a no-op).
-    manager.reload(handle.table());
     loop {
         let waiting = manager.has_fresh_items();
         let event = tokio::select! {
@@ -49,7 +45,7 @@ pub async fn run(
         };
         match event {
             Some(ModelEvent::Samples(_, batch)) => manager.notify(&subscriptions, &batch),
-            Some(ModelEvent::Reloaded(r)) => manager.reload(r.start.table.clone()),
+            Some(ModelEvent::Reloaded(r)) => manager.reload(&r.start),
             Some(ModelEvent::Condition(c)) => conditions::notify(&subscriptions, &manager, &c),
             // Status variables are sampled; their tags' samples follow as their own batch.
             Some(ModelEvent::DeviceUp(_) | ModelEvent::DeviceDown(_)) => {}

@@ -19,8 +19,8 @@ use opcua::types::{
 };
 
 use super::address_space::UaNode;
-use super::convert::{self, apply_timestamps, status_only, tag_value};
-use super::node_manager::{Answer, BrowseRest, ModelNodeManager};
+use super::convert::{apply_timestamps, tag_value};
+use super::node_manager::{Answer, BrowseRest, ModelNodeManager, NewItem};
 
 #[async_trait]
 impl NodeManager for ModelNodeManager {
@@ -235,37 +235,26 @@ impl NodeManager for ModelNodeManager {
         if tags.is_empty() {
             return Ok(());
         }
-        // Model events push their changes (see `notify`); watched before the initial values
-        // are read, so that a change in between is not lost (see `fresh_items.rs`).
-        self.watch(tags.iter().filter_map(|(i, _)| items.get(*i)).map(|item| {
-            let sends = item.monitoring_mode() != MonitoringMode::Disabled;
-            (
-                &item.item_to_monitor().node_id,
-                sends.then(|| item.handle()),
-            )
-        }));
-        let started = table.states(|states| {
-            let mut started = Vec::with_capacity(tags.len());
-            for (i, tag) in &tags {
-                let Some(item) = items.get_mut(*i) else {
-                    continue;
-                };
-                let initial = match states.get(tag.index()) {
-                    Some(s) => convert::state_value(s),
-                    None => status_only(StatusCode::BadNodeIdUnknown),
-                };
+        // Model events push their changes (see `notify`), from just after the values the
+        // items start with (see `fresh_items.rs`).
+        let initial =
+            self.watch(
+                tags.iter()
+                    .filter_map(|(i, _)| items.get(*i))
+                    .map(|item| NewItem {
+                        node: &item.item_to_monitor().node_id,
+                        sends: (item.monitoring_mode() != MonitoringMode::Disabled)
+                            .then(|| item.handle()),
+                        queue_size: item.queue_size(),
+                    }),
+            );
+        for ((i, _), value) in tags.iter().zip(initial) {
+            if let Some(item) = items.get_mut(*i) {
                 let ttr = item.timestamps_to_return();
-                item.set_initial_value(apply_timestamps(initial.clone(), ttr));
+                item.set_initial_value(apply_timestamps(value, ttr));
                 item.set_status(StatusCode::Good);
-                started.push((
-                    item.item_to_monitor().node_id.clone(),
-                    item.handle(),
-                    initial,
-                ));
             }
-            started
-        });
-        self.started(started);
+        }
         Ok(())
     }
 
