@@ -82,9 +82,8 @@ impl Start {
         }
     }
 
-    /// Takes one batch of the stream's samples.
-    pub fn apply_samples(&mut self, batch: &[Sample]) {
-        let now = uaedge_driver::Timestamp::now();
+    /// Takes one batch of the stream's samples, taken in at `now` (the server time).
+    pub fn apply_samples(&mut self, batch: &[Sample], now: uaedge_driver::Timestamp) {
         for s in batch {
             if let Some(state) = self.states.get_mut(s.tag.index()) {
                 state.apply(s, now);
@@ -95,7 +94,9 @@ impl Start {
     /// Keeps up with the stream while the subscriber cannot act on it yet.
     pub fn apply(&mut self, event: &ModelEvent) {
         match event {
-            ModelEvent::Samples(_, batch) => self.apply_samples(batch),
+            ModelEvent::Samples(_, batch) => {
+                self.apply_samples(batch, uaedge_driver::Timestamp::now());
+            }
             ModelEvent::DeviceUp(id) | ModelEvent::DeviceDown(id) => {
                 if let Some(up) = self.connected.get_mut(id.index()) {
                     *up = matches!(event, ModelEvent::DeviceUp(_));

@@ -166,12 +166,19 @@ impl Handle {
 
     /// Subscribes like [`Handle::subscribe`] and says where the stream starts. Made in
     /// this order, an event published in between is both in the states and in the stream,
-    /// which applying it again leaves as it was; the other order would lose it. Exact as
-    /// long as no reload swaps the table in between, which holds where the runtime starts
-    /// its components: before the devices run, or within a reload before its new table.
+    /// which applying it again leaves as it was; the other order would lose it. A reload
+    /// that swaps the table in between would leave events of the old table queued ahead of
+    /// its `Reloaded`, to be applied to the new one: then it subscribes again (the queue
+    /// let go is forgotten at the next event).
     pub fn subscribe_from(&self, capacity: usize) -> (mpsc::Receiver<ModelEvent>, Start) {
-        let events = self.subscribe(capacity);
-        (events, Start::of(self.table()))
+        loop {
+            let before = self.table();
+            let events = self.subscribe(capacity);
+            let start = Start::of(self.table());
+            if Arc::ptr_eq(&before, &start.table) {
+                return (events, start);
+            }
+        }
     }
 
     /// Writes a value to the tag at `path` (`device/tag`). The value may be of any type that

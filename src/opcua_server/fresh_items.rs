@@ -23,7 +23,8 @@ const GIVE_UP: Duration = Duration::from_secs(10);
 
 struct Item {
     since: Instant,
-    /// The item's own queue size: it would drop the oldest beyond that too.
+    /// The item's own queue size: more than that would not reach the client at once
+    /// either; the oldest are dropped here.
     limit: usize,
     /// What the notifier pushed for the node since the item's initial value, oldest first.
     kept: VecDeque<DataValue>,
@@ -110,8 +111,10 @@ fn give_up_stale(node: &NodeId, items: &mut HashMap<MonitoredItemHandle, Item>) 
     items.retain(|handle, item| {
         let stale = item.since.elapsed() > GIVE_UP;
         if stale {
+            // Also an item disabled before it was ever served: the cache lists only enabled
+            // ones, and a disabled item takes no data anyway.
             warn!(node = %node, subscription = handle.subscription_id, item = handle.monitored_item_id,
-                kept = item.kept.len(), "a new monitored item was never served; the changes kept for it are dropped");
+                kept = item.kept.len(), "a new monitored item was never served (or was disabled at once); the changes kept for it are dropped");
         }
         !stale
     });

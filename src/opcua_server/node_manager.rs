@@ -103,9 +103,10 @@ struct Watched {
 
 pub struct ModelNodeManager {
     pub(super) namespace: NamespaceMetadata,
-    /// The model the address space shows. It changes only in [`ModelNodeManager::reload`],
-    /// which the notifier calls in order with the samples, so a TagId of a sample it
-    /// pushes is never looked up in the wrong table.
+    /// The model the address space shows: the table of `Watched::view`, kept here too for
+    /// the requests that read it without taking that lock. It changes only in
+    /// [`ModelNodeManager::reload`], which the notifier calls in order with the samples, so
+    /// a TagId of a sample it pushes is never looked up in the wrong table.
     table: parking_lot::RwLock<Arc<TagTable>>,
     pub(super) handle: Handle,
     auth: Arc<Authenticator>,
@@ -155,7 +156,8 @@ impl ModelNodeManager {
     }
 
     /// Shows `start`'s table from now on, and follows the stream its states are the start
-    /// of: the notifier calls this with its subscription's start, then with each reload's.
+    /// of: called with the notifier's subscription's start before the notifier runs, then
+    /// by the notifier with each reload's.
     /// Nothing is rebuilt: nodes are worked out from the table on each request, so sessions
     /// and monitored items on untouched tags carry on.
     pub fn reload(&self, start: &Start) {
@@ -187,11 +189,11 @@ impl ModelNodeManager {
     /// Hands the changes in `batch` to the monitored items of their tags.
     pub fn notify(&self, subscriptions: &SubscriptionCache, batch: &[Sample]) {
         let mut watched = self.watched.lock();
-        watched.view.apply_samples(batch);
-        if watched.tags.is_empty() {
+        let now = Timestamp::now();
+        watched.view.apply_samples(batch, now);
+        if watched.tags.is_empty() && watched.fresh.is_empty() {
             return;
         }
-        let now = Timestamp::now();
         let mut notifier = subscriptions.data_notifier();
         let Watched { tags, fresh, .. } = &mut *watched;
         fresh.hand_over(&mut notifier);
@@ -273,7 +275,7 @@ impl ModelNodeManager {
             return;
         }
         watched.nodes.remove(node);
-        let table = self.table();
+        let table = watched.view.table.clone();
         let conditions = self.handle.conditions();
         if let Some(UaNode::Tag(t)) = self.space(&table, &conditions).node(node) {
             if watched.tags.get(&t) == Some(node) {
@@ -532,34 +534,34 @@ impl ModelNodeManager {
 
     /// Sets up one monitored item on one of our nodes, with the status codes async-opcua's
     /// in-memory node manager gives: the initial value, then who feeds it. A tag's value
-    /// item is left to the caller, which reads all their values under one lock: its TagId
-    /// comes back.
+    /// item is left to the caller (`true`), which starts them all in one go (see
+    /// [`ModelNodeManager::watch`]).
     pub(super) fn create_one(
         &self,
         context: &RequestContext,
         space: &Space,
         item: &mut CreateMonitoredItem,
-    ) -> Option<TagId> {
+    ) -> bool {
         let target = item.item_to_monitor().clone();
         let Some(node) = space.node(&target.node_id) else {
             item.set_status(StatusCode::BadNodeIdUnknown);
-            return None;
+            return false;
         };
         if target.attribute_id != AttributeId::Value {
             // A client that may not read the attribute, or asks for it in a way it cannot
             // be read, gets the reason as the item's status.
             let Some(built) = space.build(&node) else {
                 item.set_status(StatusCode::BadNodeIdUnknown);
-                return None;
+                return false;
             };
             if let Err(e) = validate_node_read(&built, context, &target) {
                 item.set_status(e);
-                return None;
+                return false;
             }
         }
         let value = match self.read_one(context, space, &target, 0.0, item.timestamps_to_return()) {
             Answer::Now(value) => value,
-            Answer::TagValue(tag) => return Some(tag),
+            Answer::TagValue(_) => return true,
         };
         if target.attribute_id == AttributeId::EventNotifier {
             // uaedge raises no events on its nodes.
@@ -572,7 +574,7 @@ impl ModelNodeManager {
             } else {
                 StatusCode::BadAttributeIdInvalid
             });
-            return None;
+            return false;
         }
         if value.status() != StatusCode::BadAttributeIdInvalid {
             item.set_initial_value(value);
@@ -598,7 +600,7 @@ impl ModelNodeManager {
                 interval,
             );
         }
-        None
+        false
     }
 }
 

@@ -221,8 +221,8 @@ impl NodeManager for ModelNodeManager {
         let space = self.space(&table, &conditions);
         let mut tags = Vec::new();
         for (i, item) in items.iter_mut().enumerate() {
-            if let Some(tag) = self.create_one(context, &space, item) {
-                tags.push((i, tag));
+            if self.create_one(context, &space, item) {
+                tags.push(i);
             }
             let target = item.item_to_monitor();
             let on_root = target.attribute_id == AttributeId::EventNotifier
@@ -237,18 +237,18 @@ impl NodeManager for ModelNodeManager {
         }
         // Model events push their changes (see `notify`), from just after the values the
         // items start with (see `fresh_items.rs`).
-        let initial =
-            self.watch(
-                tags.iter()
-                    .filter_map(|(i, _)| items.get(*i))
-                    .map(|item| NewItem {
-                        node: &item.item_to_monitor().node_id,
-                        sends: (item.monitoring_mode() != MonitoringMode::Disabled)
-                            .then(|| item.handle()),
-                        queue_size: item.queue_size(),
-                    }),
-            );
-        for ((i, _), value) in tags.iter().zip(initial) {
+        let initial = self.watch(
+            tags.iter()
+                .filter_map(|i| items.get(*i))
+                .map(|item| NewItem {
+                    node: &item.item_to_monitor().node_id,
+                    sends: (item.monitoring_mode() != MonitoringMode::Disabled)
+                        .then(|| item.handle()),
+                    queue_size: item.queue_size(),
+                }),
+        );
+        // One value for each item given, in order (every index in `tags` is in `items`).
+        for (i, value) in tags.iter().zip(initial) {
             if let Some(item) = items.get_mut(*i) {
                 let ttr = item.timestamps_to_return();
                 item.set_initial_value(apply_timestamps(value, ttr));
