@@ -3,6 +3,8 @@
 //! browses from Objects to a tag, reads it and follows a counter anonymously over security
 //! None; and each logs in with its own certificate and a user who may write, over every
 //! current RSA security policy with SignAndEncrypt, writes a setpoint and reads it back.
+//! node-opcua and asyncua both see items created disabled report their tags' values as soon
+//! as they are enabled.
 
 mod common;
 mod opcua_support;
@@ -246,6 +248,69 @@ async fn certificate_and_user_over_every_rsa_policy(start: fn() -> Scada) {
         client.ok(json!({"op": "disconnect"}));
     }
     edge.stop().await;
+}
+
+/// Items created disabled report nothing; enabled, each reports its tag's value at once
+/// (Part 4, 5.12.1.3), even the temperature, which never changes.
+async fn enabled_items_report_at_once(start: fn() -> Scada) {
+    let edge = Edge::start("  endpoints: [none]\n  anonymous: read", CELL).await;
+    let mut client = start();
+    client.ok(json!({"op": "connect", "url": edge.url, "security": "None"}));
+    let id = |path: &str| match client.name() {
+        "asyncua" => edge.node(path),
+        _ => edge.nsu(path),
+    };
+    let (temperature, count) = (id("cell/line/temperature"), id("cell/line/count"));
+    wait_good(&mut client, &temperature).await;
+    let r = client.ok(json!({"op": "subscribe", "nodes": [temperature, count],
+        "interval": 100, "publishing": 100, "sampling": 100, "disabled": true}));
+    // asyncua answers with the new items' ids, node-opcua with their status.
+    let created = r["results"]
+        .as_array()
+        .map(|items| items.len() == 2 && items.iter().all(|i| i.is_u64() || *i == json!("Good")));
+    assert_eq!(created, Some(true), "{}: {r}", client.name());
+    let early = client.changes(Duration::from_secs(1));
+    assert!(
+        early.is_empty(),
+        "{}: disabled items reported {early:?}",
+        client.name()
+    );
+
+    let r = client.ok(json!({"op": "set_mode", "mode": "Reporting"}));
+    assert_eq!(
+        r["results"],
+        json!(["Good", "Good"]),
+        "{}: {r}",
+        client.name()
+    );
+    let mut seen: Vec<Value> = Vec::new();
+    eventually(Duration::from_secs(10), "both items reporting", || {
+        seen.extend(client.changes(Duration::from_millis(500)));
+        let both = [&temperature, &count]
+            .iter()
+            .all(|n| seen.iter().any(|c| c["nodeid"] == json!(n)));
+        async move { both.then_some(()) }
+    })
+    .await;
+    let first = seen.iter().find(|c| c["nodeid"] == json!(temperature));
+    assert_eq!(
+        first.map(|c| (c["value"].as_f64(), c["status"].clone())),
+        Some((Some(21.5), json!("Good"))),
+        "{}: {seen:?}",
+        client.name()
+    );
+    client.ok(json!({"op": "disconnect"}));
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncua_items_created_disabled_report_at_once_when_enabled() {
+    enabled_items_report_at_once(Scada::start).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_opcua_items_created_disabled_report_at_once_when_enabled() {
+    enabled_items_report_at_once(Scada::node_opcua).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

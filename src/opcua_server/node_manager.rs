@@ -230,6 +230,35 @@ impl ModelNodeManager {
         }
     }
 
+    /// Reports the current value to tag items just enabled (Part 4, 5.12.1.3: an item
+    /// enabled reports its first sample as soon as possible). async-opcua only switches
+    /// their mode, and a disabled item took no value, so one created disabled would
+    /// otherwise stay empty until its tag changes. An item enabled again after a pause gets
+    /// the value if it changed meanwhile (async-opcua drops a value equal to its last).
+    pub(super) fn enabled<'a>(
+        &self,
+        subscriptions: &SubscriptionCache,
+        items: impl Iterator<Item = (&'a NodeId, MonitoredItemHandle)>,
+    ) {
+        let watched = self.watched.lock();
+        let table = watched.view.table.clone();
+        let conditions = self.handle.conditions();
+        let space = self.space(&table, &conditions);
+        let mut notifier = subscriptions.data_notifier();
+        for (node, handle) in items {
+            let Some(UaNode::Tag(tag)) = space.node(node) else {
+                continue;
+            };
+            let (Some(state), Some(mut batch)) = (
+                watched.view.states.get(tag.index()),
+                notifier.notify_for(node, AttributeId::Value),
+            ) else {
+                continue;
+            };
+            batch.data_value_to_item(convert::state_value(state), &handle);
+        }
+    }
+
     /// Counts new monitored items on tag nodes and gives their initial values (with both
     /// timestamps), read from the notifier's view; the changes pushed after that are kept
     /// for the items that will send them until async-opcua serves them (see

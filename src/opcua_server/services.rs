@@ -278,7 +278,7 @@ impl NodeManager for ModelNodeManager {
 
     async fn set_monitoring_mode(
         &self,
-        _context: &RequestContext,
+        context: &RequestContext,
         mode: MonitoringMode,
         items: &[&MonitoredItemRef],
     ) {
@@ -287,6 +287,16 @@ impl NodeManager for ModelNodeManager {
                 self.samplers
                     .set_sampler_mode(it.node_id(), it.attribute(), it.handle(), mode);
             }
+        }
+        if mode != MonitoringMode::Disabled {
+            // async-opcua has switched the items already (it calls us after).
+            let values = items
+                .iter()
+                .filter(|it| it.attribute() == AttributeId::Value);
+            self.enabled(
+                &context.subscriptions,
+                values.map(|it| (it.node_id(), it.handle())),
+            );
         }
     }
 

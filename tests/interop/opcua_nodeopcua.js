@@ -26,7 +26,10 @@
 //
 // Extra to the shared protocol: connect takes `pki`, the folder where node-opcua's
 // certificate manager keeps what it needs (it trusts the server's certificate on first
-// sight there); without it, a temporary folder removed at exit.
+// sight there); without it, a temporary folder removed at exit. subscribe takes
+// `disabled: true` (items created with MonitoringMode Disabled), and
+//   set_mode   {mode: "Disabled"|"Sampling"|"Reporting"} -> {results: [status per item]}
+//              each item's setMonitoringMode
 "use strict";
 
 const fs = require("fs");
@@ -45,6 +48,7 @@ const {
   DataType,
   HistoryReadRequest,
   MessageSecurityMode,
+  MonitoringMode,
   NodeClass,
   NodeId,
   OPCUAClient,
@@ -71,6 +75,7 @@ const ID_PREFIX = {
 let client = null;
 let session = null;
 let subscription = null;
+let monitored = [];
 let namespaces = [];
 let tempPki = null;
 // Queued data changes, and the `changes` command waiting for the next one, if any.
@@ -242,7 +247,9 @@ const ops = {
           { nodeId: node(text), attributeId: AttributeIds.Value },
           { samplingInterval: interval, queueSize: 10, discardOldest: true },
           TimestampsToReturn.Both,
+          cmd.disabled ? MonitoringMode.Disabled : MonitoringMode.Reporting,
         );
+        monitored.push(item);
         item.on("changed", (dv) => {
           queued.push({ ...dataValue(dv), nodeid: text });
           if (wake) wake();
@@ -252,6 +259,14 @@ const ops = {
         results.push(e.message);
       }
     }
+    return { results };
+  },
+
+  async set_mode(cmd) {
+    const mode = MonitoringMode[cmd.mode];
+    if (mode === undefined) return { error: `unknown mode ${cmd.mode}` };
+    const results = [];
+    for (const item of monitored) results.push((await item.setMonitoringMode(mode)).name);
     return { results };
   },
 
@@ -384,6 +399,7 @@ const ops = {
   async disconnect() {
     const [c, s] = [client, session];
     client = session = subscription = eventSubscription = null;
+    monitored = [];
     queued.length = 0;
     events.length = 0;
     if (s) await s.close(true);

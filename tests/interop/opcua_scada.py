@@ -15,8 +15,11 @@ It prints `ready` first. Commands (`op`):
   read        {nodes: [nodeid]}        -> {values: [{value, variant, status, source, server}]}
   read_attr   {node, attr}             -> {value}
   subscribe   {nodes, publishing, sampling, deadband?: {type: "absolute"|"percent", value},
-               count_only?: true (benchmarks: count notifications, keep none)}
+               count_only?: true (benchmarks: count notifications, keep none),
+               disabled?: true (the items are created with MonitoringMode Disabled)}
               -> {results: [status per item]}; notifications queue up
+  set_mode    {mode: "Disabled"|"Sampling"|"Reporting"} -> {results: [status per item]}
+              SetMonitoringMode on every item of the subscription
   changes     {timeout}                -> {changes: [{nodeid, value, status, source, received}]}
                                           (waits up to `timeout` s for at least one)
   count       {}                       -> {count} notifications since the last count
@@ -406,10 +409,15 @@ class Session:
             mfilter.Trigger = ua.DataChangeTrigger.StatusValue
             mfilter.DeadbandType = 1 if cmd["deadband"]["type"] == "absolute" else 2
             mfilter.DeadbandValue = float(cmd["deadband"]["value"])
+        mode = ua.MonitoringMode.Disabled if cmd.get("disabled") else ua.MonitoringMode.Reporting
         results = await self.subscription._subscribe(
-            nodes, ua.AttributeIds.Value, mfilter, 0, ua.MonitoringMode.Reporting, cmd.get("sampling", 100)
+            nodes, ua.AttributeIds.Value, mfilter, 0, mode, cmd.get("sampling", 100)
         )
         return {"results": [r if isinstance(r, int) else r.name for r in results]}
+
+    async def set_mode(self, cmd):
+        results = await self.subscription.set_monitoring_mode(getattr(ua.MonitoringMode, cmd["mode"]))
+        return {"results": [r.name for r in results]}
 
     async def changes(self, cmd):
         out = []
