@@ -217,8 +217,7 @@ async fn serve(
         }
     };
     // Subscribed only now: a notifier that is not reading yet would stall the router. The
-    // node manager follows the stream from its start before any client can connect (a
-    // reload racing the subscription is set right by its own event, which follows).
+    // node manager follows the stream from its start before any client can connect.
     let (events, start) = handle.subscribe_from(notify::QUEUE);
     manager.reload(&start);
     let notifier = tokio::spawn(notify::run(

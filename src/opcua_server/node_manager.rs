@@ -21,7 +21,7 @@ use opcua::server::node_manager::{
 };
 use opcua::server::{CreateMonitoredItem, MonitoredItemHandle, SubscriptionCache};
 use opcua::types::{
-    AttributeId, DataValue, NodeId, NumericRange, ReferenceDescription, StatusCode,
+    AttributeId, DataValue, MonitoringMode, NodeId, NumericRange, ReferenceDescription, StatusCode,
     TimestampsToReturn, Variant,
 };
 use tracing::{debug, info};
@@ -75,6 +75,7 @@ impl NodeManagerBuilder for ModelManagerBuilder {
             watched: parking_lot::Mutex::new(Watched {
                 nodes: HashMap::new(),
                 tags: HashMap::new(),
+                items: HashSet::new(),
                 fresh: FreshItems::default(),
                 view: Start::of(table.clone()),
             }),
@@ -93,6 +94,9 @@ struct Watched {
     nodes: HashMap<NodeId, u32>,
     /// The monitored tags of the current table.
     tags: HashMap<TagId, NodeId>,
+    /// The tag value items fed from model events: only these are counted in `nodes` and
+    /// given values on being enabled (an item refused its value is not).
+    items: HashSet<MonitoredItemHandle>,
     /// Items being created, until async-opcua serves them.
     fresh: FreshItems,
     /// The states as the notifier has pushed them so far. The table's own run ahead of it
@@ -105,8 +109,9 @@ pub struct ModelNodeManager {
     pub(super) namespace: NamespaceMetadata,
     /// The model the address space shows: the table of `Watched::view`, kept here too for
     /// the requests that read it without taking that lock. It changes only in
-    /// [`ModelNodeManager::reload`], which the notifier calls in order with the samples, so
-    /// a TagId of a sample it pushes is never looked up in the wrong table.
+    /// [`ModelNodeManager::reload`], called once before the notifier runs and then by the
+    /// notifier in order with the samples, so a TagId of a sample it pushes is never looked
+    /// up in the wrong table.
     table: parking_lot::RwLock<Arc<TagTable>>,
     pub(super) handle: Handle,
     auth: Arc<Authenticator>,
@@ -124,8 +129,9 @@ pub struct ModelNodeManager {
 /// A monitored item on a tag being created (see [`ModelNodeManager::watch`]).
 pub(super) struct NewItem<'a> {
     pub node: &'a NodeId,
-    /// Its handle, unless it is created disabled (then it sends nothing to miss).
-    pub sends: Option<MonitoredItemHandle>,
+    pub handle: MonitoredItemHandle,
+    /// Created disabled, it takes no change: none is kept for it.
+    pub disabled: bool,
     pub queue_size: usize,
 }
 
@@ -230,22 +236,35 @@ impl ModelNodeManager {
         }
     }
 
-    /// Reports the current value to tag items just enabled (Part 4, 5.12.1.3: an item
-    /// enabled reports its first sample as soon as possible). async-opcua only switches
-    /// their mode, and a disabled item took no value, so one created disabled would
-    /// otherwise stay empty until its tag changes. An item enabled again after a pause gets
-    /// the value if it changed meanwhile (async-opcua drops a value equal to its last).
-    pub(super) fn enabled<'a>(
+    /// Follows SetMonitoringMode on tag items, after async-opcua switched them. Disabled,
+    /// an item takes no change: none is kept for it any more. Enabled, it reports its tag's
+    /// value at once (Part 4, 5.12.1.3: the first sample as soon as possible); async-opcua
+    /// only switches the mode, and a disabled item took no value, so one created disabled
+    /// would otherwise stay empty until its tag changes. What a new item kept goes first,
+    /// so the value is never older than one it has. An item enabled again gets the value
+    /// only if it changed meanwhile (async-opcua drops one equal to its last).
+    pub(super) fn mode_set<'a>(
         &self,
         subscriptions: &SubscriptionCache,
+        mode: MonitoringMode,
         items: impl Iterator<Item = (&'a NodeId, MonitoredItemHandle)>,
     ) {
-        let watched = self.watched.lock();
+        let mut watched = self.watched.lock();
+        if mode == MonitoringMode::Disabled {
+            for (node, handle) in items {
+                watched.fresh.remove(node, handle);
+            }
+            return;
+        }
+        let mut notifier = subscriptions.data_notifier();
+        watched.fresh.hand_over(&mut notifier);
         let table = watched.view.table.clone();
         let conditions = self.handle.conditions();
         let space = self.space(&table, &conditions);
-        let mut notifier = subscriptions.data_notifier();
         for (node, handle) in items {
+            if !watched.items.contains(&handle) {
+                continue;
+            }
             let Some(UaNode::Tag(tag)) = space.node(node) else {
                 continue;
             };
@@ -274,6 +293,7 @@ impl ModelNodeManager {
         for item in items {
             let node = item.node;
             *watched.nodes.entry(node.clone()).or_default() += 1;
+            watched.items.insert(item.handle);
             let tag = match space.node(node) {
                 Some(UaNode::Tag(t)) => t,
                 _ => {
@@ -286,16 +306,21 @@ impl ModelNodeManager {
                 Some(state) => convert::state_value(state),
                 None => status_only(StatusCode::BadNodeIdUnknown),
             });
-            if let Some(handle) = item.sends {
-                watched.fresh.add(node, handle, item.queue_size);
+            if !item.disabled {
+                watched.fresh.add(node, item.handle, item.queue_size);
             }
         }
         initial
     }
 
+    /// Forgets a deleted Value item; one not fed from model events (a Status variable's, a
+    /// tag's refused its value) changes nothing.
     pub(super) fn unwatch(&self, node: &NodeId, handle: MonitoredItemHandle) {
         let mut watched = self.watched.lock();
         watched.fresh.remove(node, handle);
+        if !watched.items.remove(&handle) {
+            return;
+        }
         let Some(count) = watched.nodes.get_mut(node) else {
             return;
         };

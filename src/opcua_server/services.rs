@@ -242,8 +242,8 @@ impl NodeManager for ModelNodeManager {
                 .filter_map(|i| items.get(*i))
                 .map(|item| NewItem {
                     node: &item.item_to_monitor().node_id,
-                    sends: (item.monitoring_mode() != MonitoringMode::Disabled)
-                        .then(|| item.handle()),
+                    handle: item.handle(),
+                    disabled: item.monitoring_mode() == MonitoringMode::Disabled,
                     queue_size: item.queue_size(),
                 }),
         );
@@ -288,16 +288,15 @@ impl NodeManager for ModelNodeManager {
                     .set_sampler_mode(it.node_id(), it.attribute(), it.handle(), mode);
             }
         }
-        if mode != MonitoringMode::Disabled {
-            // async-opcua has switched the items already (it calls us after).
-            let values = items
-                .iter()
-                .filter(|it| it.attribute() == AttributeId::Value);
-            self.enabled(
-                &context.subscriptions,
-                values.map(|it| (it.node_id(), it.handle())),
-            );
-        }
+        // async-opcua has switched the items already: it calls us after.
+        let values = items
+            .iter()
+            .filter(|it| it.attribute() == AttributeId::Value);
+        self.mode_set(
+            &context.subscriptions,
+            mode,
+            values.map(|it| (it.node_id(), it.handle())),
+        );
     }
 
     async fn delete_monitored_items(&self, _context: &RequestContext, items: &[&MonitoredItemRef]) {
